@@ -1,0 +1,1 @@
+//! A typed kubeconfig model.

@@ -1,0 +1,526 @@
+//! The cluster spec: parsed from TOML ([`raw`]) and resolved into checked,
+//! typed values ([`ClusterSpec`]). Every error names the file, line and field.
+
+mod raw;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use crate::error::{InputError, Location, SpecError};
+use crate::x509::{Cidr, DnsName, Host, KeyAlgorithm, Lifetime, NodeName, San, Subject, parse_san};
+use raw::{RawNode, RawSpec};
+
+/// Which profile a spec uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProfileRef {
+    /// A preset embedded in kpki (`kubeadm`, `isolated`, `single-ca`).
+    Preset(String),
+    /// A profile file (resolved against the spec's directory).
+    File(PathBuf),
+}
+
+/// The control-plane endpoint: `host[:port]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The host (VIP, load balancer IP or DNS name).
+    pub host: Host,
+    /// The port (default 6443).
+    pub port: u16,
+}
+
+impl Endpoint {
+    /// Parses `host[:port]`; an IPv6 host with a port is written `[addr]:port`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let s = s.strip_prefix("https://").unwrap_or(s);
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            return Ok(Self { host: Host::Ip(ip), port: 6443 });
+        }
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (h, after) = rest
+                .split_once(']')
+                .ok_or_else(|| format!("`{s}`: unclosed `[` in an IPv6 endpoint"))?;
+            (h, after.strip_prefix(':'))
+        } else {
+            match s.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (s, None),
+            }
+        };
+        let port = match port {
+            None => 6443,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("`{p}` is not a port number (1-65535)"))?,
+        };
+        let host = match host.parse::<IpAddr>() {
+            Ok(ip) => Host::Ip(ip),
+            Err(_) => Host::Dns(DnsName::parse(host).map_err(|e| {
+                format!("the endpoint host is neither an IP address nor a DNS name: {e}")
+            })?),
+        };
+        Ok(Self { host, port })
+    }
+
+    /// The URL clients use: `https://host:port`.
+    pub fn url(&self) -> String {
+        format!("https://{}:{}", self.host, self.port)
+    }
+}
+
+/// One node of the cluster (control plane, etcd member or worker).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeSpec {
+    /// The node name (also the kubelet identity `system:node:<name>`).
+    pub name: NodeName,
+    /// The advertise address.
+    pub address: IpAddr,
+    /// More addresses of this node.
+    pub extra_ips: Vec<IpAddr>,
+    /// DNS names of this node.
+    pub hostnames: Vec<DnsName>,
+}
+
+impl NodeSpec {
+    /// Every IP of the node, advertise address first.
+    pub fn ips(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        std::iter::once(self.address).chain(self.extra_ips.iter().copied())
+    }
+}
+
+/// Where etcd runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EtcdTopology {
+    /// One member on every control-plane node (no `[[etcd]]` in the spec).
+    Stacked,
+    /// Dedicated members.
+    External(Vec<NodeSpec>),
+}
+
+/// `[cluster]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterInfo {
+    /// Cluster name in kubeconfigs.
+    pub name: String,
+    /// The cluster DNS domain.
+    pub dns_domain: DnsName,
+    /// One service CIDR per IP family.
+    pub service_cidrs: Vec<Cidr>,
+    /// The control-plane endpoint.
+    pub endpoint: Endpoint,
+    /// More apiserver SANs.
+    pub extra_sans: Vec<San>,
+}
+
+/// `[crypto]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CryptoSpec {
+    /// The key algorithm for every key (a profile may override per CA).
+    pub algorithm: KeyAlgorithm,
+    /// CA lifetime.
+    pub ca_validity: Lifetime,
+    /// Leaf lifetime.
+    pub leaf_validity: Lifetime,
+}
+
+/// `[output]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputSpec {
+    /// The output directory, resolved against the spec file's directory.
+    pub dir: PathBuf,
+    /// Kubeconfigs embed `*-data` (true) or reference files.
+    pub embed_certs: bool,
+}
+
+/// A checked cluster spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterSpec {
+    /// The file it came from (for messages).
+    pub source: PathBuf,
+    /// The profile to use.
+    pub profile: ProfileRef,
+    /// Where the `profile` key was written (for "unknown profile" errors).
+    pub profile_location: Location,
+    /// `[cluster]`.
+    pub cluster: ClusterInfo,
+    /// `[crypto]`.
+    pub crypto: CryptoSpec,
+    /// `[subject]` defaults (C, ST, L, OU).
+    pub subject: Subject,
+    /// Control-plane nodes (at least one).
+    pub control_plane: Vec<NodeSpec>,
+    /// etcd topology.
+    pub etcd: EtcdTopology,
+    /// Worker nodes.
+    pub workers: Vec<NodeSpec>,
+    /// `[output]`.
+    pub output: OutputSpec,
+    /// Warnings found while reading (e.g. an even etcd member count).
+    pub warnings: Vec<InputError>,
+}
+
+impl ClusterSpec {
+    /// Reads and checks a spec file.
+    pub fn load(path: &Path) -> Result<Self, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|e| InputError {
+            location: Location::file(path),
+            field: "(file)".into(),
+            message: format!("cannot read the spec: {e}"),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and checks spec text; `path` names it in errors and anchors
+    /// relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, SpecError> {
+        let raw: RawSpec = toml::from_str(text).map_err(|e| toml_error(&e, text, path))?;
+        Resolver { text, path }.resolve(raw)
+    }
+
+    /// The etcd members: the external ones, or every control-plane node when stacked.
+    pub fn etcd_members(&self) -> &[NodeSpec] {
+        match &self.etcd {
+            EtcdTopology::Stacked => &self.control_plane,
+            EtcdTopology::External(m) => m,
+        }
+    }
+
+    /// Every node by name: control plane, etcd members and workers.
+    pub fn all_nodes(&self) -> BTreeMap<&NodeName, &NodeSpec> {
+        self.control_plane
+            .iter()
+            .chain(self.etcd_members())
+            .chain(&self.workers)
+            .map(|n| (&n.name, n))
+            .collect()
+    }
+}
+
+/// Turns a toml/serde error into file:line:col + field.
+pub(crate) fn toml_error(e: &toml::de::Error, text: &str, path: &Path) -> InputError {
+    let start = e.span().map_or(0, |s| s.start);
+    let location = Location::at(path, text, start);
+    let field = field_at(text, start);
+    let message = e.message().trim().replace('\n', " ");
+    InputError { location, field, message }
+}
+
+/// The dotted key path of whatever sits at `offset`: the nearest table
+/// header above plus the key on that line.
+pub(crate) fn field_at(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or("");
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[line_start..]
+        .find('\n')
+        .map_or(text.len(), |i| line_start + i);
+    let line = &text[line_start..line_end];
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"').to_owned())
+        .filter(|k| !k.is_empty() && !k.starts_with('['));
+    let header = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|h| h.trim_matches(|c| c == '[' || c == ']').trim().to_owned());
+    match (header, key) {
+        (Some(h), Some(k)) => format!("{h}.{k}"),
+        (None, Some(k)) => k,
+        (Some(h), None) => h,
+        (None, None) => "(document)".into(),
+    }
+}
+
+struct Resolver<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Resolver<'_> {
+    fn err_at(&self, offset: usize, field: impl Into<String>, message: impl Into<String>) -> SpecError {
+        InputError {
+            location: Location::at(self.path, self.text, offset),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    fn err<T>(&self, s: &Spanned<T>, field: impl Into<String>, message: impl Into<String>) -> SpecError {
+        self.err_at(s.span().start, field, message)
+    }
+
+    fn parse_with<T, U>(
+        &self,
+        s: &Spanned<T>,
+        field: &str,
+        f: impl FnOnce(&T) -> Result<U, String>,
+    ) -> Result<U, SpecError> {
+        f(s.get_ref()).map_err(|m| self.err(s, field, m))
+    }
+
+    fn resolve(&self, raw: RawSpec) -> Result<ClusterSpec, SpecError> {
+        let RawSpec {
+            profile,
+            cluster,
+            crypto,
+            subject,
+            control_plane,
+            etcd,
+            worker,
+            output,
+        } = raw;
+        let mut warnings = Vec::new();
+
+        let (profile, profile_location) = match profile {
+            None => (ProfileRef::Preset("kubeadm".into()), Location::file(self.path)),
+            Some(p) => {
+                let loc = Location::at(self.path, self.text, p.span().start);
+                let v = p.get_ref().trim();
+                let r = if v.ends_with(".toml") || v.contains('/') {
+                    ProfileRef::File(self.base_dir().join(v))
+                } else if v.is_empty() {
+                    return Err(self.err(&p, "profile", "the profile name is empty"));
+                } else {
+                    ProfileRef::Preset(v.to_owned())
+                };
+                (r, loc)
+            }
+        };
+
+        let control_plane = match control_plane {
+            None => {
+                return Err(self.err_at(
+                    self.text.len(),
+                    "control_plane",
+                    "at least one [[control_plane]] node is required",
+                ));
+            }
+            Some(cp) if cp.get_ref().is_empty() => {
+                return Err(self.err(&cp, "control_plane", "at least one [[control_plane]] node is required"));
+            }
+            Some(cp) => self.nodes(cp.into_inner(), "control_plane")?,
+        };
+        let workers = self.nodes(worker.unwrap_or_default(), "worker")?;
+        let etcd = match etcd {
+            None => EtcdTopology::Stacked,
+            Some(m) if m.is_empty() => EtcdTopology::Stacked,
+            Some(m) => {
+                let n = m.len();
+                let first = m.first().map_or(0, |x| x.span().start);
+                let members = self.nodes(m, "etcd")?;
+                if n % 2 == 0 {
+                    warnings.push(self.err_at(
+                        first,
+                        "etcd",
+                        format!("{n} etcd members: an even count tolerates no more failures than {} and risks split votes; use an odd number", n - 1),
+                    ));
+                }
+                EtcdTopology::External(members)
+            }
+        };
+        // Names are unique across control plane and workers; an etcd member
+        // may share a name only with the node it runs on (same address).
+        let mut seen: BTreeMap<NodeName, (&str, IpAddr)> = BTreeMap::new();
+        for (list, nodes) in [("control_plane", &control_plane), ("worker", &workers)] {
+            for n in nodes.iter() {
+                if let Some((other, _)) = seen.insert(n.name.clone(), (list, n.address)) {
+                    return Err(self.node_dup(&n.name, list, other));
+                }
+            }
+        }
+        if let EtcdTopology::External(members) = &etcd {
+            let mut etcd_seen = BTreeMap::new();
+            for m in members {
+                if etcd_seen.insert(m.name.clone(), ()).is_some() {
+                    return Err(self.node_dup(&m.name, "etcd", "etcd"));
+                }
+                if let Some((list, addr)) = seen.get(&m.name)
+                    && *addr != m.address
+                {
+                    return Err(self.node_dup(&m.name, "etcd", list));
+                }
+            }
+        }
+
+        let cluster = self.cluster(cluster, &control_plane)?;
+        let crypto = self.crypto(crypto)?;
+        let subject = subject.map_or_else(Subject::default, |s| Subject {
+            common_name: String::new(),
+            organizations: Vec::new(),
+            organizational_units: s.organizational_unit.into_iter().collect(),
+            country: s.country,
+            state: s.state,
+            locality: s.locality,
+        });
+        let output = match output {
+            None => OutputSpec { dir: self.base_dir().join("out"), embed_certs: true },
+            Some(o) => OutputSpec {
+                dir: match o.dir {
+                    Some(d) if d.get_ref().trim().is_empty() => {
+                        return Err(self.err(&d, "output.dir", "the output directory is empty"));
+                    }
+                    Some(d) => self.base_dir().join(d.get_ref()),
+                    None => self.base_dir().join("out"),
+                },
+                embed_certs: o.embed_certs.unwrap_or(true),
+            },
+        };
+        Ok(ClusterSpec {
+            source: self.path.to_owned(),
+            profile,
+            profile_location,
+            cluster,
+            crypto,
+            subject,
+            control_plane,
+            etcd,
+            workers,
+            output,
+            warnings,
+        })
+    }
+
+    fn base_dir(&self) -> PathBuf {
+        self.path.parent().map(Path::to_path_buf).unwrap_or_default()
+    }
+
+    fn node_dup(&self, name: &NodeName, list: &str, other: &str) -> SpecError {
+        // Point at the second occurrence of `name = "<name>"`.
+        let needle = format!("\"{name}\"");
+        let offset = self
+            .text
+            .match_indices(&needle)
+            .nth(1)
+            .or_else(|| self.text.match_indices(&needle).next())
+            .map_or(0, |(i, _)| i);
+        self.err_at(
+            offset,
+            format!("{list}.name"),
+            format!("duplicate node name `{name}` (already used in [[{other}]])"),
+        )
+    }
+
+    fn nodes(&self, raw: Vec<Spanned<RawNode>>, list: &str) -> Result<Vec<NodeSpec>, SpecError> {
+        raw.into_iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let RawNode { name, address, extra_ips, hostnames } = n.into_inner();
+                let f = |k: &str| format!("{list}[{i}].{k}");
+                Ok(NodeSpec {
+                    name: self.parse_with(&name, &f("name"), |s| NodeName::parse(s))?,
+                    address: self.parse_with(&address, &f("address"), |s| parse_ip(s))?,
+                    extra_ips: extra_ips
+                        .iter()
+                        .map(|ip| self.parse_with(ip, &f("extra_ips"), |s| parse_ip(s)))
+                        .collect::<Result<_, _>>()?,
+                    hostnames: hostnames
+                        .iter()
+                        .map(|h| self.parse_with(h, &f("hostnames"), |s| DnsName::parse(s)))
+                        .collect::<Result<_, _>>()?,
+                })
+            })
+            .collect()
+    }
+
+    fn cluster(&self, raw: Option<raw::RawCluster>, cp: &[NodeSpec]) -> Result<ClusterInfo, SpecError> {
+        let raw::RawCluster { name, dns_domain, service_cidr, endpoint, extra_sans } =
+            raw.unwrap_or(raw::RawCluster {
+                name: None,
+                dns_domain: None,
+                service_cidr: None,
+                endpoint: None,
+                extra_sans: None,
+            });
+        let name = match name {
+            Some(n) if n.get_ref().trim().is_empty() => {
+                return Err(self.err(&n, "cluster.name", "the cluster name is empty"));
+            }
+            Some(n) => n.into_inner(),
+            None => "kubernetes".into(),
+        };
+        let dns_domain = match dns_domain {
+            Some(d) => self.parse_with(&d, "cluster.dns_domain", |s| DnsName::parse(s))?,
+            None => DnsName::unchecked("cluster.local"),
+        };
+        let service_cidrs = match service_cidr {
+            None => vec![Cidr { network: IpAddr::V4([10, 96, 0, 0].into()), prefix: 12 }],
+            Some(v) => self.cidrs(&v)?,
+        };
+        let endpoint = match endpoint {
+            Some(e) => self.parse_with(&e, "cluster.endpoint", |s| Endpoint::parse(s))?,
+            None => Endpoint {
+                host: Host::Ip(cp.first().map_or(IpAddr::V4([127, 0, 0, 1].into()), |n| n.address)),
+                port: 6443,
+            },
+        };
+        let extra_sans = extra_sans
+            .unwrap_or_default()
+            .iter()
+            .map(|s| self.parse_with(s, "cluster.extra_sans", |v| parse_san(v)))
+            .collect::<Result<_, _>>()?;
+        Ok(ClusterInfo { name, dns_domain, service_cidrs, endpoint, extra_sans })
+    }
+
+    fn cidrs(&self, v: &Spanned<toml::Value>) -> Result<Vec<Cidr>, SpecError> {
+        let field = "cluster.service_cidr";
+        let items: Vec<&str> = match v.get_ref() {
+            toml::Value::String(s) => vec![s.as_str()],
+            toml::Value::Array(a) if !a.is_empty() && a.len() <= 2 => a
+                .iter()
+                .map(|x| x.as_str())
+                .collect::<Option<_>>()
+                .ok_or_else(|| self.err(v, field, "expected CIDR strings"))?,
+            _ => {
+                return Err(self.err(
+                    v,
+                    field,
+                    "expected a CIDR string or a list of one IPv4 and one IPv6 CIDR (dual-stack)",
+                ));
+            }
+        };
+        let cidrs = items
+            .iter()
+            .map(|s| s.parse::<Cidr>().map_err(|m| self.err(v, field, m)))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let [a, b] = cidrs.as_slice()
+            && a.network.is_ipv4() == b.network.is_ipv4()
+        {
+            return Err(self.err(v, field, "a dual-stack list needs one IPv4 and one IPv6 CIDR"));
+        }
+        Ok(cidrs)
+    }
+
+    fn crypto(&self, raw: Option<raw::RawCrypto>) -> Result<CryptoSpec, SpecError> {
+        let (algorithm, ca_validity, leaf_validity) =
+            raw.map_or((None, None, None), |c| (c.algorithm, c.ca_validity, c.leaf_validity));
+        let algorithm = match algorithm {
+            Some(a) => self.parse_with(&a, "crypto.algorithm", |s| s.parse::<KeyAlgorithm>())?,
+            None => KeyAlgorithm::EcdsaP256,
+        };
+        let lifetime = |v: Option<Spanned<String>>, field: &str, default: Lifetime| match v {
+            Some(v) => self.parse_with(&v, field, |s| s.parse::<Lifetime>()),
+            None => Ok(default),
+        };
+        Ok(CryptoSpec {
+            algorithm,
+            ca_validity: lifetime(ca_validity, "crypto.ca_validity", Lifetime::from_days(3650))?,
+            leaf_validity: lifetime(leaf_validity, "crypto.leaf_validity", Lifetime::from_days(365))?,
+        })
+    }
+}
+
+fn parse_ip(s: &str) -> Result<IpAddr, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not an IPv4 or IPv6 address"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,62 @@
+//! The spec as written: serde types with spans, unknown keys refused.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSpec {
+    pub profile: Option<Spanned<String>>,
+    pub cluster: Option<RawCluster>,
+    pub crypto: Option<RawCrypto>,
+    pub subject: Option<RawSubject>,
+    pub control_plane: Option<Spanned<Vec<Spanned<RawNode>>>>,
+    pub etcd: Option<Vec<Spanned<RawNode>>>,
+    pub worker: Option<Vec<Spanned<RawNode>>>,
+    pub output: Option<RawOutput>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCluster {
+    pub name: Option<Spanned<String>>,
+    pub dns_domain: Option<Spanned<String>>,
+    pub service_cidr: Option<Spanned<toml::Value>>,
+    pub endpoint: Option<Spanned<String>>,
+    pub extra_sans: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCrypto {
+    pub algorithm: Option<Spanned<String>>,
+    pub ca_validity: Option<Spanned<String>>,
+    pub leaf_validity: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSubject {
+    pub country: Option<String>,
+    pub state: Option<String>,
+    pub locality: Option<String>,
+    pub organizational_unit: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNode {
+    pub name: Spanned<String>,
+    pub address: Spanned<String>,
+    #[serde(default)]
+    pub extra_ips: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub hostnames: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOutput {
+    pub dir: Option<Spanned<String>>,
+    pub embed_certs: Option<bool>,
+}

@@ -1,0 +1,104 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+[[control_plane]]
+name = "cp1"
+address = "10.0.0.10"
+"#;
+
+fn parse(text: &str) -> Result<ClusterSpec, SpecError> {
+    ClusterSpec::parse(text, Path::new("/tmp/specs/kpki.toml"))
+}
+
+#[test]
+fn minimal_spec_gets_documented_defaults() {
+    let s = parse(MINIMAL).unwrap();
+    assert_eq!(s.profile, ProfileRef::Preset("kubeadm".into()));
+    assert_eq!(s.cluster.name, "kubernetes");
+    assert_eq!(s.cluster.dns_domain.as_str(), "cluster.local");
+    assert_eq!(s.cluster.service_cidrs[0].to_string(), "10.96.0.0/12");
+    assert_eq!(s.cluster.endpoint.url(), "https://10.0.0.10:6443");
+    assert_eq!(s.crypto.algorithm, KeyAlgorithm::EcdsaP256);
+    assert_eq!(s.crypto.ca_validity, Lifetime::from_days(3650));
+    assert_eq!(s.crypto.leaf_validity, Lifetime::from_days(365));
+    assert_eq!(s.etcd, EtcdTopology::Stacked);
+    assert_eq!(s.etcd_members().len(), 1);
+    assert_eq!(s.output.dir, PathBuf::from("/tmp/specs/out"));
+    assert!(s.output.embed_certs);
+}
+
+#[test]
+fn dual_stack_and_ipv6_endpoint() {
+    let s = parse(&format!(
+        "[cluster]\nservice_cidr = [\"10.96.0.0/12\", \"fd00:10:96::/112\"]\nendpoint = \"[fd00::5]:8443\"\n{MINIMAL}"
+    ))
+    .unwrap();
+    assert_eq!(s.cluster.service_cidrs.len(), 2);
+    assert_eq!(s.cluster.endpoint.url(), "https://[fd00::5]:8443");
+    let e = parse(&format!(
+        "[cluster]\nservice_cidr = [\"10.96.0.0/12\", \"10.97.0.0/16\"]\n{MINIMAL}"
+    ))
+    .unwrap_err();
+    assert_eq!(e.field, "cluster.service_cidr");
+    assert_eq!(e.location.line, 2);
+}
+
+fn err_of(text: &str) -> SpecError {
+    parse(text).unwrap_err()
+}
+
+#[test]
+fn unknown_key_names_line_and_key() {
+    let e = err_of(&format!("{MINIMAL}colour = \"blue\"\n"));
+    assert_eq!(e.location.line, 5, "{e}");
+    assert_eq!(e.field, "control_plane.colour", "{e}");
+    assert!(e.message.contains("unknown field"), "{e}");
+    assert!(e.to_string().starts_with("/tmp/specs/kpki.toml:5:"), "{e}");
+}
+
+#[test]
+fn bad_values_name_their_field_and_line() {
+    let cases = [
+        ("[cluster]\nservice_cidr = \"10.96.0.0/33\"\n", "cluster.service_cidr", 2),
+        ("[cluster]\nendpoint = \"lb:99999\"\n", "cluster.endpoint", 2),
+        ("[crypto]\nalgorithm = \"rsa-1024\"\n", "crypto.algorithm", 2),
+        ("[crypto]\nca_validity = \"10 years\"\n", "crypto.ca_validity", 2),
+        ("[cluster]\nextra_sans = [\"a..b\"]\n", "cluster.extra_sans", 2),
+    ];
+    for (head, field, line) in cases {
+        let e = err_of(&format!("{head}{MINIMAL}"));
+        assert_eq!(e.field, field, "{e}");
+        assert_eq!(e.location.line, line, "{e}");
+    }
+    let e = err_of("[[control_plane]]\nname = \"cp1\"\naddress = \"10.0.0.300\"\n");
+    assert_eq!((e.field.as_str(), e.location.line), ("control_plane[0].address", 3), "{e}");
+    let e = err_of("[[control_plane]]\nname = \"CP_1\"\naddress = \"10.0.0.3\"\n");
+    assert_eq!((e.field.as_str(), e.location.line), ("control_plane[0].name", 2), "{e}");
+}
+
+#[test]
+fn duplicate_nodes_and_missing_control_plane() {
+    let e = err_of(&format!("{MINIMAL}[[worker]]\nname = \"cp1\"\naddress = \"10.0.0.11\"\n"));
+    assert!(e.message.contains("duplicate node name `cp1`"), "{e}");
+    assert_eq!(e.location.line, 6, "{e}");
+    let e = err_of("[cluster]\nname = \"x\"\n");
+    assert_eq!(e.field, "control_plane");
+    assert!(e.message.contains("at least one"));
+}
+
+#[test]
+fn syntax_error_has_line_and_column() {
+    let e = err_of("[cluster\nname = 1\n");
+    assert_eq!(e.location.line, 1, "{e}");
+    assert!(e.location.column > 0, "{e}");
+}
+
+#[test]
+fn even_etcd_count_warns() {
+    let s = parse(&format!(
+        "{MINIMAL}[[etcd]]\nname = \"e1\"\naddress = \"10.0.0.21\"\n[[etcd]]\nname = \"e2\"\naddress = \"10.0.0.22\"\n"
+    ))
+    .unwrap();
+    assert_eq!(s.warnings.len(), 1);
+    assert_eq!(s.etcd_members().len(), 2);
+}
