@@ -2,21 +2,71 @@
 //!
 //! ```text
 //! kpki.toml ─▶ ClusterSpec ─┐
-//!                           ├─ graph::expand ─▶ CertGraph ─ validate ─▶ Report   (kpki plan)
-//! profile.toml ─▶ Profile ──┘                      │
-//!                                                  └─ issue ─▶ keys, certs, kubeconfigs, flags
-//! existing dir ─ observe ─▶ CertGraph ─ validate ─▶ Report                           (kpki check)
+//!                           ├─ expand ─▶ CertGraph ─ validate ─▶ Report        (kpki plan)
+//! profile.toml ─▶ Profile ──┘               │
+//!                                           └─ issue ─▶ keys, certs, kubeconfigs, flags
+//! existing dir ─ observe ─▶ CertGraph ─ validate ─▶ Report                      (kpki check)
 //! ```
+//!
+//! Every stage is a value; only the store and the CLI touch the disk.
 
 mod error;
+mod graph;
+mod k8s;
+mod profile;
 mod spec;
+mod validate;
 mod x509;
 
 pub use error::{Error, InputError, Location, ProfileError, SpecError};
+pub use graph::{
+    Binding, CertGraph, CertNode, ClusterFacts, Connection, IssuerRef, KeyPairNode, KubeconfigNode, Node,
+    NodeId, Observed, Validity, expand, issuance_order,
+};
+pub use k8s::{CertSource, Component, Flag, FlagKind, KubeconfigUser, Link, LinkEnds, Placement, TrustSource};
+pub use profile::{
+    CaTemplate, FanOut, KeyPairTemplate, KubeconfigTemplate, LeafTemplate, LiteralSan, PRESETS, Profile,
+    SanRule, ServerRule, SubjectTemplate, TargetKind, TrustBinding,
+};
 pub use spec::{
     ClusterInfo, ClusterSpec, CryptoSpec, Endpoint, EtcdTopology, NodeSpec, OutputSpec, ProfileRef,
 };
+pub use validate::{Code, Finding, Options, Report, Severity, When, rules_markdown, validate, validate_with};
 pub use x509::{
     Cidr, DnsName, ExtUsage, Host, KeyAlgorithm, KeySpec, KeyUsages, Lifetime, NodeName, Role, San,
     SanSet, Subject, Usage, parse_san,
 };
+
+/// A spec, its profile, the graph and its findings: what `kpki plan` shows.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The spec.
+    pub spec: ClusterSpec,
+    /// The profile.
+    pub profile: Profile,
+    /// The graph.
+    pub graph: CertGraph,
+    /// The findings.
+    pub report: Report,
+}
+
+impl Plan {
+    /// Loads a spec file and its profile, expands and validates.
+    pub fn load(spec_path: &std::path::Path) -> Result<Self, Error> {
+        let spec = ClusterSpec::load(spec_path).map_err(Error::Spec)?;
+        Self::from_spec(spec)
+    }
+
+    /// Plans a spec built in code (or loaded).
+    pub fn from_spec(spec: ClusterSpec) -> Result<Self, Error> {
+        let profile = Profile::load(&spec.profile, &spec.profile_location).map_err(Error::Profile)?;
+        Self::with_profile(spec, profile)
+    }
+
+    /// Plans a spec with an explicit profile.
+    pub fn with_profile(spec: ClusterSpec, profile: Profile) -> Result<Self, Error> {
+        let graph = expand(&spec, &profile).map_err(Error::Profile)?;
+        let report = validate(&graph);
+        Ok(Self { spec, profile, graph, report })
+    }
+}
