@@ -10,20 +10,28 @@
 //!
 //! Every stage is a value; only the store and the CLI touch the disk.
 
+mod crypto;
 mod error;
 mod graph;
 mod k8s;
+mod outputs;
 mod profile;
 mod spec;
+mod store;
 mod validate;
 mod x509;
 
+pub use crypto::{
+    CertParams, CryptoError, DistinguishedName, ParsedCert, PrivateKey, PublicKey, SignatureAlgorithm, Signer,
+    build_certificate, cert_to_pem, certs_from_pem, parse_certificate, random_serial,
+};
 pub use error::{Error, InputError, Location, ProfileError, SpecError};
 pub use graph::{
     Binding, CertGraph, CertNode, ClusterFacts, Connection, IssuerRef, KeyPairNode, KubeconfigNode, Node,
     NodeId, Observed, Validity, expand, issuance_order,
 };
 pub use k8s::{CertSource, Component, Flag, FlagKind, KubeconfigUser, Link, LinkEnds, Placement, TrustSource};
+pub use outputs::{CertView, Document, KeyPairView, KubeconfigView, document};
 pub use profile::{
     CaTemplate, FanOut, KeyPairTemplate, KubeconfigTemplate, LeafTemplate, LiteralSan, PRESETS, Profile,
     SanRule, ServerRule, SubjectTemplate, TargetKind, TrustBinding,
@@ -31,6 +39,7 @@ pub use profile::{
 pub use spec::{
     ClusterInfo, ClusterSpec, CryptoSpec, Endpoint, EtcdTopology, NodeSpec, OutputSpec, ProfileRef,
 };
+pub use store::{FileEntry, Layout, Part};
 pub use validate::{Code, Finding, Options, Report, Severity, When, rules_markdown, validate, validate_with};
 pub use x509::{
     Cidr, DnsName, ExtUsage, Host, KeyAlgorithm, KeySpec, KeyUsages, Lifetime, NodeName, Role, San,
@@ -48,6 +57,8 @@ pub struct Plan {
     pub graph: CertGraph,
     /// The findings.
     pub report: Report,
+    /// Where every file goes.
+    pub layout: Layout,
 }
 
 impl Plan {
@@ -67,6 +78,7 @@ impl Plan {
     pub fn with_profile(spec: ClusterSpec, profile: Profile) -> Result<Self, Error> {
         let graph = expand(&spec, &profile).map_err(Error::Profile)?;
         let report = validate(&graph);
-        Ok(Self { spec, profile, graph, report })
+        let layout = Layout::compute(&graph, &spec, &profile.install_root);
+        Ok(Self { spec, profile, graph, report, layout })
     }
 }

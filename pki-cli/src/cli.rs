@@ -1,0 +1,79 @@
+//! The command line, as clap derive types.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// kpki: a certificate-authority toolkit for Kubernetes.
+#[derive(Debug, Parser)]
+#[command(name = "kpki", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// kpki's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented starter spec.
+    Init(InitArgs),
+    /// Print the certificate graph and its findings; writes nothing.
+    Plan(PlanArgs),
+    /// Print the long form of a rule.
+    Explain(ExplainArgs),
+}
+
+/// `kpki init`.
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Where to write the spec (refuses to overwrite).
+    #[arg(long, default_value = "kpki.toml")]
+    pub out: PathBuf,
+}
+
+/// Output format of `plan`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    /// A tree for people.
+    Tree,
+    /// The JSON contract.
+    Json,
+    /// Graphviz DOT.
+    Dot,
+    /// A Mermaid flowchart.
+    Mermaid,
+}
+
+/// `kpki plan`.
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// The cluster spec.
+    #[arg(long, default_value = "kpki.toml")]
+    pub spec: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Tree)]
+    pub format: PlanFormat,
+}
+
+/// `kpki explain`.
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    /// A rule code (N001...).
+    #[arg(required_unless_present = "all")]
+    pub code: Option<String>,
+    /// Print every rule as Markdown (docs/rules.md).
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,51 @@
+//! One module per command; each returns an [`Exit`] or a [`Failure`].
+
+mod explain;
+mod init;
+mod plan;
+
+use crate::Exit;
+use crate::cli::{Cli, Command};
+
+/// A command that could not run: the message to print and the exit status.
+#[derive(Debug)]
+pub struct Failure {
+    /// What to print after `error: `.
+    pub message: String,
+    /// The exit status.
+    pub exit: Exit,
+}
+
+impl Failure {
+    /// Bad input (exit 2).
+    pub fn input(message: impl Into<String>) -> Self {
+        Self { message: message.into(), exit: Exit::BadInput }
+    }
+    /// A failed operation (exit 1).
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self { message: message.into(), exit: Exit::Failed }
+    }
+}
+
+impl From<pki_core::Error> for Failure {
+    fn from(e: pki_core::Error) -> Self {
+        let exit = if e.is_input() { Exit::BadInput } else { Exit::Failed };
+        Self { message: e.to_string(), exit }
+    }
+}
+
+/// Runs one command.
+pub fn run(cli: Cli) -> Result<Exit, Failure> {
+    match cli.command {
+        Command::Init(a) => init::run(&a),
+        Command::Plan(a) => plan::run(&a),
+        Command::Explain(a) => explain::run(&a),
+    }
+}
+
+/// Prints spec warnings to stderr.
+pub fn print_spec_warnings(spec: &pki_core::ClusterSpec) {
+    for w in &spec.warnings {
+        eprintln!("warning: {w}");
+    }
+}

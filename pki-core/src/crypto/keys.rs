@@ -1,0 +1,378 @@
+//! Key generation, PEM encoding/decoding and public-key helpers.
+
+use core::fmt;
+
+use der::asn1::{ObjectIdentifier, UintRef};
+use der::{Decode, Encode};
+use p256::elliptic_curve::Generate;
+use pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
+use pkcs8::{DecodePrivateKey, EncodePublicKey};
+use rand::SeedableRng;
+use rand::rngs::{StdRng, SysRng};
+use sha1::{Digest, Sha1};
+use spki::SubjectPublicKeyInfoRef;
+use zeroize::Zeroizing;
+
+use super::CryptoError;
+pub use crate::x509::KeyAlgorithm;
+use super::pem;
+
+pub(crate) const OID_RSA_ENCRYPTION: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+pub(crate) const OID_EC_PUBLIC_KEY: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+pub(crate) const OID_SECP256R1: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+pub(crate) const OID_SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+const OID_SECP521R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.35");
+const OID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+const OID_RSASSA_PSS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.10");
+
+fn rsa_bits(alg: KeyAlgorithm) -> Option<usize> {
+    match alg {
+        KeyAlgorithm::Rsa2048 => Some(2048),
+        KeyAlgorithm::Rsa3072 => Some(3072),
+        KeyAlgorithm::Rsa4096 => Some(4096),
+        _ => None,
+    }
+}
+
+fn from_rsa_bits(bits: usize) -> Result<KeyAlgorithm, CryptoError> {
+    match bits {
+        2048 => Ok(KeyAlgorithm::Rsa2048),
+        3072 => Ok(KeyAlgorithm::Rsa3072),
+        4096 => Ok(KeyAlgorithm::Rsa4096),
+        other => Err(CryptoError::UnsupportedKey {
+            what: format!("rsa-{other}"),
+        }),
+    }
+}
+
+/// Fresh CSPRNG seeded from the OS (getrandom). Fallible, never panics.
+pub(crate) fn os_rng() -> Result<StdRng, CryptoError> {
+    StdRng::try_from_rng(&mut SysRng).map_err(|e| CryptoError::Rng(e.to_string()))
+}
+
+/// Bit length of a big-endian unsigned integer.
+fn uint_bits(bytes: &[u8]) -> usize {
+    let mut b = bytes;
+    while let Some((&0, rest)) = b.split_first() {
+        b = rest;
+    }
+    match b.first() {
+        None => 0,
+        Some(&first) => (b.len() - 1) * 8 + (8 - first.leading_zeros() as usize),
+    }
+}
+
+fn rsa_modulus_bits(modulus: &UintRef<'_>) -> usize {
+    uint_bits(modulus.as_bytes())
+}
+
+pub(crate) enum Inner {
+    Rsa(Box<rsa::PrivateKey>, KeyAlgorithm),
+    P256(p256::SecretKey),
+    P384(p384::SecretKey),
+}
+
+/// A private key. Its `Debug` output never contains key material.
+pub struct PrivateKey {
+    pub(crate) inner: Inner,
+}
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PrivateKey({}, redacted)", self.algorithm().as_str())
+    }
+}
+
+impl PrivateKey {
+    /// Generate a new key using the OS CSPRNG.
+    pub fn generate(alg: KeyAlgorithm) -> Result<Self, CryptoError> {
+        let inner = match alg {
+            KeyAlgorithm::EcdsaP256 => Inner::P256(
+                p256::SecretKey::try_generate_from_rng(&mut SysRng)
+                    .map_err(|e| CryptoError::Rng(e.to_string()))?,
+            ),
+            KeyAlgorithm::EcdsaP384 => Inner::P384(
+                p384::SecretKey::try_generate_from_rng(&mut SysRng)
+                    .map_err(|e| CryptoError::Rng(e.to_string()))?,
+            ),
+            rsa_alg => {
+                let bits = rsa_bits(rsa_alg)
+                    .ok_or_else(|| CryptoError::KeyGeneration("not an RSA algorithm".into()))?;
+                let mut rng = os_rng()?;
+                let key = rsa::PrivateKey::new(&mut rng, bits)
+                    .map_err(|e| CryptoError::KeyGeneration(e.to_string()))?;
+                Inner::Rsa(Box::new(key), rsa_alg)
+            }
+        };
+        Ok(PrivateKey { inner })
+    }
+
+    pub fn algorithm(&self) -> KeyAlgorithm {
+        match &self.inner {
+            Inner::Rsa(_, alg) => *alg,
+            Inner::P256(_) => KeyAlgorithm::EcdsaP256,
+            Inner::P384(_) => KeyAlgorithm::EcdsaP384,
+        }
+    }
+
+    /// RSA keys as PKCS#1 `RSA PRIVATE KEY`, EC keys as SEC1 `EC PRIVATE KEY`
+    /// (the formats kubeadm writes).
+    pub fn to_pem(&self) -> Result<Zeroizing<String>, CryptoError> {
+        let le = der::pem::LineEnding::LF;
+        match &self.inner {
+            Inner::Rsa(k, _) => k
+                .to_pkcs1_pem(le)
+                .map_err(|e| CryptoError::Encode(e.to_string())),
+            Inner::P256(k) => k
+                .to_sec1_pem(le)
+                .map_err(|e| CryptoError::Encode(e.to_string())),
+            Inner::P384(k) => k
+                .to_sec1_pem(le)
+                .map_err(|e| CryptoError::Encode(e.to_string())),
+        }
+    }
+
+    /// Parse the first private key found in `pem`. Accepts PKCS#1
+    /// (`RSA PRIVATE KEY`), SEC1 (`EC PRIVATE KEY`) and unencrypted PKCS#8
+    /// (`PRIVATE KEY`). `EC PARAMETERS` blocks (as written by
+    /// `openssl ecparam -genkey`) are skipped; any other block type is an error.
+    pub fn from_pem(pem: &str) -> Result<Self, CryptoError> {
+        let blocks = pem::decode_all(pem)?;
+        for block in &blocks {
+            match block.label.as_str() {
+                "EC PARAMETERS" => continue,
+                "RSA PRIVATE KEY" => return Self::from_pkcs1_der(&block.der),
+                "EC PRIVATE KEY" => return Self::from_sec1_der(&block.der, None),
+                "PRIVATE KEY" => return Self::from_pkcs8_der(&block.der),
+                other => {
+                    return Err(CryptoError::UnexpectedPemType {
+                        label: other.to_string(),
+                    });
+                }
+            }
+        }
+        Err(CryptoError::NoPemBlock)
+    }
+
+    fn from_pkcs1_der(der: &[u8]) -> Result<Self, CryptoError> {
+        let parsed = pkcs1::RsaPrivateKeyRef::from_der(der)
+            .map_err(|e| CryptoError::KeyDecode(format!("PKCS#1 RSA private key: {e}")))?;
+        let alg = from_rsa_bits(rsa_modulus_bits(&parsed.modulus))?;
+        let key = rsa::PrivateKey::from_pkcs1_der(der)
+            .map_err(|e| CryptoError::KeyDecode(format!("PKCS#1 RSA private key: {e}")))?;
+        Ok(PrivateKey {
+            inner: Inner::Rsa(Box::new(key), alg),
+        })
+    }
+
+    fn from_sec1_der(
+        der: &[u8],
+        curve_hint: Option<ObjectIdentifier>,
+    ) -> Result<Self, CryptoError> {
+        let parsed = sec1::EcPrivateKey::from_der(der)
+            .map_err(|e| CryptoError::KeyDecode(format!("SEC1 EC private key: {e}")))?;
+        let curve = parsed
+            .parameters
+            .and_then(|p| p.named_curve())
+            .or(curve_hint)
+            .ok_or_else(|| CryptoError::KeyDecode("EC private key without named curve".into()))?;
+        let inner = if curve == OID_SECP256R1 {
+            Inner::P256(
+                p256::SecretKey::from_slice(parsed.private_key)
+                    .map_err(|_| CryptoError::KeyDecode("invalid P-256 scalar".into()))?,
+            )
+        } else if curve == OID_SECP384R1 {
+            Inner::P384(
+                p384::SecretKey::from_slice(parsed.private_key)
+                    .map_err(|_| CryptoError::KeyDecode("invalid P-384 scalar".into()))?,
+            )
+        } else {
+            return Err(CryptoError::UnsupportedKey {
+                what: format!("ecdsa curve {curve}"),
+            });
+        };
+        Ok(PrivateKey { inner })
+    }
+
+    fn from_pkcs8_der(der: &[u8]) -> Result<Self, CryptoError> {
+        let info = pkcs8::PrivateKeyInfoRef::from_der(der)
+            .map_err(|e| CryptoError::KeyDecode(format!("PKCS#8 private key: {e}")))?;
+        let oid = info.algorithm.oid;
+        if oid == OID_RSA_ENCRYPTION {
+            return Self::from_pkcs1_der(info.private_key.as_bytes());
+        }
+        if oid == OID_EC_PUBLIC_KEY {
+            let curve = info
+                .algorithm
+                .parameters_oid()
+                .map_err(|e| CryptoError::KeyDecode(format!("PKCS#8 EC parameters: {e}")))?;
+            let key = Self::from_sec1_der(info.private_key.as_bytes(), Some(curve))?;
+            // Cross-check with the crate's own PKCS#8 decoder (validates more).
+            match &key.inner {
+                Inner::P256(_) => {
+                    p256::SecretKey::from_pkcs8_der(der)
+                        .map_err(|e| CryptoError::KeyDecode(format!("PKCS#8 P-256: {e}")))?;
+                }
+                Inner::P384(_) => {
+                    p384::SecretKey::from_pkcs8_der(der)
+                        .map_err(|e| CryptoError::KeyDecode(format!("PKCS#8 P-384: {e}")))?;
+                }
+                Inner::Rsa(..) => {}
+            }
+            return Ok(key);
+        }
+        Err(CryptoError::UnsupportedKey {
+            what: describe_key_oid(oid),
+        })
+    }
+
+    /// The matching public key.
+    pub fn public_key(&self) -> PublicKey {
+        // Encoding a valid in-memory public key cannot fail in practice; fall
+        // back to an empty SPKI rather than panicking.
+        let doc = match &self.inner {
+            Inner::Rsa(k, _) => k.as_ref().as_ref().to_public_key_der(),
+            Inner::P256(k) => k.public_key().to_public_key_der(),
+            Inner::P384(k) => k.public_key().to_public_key_der(),
+        };
+        PublicKey {
+            der: doc.map(|d| d.as_bytes().to_vec()).unwrap_or_default(),
+        }
+    }
+
+    /// True when `public` is this key's public half.
+    pub fn matches(&self, public: &PublicKey) -> bool {
+        let own = self.public_key();
+        !own.der.is_empty() && own == *public
+    }
+}
+
+fn describe_key_oid(oid: ObjectIdentifier) -> String {
+    if oid == OID_ED25519 {
+        "ed25519".into()
+    } else if oid == OID_RSASSA_PSS {
+        "rsassa-pss".into()
+    } else {
+        format!("key algorithm {oid}")
+    }
+}
+
+/// A public key, stored as DER SubjectPublicKeyInfo.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct PublicKey {
+    pub(crate) der: Vec<u8>,
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let alg = self
+            .algorithm()
+            .map(|a| a.as_str().to_string())
+            .unwrap_or_else(|e| e.to_string());
+        write!(f, "PublicKey({alg})")
+    }
+}
+
+impl PublicKey {
+    /// Construct from DER SubjectPublicKeyInfo (validated structurally).
+    pub fn from_spki_der(der: &[u8]) -> Result<Self, CryptoError> {
+        SubjectPublicKeyInfoRef::from_der(der)
+            .map_err(|e| CryptoError::KeyDecode(format!("SubjectPublicKeyInfo: {e}")))?;
+        Ok(PublicKey { der: der.to_vec() })
+    }
+
+    pub fn spki_der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// PKIX `PUBLIC KEY` PEM (as kubeadm's sa.pub).
+    pub fn to_pem(&self) -> Result<String, CryptoError> {
+        pem::encode("PUBLIC KEY", &self.der)
+    }
+
+    /// Parse `PUBLIC KEY` (SPKI) or `RSA PUBLIC KEY` (PKCS#1) PEM.
+    pub fn from_pem(pem: &str) -> Result<Self, CryptoError> {
+        let blocks = pem::decode_all(pem)?;
+        let Some(block) = blocks.first() else {
+            return Err(CryptoError::NoPemBlock);
+        };
+        match block.label.as_str() {
+            "PUBLIC KEY" => Self::from_spki_der(&block.der),
+            "RSA PUBLIC KEY" => {
+                pkcs1::RsaPublicKeyRef::from_der(&block.der)
+                    .map_err(|e| CryptoError::KeyDecode(format!("PKCS#1 RSA public key: {e}")))?;
+                let spki = spki::SubjectPublicKeyInfoOwned {
+                    algorithm: spki::AlgorithmIdentifierOwned {
+                        oid: OID_RSA_ENCRYPTION,
+                        parameters: Some(der::asn1::Null.into()),
+                    },
+                    subject_public_key: der::asn1::BitString::from_bytes(&block.der)
+                        .map_err(|e| CryptoError::Encode(e.to_string()))?,
+                };
+                let der = spki
+                    .to_der()
+                    .map_err(|e| CryptoError::Encode(e.to_string()))?;
+                Ok(PublicKey { der })
+            }
+            other => Err(CryptoError::UnexpectedPemType {
+                label: other.to_string(),
+            }),
+        }
+    }
+
+    pub(crate) fn spki(&self) -> Result<SubjectPublicKeyInfoRef<'_>, CryptoError> {
+        SubjectPublicKeyInfoRef::from_der(&self.der)
+            .map_err(|e| CryptoError::KeyDecode(format!("SubjectPublicKeyInfo: {e}")))
+    }
+
+    /// The algorithm of this key; unsupported algorithms / sizes give
+    /// `CryptoError::UnsupportedKey { what: "rsa-1024" }` and similar.
+    pub fn algorithm(&self) -> Result<KeyAlgorithm, CryptoError> {
+        let spki = self.spki()?;
+        let oid = spki.algorithm.oid;
+        if oid == OID_RSA_ENCRYPTION {
+            let bytes = spki.subject_public_key.as_bytes().ok_or_else(|| {
+                CryptoError::KeyDecode("RSA public key bit string not octet aligned".into())
+            })?;
+            let rsa = pkcs1::RsaPublicKeyRef::from_der(bytes)
+                .map_err(|e| CryptoError::KeyDecode(format!("PKCS#1 RSA public key: {e}")))?;
+            return from_rsa_bits(rsa_modulus_bits(&rsa.modulus));
+        }
+        if oid == OID_EC_PUBLIC_KEY {
+            let curve = spki
+                .algorithm
+                .parameters_oid()
+                .map_err(|e| CryptoError::KeyDecode(format!("EC parameters: {e}")))?;
+            return if curve == OID_SECP256R1 {
+                Ok(KeyAlgorithm::EcdsaP256)
+            } else if curve == OID_SECP384R1 {
+                Ok(KeyAlgorithm::EcdsaP384)
+            } else if curve == OID_SECP521R1 {
+                Err(CryptoError::UnsupportedKey {
+                    what: "ecdsa-p521".into(),
+                })
+            } else {
+                Err(CryptoError::UnsupportedKey {
+                    what: format!("ecdsa curve {curve}"),
+                })
+            };
+        }
+        Err(CryptoError::UnsupportedKey {
+            what: describe_key_oid(oid),
+        })
+    }
+
+    /// SHA-1 of the subjectPublicKey BIT STRING contents (RFC 5280 §4.2.1.2
+    /// method 1), used for SKI/AKI. Returns all-zero for a malformed SPKI.
+    pub fn key_id(&self) -> [u8; 20] {
+        let mut out = [0u8; 20];
+        if let Ok(spki) = self.spki() {
+            let digest = Sha1::digest(spki.subject_public_key.raw_bytes());
+            out.copy_from_slice(&digest);
+        }
+        out
+    }
+}

@@ -1,0 +1,55 @@
+//! Keys and X.509 certificates, pure Rust (RustCrypto: x509-cert 0.3, rsa 0.10,
+//! p256/p384 0.14). Certificate parameters are plain data; signing is one call.
+
+mod cert;
+mod keys;
+mod parse;
+mod pem;
+
+pub use cert::{
+    CertParams, DistinguishedName, Signer, build_certificate, cert_to_pem,
+    certs_from_pem, random_serial,
+};
+pub use keys::{PrivateKey, PublicKey};
+pub use parse::{ParsedCert, SignatureAlgorithm, parse_certificate};
+
+/// Errors produced by this crate. Messages never contain key material.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum CryptoError {
+    /// The OS random number generator failed.
+    #[error("random number generator failure: {0}")]
+    Rng(String),
+    /// Key generation failed.
+    #[error("key generation failed: {0}")]
+    KeyGeneration(String),
+    /// A key uses an algorithm or size this crate does not support.
+    #[error("unsupported key: {what}")]
+    UnsupportedKey { what: String },
+    /// An unknown algorithm name was given to `KeyAlgorithm::from_str`.
+    #[error("unknown key algorithm {0:?}")]
+    UnknownAlgorithm(String),
+    /// Input had no PEM block at all.
+    #[error("no PEM block found")]
+    NoPemBlock,
+    /// A PEM block of an unexpected type was found.
+    #[error("unexpected PEM block type {label:?}")]
+    UnexpectedPemType { label: String },
+    /// PEM framing / base64 was invalid.
+    #[error("invalid PEM: {0}")]
+    Pem(String),
+    /// A key structure could not be decoded.
+    #[error("invalid key encoding: {0}")]
+    KeyDecode(String),
+    /// Encoding (DER/PEM) failed.
+    #[error("encoding failed: {0}")]
+    Encode(String),
+    /// Invalid certificate parameters.
+    #[error("invalid certificate parameters: {0}")]
+    InvalidParams(String),
+    /// Signing failed.
+    #[error("signing failed: {0}")]
+    Signing(String),
+    /// A certificate could not be parsed.
+    #[error("certificate parse error: {0}")]
+    CertParse(String),
+}
