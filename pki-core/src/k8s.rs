@@ -78,7 +78,10 @@ impl Component {
 
     /// The flags of this component that name PKI files.
     pub fn flags(&self) -> impl Iterator<Item = Flag> + '_ {
-        Flag::ALL.iter().copied().filter(move |f| f.component() == *self)
+        Flag::ALL
+            .iter()
+            .copied()
+            .filter(move |f| f.component() == *self)
     }
 }
 
@@ -191,16 +194,13 @@ impl Flag {
     /// Looks a flag up by component and name.
     pub fn lookup(component: Component, name: &str) -> Result<Flag, String> {
         let name = name.trim_start_matches('-');
-        component
-            .flags()
-            .find(|f| f.name() == name)
-            .ok_or_else(|| {
-                let known: Vec<_> = component.flags().map(|f| f.name()).collect();
-                format!(
-                    "`{name}` is not a {component} flag kpki knows (known: {})",
-                    known.join(", ")
-                )
-            })
+        component.flags().find(|f| f.name() == name).ok_or_else(|| {
+            let known: Vec<_> = component.flags().map(|f| f.name()).collect();
+            format!(
+                "`{name}` is not a {component} flag kpki knows (known: {})",
+                known.join(", ")
+            )
+        })
     }
 }
 
@@ -413,7 +413,12 @@ impl Link {
                 ApiserverRequestheaderClientCaFile,
             ),
         };
-        LinkEnds { client_cert, client_trusts, server_cert, server_trusts }
+        LinkEnds {
+            client_cert,
+            client_trusts,
+            server_cert,
+            server_trusts,
+        }
     }
 }
 
@@ -446,7 +451,11 @@ mod tests {
     #[test]
     fn cert_flags_have_key_flags() {
         for f in Flag::ALL {
-            assert_eq!(f.kind() == FlagKind::CertAndKey, f.key_flag().is_some(), "{f}");
+            assert_eq!(
+                f.kind() == FlagKind::CertAndKey,
+                f.key_flag().is_some(),
+                "{f}"
+            );
         }
     }
 }

@@ -22,25 +22,30 @@ mod validate;
 mod x509;
 
 pub use crypto::{
-    CertParams, CryptoError, DistinguishedName, ParsedCert, PrivateKey, PublicKey, SignatureAlgorithm, Signer,
-    build_certificate, cert_to_pem, certs_from_pem, parse_certificate, random_serial,
+    CertParams, CryptoError, DistinguishedName, ParsedCert, PrivateKey, PublicKey,
+    SignatureAlgorithm, Signer, build_certificate, cert_to_pem, certs_from_pem, parse_certificate,
+    random_serial,
 };
 pub use error::{Error, InputError, Location, ProfileError, SpecError};
 pub use graph::{
-    Binding, CertGraph, CertNode, ClusterFacts, Connection, IssuerRef, KeyPairNode, KubeconfigNode, Node,
-    NodeId, Observed, Validity, expand, issuance_order,
+    Binding, CertGraph, CertNode, ClusterFacts, Connection, IssuerRef, KeyPairNode, KubeconfigNode,
+    Node, NodeId, Observed, Validity, expand, issuance_order,
 };
-pub use k8s::{CertSource, Component, Flag, FlagKind, KubeconfigUser, Link, LinkEnds, Placement, TrustSource};
+pub use k8s::{
+    CertSource, Component, Flag, FlagKind, KubeconfigUser, Link, LinkEnds, Placement, TrustSource,
+};
 pub use outputs::{CertView, Document, KeyPairView, KubeconfigView, document};
 pub use profile::{
-    CaTemplate, FanOut, KeyPairTemplate, KubeconfigTemplate, LeafTemplate, LiteralSan, PRESETS, Profile,
-    SanRule, ServerRule, SubjectTemplate, TargetKind, TrustBinding,
+    CaTemplate, FanOut, KeyPairTemplate, KubeconfigTemplate, LeafTemplate, LiteralSan, PRESETS,
+    Profile, SanRule, ServerRule, SubjectTemplate, TargetKind, TrustBinding,
 };
 pub use spec::{
     ClusterInfo, ClusterSpec, CryptoSpec, Endpoint, EtcdTopology, NodeSpec, OutputSpec, ProfileRef,
 };
 pub use store::{FileEntry, Layout, Part};
-pub use validate::{Code, Finding, Options, Report, Severity, When, rules_markdown, validate, validate_with};
+pub use validate::{
+    Code, Finding, Options, Report, Severity, When, rules_markdown, validate, validate_with,
+};
 pub use x509::{
     Cidr, DnsName, ExtUsage, Host, KeyAlgorithm, KeySpec, KeyUsages, Lifetime, NodeName, Role, San,
     SanSet, Subject, Usage, parse_san,
@@ -70,7 +75,8 @@ impl Plan {
 
     /// Plans a spec built in code (or loaded).
     pub fn from_spec(spec: ClusterSpec) -> Result<Self, Error> {
-        let profile = Profile::load(&spec.profile, &spec.profile_location).map_err(Error::Profile)?;
+        let profile =
+            Profile::load(&spec.profile, &spec.profile_location).map_err(Error::Profile)?;
         Self::with_profile(spec, profile)
     }
 
@@ -79,6 +85,12 @@ impl Plan {
         let graph = expand(&spec, &profile).map_err(Error::Profile)?;
         let report = validate(&graph);
         let layout = Layout::compute(&graph, &spec, &profile.install_root);
-        Ok(Self { spec, profile, graph, report, layout })
+        Ok(Self {
+            spec,
+            profile,
+            graph,
+            report,
+            layout,
+        })
     }
 }

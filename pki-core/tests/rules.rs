@@ -20,7 +20,12 @@ address = "10.0.0.20"
 "#;
 
 fn preset() -> String {
-    pki_core::PRESETS.iter().find(|(n, _)| *n == "kubeadm").unwrap().1.to_owned()
+    pki_core::PRESETS
+        .iter()
+        .find(|(n, _)| *n == "kubeadm")
+        .unwrap()
+        .1
+        .to_owned()
 }
 
 fn plan_with(profile_text: &str) -> Plan {
@@ -45,10 +50,18 @@ fn codes(p: &Plan) -> Vec<Code> {
 
 fn case(code: Code, edits: &[(&str, &str)]) {
     let base = plan_with(&preset());
-    assert!(!codes(&base).contains(&code), "{code} fires on the unchanged preset: {:#?}", base.report);
+    assert!(
+        !codes(&base).contains(&code),
+        "{code} fires on the unchanged preset: {:#?}",
+        base.report
+    );
     let bad = plan_with(&mutate(edits));
     let f = bad.report.with_code(code).next();
-    assert!(f.is_some(), "{code} did not fire; findings: {:#?}", bad.report.findings);
+    assert!(
+        f.is_some(),
+        "{code} did not fire; findings: {:#?}",
+        bad.report.findings
+    );
     let f = f.unwrap();
     assert!(!f.nodes.is_empty(), "{code} names no node");
     assert!(!f.message.is_empty() && !f.hint.is_empty());
@@ -66,12 +79,24 @@ fn unchanged_kubeadm_preset_is_clean() {
 
 #[test]
 fn s001_unknown_issuer() {
-    case(Code::S001, &[(APISERVER, "id = \"apiserver\"\nissuer = \"no-such-ca\"\nrole = \"server\"")]);
+    case(
+        Code::S001,
+        &[(
+            APISERVER,
+            "id = \"apiserver\"\nissuer = \"no-such-ca\"\nrole = \"server\"",
+        )],
+    );
 }
 
 #[test]
 fn s001_issuer_is_a_leaf() {
-    case(Code::S001, &[(APISERVER, "id = \"apiserver\"\nissuer = \"admin\"\nrole = \"server\"")]);
+    case(
+        Code::S001,
+        &[(
+            APISERVER,
+            "id = \"apiserver\"\nissuer = \"admin\"\nrole = \"server\"",
+        )],
+    );
 }
 
 #[test]
@@ -79,27 +104,48 @@ fn s002_signing_cycle() {
     case(
         Code::S002,
         &[
-            ("common_name = \"kubernetes\"\n", "common_name = \"kubernetes\"\nissuer = \"front-proxy-ca\"\n"),
-            ("common_name = \"front-proxy-ca\"\n", "common_name = \"front-proxy-ca\"\nissuer = \"kubernetes-ca\"\n"),
+            (
+                "common_name = \"kubernetes\"\n",
+                "common_name = \"kubernetes\"\nissuer = \"front-proxy-ca\"\n",
+            ),
+            (
+                "common_name = \"front-proxy-ca\"\n",
+                "common_name = \"front-proxy-ca\"\nissuer = \"kubernetes-ca\"\n",
+            ),
         ],
     );
 }
 
 #[test]
 fn s003_leaf_outlives_ca() {
-    case(Code::S003, &[("common_name = \"kube-apiserver\"\n", "common_name = \"kube-apiserver\"\nvalidity = \"20y\"\n")]);
+    case(
+        Code::S003,
+        &[(
+            "common_name = \"kube-apiserver\"\n",
+            "common_name = \"kube-apiserver\"\nvalidity = \"20y\"\n",
+        )],
+    );
 }
 
 #[test]
 fn s004_path_length() {
     let edits = [
-        ("common_name = \"kubernetes\"\n", "common_name = \"kubernetes\"\npath_len = 0\n"),
-        ("common_name = \"front-proxy-ca\"\n", "common_name = \"front-proxy-ca\"\nissuer = \"kubernetes-ca\"\n"),
+        (
+            "common_name = \"kubernetes\"\n",
+            "common_name = \"kubernetes\"\npath_len = 0\n",
+        ),
+        (
+            "common_name = \"front-proxy-ca\"\n",
+            "common_name = \"front-proxy-ca\"\nissuer = \"kubernetes-ca\"\n",
+        ),
     ];
     case(Code::S004, &edits);
     // Near-identical: path_len = 1 allows the intermediate.
     let ok = plan_with(&mutate(&[
-        ("common_name = \"kubernetes\"\n", "common_name = \"kubernetes\"\npath_len = 1\n"),
+        (
+            "common_name = \"kubernetes\"\n",
+            "common_name = \"kubernetes\"\npath_len = 1\n",
+        ),
         edits[1],
     ]));
     assert!(!codes(&ok).contains(&Code::S004), "{:#?}", ok.report);
@@ -107,32 +153,53 @@ fn s004_path_length() {
 
 #[test]
 fn s005_same_path_twice() {
-    case(Code::S005, &[("cert = \"pki/front-proxy-client.crt\"", "cert = \"pki/apiserver.crt\"")]);
+    case(
+        Code::S005,
+        &[(
+            "cert = \"pki/front-proxy-client.crt\"",
+            "cert = \"pki/apiserver.crt\"",
+        )],
+    );
 }
 
 #[test]
 fn u001_server_without_server_auth() {
-    case(Code::U001, &[(APISERVER, "id = \"apiserver\"\nissuer = \"kubernetes-ca\"\nrole = \"client\"")]);
+    case(
+        Code::U001,
+        &[(
+            APISERVER,
+            "id = \"apiserver\"\nissuer = \"kubernetes-ca\"\nrole = \"client\"",
+        )],
+    );
 }
 
 #[test]
 fn u002_client_with_server_auth_only_seed002() {
     case(
         Code::U002,
-        &[("common_name = \"kubernetes-admin\"\n", "common_name = \"kubernetes-admin\"\next_key_usage = [\"serverAuth\"]\n")],
+        &[(
+            "common_name = \"kubernetes-admin\"\n",
+            "common_name = \"kubernetes-admin\"\next_key_usage = [\"serverAuth\"]\n",
+        )],
     );
 }
 
 #[test]
 fn u003_etcd_server_without_client_auth() {
-    case(Code::U003, &[("role = \"etcd-server\"", "role = \"server\"")]);
+    case(
+        Code::U003,
+        &[("role = \"etcd-server\"", "role = \"server\"")],
+    );
 }
 
 #[test]
 fn u004_leaf_with_key_cert_sign() {
     case(
         Code::U004,
-        &[("common_name = \"kube-apiserver\"\n", "common_name = \"kube-apiserver\"\nkey_usage = [\"digitalSignature\", \"keyCertSign\"]\n")],
+        &[(
+            "common_name = \"kube-apiserver\"\n",
+            "common_name = \"kube-apiserver\"\nkey_usage = [\"digitalSignature\", \"keyCertSign\"]\n",
+        )],
     );
 }
 
@@ -140,7 +207,10 @@ fn u004_leaf_with_key_cert_sign() {
 fn u005_no_digital_signature() {
     case(
         Code::U005,
-        &[("common_name = \"kube-apiserver\"\n", "common_name = \"kube-apiserver\"\nkey_usage = [\"keyEncipherment\"]\n")],
+        &[(
+            "common_name = \"kube-apiserver\"\n",
+            "common_name = \"kube-apiserver\"\nkey_usage = [\"keyEncipherment\"]\n",
+        )],
     );
 }
 
@@ -170,25 +240,43 @@ fn u006_client_with_extra_server_auth() {
 fn t001_client_from_wrong_ca() {
     case(
         Code::T001,
-        &[("id = \"apiserver-etcd-client\"\nissuer = \"etcd-ca\"", "id = \"apiserver-etcd-client\"\nissuer = \"kubernetes-ca\"")],
+        &[(
+            "id = \"apiserver-etcd-client\"\nissuer = \"etcd-ca\"",
+            "id = \"apiserver-etcd-client\"\nissuer = \"kubernetes-ca\"",
+        )],
     );
 }
 
 #[test]
 fn t002_server_from_ca_the_client_does_not_trust() {
-    case(Code::T002, &[(APISERVER, "id = \"apiserver\"\nissuer = \"front-proxy-ca\"\nrole = \"server\"")]);
+    case(
+        Code::T002,
+        &[(
+            APISERVER,
+            "id = \"apiserver\"\nissuer = \"front-proxy-ca\"\nrole = \"server\"",
+        )],
+    );
 }
 
 #[test]
 fn t003_signing_ca_differs_from_client_ca() {
-    case(Code::T003, &[("cluster-signing-cert-file = \"kubernetes-ca\"", "cluster-signing-cert-file = \"front-proxy-ca\"")]);
+    case(
+        Code::T003,
+        &[(
+            "cluster-signing-cert-file = \"kubernetes-ca\"",
+            "cluster-signing-cert-file = \"front-proxy-ca\"",
+        )],
+    );
 }
 
 #[test]
 fn t004_requestheader_ca_is_client_ca() {
     case(
         Code::T004,
-        &[("requestheader-client-ca-file = \"front-proxy-ca\"\nservice", "requestheader-client-ca-file = \"kubernetes-ca\"\nservice")],
+        &[(
+            "requestheader-client-ca-file = \"front-proxy-ca\"\nservice",
+            "requestheader-client-ca-file = \"kubernetes-ca\"\nservice",
+        )],
     );
 }
 
@@ -199,7 +287,9 @@ fn t005_front_proxy_cn_not_allowed() {
     let p = plan_with(&t);
     assert!(codes(&p).contains(&Code::T005), "{:#?}", p.report);
     let mut ok = preset();
-    ok.push_str("\n[values]\nrequestheader_allowed_names = [\"aggregator\", \"front-proxy-client\"]\n");
+    ok.push_str(
+        "\n[values]\nrequestheader_allowed_names = [\"aggregator\", \"front-proxy-client\"]\n",
+    );
     assert!(!codes(&plan_with(&ok)).contains(&Code::T005));
 }
 
@@ -208,8 +298,14 @@ fn t006_service_account_flags_name_different_keypairs() {
     case(
         Code::T006,
         &[
-            ("[[keypair]]\n", "[[keypair]]\nid = \"sa2\"\nprivate_key = \"pki/sa2.key\"\npublic_key = \"pki/sa2.pub\"\n\n[[keypair]]\n"),
-            ("service-account-private-key-file = \"sa\"", "service-account-private-key-file = \"sa2\""),
+            (
+                "[[keypair]]\n",
+                "[[keypair]]\nid = \"sa2\"\nprivate_key = \"pki/sa2.key\"\npublic_key = \"pki/sa2.pub\"\n\n[[keypair]]\n",
+            ),
+            (
+                "service-account-private-key-file = \"sa\"",
+                "service-account-private-key-file = \"sa2\"",
+            ),
         ],
     );
 }
@@ -218,12 +314,17 @@ fn t006_service_account_flags_name_different_keypairs() {
 fn t008_etcd_server_cert_from_another_ca() {
     case(
         Code::T008,
-        &[("id = \"etcd-server\"\nissuer = \"etcd-ca\"", "id = \"etcd-server\"\nissuer = \"kubernetes-ca\"")],
+        &[(
+            "id = \"etcd-server\"\nissuer = \"etcd-ca\"",
+            "id = \"etcd-server\"\nissuer = \"kubernetes-ca\"",
+        )],
     );
 }
 
 fn without_apiserver_san(rule: &str) -> String {
-    let sans = APISERVER_SANS.replace(&format!("\"{rule}\", "), "").replace(&format!(", \"{rule}\""), "");
+    let sans = APISERVER_SANS
+        .replace(&format!("\"{rule}\", "), "")
+        .replace(&format!(", \"{rule}\""), "");
     assert_ne!(sans, APISERVER_SANS);
     mutate(&[(APISERVER_SANS, &sans)])
 }
@@ -267,22 +368,46 @@ fn n005_etcd_without_loopback() {
 
 #[test]
 fn n006_ip_written_as_dns_san() {
-    case(Code::N006, &[(APISERVER_SANS, &APISERVER_SANS.replace("\"extra\"]", "\"extra\", \"dns:10.1.2.3\"]"))]);
+    case(
+        Code::N006,
+        &[(
+            APISERVER_SANS,
+            &APISERVER_SANS.replace("\"extra\"]", "\"extra\", \"dns:10.1.2.3\"]"),
+        )],
+    );
 }
 
 #[test]
 fn i001_scheduler_identity() {
-    case(Code::I001, &[("common_name = \"system:kube-scheduler\"", "common_name = \"kube-scheduler\"")]);
+    case(
+        Code::I001,
+        &[(
+            "common_name = \"system:kube-scheduler\"",
+            "common_name = \"kube-scheduler\"",
+        )],
+    );
 }
 
 #[test]
 fn i002_kubelet_identity() {
-    case(Code::I002, &[("organizations = [\"system:nodes\"]", "organizations = [\"nodes\"]")]);
+    case(
+        Code::I002,
+        &[(
+            "organizations = [\"system:nodes\"]",
+            "organizations = [\"nodes\"]",
+        )],
+    );
 }
 
 #[test]
 fn i003_admin_in_system_masters() {
-    case(Code::I003, &[("ca = \"kubernetes-ca\"\nbreak_glass = true", "ca = \"kubernetes-ca\"\nbreak_glass = false")]);
+    case(
+        Code::I003,
+        &[(
+            "ca = \"kubernetes-ca\"\nbreak_glass = true",
+            "ca = \"kubernetes-ca\"\nbreak_glass = false",
+        )],
+    );
 }
 
 #[test]
@@ -298,12 +423,21 @@ fn i004_apiserver_kubelet_client_needs_rbac() {
 
 #[test]
 fn c001_short_rsa_key() {
-    case(Code::C001, &[("common_name = \"kube-apiserver\"\n", "common_name = \"kube-apiserver\"\nalgorithm = \"rsa-1024\"\n")]);
+    case(
+        Code::C001,
+        &[(
+            "common_name = \"kube-apiserver\"\n",
+            "common_name = \"kube-apiserver\"\nalgorithm = \"rsa-1024\"\n",
+        )],
+    );
 }
 
 #[test]
 fn c002_long_leaf() {
-    let p = plan_with(&mutate(&[("common_name = \"kube-apiserver\"\n", "common_name = \"kube-apiserver\"\nvalidity = \"6y\"\n")]));
+    let p = plan_with(&mutate(&[(
+        "common_name = \"kube-apiserver\"\n",
+        "common_name = \"kube-apiserver\"\nvalidity = \"6y\"\n",
+    )]));
     assert!(codes(&p).contains(&Code::C002), "{:#?}", p.report);
     assert!(!codes(&p).contains(&Code::S003));
 }

@@ -8,7 +8,12 @@ pub fn run(a: &ExplainArgs) -> Result<Exit, Failure> {
         print!("{}", pki_core::rules_markdown());
         return Ok(Exit::Ok);
     }
-    let code: Code = a.code.as_deref().unwrap_or("").parse().map_err(Failure::input)?;
+    let code: Code = a
+        .code
+        .as_deref()
+        .unwrap_or("")
+        .parse()
+        .map_err(Failure::input)?;
     println!("{code} ({}): {}\n", code.severity(), code.title());
     println!("{}", code.explain());
     Ok(Exit::Ok)

@@ -19,18 +19,31 @@ pub struct Failure {
 impl Failure {
     /// Bad input (exit 2).
     pub fn input(message: impl Into<String>) -> Self {
-        Self { message: message.into(), exit: Exit::BadInput }
+        Self {
+            message: message.into(),
+            exit: Exit::BadInput,
+        }
     }
     /// A failed operation (exit 1).
     pub fn failed(message: impl Into<String>) -> Self {
-        Self { message: message.into(), exit: Exit::Failed }
+        Self {
+            message: message.into(),
+            exit: Exit::Failed,
+        }
     }
 }
 
 impl From<pki_core::Error> for Failure {
     fn from(e: pki_core::Error) -> Self {
-        let exit = if e.is_input() { Exit::BadInput } else { Exit::Failed };
-        Self { message: e.to_string(), exit }
+        let exit = if e.is_input() {
+            Exit::BadInput
+        } else {
+            Exit::Failed
+        };
+        Self {
+            message: e.to_string(),
+            exit,
+        }
     }
 }
 

@@ -18,5 +18,9 @@ pub fn run(a: &PlanArgs) -> Result<Exit, Failure> {
         PlanFormat::Mermaid => render::mermaid::plan(&plan),
     };
     print!("{out}");
-    Ok(if plan.report.has_errors() { Exit::Failed } else { Exit::Ok })
+    Ok(if plan.report.has_errors() {
+        Exit::Failed
+    } else {
+        Exit::Ok
+    })
 }

@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 use pki_core::{FlagKind, IssuerRef, Node, Plan};
 
 fn key(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
 }
 
 fn label(s: &str) -> String {
@@ -18,10 +20,21 @@ pub fn plan(p: &Plan) -> String {
     let mut out = String::from("flowchart LR\n");
     for (_, n) in g.iter() {
         match n {
-            Node::Cert(c) if c.is_ca => out.push_str(&format!("  {}[[\"{}\"]]\n", key(&c.id), label(&c.id))),
-            Node::Cert(c) => out.push_str(&format!("  {}(\"{}<br/>CN={}\")\n", key(&c.id), label(&c.id), label(&c.subject.common_name))),
-            Node::KeyPair(k) => out.push_str(&format!("  {}{{\"{}\"}}\n", key(&k.id), label(&k.id))),
-            Node::Kubeconfig(k) => out.push_str(&format!("  kc_{}>\"{}\"]\n", key(&k.id), label(&k.file))),
+            Node::Cert(c) if c.is_ca => {
+                out.push_str(&format!("  {}[[\"{}\"]]\n", key(&c.id), label(&c.id)))
+            }
+            Node::Cert(c) => out.push_str(&format!(
+                "  {}(\"{}<br/>CN={}\")\n",
+                key(&c.id),
+                label(&c.id),
+                label(&c.subject.common_name)
+            )),
+            Node::KeyPair(k) => {
+                out.push_str(&format!("  {}{{\"{}\"}}\n", key(&k.id), label(&k.id)))
+            }
+            Node::Kubeconfig(k) => {
+                out.push_str(&format!("  kc_{}>\"{}\"]\n", key(&k.id), label(&k.file)))
+            }
         }
     }
     for (id, n) in g.iter() {
@@ -30,12 +43,24 @@ pub fn plan(p: &Plan) -> String {
                 if let IssuerRef::Node(i) = c.issuer
                     && i != id
                 {
-                    out.push_str(&format!("  {} -->|signs| {}\n", key(&g.id_of(i)), key(&c.id)));
+                    out.push_str(&format!(
+                        "  {} -->|signs| {}\n",
+                        key(&g.id_of(i)),
+                        key(&c.id)
+                    ));
                 }
             }
             Node::Kubeconfig(k) => {
-                out.push_str(&format!("  kc_{} --> {}\n", key(&k.id), key(&g.id_of(k.client))));
-                out.push_str(&format!("  kc_{} -.->|trusts| {}\n", key(&k.id), key(&g.id_of(k.ca))));
+                out.push_str(&format!(
+                    "  kc_{} --> {}\n",
+                    key(&k.id),
+                    key(&g.id_of(k.client))
+                ));
+                out.push_str(&format!(
+                    "  kc_{} -.->|trusts| {}\n",
+                    key(&k.id),
+                    key(&g.id_of(k.ca))
+                ));
             }
             Node::KeyPair(_) => {}
         }
@@ -46,7 +71,13 @@ pub fn plan(p: &Plan) -> String {
             continue;
         }
         let comp = b.flag.component().as_str();
-        out.push_str(&format!("  comp_{}[/\"{}\"/] -.->|{}| {}\n", key(comp), comp, b.flag.name(), key(&g.id_of(b.target))));
+        out.push_str(&format!(
+            "  comp_{}[/\"{}\"/] -.->|{}| {}\n",
+            key(comp),
+            comp,
+            b.flag.name(),
+            key(&g.id_of(b.target))
+        ));
     }
     out
 }

@@ -22,7 +22,13 @@ pub fn findings(report: &pki_core::Report) -> String {
     }
     out.push_str("findings:\n");
     for f in &report.findings {
-        out.push_str(&format!("  {:<7} {} [{}] {}\n", f.severity.as_str(), f.code, f.nodes.join(", "), f.message));
+        out.push_str(&format!(
+            "  {:<7} {} [{}] {}\n",
+            f.severity.as_str(),
+            f.code,
+            f.nodes.join(", "),
+            f.message
+        ));
         out.push_str(&format!("          hint: {}\n", f.hint));
     }
     let (e, w, i) = report.counts();

@@ -29,7 +29,13 @@ fn details(c: &CertNode) -> Vec<String> {
         d.push(format!("node: {n}"));
     }
     if let Some(p) = &c.cert_path {
-        d.push(format!("files: {p}{}", c.key_path.as_ref().map(|k| format!(", {k}")).unwrap_or_default()));
+        d.push(format!(
+            "files: {p}{}",
+            c.key_path
+                .as_ref()
+                .map(|k| format!(", {k}"))
+                .unwrap_or_default()
+        ));
     }
     d
 }
@@ -38,7 +44,11 @@ fn walk(g: &CertGraph, ca: NodeId, prefix: &str, out: &mut String) {
     let children: Vec<_> = g.signed_by(ca).filter(|(i, _)| *i != ca).collect();
     for (n, (id, c)) in children.iter().enumerate() {
         let last = n + 1 == children.len();
-        out.push_str(&format!("{prefix}{}{}\n", if last { "└── " } else { "├── " }, line(c)));
+        out.push_str(&format!(
+            "{prefix}{}{}\n",
+            if last { "└── " } else { "├── " },
+            line(c)
+        ));
         let child_prefix = format!("{prefix}{}", if last { "    " } else { "│   " });
         for d in details(c) {
             out.push_str(&format!("{child_prefix}    {d}\n"));
@@ -59,7 +69,11 @@ pub fn plan(p: &Plan) -> String {
         s.cluster.name,
         s.control_plane.len(),
         s.etcd_members().len(),
-        if matches!(s.etcd, pki_core::EtcdTopology::Stacked) { "stacked" } else { "external" },
+        if matches!(s.etcd, pki_core::EtcdTopology::Stacked) {
+            "stacked"
+        } else {
+            "external"
+        },
         s.workers.len(),
         s.crypto.algorithm,
     );
@@ -73,7 +87,11 @@ pub fn plan(p: &Plan) -> String {
         if !root {
             continue;
         }
-        let tag = if let IssuerRef::Unknown(n) = &c.issuer { format!("  (issuer `{n}` unknown)") } else { String::new() };
+        let tag = if let IssuerRef::Unknown(n) = &c.issuer {
+            format!("  (issuer `{n}` unknown)")
+        } else {
+            String::new()
+        };
         out.push_str(&format!("{}{tag}\n", line(c)));
         for d in details(c) {
             out.push_str(&format!("    {d}\n"));
@@ -87,12 +105,16 @@ pub fn plan(p: &Plan) -> String {
     let mut kc = Vec::new();
     for (_, n) in g.iter() {
         match n {
-            Node::KeyPair(k) => kp.push(format!("  {}  {}  {}, {}", k.id, k.key, k.private_path, k.public_path)),
+            Node::KeyPair(k) => kp.push(format!(
+                "  {}  {}  {}, {}",
+                k.id, k.key, k.private_path, k.public_path
+            )),
             Node::Kubeconfig(k) => kc.push(format!(
                 "  {}  {}  user {} -> {}  (CA {})",
                 k.id,
                 k.file,
-                g.cert(k.client).map_or("?", |c| c.subject.common_name.as_str()),
+                g.cert(k.client)
+                    .map_or("?", |c| c.subject.common_name.as_str()),
                 k.server,
                 g.id_of(k.ca)
             )),

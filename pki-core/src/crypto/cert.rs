@@ -141,7 +141,6 @@ pub(crate) fn eku_oid(e: ExtUsage) -> ObjectIdentifier {
     }
 }
 
-
 /// Everything needed to issue one certificate.
 #[derive(Clone, Debug)]
 pub struct CertParams {
@@ -149,22 +148,38 @@ pub struct CertParams {
     /// significant bytes. A leading 0x00 is added in DER automatically when
     /// the top bit is set, so the INTEGER is always positive.
     pub serial: Vec<u8>,
+    /// Subject name (also the issuer name when self-signed).
     pub subject: DistinguishedName,
+    /// Start of validity (sub-second part dropped; must not be before 1970).
     pub not_before: time::OffsetDateTime,
+    /// End of validity (sub-second part dropped); must be after `not_before`.
     pub not_after: time::OffsetDateTime,
+    /// basicConstraints CA flag (the extension is always written, critical).
     pub is_ca: bool,
+    /// basicConstraints path length constraint; only allowed when `is_ca`.
     pub path_len: Option<u8>,
+    /// keyUsage bits (critical); the extension is omitted when none is set.
     pub key_usage: KeyUsages,
+    /// extendedKeyUsage (non-critical, duplicates dropped); omitted when empty.
     pub ext_key_usage: Vec<ExtUsage>,
+    /// DNS subjectAltNames (ASCII only).
     pub dns_sans: Vec<String>,
+    /// IP address subjectAltNames.
     pub ip_sans: Vec<IpAddr>,
 }
 
 /// Who signs the certificate.
 pub enum Signer<'a> {
+    /// Signed by the subject's own key (which must match the subject key);
+    /// the issuer name is the subject name and no authorityKeyIdentifier is written.
     SelfSigned(&'a PrivateKey),
+    /// Signed by a CA.
     Issuer {
+        /// The issuing CA's certificate, DER. Its subject becomes the issuer
+        /// name and its subjectKeyIdentifier (or computed key id) the
+        /// authorityKeyIdentifier.
         cert_der: &'a [u8],
+        /// The issuing CA's private key; must match `cert_der`'s public key.
         key: &'a PrivateKey,
     },
 }
@@ -221,8 +236,14 @@ fn to_time(t: time::OffsetDateTime, what: &str) -> Result<Time, CryptoError> {
         .map_err(|_| CryptoError::InvalidParams(format!("{what} is before 1970")))?;
     let dt = der::DateTime::from_unix_duration(Duration::from_secs(secs))
         .map_err(|e| CryptoError::InvalidParams(format!("{what}: {e}")))?;
-    let gt = GeneralizedTime::from_date_time(dt);
-    Ok(Time::GeneralTime(gt))
+    // RFC 5280 4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050.
+    if dt.year() < 2050 {
+        let ut = der::asn1::UtcTime::from_date_time(dt)
+            .map_err(|e| CryptoError::InvalidParams(format!("{what}: {e}")))?;
+        Ok(Time::UtcTime(ut))
+    } else {
+        Ok(Time::GeneralTime(GeneralizedTime::from_date_time(dt)))
+    }
 }
 
 fn ext<T: Encode>(

@@ -14,8 +14,8 @@ use spki::SubjectPublicKeyInfoRef;
 use zeroize::Zeroizing;
 
 use super::CryptoError;
-pub use crate::x509::KeyAlgorithm;
 use super::pem;
+pub use crate::x509::KeyAlgorithm;
 
 pub(crate) const OID_RSA_ENCRYPTION: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
@@ -110,6 +110,7 @@ impl PrivateKey {
         Ok(PrivateKey { inner })
     }
 
+    /// The key's algorithm (and RSA size).
     pub fn algorithm(&self) -> KeyAlgorithm {
         match &self.inner {
             Inner::Rsa(_, alg) => *alg,
@@ -284,6 +285,7 @@ impl PublicKey {
         Ok(PublicKey { der: der.to_vec() })
     }
 
+    /// The DER SubjectPublicKeyInfo.
     pub fn spki_der(&self) -> &[u8] {
         &self.der
     }

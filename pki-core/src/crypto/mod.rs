@@ -7,13 +7,13 @@ mod parse;
 mod pem;
 
 pub use cert::{
-    CertParams, DistinguishedName, Signer, build_certificate, cert_to_pem,
-    certs_from_pem, random_serial,
+    CertParams, DistinguishedName, Signer, build_certificate, cert_to_pem, certs_from_pem,
+    random_serial,
 };
 pub use keys::{PrivateKey, PublicKey};
 pub use parse::{ParsedCert, SignatureAlgorithm, parse_certificate};
 
-/// Errors produced by this crate. Messages never contain key material.
+/// Errors produced by the crypto module. Messages never contain key material.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum CryptoError {
     /// The OS random number generator failed.
@@ -24,8 +24,13 @@ pub enum CryptoError {
     KeyGeneration(String),
     /// A key uses an algorithm or size this crate does not support.
     #[error("unsupported key: {what}")]
-    UnsupportedKey { what: String },
-    /// An unknown algorithm name was given to `KeyAlgorithm::from_str`.
+    UnsupportedKey {
+        /// The key's algorithm and size as kpki spells it (`rsa-1024`,
+        /// `ecdsa-p521`, `ed25519`, ...).
+        what: String,
+    },
+    /// An unknown key algorithm name. Not produced by this module:
+    /// `KeyAlgorithm::from_str` reports its errors as a `String`.
     #[error("unknown key algorithm {0:?}")]
     UnknownAlgorithm(String),
     /// Input had no PEM block at all.
@@ -33,7 +38,10 @@ pub enum CryptoError {
     NoPemBlock,
     /// A PEM block of an unexpected type was found.
     #[error("unexpected PEM block type {label:?}")]
-    UnexpectedPemType { label: String },
+    UnexpectedPemType {
+        /// The label of the offending block (`ENCRYPTED PRIVATE KEY`).
+        label: String,
+    },
     /// PEM framing / base64 was invalid.
     #[error("invalid PEM: {0}")]
     Pem(String),

@@ -42,11 +42,17 @@ const WEAK_OIDS: &[&str] = &[
 /// Certificate signature algorithm.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum SignatureAlgorithm {
+    /// sha256WithRSAEncryption.
     RsaSha256,
+    /// sha384WithRSAEncryption.
     RsaSha384,
+    /// sha512WithRSAEncryption.
     RsaSha512,
+    /// sha1WithRSAEncryption (weak).
     RsaSha1,
+    /// ecdsa-with-SHA256.
     EcdsaSha256,
+    /// ecdsa-with-SHA384.
     EcdsaSha384,
     /// Anything else, as a dotted OID.
     Other(String),
@@ -91,26 +97,39 @@ impl SignatureAlgorithm {
 /// A certificate read back: everything an audit rule engine needs.
 #[derive(Clone, Debug)]
 pub struct ParsedCert {
+    /// The certificate as parsed, DER.
     pub der: Vec<u8>,
+    /// Subject name (C, ST, L, O, OU, CN; other attributes ignored).
     pub subject: DistinguishedName,
+    /// Issuer name, read the same way as `subject`.
     pub issuer: DistinguishedName,
     /// Lowercase hex of the serial's magnitude (no leading 00 sign byte).
     pub serial_hex: String,
+    /// Start of validity.
     pub not_before: time::OffsetDateTime,
+    /// End of validity.
     pub not_after: time::OffsetDateTime,
     /// `None` when basicConstraints is absent.
     pub is_ca: Option<bool>,
+    /// basicConstraints path length constraint.
     pub path_len: Option<u8>,
     /// `None` when keyUsage is absent.
     pub key_usage: Option<KeyUsages>,
+    /// serverAuth / clientAuth extended key usages, in certificate order.
     pub ext_key_usage: Vec<ExtUsage>,
     /// EKUs other than serverAuth/clientAuth, as dotted OIDs.
     pub other_ext_key_usages: Vec<String>,
+    /// DNS subjectAltNames.
     pub dns_sans: Vec<String>,
+    /// IP address subjectAltNames.
     pub ip_sans: Vec<IpAddr>,
+    /// subjectKeyIdentifier, when present.
     pub subject_key_id: Option<Vec<u8>>,
+    /// The keyIdentifier of authorityKeyIdentifier, when present.
     pub authority_key_id: Option<Vec<u8>>,
+    /// The subject public key.
     pub public_key: PublicKey,
+    /// The outer signatureAlgorithm.
     pub signature_algorithm: SignatureAlgorithm,
 }
 

@@ -2,12 +2,12 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{
-    Binding, CertGraph, CertNode, ClusterFacts, Connection, IssuerRef, KeyPairNode, KubeconfigNode, Node,
-    NodeId, Validity,
+    Binding, CertGraph, CertNode, ClusterFacts, Connection, IssuerRef, KeyPairNode, KubeconfigNode,
+    Node, NodeId, Validity,
 };
 use crate::error::{InputError, ProfileError};
 use crate::k8s::{CertSource, Flag, Link, Placement, TrustSource};
-use crate::profile::{FanOut, LiteralSan, Profile, ServerRule, SanRule, TargetKind};
+use crate::profile::{FanOut, LiteralSan, Profile, SanRule, ServerRule, TargetKind};
 use crate::spec::{ClusterSpec, NodeSpec};
 use crate::x509::{DnsName, Host, NodeName, San, SanSet, Subject, Usage};
 
@@ -20,7 +20,12 @@ use crate::x509::{DnsName, Host, NodeName, San, SanSet, Subject, Usage};
 /// merely wrong (unknown issuer, cycles, missing SANs...) becomes a finding
 /// when the graph is validated.
 pub fn expand(spec: &ClusterSpec, profile: &Profile) -> Result<CertGraph, ProfileError> {
-    let mut x = Expander { spec, profile, g: CertGraph::default(), by_id: BTreeMap::new() };
+    let mut x = Expander {
+        spec,
+        profile,
+        g: CertGraph::default(),
+        by_id: BTreeMap::new(),
+    };
     x.facts();
     x.cas();
     x.leaves();
@@ -50,7 +55,12 @@ impl Expander<'_> {
     fn facts(&mut self) {
         let s = self.spec;
         let mut node_ips: BTreeMap<NodeName, Vec<IpAddr>> = BTreeMap::new();
-        for n in s.control_plane.iter().chain(s.etcd_members()).chain(&s.workers) {
+        for n in s
+            .control_plane
+            .iter()
+            .chain(s.etcd_members())
+            .chain(&s.workers)
+        {
             let ips = node_ips.entry(n.name.clone()).or_default();
             for ip in n.ips() {
                 if !ips.contains(&ip) {
@@ -61,7 +71,12 @@ impl Expander<'_> {
         self.g.facts = ClusterFacts {
             name: s.cluster.name.clone(),
             endpoint: Some(s.cluster.endpoint.clone()),
-            service_ips: s.cluster.service_cidrs.iter().filter_map(|c| c.first_ip()).collect(),
+            service_ips: s
+                .cluster
+                .service_cidrs
+                .iter()
+                .filter_map(|c| c.first_ip())
+                .collect(),
             dns_domain: Some(s.cluster.dns_domain.clone()),
             node_ips,
             requestheader_allowed_names: Vec::new(),
@@ -70,7 +85,11 @@ impl Expander<'_> {
     }
 
     fn subject(&self, cn: String, organizations: Vec<String>) -> Subject {
-        Subject { common_name: cn, organizations, ..self.spec.subject.clone() }
+        Subject {
+            common_name: cn,
+            organizations,
+            ..self.spec.subject.clone()
+        }
     }
 
     fn cas(&mut self) {
@@ -136,11 +155,16 @@ impl Expander<'_> {
                     .by_id
                     .iter()
                     .find(|((t, _), _)| t == &leaf.issuer)
-                    .map_or(IssuerRef::Unknown(leaf.issuer.clone()), |(_, id)| IssuerRef::Node(*id)),
+                    .map_or(IssuerRef::Unknown(leaf.issuer.clone()), |(_, id)| {
+                        IssuerRef::Node(*id)
+                    }),
                 _ => self.resolve_issuer(&leaf.issuer),
             };
             let nodes: Vec<Option<&NodeSpec>> = if leaf.fan_out.per_node() {
-                nodes_of(self.spec, leaf.fan_out).into_iter().map(Some).collect()
+                nodes_of(self.spec, leaf.fan_out)
+                    .into_iter()
+                    .map(Some)
+                    .collect()
             } else {
                 vec![None]
             };
@@ -191,7 +215,10 @@ impl Expander<'_> {
                     sans.insert(San::Dns(DnsName::unchecked(n.name.as_str())));
                 }
             }
-            SanRule::NodeIps => node.into_iter().flat_map(NodeSpec::ips).for_each(|ip| sans.insert(San::Ip(ip))),
+            SanRule::NodeIps => node
+                .into_iter()
+                .flat_map(NodeSpec::ips)
+                .for_each(|ip| sans.insert(San::Ip(ip))),
             SanRule::NodeHostnames => node
                 .into_iter()
                 .flat_map(|n| n.hostnames.iter())
@@ -248,7 +275,10 @@ impl Expander<'_> {
                 continue;
             };
             let nodes: Vec<Option<&NodeSpec>> = if leaf.fan_out.per_node() {
-                nodes_of(self.spec, leaf.fan_out).into_iter().map(Some).collect()
+                nodes_of(self.spec, leaf.fan_out)
+                    .into_iter()
+                    .map(Some)
+                    .collect()
             } else {
                 vec![None]
             };
@@ -301,7 +331,8 @@ impl Expander<'_> {
                     _ => (b.target.clone(), None),
                 };
                 let Some(&target) = self.by_id.get(&key) else {
-                    let fan = per_node.map_or(String::new(), |(_, f)| format!(" (fan_out = {f:?})"));
+                    let fan =
+                        per_node.map_or(String::new(), |(_, f)| format!(" (fan_out = {f:?})"));
                     return Err(InputError {
                         location: b.location.clone(),
                         field: format!("bindings.{}.{}", b.flag.component(), b.flag.name()),
@@ -313,7 +344,11 @@ impl Expander<'_> {
                         ),
                     });
                 };
-                out.push(Binding { node: n.name.clone(), flag: b.flag, target });
+                out.push(Binding {
+                    node: n.name.clone(),
+                    flag: b.flag,
+                    target,
+                });
             }
         }
         self.g.bindings = out;
@@ -337,27 +372,39 @@ impl Expander<'_> {
 
     fn connections(&mut self) {
         let mut out = Vec::new();
-        let cp: Vec<NodeName> = nodes_of(self.spec, FanOut::ControlPlane).iter().map(|n| n.name.clone()).collect();
-        let etcd: Vec<NodeName> = nodes_of(self.spec, FanOut::Etcd).iter().map(|n| n.name.clone()).collect();
-        let kubelets: Vec<NodeName> = nodes_of(self.spec, FanOut::Kubelet).iter().map(|n| n.name.clone()).collect();
+        let cp: Vec<NodeName> = nodes_of(self.spec, FanOut::ControlPlane)
+            .iter()
+            .map(|n| n.name.clone())
+            .collect();
+        let etcd: Vec<NodeName> = nodes_of(self.spec, FanOut::Etcd)
+            .iter()
+            .map(|n| n.name.clone())
+            .collect();
+        let kubelets: Vec<NodeName> = nodes_of(self.spec, FanOut::Kubelet)
+            .iter()
+            .map(|n| n.name.clone())
+            .collect();
         let g = &self.g;
-        let flag_conn = |link: Link, client_node: &NodeName, server_node: &NodeName| -> Option<Connection> {
-            let ends = link.ends();
-            let CertSource::Flag(cf) = ends.client_cert else { return None };
-            let client = g.binding(client_node, cf)?;
-            let client_trusts = match ends.client_trusts {
-                Some(TrustSource::Flag(f)) => g.binding(client_node, f),
-                _ => None,
+        let flag_conn =
+            |link: Link, client_node: &NodeName, server_node: &NodeName| -> Option<Connection> {
+                let ends = link.ends();
+                let CertSource::Flag(cf) = ends.client_cert else {
+                    return None;
+                };
+                let client = g.binding(client_node, cf)?;
+                let client_trusts = match ends.client_trusts {
+                    Some(TrustSource::Flag(f)) => g.binding(client_node, f),
+                    _ => None,
+                };
+                Some(Connection {
+                    link,
+                    client,
+                    server: ends.server_cert.and_then(|f| g.binding(server_node, f)),
+                    client_trusts,
+                    server_trusts: g.binding(server_node, ends.server_trusts),
+                    via: None,
+                })
             };
-            Some(Connection {
-                link,
-                client,
-                server: ends.server_cert.and_then(|f| g.binding(server_node, f)),
-                client_trusts,
-                server_trusts: g.binding(server_node, ends.server_trusts),
-                via: None,
-            })
-        };
         for a in &etcd {
             for b in &etcd {
                 out.extend(flag_conn(Link::EtcdPeer, a, b));
@@ -375,7 +422,13 @@ impl Expander<'_> {
             out.extend(flag_conn(Link::FrontProxy, c, c));
         }
         for (kid, kc) in g.kubeconfigs() {
-            let servers: Vec<&NodeName> = match (&kc.node, self.profile.kubeconfigs.iter().find(|t| t.id == kc.template)) {
+            let servers: Vec<&NodeName> = match (
+                &kc.node,
+                self.profile
+                    .kubeconfigs
+                    .iter()
+                    .find(|t| t.id == kc.template),
+            ) {
                 (Some(n), Some(t)) if t.server == ServerRule::Node && cp.contains(n) => vec![n],
                 _ => cp.iter().collect(),
             };
@@ -395,7 +448,11 @@ impl Expander<'_> {
 }
 
 fn planned(lifetime: crate::x509::Lifetime) -> Validity {
-    Validity { lifetime, not_before: None, not_after: None }
+    Validity {
+        lifetime,
+        not_before: None,
+        not_after: None,
+    }
 }
 
 /// The in-cluster names of the `kubernetes` Service.

@@ -16,8 +16,8 @@ use crate::k8s::{Flag, KubeconfigUser, Link};
 use crate::spec::Endpoint;
 use crate::x509::{DnsName, KeySpec, Lifetime, NodeName, Role, SanSet, Subject, Usage};
 pub use expand::expand;
-pub use order::issuance_order;
 pub(crate) use expand::in_cluster_names;
+pub use order::issuance_order;
 
 /// A node of the graph (an index into [`CertGraph::nodes`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -138,7 +138,9 @@ pub struct KubeconfigNode {
     pub file: String,
 }
 
-/// A node of the certificate graph.
+/// A node of the certificate graph. Most nodes are certificates, so the
+/// size difference between variants costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Node {
     /// A CA or leaf certificate.
@@ -236,7 +238,8 @@ impl CertGraph {
 
     /// The display id of a node.
     pub fn id_of(&self, id: NodeId) -> String {
-        self.node(id).map_or_else(|| format!("#{}", id.0), |n| n.id().to_owned())
+        self.node(id)
+            .map_or_else(|| format!("#{}", id.0), |n| n.id().to_owned())
     }
 
     /// Every node with its id.

@@ -46,6 +46,10 @@ pub fn issuance_order(g: &CertGraph) -> Result<Vec<NodeId>, Vec<NodeId>> {
         order.sort_by_key(|id| rank(id));
         Ok(order)
     } else {
-        Err(g.iter().map(|(i, _)| i).filter(|i| !done[i.index()]).collect())
+        Err(g
+            .iter()
+            .map(|(i, _)| i)
+            .filter(|i| !done[i.index()])
+            .collect())
     }
 }

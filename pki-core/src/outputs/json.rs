@@ -82,13 +82,19 @@ pub struct Document {
 }
 
 fn rfc3339(t: time::OffsetDateTime) -> Option<String> {
-    t.replace_nanosecond(0)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+    t.replace_nanosecond(0).ok().and_then(|t| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    })
 }
 
 /// Builds the JSON document. Planned certificates get `not_after` = `now` + lifetime.
-pub fn document(g: &CertGraph, layout: &Layout, report: &Report, now: time::OffsetDateTime) -> Document {
+pub fn document(
+    g: &CertGraph,
+    layout: &Layout,
+    report: &Report,
+    now: time::OffsetDateTime,
+) -> Document {
     let mut d = Document {
         certificates: Vec::new(),
         keypairs: Vec::new(),
@@ -124,14 +130,24 @@ pub fn document(g: &CertGraph, layout: &Layout, report: &Report, now: time::Offs
                 serial: c.observed.as_ref().map(|o| o.serial.clone()),
                 files,
             }),
-            Node::KeyPair(k) => d.keypairs.push(KeyPairView { id: k.id.clone(), files }),
+            Node::KeyPair(k) => d.keypairs.push(KeyPairView {
+                id: k.id.clone(),
+                files,
+            }),
             Node::Kubeconfig(k) => d.kubeconfigs.push(KubeconfigView {
                 id: k.id.clone(),
-                user: g.cert(k.client).map(|c| c.subject.common_name.clone()).unwrap_or_default(),
+                user: g
+                    .cert(k.client)
+                    .map(|c| c.subject.common_name.clone())
+                    .unwrap_or_default(),
                 cluster: k.cluster.clone(),
                 server: k.server.clone(),
                 node: k.node.as_ref().map(|n| n.to_string()),
-                files: layout.of(id).filter(|f| f.part == Part::Kubeconfig).flat_map(|f| f.output_paths()).collect(),
+                files: layout
+                    .of(id)
+                    .filter(|f| f.part == Part::Kubeconfig)
+                    .flat_map(|f| f.output_paths())
+                    .collect(),
             }),
         }
     }

@@ -106,7 +106,8 @@ impl SanRule {
                     Self::Literal(LiteralSan::Dns(d.to_owned()))
                 } else if let Some(ip) = other.strip_prefix("ip:") {
                     Self::Literal(LiteralSan::Ip(
-                        ip.parse().map_err(|_| format!("`{ip}` is not an IP address"))?,
+                        ip.parse()
+                            .map_err(|_| format!("`{ip}` is not an IP address"))?,
                     ))
                 } else {
                     return Err(format!(
@@ -142,7 +143,10 @@ impl SubjectTemplate {
                 None => s,
             }
         };
-        (r(&self.common_name), self.organizations.iter().map(|o| r(o)).collect())
+        (
+            r(&self.common_name),
+            self.organizations.iter().map(|o| r(o)).collect(),
+        )
     }
 }
 
@@ -312,13 +316,20 @@ impl Profile {
 
     /// Loads a preset by name.
     pub fn preset(name: &str) -> Result<Self, ProfileError> {
-        Self::load(&ProfileRef::Preset(name.into()), &Location::file("<command line>"))
+        Self::load(
+            &ProfileRef::Preset(name.into()),
+            &Location::file("<command line>"),
+        )
     }
 
     /// Parses profile text; `path` names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ProfileError> {
         let raw: RawProfile = toml::from_str(text).map_err(|e| toml_error(&e, text, path))?;
-        Resolver { text, path: path.to_path_buf() }.resolve(raw)
+        Resolver {
+            text,
+            path: path.to_path_buf(),
+        }
+        .resolve(raw)
     }
 
     /// The CA, leaf or keypair kind of an id.
@@ -352,7 +363,12 @@ struct Resolver<'a> {
 }
 
 impl Resolver<'_> {
-    fn err<T>(&self, s: &Spanned<T>, field: impl Into<String>, message: impl Into<String>) -> ProfileError {
+    fn err<T>(
+        &self,
+        s: &Spanned<T>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ProfileError {
         InputError {
             location: self.loc(s),
             field: field.into(),
@@ -364,7 +380,12 @@ impl Resolver<'_> {
         Location::at(self.path.clone(), self.text, s.span().start)
     }
 
-    fn parse<T, U>(&self, s: &Spanned<T>, field: &str, f: impl FnOnce(&T) -> Result<U, String>) -> Result<U, ProfileError> {
+    fn parse<T, U>(
+        &self,
+        s: &Spanned<T>,
+        field: &str,
+        f: impl FnOnce(&T) -> Result<U, String>,
+    ) -> Result<U, ProfileError> {
         f(s.get_ref()).map_err(|m| self.err(s, field, m))
     }
 
@@ -374,16 +395,31 @@ impl Resolver<'_> {
         field: &str,
         f: impl FnOnce(&str) -> Result<U, String>,
     ) -> Result<Option<U>, ProfileError> {
-        s.as_ref().map(|s| self.parse(s, field, |v| f(v))).transpose()
-    }
-
-    fn usages(&self, s: &Option<Spanned<Vec<String>>>, field: &str) -> Result<Option<KeyUsages>, ProfileError> {
         s.as_ref()
-            .map(|s| self.parse(s, field, |v| KeyUsages::from_names(v.iter().map(String::as_str))))
+            .map(|s| self.parse(s, field, |v| f(v)))
             .transpose()
     }
 
-    fn path(&self, s: &Spanned<String>, field: &str, per_node: bool) -> Result<String, ProfileError> {
+    fn usages(
+        &self,
+        s: &Option<Spanned<Vec<String>>>,
+        field: &str,
+    ) -> Result<Option<KeyUsages>, ProfileError> {
+        s.as_ref()
+            .map(|s| {
+                self.parse(s, field, |v| {
+                    KeyUsages::from_names(v.iter().map(String::as_str))
+                })
+            })
+            .transpose()
+    }
+
+    fn path(
+        &self,
+        s: &Spanned<String>,
+        field: &str,
+        per_node: bool,
+    ) -> Result<String, ProfileError> {
         let p = s.get_ref().trim();
         if p.is_empty() {
             return Err(self.err(s, field, "the path is empty"));
@@ -397,11 +433,20 @@ impl Resolver<'_> {
         Ok(p.to_owned())
     }
 
-    fn template(&self, cn: &Spanned<String>, orgs: Vec<String>, per_node: bool) -> Result<SubjectTemplate, ProfileError> {
+    fn template(
+        &self,
+        cn: &Spanned<String>,
+        orgs: Vec<String>,
+        per_node: bool,
+    ) -> Result<SubjectTemplate, ProfileError> {
         for s in std::iter::once(cn.get_ref()).chain(&orgs) {
             let stripped = s.replace("{cluster}", "").replace("{node}", "");
             if stripped.contains('{') || stripped.contains('}') {
-                return Err(self.err(cn, "common_name", format!("`{s}` has an unknown placeholder (known: {{node}}, {{cluster}})")));
+                return Err(self.err(
+                    cn,
+                    "common_name",
+                    format!("`{s}` has an unknown placeholder (known: {{node}}, {{cluster}})"),
+                ));
             }
             if s.contains("{node}") && !per_node {
                 return Err(self.err(cn, "common_name", "`{node}` needs a per-node fan-out"));
@@ -410,16 +455,33 @@ impl Resolver<'_> {
         if cn.get_ref().trim().is_empty() {
             return Err(self.err(cn, "common_name", "the common name is empty"));
         }
-        Ok(SubjectTemplate { common_name: cn.get_ref().clone(), organizations: orgs })
+        Ok(SubjectTemplate {
+            common_name: cn.get_ref().clone(),
+            organizations: orgs,
+        })
     }
 
     fn resolve(&self, raw: RawProfile) -> Result<Profile, ProfileError> {
-        let RawProfile { name, description, install_root, ca, leaf, keypair, kubeconfig, bindings, values } = raw;
+        let RawProfile {
+            name,
+            description,
+            install_root,
+            ca,
+            leaf,
+            keypair,
+            kubeconfig,
+            bindings,
+            values,
+        } = raw;
         let mut ids = BTreeSet::new();
         let mut unique = |id: &Spanned<String>, field: &str| -> Result<String, ProfileError> {
             let v = id.get_ref().trim();
             if v.is_empty() || v.contains('@') || v.contains(char::is_whitespace) {
-                return Err(self.err(id, field, format!("`{v}` is not a valid id (no spaces, no `@`)")));
+                return Err(self.err(
+                    id,
+                    field,
+                    format!("`{v}` is not a valid id (no spaces, no `@`)"),
+                ));
             }
             if !ids.insert(v.to_owned()) {
                 return Err(self.err(id, field, format!("duplicate id `{v}`")));
@@ -454,7 +516,11 @@ impl Resolver<'_> {
                 .map(|s| {
                     let r = self.parse(s, &f("sans"), |v| SanRule::parse(v))?;
                     if r.needs_node() && !per_node {
-                        return Err(self.err(s, f("sans"), "a node SAN rule needs a per-node fan-out"));
+                        return Err(self.err(
+                            s,
+                            f("sans"),
+                            "a node SAN rule needs a per-node fan-out",
+                        ));
                     }
                     Ok(r)
                 })
@@ -462,10 +528,22 @@ impl Resolver<'_> {
             let ext = l
                 .ext_key_usage
                 .as_ref()
-                .map(|s| self.parse(s, &f("ext_key_usage"), |v| v.iter().map(|x| x.parse()).collect()))
+                .map(|s| {
+                    self.parse(s, &f("ext_key_usage"), |v| {
+                        v.iter().map(|x| x.parse()).collect()
+                    })
+                })
                 .transpose()?;
-            let cert = l.cert.as_ref().map(|p| self.path(p, &f("cert"), per_node)).transpose()?;
-            let key = l.key.as_ref().map(|p| self.path(p, &f("key"), per_node)).transpose()?;
+            let cert = l
+                .cert
+                .as_ref()
+                .map(|p| self.path(p, &f("cert"), per_node))
+                .transpose()?;
+            let key = l
+                .key
+                .as_ref()
+                .map(|p| self.path(p, &f("key"), per_node))
+                .transpose()?;
             if cert.is_some() != key.is_some() {
                 return Err(self.err(&l.id, f("cert"), "give both `cert` and `key`, or neither"));
             }
@@ -500,21 +578,43 @@ impl Resolver<'_> {
         for (i, k) in kubeconfig.into_iter().enumerate() {
             let f = |x: &str| format!("kubeconfig[{i}].{x}");
             let Some(client) = leaves.iter().find(|l| &l.id == k.client.get_ref()) else {
-                return Err(self.err(&k.client, f("client"), format!("no [[leaf]] has id `{}`", k.client.get_ref())));
+                return Err(self.err(
+                    &k.client,
+                    f("client"),
+                    format!("no [[leaf]] has id `{}`", k.client.get_ref()),
+                ));
             };
             if !cas.iter().any(|c| &c.id == k.ca.get_ref()) {
-                return Err(self.err(&k.ca, f("ca"), format!("no [[ca]] has id `{}`", k.ca.get_ref())));
+                return Err(self.err(
+                    &k.ca,
+                    f("ca"),
+                    format!("no [[ca]] has id `{}`", k.ca.get_ref()),
+                ));
             }
             if !kc_ids.insert(k.id.get_ref().clone()) {
-                return Err(self.err(&k.id, f("id"), format!("duplicate kubeconfig id `{}`", k.id.get_ref())));
+                return Err(self.err(
+                    &k.id,
+                    f("id"),
+                    format!("duplicate kubeconfig id `{}`", k.id.get_ref()),
+                ));
             }
             let server = match k.server.as_ref().map(|s| (s, s.get_ref().as_str())) {
                 None | Some((_, "endpoint")) => ServerRule::Endpoint,
                 Some((_, "node")) => ServerRule::Node,
-                Some((s, other)) => return Err(self.err(s, f("server"), format!("`{other}` is not a server rule (endpoint, node)"))),
+                Some((s, other)) => {
+                    return Err(self.err(
+                        s,
+                        f("server"),
+                        format!("`{other}` is not a server rule (endpoint, node)"),
+                    ));
+                }
             };
             if server == ServerRule::Node && !client.fan_out.per_node() {
-                return Err(self.err(&k.id, f("server"), "`server = \"node\"` needs a per-node client certificate"));
+                return Err(self.err(
+                    &k.id,
+                    f("server"),
+                    "`server = \"node\"` needs a per-node client certificate",
+                ));
             }
             kubeconfigs.push(KubeconfigTemplate {
                 id: k.id.get_ref().clone(),
@@ -541,7 +641,11 @@ impl Resolver<'_> {
                 } else if keypairs.iter().any(|x| &x.id == t) {
                     TargetKind::KeyPair
                 } else {
-                    return Err(self.err(target, field, format!("`{t}` is not the id of a [[ca]], [[leaf]] or [[keypair]]")));
+                    return Err(self.err(
+                        target,
+                        field,
+                        format!("`{t}` is not the id of a [[ca]], [[leaf]] or [[keypair]]"),
+                    ));
                 };
                 use crate::k8s::FlagKind as K;
                 let ok = match flag.kind() {
@@ -550,14 +654,26 @@ impl Resolver<'_> {
                     K::PublicKey | K::PrivateKey => kind == TargetKind::KeyPair,
                 };
                 if !ok {
-                    return Err(self.err(target, field, format!("{flag} cannot name `{t}` (a {kind:?})")));
+                    return Err(self.err(
+                        target,
+                        field,
+                        format!("{flag} cannot name `{t}` (a {kind:?})"),
+                    ));
                 }
-                resolved.push(TrustBinding { flag, target: t.clone(), location: self.loc(target) });
+                resolved.push(TrustBinding {
+                    flag,
+                    target: t.clone(),
+                    location: self.loc(target),
+                });
             }
         }
         let install_root = match install_root {
             Some(r) if !r.get_ref().starts_with('/') => {
-                return Err(self.err(&r, "install_root", "the install root must be an absolute path"));
+                return Err(self.err(
+                    &r,
+                    "install_root",
+                    "the install root must be an absolute path",
+                ));
             }
             Some(r) => r.get_ref().trim_end_matches('/').to_owned(),
             None => "/etc/kubernetes".into(),

@@ -37,7 +37,10 @@ impl Endpoint {
         let s = s.trim();
         let s = s.strip_prefix("https://").unwrap_or(s);
         if let Ok(ip) = s.parse::<IpAddr>() {
-            return Ok(Self { host: Host::Ip(ip), port: 6443 });
+            return Ok(Self {
+                host: Host::Ip(ip),
+                port: 6443,
+            });
         }
         let (host, port) = if let Some(rest) = s.strip_prefix('[') {
             let (h, after) = rest
@@ -207,7 +210,11 @@ pub(crate) fn toml_error(e: &toml::de::Error, text: &str, path: &Path) -> InputE
     let location = Location::at(path, text, start);
     let field = field_at(text, start);
     let message = e.message().trim().replace('\n', " ");
-    InputError { location, field, message }
+    InputError {
+        location,
+        field,
+        message,
+    }
 }
 
 /// The dotted key path of whatever sits at `offset`: the nearest table
@@ -244,7 +251,12 @@ struct Resolver<'a> {
 }
 
 impl Resolver<'_> {
-    fn err_at(&self, offset: usize, field: impl Into<String>, message: impl Into<String>) -> SpecError {
+    fn err_at(
+        &self,
+        offset: usize,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> SpecError {
         InputError {
             location: Location::at(self.path, self.text, offset),
             field: field.into(),
@@ -252,7 +264,12 @@ impl Resolver<'_> {
         }
     }
 
-    fn err<T>(&self, s: &Spanned<T>, field: impl Into<String>, message: impl Into<String>) -> SpecError {
+    fn err<T>(
+        &self,
+        s: &Spanned<T>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> SpecError {
         self.err_at(s.span().start, field, message)
     }
 
@@ -279,7 +296,10 @@ impl Resolver<'_> {
         let mut warnings = Vec::new();
 
         let (profile, profile_location) = match profile {
-            None => (ProfileRef::Preset("kubeadm".into()), Location::file(self.path)),
+            None => (
+                ProfileRef::Preset("kubeadm".into()),
+                Location::file(self.path),
+            ),
             Some(p) => {
                 let loc = Location::at(self.path, self.text, p.span().start);
                 let v = p.get_ref().trim();
@@ -303,7 +323,11 @@ impl Resolver<'_> {
                 ));
             }
             Some(cp) if cp.get_ref().is_empty() => {
-                return Err(self.err(&cp, "control_plane", "at least one [[control_plane]] node is required"));
+                return Err(self.err(
+                    &cp,
+                    "control_plane",
+                    "at least one [[control_plane]] node is required",
+                ));
             }
             Some(cp) => self.nodes(cp.into_inner(), "control_plane")?,
         };
@@ -360,7 +384,10 @@ impl Resolver<'_> {
             locality: s.locality,
         });
         let output = match output {
-            None => OutputSpec { dir: self.base_dir().join("out"), embed_certs: true },
+            None => OutputSpec {
+                dir: self.base_dir().join("out"),
+                embed_certs: true,
+            },
             Some(o) => OutputSpec {
                 dir: match o.dir {
                     Some(d) if d.get_ref().trim().is_empty() => {
@@ -388,7 +415,10 @@ impl Resolver<'_> {
     }
 
     fn base_dir(&self) -> PathBuf {
-        self.path.parent().map(Path::to_path_buf).unwrap_or_default()
+        self.path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
     }
 
     fn node_dup(&self, name: &NodeName, list: &str, other: &str) -> SpecError {
@@ -411,7 +441,12 @@ impl Resolver<'_> {
         raw.into_iter()
             .enumerate()
             .map(|(i, n)| {
-                let RawNode { name, address, extra_ips, hostnames } = n.into_inner();
+                let RawNode {
+                    name,
+                    address,
+                    extra_ips,
+                    hostnames,
+                } = n.into_inner();
                 let f = |k: &str| format!("{list}[{i}].{k}");
                 Ok(NodeSpec {
                     name: self.parse_with(&name, &f("name"), |s| NodeName::parse(s))?,
@@ -429,15 +464,24 @@ impl Resolver<'_> {
             .collect()
     }
 
-    fn cluster(&self, raw: Option<raw::RawCluster>, cp: &[NodeSpec]) -> Result<ClusterInfo, SpecError> {
-        let raw::RawCluster { name, dns_domain, service_cidr, endpoint, extra_sans } =
-            raw.unwrap_or(raw::RawCluster {
-                name: None,
-                dns_domain: None,
-                service_cidr: None,
-                endpoint: None,
-                extra_sans: None,
-            });
+    fn cluster(
+        &self,
+        raw: Option<raw::RawCluster>,
+        cp: &[NodeSpec],
+    ) -> Result<ClusterInfo, SpecError> {
+        let raw::RawCluster {
+            name,
+            dns_domain,
+            service_cidr,
+            endpoint,
+            extra_sans,
+        } = raw.unwrap_or(raw::RawCluster {
+            name: None,
+            dns_domain: None,
+            service_cidr: None,
+            endpoint: None,
+            extra_sans: None,
+        });
         let name = match name {
             Some(n) if n.get_ref().trim().is_empty() => {
                 return Err(self.err(&n, "cluster.name", "the cluster name is empty"));
@@ -450,13 +494,19 @@ impl Resolver<'_> {
             None => DnsName::unchecked("cluster.local"),
         };
         let service_cidrs = match service_cidr {
-            None => vec![Cidr { network: IpAddr::V4([10, 96, 0, 0].into()), prefix: 12 }],
+            None => vec![Cidr {
+                network: IpAddr::V4([10, 96, 0, 0].into()),
+                prefix: 12,
+            }],
             Some(v) => self.cidrs(&v)?,
         };
         let endpoint = match endpoint {
             Some(e) => self.parse_with(&e, "cluster.endpoint", |s| Endpoint::parse(s))?,
             None => Endpoint {
-                host: Host::Ip(cp.first().map_or(IpAddr::V4([127, 0, 0, 1].into()), |n| n.address)),
+                host: Host::Ip(
+                    cp.first()
+                        .map_or(IpAddr::V4([127, 0, 0, 1].into()), |n| n.address),
+                ),
                 port: 6443,
             },
         };
@@ -465,7 +515,13 @@ impl Resolver<'_> {
             .iter()
             .map(|s| self.parse_with(s, "cluster.extra_sans", |v| parse_san(v)))
             .collect::<Result<_, _>>()?;
-        Ok(ClusterInfo { name, dns_domain, service_cidrs, endpoint, extra_sans })
+        Ok(ClusterInfo {
+            name,
+            dns_domain,
+            service_cidrs,
+            endpoint,
+            extra_sans,
+        })
     }
 
     fn cidrs(&self, v: &Spanned<toml::Value>) -> Result<Vec<Cidr>, SpecError> {
@@ -492,14 +548,19 @@ impl Resolver<'_> {
         if let [a, b] = cidrs.as_slice()
             && a.network.is_ipv4() == b.network.is_ipv4()
         {
-            return Err(self.err(v, field, "a dual-stack list needs one IPv4 and one IPv6 CIDR"));
+            return Err(self.err(
+                v,
+                field,
+                "a dual-stack list needs one IPv4 and one IPv6 CIDR",
+            ));
         }
         Ok(cidrs)
     }
 
     fn crypto(&self, raw: Option<raw::RawCrypto>) -> Result<CryptoSpec, SpecError> {
-        let (algorithm, ca_validity, leaf_validity) =
-            raw.map_or((None, None, None), |c| (c.algorithm, c.ca_validity, c.leaf_validity));
+        let (algorithm, ca_validity, leaf_validity) = raw.map_or((None, None, None), |c| {
+            (c.algorithm, c.ca_validity, c.leaf_validity)
+        });
         let algorithm = match algorithm {
             Some(a) => self.parse_with(&a, "crypto.algorithm", |s| s.parse::<KeyAlgorithm>())?,
             None => KeyAlgorithm::EcdsaP256,
@@ -511,7 +572,11 @@ impl Resolver<'_> {
         Ok(CryptoSpec {
             algorithm,
             ca_validity: lifetime(ca_validity, "crypto.ca_validity", Lifetime::from_days(3650))?,
-            leaf_validity: lifetime(leaf_validity, "crypto.leaf_validity", Lifetime::from_days(365))?,
+            leaf_validity: lifetime(
+                leaf_validity,
+                "crypto.leaf_validity",
+                Lifetime::from_days(365),
+            )?,
         })
     }
 }

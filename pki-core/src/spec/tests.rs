@@ -59,11 +59,31 @@ fn unknown_key_names_line_and_key() {
 #[test]
 fn bad_values_name_their_field_and_line() {
     let cases = [
-        ("[cluster]\nservice_cidr = \"10.96.0.0/33\"\n", "cluster.service_cidr", 2),
-        ("[cluster]\nendpoint = \"lb:99999\"\n", "cluster.endpoint", 2),
-        ("[crypto]\nalgorithm = \"rsa-1024\"\n", "crypto.algorithm", 2),
-        ("[crypto]\nca_validity = \"10 years\"\n", "crypto.ca_validity", 2),
-        ("[cluster]\nextra_sans = [\"a..b\"]\n", "cluster.extra_sans", 2),
+        (
+            "[cluster]\nservice_cidr = \"10.96.0.0/33\"\n",
+            "cluster.service_cidr",
+            2,
+        ),
+        (
+            "[cluster]\nendpoint = \"lb:99999\"\n",
+            "cluster.endpoint",
+            2,
+        ),
+        (
+            "[crypto]\nalgorithm = \"rsa-1024\"\n",
+            "crypto.algorithm",
+            2,
+        ),
+        (
+            "[crypto]\nca_validity = \"10 years\"\n",
+            "crypto.ca_validity",
+            2,
+        ),
+        (
+            "[cluster]\nextra_sans = [\"a..b\"]\n",
+            "cluster.extra_sans",
+            2,
+        ),
     ];
     for (head, field, line) in cases {
         let e = err_of(&format!("{head}{MINIMAL}"));
@@ -71,14 +91,24 @@ fn bad_values_name_their_field_and_line() {
         assert_eq!(e.location.line, line, "{e}");
     }
     let e = err_of("[[control_plane]]\nname = \"cp1\"\naddress = \"10.0.0.300\"\n");
-    assert_eq!((e.field.as_str(), e.location.line), ("control_plane[0].address", 3), "{e}");
+    assert_eq!(
+        (e.field.as_str(), e.location.line),
+        ("control_plane[0].address", 3),
+        "{e}"
+    );
     let e = err_of("[[control_plane]]\nname = \"CP_1\"\naddress = \"10.0.0.3\"\n");
-    assert_eq!((e.field.as_str(), e.location.line), ("control_plane[0].name", 2), "{e}");
+    assert_eq!(
+        (e.field.as_str(), e.location.line),
+        ("control_plane[0].name", 2),
+        "{e}"
+    );
 }
 
 #[test]
 fn duplicate_nodes_and_missing_control_plane() {
-    let e = err_of(&format!("{MINIMAL}[[worker]]\nname = \"cp1\"\naddress = \"10.0.0.11\"\n"));
+    let e = err_of(&format!(
+        "{MINIMAL}[[worker]]\nname = \"cp1\"\naddress = \"10.0.0.11\"\n"
+    ));
     assert!(e.message.contains("duplicate node name `cp1`"), "{e}");
     assert_eq!(e.location.line, 6, "{e}");
     let e = err_of("[cluster]\nname = \"x\"\n");

@@ -94,7 +94,12 @@ impl Layout {
         };
         let cluster = |rel: &str| format!("cluster/{}", rel.trim_start_matches('/'));
         let cp: Vec<NodeName> = spec.control_plane.iter().map(|n| n.name.clone()).collect();
-        let all: Vec<NodeName> = spec.control_plane.iter().chain(&spec.workers).map(|n| n.name.clone()).collect();
+        let all: Vec<NodeName> = spec
+            .control_plane
+            .iter()
+            .chain(&spec.workers)
+            .map(|n| n.name.clone())
+            .collect();
         let etcd: Vec<NodeName> = spec.etcd_members().iter().map(|n| n.name.clone()).collect();
         let placement = |p: Placement| match p {
             Placement::ControlPlane => cp.clone(),
@@ -111,7 +116,9 @@ impl Layout {
                 (FlagKind::PrivateKey, _) => &[Part::PrivateKey],
             };
             for p in parts {
-                uses.entry((b.target, *p)).or_default().insert(b.node.clone());
+                uses.entry((b.target, *p))
+                    .or_default()
+                    .insert(b.node.clone());
             }
         }
         // Kubeconfigs: per-node ones on their node; cluster-wide ones where their user runs.
@@ -127,18 +134,30 @@ impl Layout {
         for (kid, kc) in g.kubeconfigs() {
             let nodes = kc_nodes(kc.user, &kc.node);
             for n in &nodes {
-                uses.entry((kid, Part::Kubeconfig)).or_default().insert(n.clone());
-                uses.entry((kc.ca, Part::Cert)).or_default().insert(n.clone());
+                uses.entry((kid, Part::Kubeconfig))
+                    .or_default()
+                    .insert(n.clone());
+                uses.entry((kc.ca, Part::Cert))
+                    .or_default()
+                    .insert(n.clone());
                 if !spec.output.embed_certs {
-                    uses.entry((kc.client, Part::Cert)).or_default().insert(n.clone());
-                    uses.entry((kc.client, Part::Key)).or_default().insert(n.clone());
+                    uses.entry((kc.client, Part::Cert))
+                        .or_default()
+                        .insert(n.clone());
+                    uses.entry((kc.client, Part::Key))
+                        .or_default()
+                        .insert(n.clone());
                 }
             }
         }
         let mut first_of_template: BTreeSet<String> = BTreeSet::new();
         let mut files = Vec::new();
         for (id, n) in g.iter() {
-            let mut add = |part: Part, rel: &str, in_cluster: bool, mut nodes: BTreeSet<NodeName>, own: Option<&NodeName>| {
+            let mut add = |part: Part,
+                           rel: &str,
+                           in_cluster: bool,
+                           mut nodes: BTreeSet<NodeName>,
+                           own: Option<&NodeName>| {
                 if let Some(o) = own {
                     nodes.insert(o.clone());
                 }
@@ -158,8 +177,9 @@ impl Layout {
                     let in_cluster = match &c.node {
                         None => true,
                         Some(_) => {
-                            c.cert_path.as_deref().is_some_and(|p| p.contains('@') || !first_of_template.contains(&c.template))
-                                || c.cert_path.is_none()
+                            c.cert_path.as_deref().is_some_and(|p| {
+                                p.contains('@') || !first_of_template.contains(&c.template)
+                            }) || c.cert_path.is_none()
                         }
                     };
                     first_of_template.insert(c.template.clone());
@@ -172,13 +192,32 @@ impl Layout {
                     }
                 }
                 Node::KeyPair(k) => {
-                    add(Part::PrivateKey, &k.private_path, true, used(Part::PrivateKey), None);
-                    add(Part::PublicKey, &k.public_path, true, used(Part::PublicKey), None);
+                    add(
+                        Part::PrivateKey,
+                        &k.private_path,
+                        true,
+                        used(Part::PrivateKey),
+                        None,
+                    );
+                    add(
+                        Part::PublicKey,
+                        &k.public_path,
+                        true,
+                        used(Part::PublicKey),
+                        None,
+                    );
                 }
                 Node::Kubeconfig(k) => {
-                    let in_cluster = k.node.is_none() || !first_of_template.contains(&format!("kubeconfig:{}", k.template));
+                    let in_cluster = k.node.is_none()
+                        || !first_of_template.contains(&format!("kubeconfig:{}", k.template));
                     first_of_template.insert(format!("kubeconfig:{}", k.template));
-                    add(Part::Kubeconfig, &k.file, in_cluster, used(Part::Kubeconfig), None);
+                    add(
+                        Part::Kubeconfig,
+                        &k.file,
+                        in_cluster,
+                        used(Part::Kubeconfig),
+                        None,
+                    );
                 }
             }
         }

@@ -35,7 +35,10 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { now: None, within: time::Duration::days(30) }
+        Self {
+            now: None,
+            within: time::Duration::days(30),
+        }
     }
 }
 
@@ -71,7 +74,13 @@ pub(crate) struct Sink<'g> {
 }
 
 impl<'g> Sink<'g> {
-    pub(crate) fn push(&mut self, code: Code, nodes: &[NodeId], message: String, hint: impl Into<String>) {
+    pub(crate) fn push(
+        &mut self,
+        code: Code,
+        nodes: &[NodeId],
+        message: String,
+        hint: impl Into<String>,
+    ) {
         self.push_sev(code, code.severity(), nodes, message, hint);
     }
 
@@ -84,7 +93,13 @@ impl<'g> Sink<'g> {
         hint: impl Into<String>,
     ) {
         let nodes = nodes.iter().map(|n| self.g.id_of(*n)).collect();
-        self.out.push(Finding { code, severity, nodes, message, hint: hint.into() });
+        self.out.push(Finding {
+            code,
+            severity,
+            nodes,
+            message,
+            hint: hint.into(),
+        });
     }
 }
 

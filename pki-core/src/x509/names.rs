@@ -219,12 +219,8 @@ impl Cidr {
     /// ClusterIP of the `kubernetes` Service (10.96.0.0/12 -> 10.96.0.1).
     pub fn first_ip(&self) -> Option<IpAddr> {
         match self.network {
-            IpAddr::V4(n) => u32::from(n)
-                .checked_add(1)
-                .map(|v| IpAddr::V4(v.into())),
-            IpAddr::V6(n) => u128::from(n)
-                .checked_add(1)
-                .map(|v| IpAddr::V6(v.into())),
+            IpAddr::V4(n) => u32::from(n).checked_add(1).map(|v| IpAddr::V4(v.into())),
+            IpAddr::V6(n) => u128::from(n).checked_add(1).map(|v| IpAddr::V6(v.into())),
         }
     }
 }
@@ -243,18 +239,30 @@ impl FromStr for Cidr {
             .map_err(|_| format!("`{prefix}` in `{s}` is not a prefix length"))?;
         let bits = if ip.is_ipv4() { 32 } else { 128 };
         if prefix > bits {
-            return Err(format!("prefix /{prefix} in `{s}` is longer than {bits} bits"));
+            return Err(format!(
+                "prefix /{prefix} in `{s}` is longer than {bits} bits"
+            ));
         }
         if prefix == bits {
-            return Err(format!("`{s}` holds a single address; a service CIDR needs room"));
+            return Err(format!(
+                "`{s}` holds a single address; a service CIDR needs room"
+            ));
         }
         let network = match ip {
             IpAddr::V4(a) => {
-                let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+                let mask = if prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - prefix)
+                };
                 IpAddr::V4((u32::from(a) & mask).into())
             }
             IpAddr::V6(a) => {
-                let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - prefix) };
+                let mask = if prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - prefix)
+                };
                 IpAddr::V6((u128::from(a) & mask).into())
             }
         };
@@ -329,9 +337,9 @@ impl FromStr for Lifetime {
 impl fmt::Display for Lifetime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let h = self.hours;
-        if h % (24 * 365) == 0 {
+        if h.is_multiple_of(24 * 365) {
             write!(f, "{}y", h / (24 * 365))
-        } else if h % 24 == 0 {
+        } else if h.is_multiple_of(24) {
             write!(f, "{}d", h / 24)
         } else {
             write!(f, "{h}h")

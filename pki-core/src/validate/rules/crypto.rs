@@ -22,10 +22,17 @@ pub(super) fn check(g: &CertGraph, opts: &Options, s: &mut Sink<'_>) {
             );
         }
         if !c.is_ca {
-            let limit = g.facts.leaf_validity.map_or(FIVE_YEARS, |l| l.min(FIVE_YEARS));
+            let limit = g
+                .facts
+                .leaf_validity
+                .map_or(FIVE_YEARS, |l| l.min(FIVE_YEARS));
             // Observed certs get a day of slack for backdating.
             let lifetime = c.validity.lifetime;
-            let slack = if c.observed.is_some() { Lifetime::from_days(1).hours() } else { 0 };
+            let slack = if c.observed.is_some() {
+                Lifetime::from_days(1).hours()
+            } else {
+                0
+            };
             if lifetime.hours() > limit.hours() + slack {
                 s.push(
                     Code::C002,
@@ -36,7 +43,9 @@ pub(super) fn check(g: &CertGraph, opts: &Options, s: &mut Sink<'_>) {
             }
         }
         let Some(now) = opts.now else { continue };
-        let (Some(nb), Some(na)) = (c.validity.not_before, c.validity.not_after) else { continue };
+        let (Some(nb), Some(na)) = (c.validity.not_before, c.validity.not_after) else {
+            continue;
+        };
         if now < nb || now > na {
             s.push(
                 Code::C003,
@@ -49,7 +58,12 @@ pub(super) fn check(g: &CertGraph, opts: &Options, s: &mut Sink<'_>) {
             s.push(
                 Code::C004,
                 &[id],
-                format!("{} expires in {}d {}h ({na})", c.id, left.whole_days(), left.whole_hours() % 24),
+                format!(
+                    "{} expires in {}d {}h ({na})",
+                    c.id,
+                    left.whole_days(),
+                    left.whole_hours() % 24
+                ),
                 "renew it: kpki renew --within 30d",
             );
         }

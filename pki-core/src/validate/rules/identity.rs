@@ -18,7 +18,12 @@ pub(super) fn check(g: &CertGraph, _: &Options, s: &mut Sink<'_>) {
                 };
                 let ok_o = c.subject.organizations.iter().any(|o| o == "system:nodes");
                 if !ok_cn || !ok_o {
-                    let expected = kc.node.as_ref().map_or("system:node:<node>".to_owned(), |n| format!("system:node:{n}"));
+                    let expected = kc
+                        .node
+                        .as_ref()
+                        .map_or("system:node:<node>".to_owned(), |n| {
+                            format!("system:node:{n}")
+                        });
                     s.push(
                         Code::I002,
                         &[kc.client, kid],
@@ -48,7 +53,12 @@ pub(super) fn check(g: &CertGraph, _: &Options, s: &mut Sink<'_>) {
                 }
             }
         }
-        if c.subject.organizations.iter().any(|o| o == "system:masters") && !kc.break_glass {
+        if c.subject
+            .organizations
+            .iter()
+            .any(|o| o == "system:masters")
+            && !kc.break_glass
+        {
             s.push(
                 Code::I003,
                 &[kid, kc.client],
@@ -62,7 +72,12 @@ pub(super) fn check(g: &CertGraph, _: &Options, s: &mut Sink<'_>) {
     }
     for (_, id) in g.bound(Flag::ApiserverKubeletClientCertificate) {
         let Some(c) = g.cert(id) else { continue };
-        if !c.subject.organizations.iter().any(|o| ADMIN_GROUPS.contains(&o.as_str())) {
+        if !c
+            .subject
+            .organizations
+            .iter()
+            .any(|o| ADMIN_GROUPS.contains(&o.as_str()))
+        {
             s.push(
                 Code::I004,
                 &[id],

@@ -45,7 +45,11 @@ pub(super) fn check(g: &CertGraph, _: &Options, s: &mut Sink<'_>) {
         }
         node_address(g, s, id);
     }
-    for flag in [Flag::EtcdCertFile, Flag::EtcdPeerCertFile, Flag::KubeletTlsCertFile] {
+    for flag in [
+        Flag::EtcdCertFile,
+        Flag::EtcdPeerCertFile,
+        Flag::KubeletTlsCertFile,
+    ] {
         for (_, id) in g.bound(flag) {
             node_address(g, s, id);
         }
@@ -81,7 +85,12 @@ fn node_address(g: &CertGraph, s: &mut Sink<'_>, id: crate::graph::NodeId) {
     // A per-node certificate must cover its own node; a shared one, every node it serves.
     let nodes: Vec<&crate::x509::NodeName> = match &c.node {
         Some(n) => vec![n],
-        None => g.bindings.iter().filter(|b| b.target == id).map(|b| &b.node).collect(),
+        None => g
+            .bindings
+            .iter()
+            .filter(|b| b.target == id)
+            .map(|b| &b.node)
+            .collect(),
     };
     for n in nodes {
         if let Some(addr) = g.facts.node_ips.get(n).and_then(|ips| ips.first())

@@ -25,7 +25,9 @@ pub(super) fn check(g: &CertGraph, _: &Options, s: &mut Sink<'_>) {
     }
     cycles(g, s);
     for (id, c) in g.certs() {
-        let IssuerRef::Node(i) = c.issuer else { continue };
+        let IssuerRef::Node(i) = c.issuer else {
+            continue;
+        };
         let Some(ca) = g.cert(i) else { continue };
         let outlives = match (c.validity.not_after, ca.validity.not_after) {
             (Some(a), Some(b)) => a > b,
@@ -61,7 +63,10 @@ fn cycles(g: &CertGraph, s: &mut Sink<'_>) {
                     s.push(
                         Code::S002,
                         &cycle,
-                        format!("signing cycle {}: no root, so nothing can be issued or verified", names.join(" -> ")),
+                        format!(
+                            "signing cycle {}: no root, so nothing can be issued or verified",
+                            names.join(" -> ")
+                        ),
                         "make one CA of the cycle a self-signed root (remove its `issuer`)",
                     );
                 }
@@ -111,7 +116,11 @@ fn paths(g: &CertGraph, s: &mut Sink<'_>) {
         let (scope, files): (Option<&str>, Vec<&str>) = match n {
             Node::Cert(c) => (
                 c.node.as_ref().map(|n| n.as_str()),
-                c.cert_path.iter().chain(&c.key_path).map(String::as_str).collect(),
+                c.cert_path
+                    .iter()
+                    .chain(&c.key_path)
+                    .map(String::as_str)
+                    .collect(),
             ),
             Node::KeyPair(k) => (None, vec![k.private_path.as_str(), k.public_path.as_str()]),
             Node::Kubeconfig(k) => (k.node.as_ref().map(|n| n.as_str()), vec![k.file.as_str()]),

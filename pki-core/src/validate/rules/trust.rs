@@ -15,16 +15,24 @@ pub(super) fn check(g: &CertGraph, _: &Options, s: &mut Sink<'_>) {
                     Code::T008,
                     format!(
                         "etcd verifies every client with one --trusted-ca-file ({}), but its own serving cert {} is signed by {}: the grpc-gateway's loopback connections fail with `x509: certificate signed by unknown authority`",
-                        g.id_of(ca), g.id_of(conn.client), issuer_name(g, conn.client)
+                        g.id_of(ca),
+                        g.id_of(conn.client),
+                        issuer_name(g, conn.client)
                     ),
                 )
             } else {
-                let via = conn.via.map(|k| format!(" (kubeconfig {})", g.id_of(k))).unwrap_or_default();
+                let via = conn
+                    .via
+                    .map(|k| format!(" (kubeconfig {})", g.id_of(k)))
+                    .unwrap_or_default();
                 (
                     Code::T001,
                     format!(
                         "{}: client cert {}{via} is signed by {}, but the server verifies clients with {}: `tls: failed to verify certificate: x509: certificate signed by unknown authority`",
-                        conn.link, g.id_of(conn.client), issuer_name(g, conn.client), g.id_of(ca)
+                        conn.link,
+                        g.id_of(conn.client),
+                        issuer_name(g, conn.client),
+                        g.id_of(ca)
                     ),
                 )
             };
@@ -94,7 +102,11 @@ pub(super) fn check(g: &CertGraph, _: &Options, s: &mut Sink<'_>) {
         Flag::ApiserverServiceAccountSigningKeyFile,
         Flag::ControllerManagerServiceAccountPrivateKeyFile,
     ];
-    let mut targets: Vec<_> = sets.iter().flat_map(|f| g.bound(*f)).map(|(_, t)| t).collect();
+    let mut targets: Vec<_> = sets
+        .iter()
+        .flat_map(|f| g.bound(*f))
+        .map(|(_, t)| t)
+        .collect();
     targets.sort();
     targets.dedup();
     if targets.len() > 1 {

@@ -84,8 +84,10 @@ pub(super) fn check(g: &CertGraph, _: &Options, s: &mut Sink<'_>) {
                 "drop keyEncipherment from EC certificates",
             );
         }
-        let serves = as_server.contains(&id) || matches!(c.role, Some(Role::Server | Role::Peer | Role::EtcdServer));
-        let clients = as_client.contains(&id) || matches!(c.role, Some(Role::Client | Role::Peer | Role::EtcdServer));
+        let serves = as_server.contains(&id)
+            || matches!(c.role, Some(Role::Server | Role::Peer | Role::EtcdServer));
+        let clients = as_client.contains(&id)
+            || matches!(c.role, Some(Role::Client | Role::Peer | Role::EtcdServer));
         let extra = match (serves, clients) {
             (false, true) if c.usage.has(ExtUsage::ServerAuth) => Some(ExtUsage::ServerAuth),
             (true, false) if c.usage.has(ExtUsage::ClientAuth) => Some(ExtUsage::ClientAuth),

@@ -1,0 +1,47 @@
+//! Helpers shared by the CLI tests.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// `kpki` run from the workspace root.
+pub fn kpki() -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::cargo_bin("kpki").unwrap();
+    c.current_dir(root());
+    c
+}
+
+/// Finds an external tool the tests need; fails loudly when it is missing
+/// (scripts/test installs them: never skip silently).
+pub fn tool(name: &str) -> PathBuf {
+    for dir in ["/usr/bin", "/usr/local/bin", "/bin"] {
+        let p = Path::new(dir).join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!(
+        "`{name}` is required by this test and is not installed: run scripts/install-test-deps (CI={:?})",
+        std::env::var("CI").ok()
+    );
+}
+
+/// Runs a command, returning (success, stdout, stderr).
+pub fn run(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
