@@ -20,8 +20,30 @@ pub enum Command {
     Init(InitArgs),
     /// Print the certificate graph and its findings; writes nothing.
     Plan(PlanArgs),
+    /// Write keys, certificates, kubeconfigs and the manifest.
+    Issue(IssueArgs),
     /// Print the long form of a rule.
     Explain(ExplainArgs),
+}
+
+/// `kpki issue`.
+#[derive(Debug, clap::Args)]
+pub struct IssueArgs {
+    /// The cluster spec.
+    #[arg(long, default_value = "kpki.toml")]
+    pub spec: PathBuf,
+    /// Output directory (default: the spec's output.dir).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Say what would be written; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Replace existing CA keys (and so re-issue everything). Never implied.
+    #[arg(long)]
+    pub replace_ca_keys: bool,
+    /// Threads for key generation (default: all cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
 }
 
 /// `kpki init`.

@@ -13,6 +13,7 @@
 mod crypto;
 mod error;
 mod graph;
+mod issue;
 mod k8s;
 mod outputs;
 mod profile;
@@ -31,6 +32,10 @@ pub use graph::{
     Binding, CertGraph, CertNode, ClusterFacts, Connection, IssuerRef, KeyPairNode, KubeconfigNode,
     Node, NodeId, Observed, Validity, expand, issuance_order,
 };
+pub use issue::{
+    Action, Artefact, FileChange, IssueError, IssueOptions, IssueReport, Manifest, ManifestEntry,
+    RenewPolicy, issue,
+};
 pub use k8s::{
     CertSource, Component, Flag, FlagKind, KubeconfigUser, Link, LinkEnds, Placement, TrustSource,
 };
@@ -42,7 +47,9 @@ pub use profile::{
 pub use spec::{
     ClusterInfo, ClusterSpec, CryptoSpec, Endpoint, EtcdTopology, NodeSpec, OutputSpec, ProfileRef,
 };
-pub use store::{FileEntry, Layout, Part};
+pub use store::{
+    DirStore, FileEntry, Layout, MemStore, Mode, Part, PkiStore, StoreError, TEMP_PREFIX,
+};
 pub use validate::{
     Code, Finding, Options, Report, Severity, When, rules_markdown, validate, validate_with,
 };

@@ -2,6 +2,7 @@
 
 mod explain;
 mod init;
+mod issue;
 mod plan;
 
 use crate::Exit;
@@ -52,6 +53,7 @@ pub fn run(cli: Cli) -> Result<Exit, Failure> {
     match cli.command {
         Command::Init(a) => init::run(&a),
         Command::Plan(a) => plan::run(&a),
+        Command::Issue(a) => issue::run(&a),
         Command::Explain(a) => explain::run(&a),
     }
 }

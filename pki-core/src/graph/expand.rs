@@ -179,6 +179,13 @@ impl Expander<'_> {
                     Some(n) => format!("{}@{}", leaf.id, n.name),
                     None => leaf.id.clone(),
                 };
+                // A kubeconfig that references files needs the client cert on disk.
+                let default_path = |ext: &str| {
+                    (!spec.output.embed_certs
+                        && self.profile.kubeconfigs.iter().any(|k| k.client == leaf.id))
+                    .then(|| format!("pki/{}.{ext}", leaf.id))
+                };
+                let (cert_default, key_default) = (default_path("crt"), default_path("key"));
                 let path = |p: &Option<String>| {
                     p.as_ref().map(|p| match node_name {
                         Some(nn) => p.replace("{node}", nn),
@@ -197,8 +204,8 @@ impl Expander<'_> {
                     usage: usage.clone(),
                     issuer: issuer.clone(),
                     validity: planned(leaf.validity.unwrap_or(spec.crypto.leaf_validity)),
-                    cert_path: path(&leaf.cert),
-                    key_path: path(&leaf.key),
+                    cert_path: path(&leaf.cert).or(cert_default),
+                    key_path: path(&leaf.key).or(key_default),
                     observed: None,
                 };
                 self.push(&leaf.id, n.map(|n| &n.name), Node::Cert(cert));

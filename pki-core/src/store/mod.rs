@@ -1,5 +1,70 @@
-//! Where artefacts go and how they are written.
+//! Where artefacts go and how they are written: [`Layout`] says which path
+//! each file has; a [`PkiStore`] reads and writes them. [`DirStore`] writes
+//! atomically (temp file, fsync, rename, fsync of the directory), keys 0600
+//! in 0700 directories; [`MemStore`] keeps everything in memory for
+//! installers that hand the artefacts on themselves.
 
+mod dir;
 mod layout;
 
+use std::collections::BTreeMap;
+
+pub use dir::{DirStore, TEMP_PREFIX};
 pub use layout::{FileEntry, Layout, Part};
+
+/// An I/O failure naming the file.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct StoreError {
+    /// The output-relative (or absolute) path.
+    pub path: String,
+    /// What failed.
+    pub message: String,
+}
+
+/// File modes kpki uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Mode {
+    /// 0644: certificates, public keys, manifests.
+    Public,
+    /// 0600: private keys and kubeconfigs.
+    Secret,
+}
+
+/// Reads and writes output-relative paths (`cluster/pki/ca.crt`).
+pub trait PkiStore {
+    /// The bytes at `path`, `Ok(None)` if there is no such file.
+    fn read(&self, path: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Replaces `path` atomically with `bytes`.
+    fn write(&mut self, path: &str, bytes: &[u8], mode: Mode) -> Result<(), StoreError>;
+}
+
+/// Artefacts in memory: output-relative path -> (bytes, mode).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct MemStore {
+    /// The files.
+    pub files: BTreeMap<String, (Vec<u8>, Mode)>,
+}
+
+impl std::fmt::Debug for MemStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material: names and sizes only.
+        f.debug_map()
+            .entries(
+                self.files
+                    .iter()
+                    .map(|(k, (v, m))| (k, format!("{} bytes, {m:?}", v.len()))),
+            )
+            .finish()
+    }
+}
+
+impl PkiStore for MemStore {
+    fn read(&self, path: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.files.get(path).map(|(b, _)| b.clone()))
+    }
+    fn write(&mut self, path: &str, bytes: &[u8], mode: Mode) -> Result<(), StoreError> {
+        self.files.insert(path.to_owned(), (bytes.to_vec(), mode));
+        Ok(())
+    }
+}

@@ -1,0 +1,64 @@
+use super::{Failure, print_spec_warnings};
+use crate::Exit;
+use crate::cli::IssueArgs;
+use pki_core::{Action, DirStore, FileChange, IssueError, IssueOptions, Plan};
+
+impl From<IssueError> for Failure {
+    fn from(e: IssueError) -> Self {
+        match e {
+            IssueError::Existing { .. } | IssueError::Store(_) => Failure::input(e.to_string()),
+            _ => Failure::failed(e.to_string()),
+        }
+    }
+}
+
+pub fn run(a: &IssueArgs) -> Result<Exit, Failure> {
+    let plan = Plan::load(&a.spec)?;
+    print_spec_warnings(&plan.spec);
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| plan.spec.output.dir.clone());
+    if plan.report.has_errors() {
+        eprint!("{}", crate::render::findings(&plan.report));
+        return Err(Failure::failed(
+            "the plan has error findings; nothing was written",
+        ));
+    }
+    let opts = IssueOptions {
+        dry_run: a.dry_run,
+        replace_ca_keys: a.replace_ca_keys,
+        jobs: a.jobs,
+        ..IssueOptions::default()
+    };
+    let report = if a.dry_run && !out.exists() {
+        pki_core::issue(&plan, &mut pki_core::MemStore::default(), &opts)?
+    } else {
+        let mut store = DirStore::open(&out).map_err(|e| Failure::input(e.to_string()))?;
+        pki_core::issue(&plan, &mut store, &opts)?
+    };
+    let count = |f: fn(&Action) -> bool| report.actions.iter().filter(|(_, a)| f(a)).count();
+    let issued = count(|a| matches!(a, Action::Issued));
+    let reissued = count(|a| matches!(a, Action::Reissued(_) | Action::Rekeyed(_)));
+    let kept = count(|a| matches!(a, Action::Kept));
+    for (id, a) in &report.actions {
+        match a {
+            Action::Reissued(why) => println!("reissue {id}: {why}"),
+            Action::Rekeyed(why) => println!("rekey   {id}: {why}"),
+            _ => {}
+        }
+    }
+    let verb = if a.dry_run { "would write" } else { "wrote" };
+    for (path, change) in &report.files {
+        if a.dry_run && *change != FileChange::Unchanged {
+            println!("{verb} {path} ({change:?})");
+        }
+    }
+    let changed = report.changed_files();
+    println!(
+        "{}: {issued} issued, {reissued} re-issued, {kept} kept; {verb} {changed} file(s), {} unchanged",
+        out.display(),
+        report.files.len() - changed
+    );
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,304 @@
+//! The bytes of every file: PEM certificates and keys, kubeconfigs, the manifest.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use super::{Final, IssueError};
+use crate::Plan;
+use crate::crypto::{CryptoError, PrivateKey, cert_to_pem};
+use crate::graph::{IssuerRef, Node, NodeId};
+use crate::store::{Mode, Part};
+
+/// One file's content and where it goes.
+pub struct Artefact {
+    /// Output-relative paths (cluster/ and node bundles).
+    pub paths: Vec<String>,
+    /// Content (wiped on drop: it may be a key).
+    pub bytes: Zeroizing<Vec<u8>>,
+    /// File mode.
+    pub mode: Mode,
+}
+
+impl std::fmt::Debug for Artefact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Artefact({:?}, {} bytes, {:?})",
+            self.paths,
+            self.bytes.len(),
+            self.mode
+        )
+    }
+}
+
+/// One certificate in the manifest.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ManifestEntry {
+    /// Graph id.
+    pub id: String,
+    /// `ca`, `leaf` or `keypair`.
+    pub kind: String,
+    /// Issuer id (own id when self-signed).
+    pub issuer: String,
+    /// Serial, hex.
+    pub serial: String,
+    /// SHA-256 of the DER certificate (of the SPKI for keypairs), hex.
+    pub sha256: String,
+    /// notBefore, RFC 3339.
+    pub not_before: String,
+    /// notAfter, RFC 3339.
+    pub not_after: String,
+    /// Output-relative files.
+    pub files: Vec<String>,
+}
+
+/// `kpki-manifest.json`: what was issued.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Manifest {
+    /// Format version.
+    pub version: u32,
+    /// Profile name.
+    pub profile: String,
+    /// Cluster name.
+    pub cluster: String,
+    /// Certificates and keypairs.
+    pub entries: Vec<ManifestEntry>,
+    /// Kubeconfig id -> files.
+    pub kubeconfigs: BTreeMap<String, Vec<String>>,
+}
+
+/// Every file of one issuance, in write order (keys before their
+/// certificates, CAs before leaves, the manifest last).
+pub(crate) struct Rendered {
+    pub(crate) items: Vec<Artefact>,
+    pub(crate) manifest: Manifest,
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn key_pem(id: &str, k: &PrivateKey) -> Result<Zeroizing<Vec<u8>>, IssueError> {
+    k.to_pem()
+        .map(|p| Zeroizing::new(p.as_bytes().to_vec()))
+        .map_err(|source| IssueError::Crypto {
+            id: id.to_owned(),
+            source,
+        })
+}
+
+/// `to` relative to the directory of `from` (both absolute install paths).
+pub(crate) fn relative(from_file: &str, to: &str) -> PathBuf {
+    let from: Vec<Component<'_>> = Path::new(from_file)
+        .parent()
+        .map(|p| p.components().collect())
+        .unwrap_or_default();
+    let to_c: Vec<Component<'_>> = Path::new(to).components().collect();
+    let common = from.iter().zip(&to_c).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..from.len() {
+        out.push("..");
+    }
+    for c in &to_c[common..] {
+        out.push(c.as_os_str());
+    }
+    out
+}
+
+pub(crate) fn render(
+    plan: &Plan,
+    finals: &BTreeMap<NodeId, Final>,
+    pairs: &BTreeMap<NodeId, PrivateKey>,
+    _existing: &super::existing::Existing,
+) -> Result<Rendered, IssueError> {
+    let g = &plan.graph;
+    let layout = &plan.layout;
+    let paths = |id: NodeId, part: Part| {
+        layout
+            .part(id, part)
+            .map(|f| f.output_paths())
+            .unwrap_or_default()
+    };
+    let mut keys_ca = Vec::new();
+    let mut certs_ca = Vec::new();
+    let mut keys_leaf = Vec::new();
+    let mut certs_leaf = Vec::new();
+    let mut pair_files = Vec::new();
+    let mut kubeconfigs = Vec::new();
+    let mut manifest = Manifest {
+        version: 1,
+        profile: plan.profile.name.clone(),
+        cluster: plan.spec.cluster.name.clone(),
+        entries: Vec::new(),
+        kubeconfigs: BTreeMap::new(),
+    };
+    for (id, n) in g.iter() {
+        match n {
+            Node::Cert(c) => {
+                let Some(f) = finals.get(&id) else { continue };
+                let (kp, cp) = (paths(id, Part::Key), paths(id, Part::Cert));
+                let key = Artefact {
+                    paths: kp.clone(),
+                    bytes: key_pem(&c.id, &f.key)?,
+                    mode: Mode::Secret,
+                };
+                let cert = Artefact {
+                    paths: cp.clone(),
+                    bytes: Zeroizing::new(cert_to_pem(&f.cert_der).into_bytes()),
+                    mode: Mode::Public,
+                };
+                let (k, ce) = if c.is_ca {
+                    (&mut keys_ca, &mut certs_ca)
+                } else {
+                    (&mut keys_leaf, &mut certs_leaf)
+                };
+                if !kp.is_empty() {
+                    k.push(key);
+                }
+                if !cp.is_empty() {
+                    ce.push(cert);
+                }
+                let mut files = cp;
+                files.extend(kp);
+                manifest.entries.push(ManifestEntry {
+                    id: c.id.clone(),
+                    kind: if c.is_ca { "ca" } else { "leaf" }.into(),
+                    issuer: match c.issuer {
+                        IssuerRef::Node(i) => g.id_of(i),
+                        _ => c.id.clone(),
+                    },
+                    serial: f.parsed.serial_hex.clone(),
+                    sha256: f.parsed.sha256_fingerprint(),
+                    not_before: rfc3339(f.parsed.not_before),
+                    not_after: rfc3339(f.parsed.not_after),
+                    files,
+                });
+            }
+            Node::KeyPair(k) => {
+                let Some(key) = pairs.get(&id) else { continue };
+                let public = key.public_key();
+                let pub_pem = public.to_pem().map_err(|source| IssueError::Crypto {
+                    id: k.id.clone(),
+                    source,
+                })?;
+                let (pp, qp) = (paths(id, Part::PrivateKey), paths(id, Part::PublicKey));
+                pair_files.push(Artefact {
+                    paths: pp.clone(),
+                    bytes: key_pem(&k.id, key)?,
+                    mode: Mode::Secret,
+                });
+                pair_files.push(Artefact {
+                    paths: qp.clone(),
+                    bytes: Zeroizing::new(pub_pem.into_bytes()),
+                    mode: Mode::Public,
+                });
+                let mut files = pp;
+                files.extend(qp);
+                manifest.entries.push(ManifestEntry {
+                    id: k.id.clone(),
+                    kind: "keypair".into(),
+                    sha256: sha256_hex(public.spki_der()),
+                    files,
+                    ..Default::default()
+                });
+            }
+            Node::Kubeconfig(k) => {
+                let (Some(client), Some(ca)) = (finals.get(&k.client), finals.get(&k.ca)) else {
+                    continue;
+                };
+                let Some(entry) = layout.part(id, Part::Kubeconfig) else {
+                    continue;
+                };
+                let material = |target: NodeId, part: Part, pem: Vec<u8>| match (
+                    plan.spec.output.embed_certs,
+                    layout.part(target, part),
+                ) {
+                    (false, Some(f)) => {
+                        kubeconfig::Material::Path(relative(&entry.install_path, &f.install_path))
+                    }
+                    _ => kubeconfig::Material::Embedded(pem),
+                };
+                let client_key = key_pem(&k.id, &client.key)?;
+                let user = g
+                    .cert(k.client)
+                    .map(|c| c.subject.common_name.clone())
+                    .unwrap_or_default();
+                let cfg = kubeconfig::Kubeconfig::single(
+                    &k.cluster,
+                    &k.server,
+                    material(k.ca, Part::Cert, cert_to_pem(&ca.cert_der).into_bytes()),
+                    &user,
+                    kubeconfig::Credential::ClientCert {
+                        cert: material(
+                            k.client,
+                            Part::Cert,
+                            cert_to_pem(&client.cert_der).into_bytes(),
+                        ),
+                        key: material(k.client, Part::Key, client_key.to_vec()),
+                    },
+                );
+                let yaml = cfg.to_yaml().map_err(|e| IssueError::Crypto {
+                    id: k.id.clone(),
+                    source: CryptoError::Encode(e.to_string()),
+                })?;
+                let p = entry.output_paths();
+                manifest.kubeconfigs.insert(k.id.clone(), p.clone());
+                kubeconfigs.push(Artefact {
+                    paths: p,
+                    bytes: Zeroizing::new(yaml.into_bytes()),
+                    mode: Mode::Secret,
+                });
+            }
+        }
+    }
+    let mut items = Vec::new();
+    items.extend(keys_ca);
+    items.extend(certs_ca);
+    items.extend(keys_leaf);
+    items.extend(certs_leaf);
+    items.extend(pair_files);
+    items.extend(kubeconfigs);
+    let json = serde_json::to_vec_pretty(&manifest)
+        .map_err(|e| IssueError::Order(format!("manifest: {e}")))?;
+    let mut json = json;
+    json.push(b'\n');
+    items.push(Artefact {
+        paths: vec!["kpki-manifest.json".into()],
+        bytes: Zeroizing::new(json),
+        mode: Mode::Public,
+    });
+    Ok(Rendered { items, manifest })
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relative;
+
+    #[test]
+    fn relative_paths_from_the_kubeconfig_dir() {
+        assert_eq!(
+            relative("/etc/kubernetes/admin.conf", "/etc/kubernetes/pki/ca.crt").to_str(),
+            Some("pki/ca.crt")
+        );
+        assert_eq!(
+            relative(
+                "/etc/kubernetes/kubelet.conf",
+                "/var/lib/kubelet/pki/kubelet-client.crt"
+            )
+            .to_str(),
+            Some("../../var/lib/kubelet/pki/kubelet-client.crt")
+        );
+    }
+}

@@ -1,0 +1,249 @@
+//! What an earlier run left in the store, read once and judged against the plan.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Final, IssueError, IssueOptions, RenewPolicy};
+use crate::Plan;
+use crate::crypto::{ParsedCert, PrivateKey, PublicKey, certs_from_pem, parse_certificate};
+use crate::graph::{CertNode, Node, NodeId};
+use crate::store::{Part, PkiStore};
+
+pub(crate) struct Existing {
+    keys: BTreeMap<NodeId, PrivateKey>,
+    key_paths: BTreeMap<NodeId, String>,
+    certs: BTreeMap<NodeId, (ParsedCert, String)>,
+}
+
+fn bad(path: &str, message: impl Into<String>) -> IssueError {
+    IssueError::Existing {
+        path: path.to_owned(),
+        message: message.into(),
+    }
+}
+
+fn read_text(store: &impl PkiStore, path: &str) -> Result<Option<String>, IssueError> {
+    let bytes = store
+        .read(path)
+        .map_err(|e| bad(path, format!("cannot read: {}", e.message)))?;
+    bytes
+        .map(|b| String::from_utf8(b).map_err(|_| bad(path, "is not a PEM text file")))
+        .transpose()
+}
+
+fn parse_key(path: &str, text: &str) -> Result<PrivateKey, IssueError> {
+    PrivateKey::from_pem(text).map_err(|e| bad(path, format!("is not a usable private key ({e})")))
+}
+
+fn parse_cert(path: &str, text: &str) -> Result<ParsedCert, IssueError> {
+    let ders =
+        certs_from_pem(text).map_err(|e| bad(path, format!("is not a PEM certificate ({e})")))?;
+    let der = ders
+        .first()
+        .ok_or_else(|| bad(path, "holds no certificate"))?;
+    parse_certificate(der).map_err(|e| bad(path, format!("is not a valid certificate ({e})")))
+}
+
+impl Existing {
+    pub(crate) fn load(plan: &Plan, store: &impl PkiStore) -> Result<Self, IssueError> {
+        let mut e = Self {
+            keys: BTreeMap::new(),
+            key_paths: BTreeMap::new(),
+            certs: BTreeMap::new(),
+        };
+        let g = &plan.graph;
+        let first = |id: NodeId, part: Part| {
+            plan.layout
+                .part(id, part)
+                .and_then(|f| f.output_paths().into_iter().next())
+        };
+        for (id, n) in g.iter() {
+            match n {
+                Node::Cert(_) => {
+                    if let Some(p) = first(id, Part::Key)
+                        && let Some(t) = read_text(store, &p)?
+                    {
+                        e.keys.insert(id, parse_key(&p, &t)?);
+                        e.key_paths.insert(id, p);
+                    }
+                    if let Some(p) = first(id, Part::Cert)
+                        && let Some(t) = read_text(store, &p)?
+                    {
+                        e.certs.insert(id, (parse_cert(&p, &t)?, p));
+                    }
+                }
+                Node::KeyPair(_) => {
+                    if let Some(p) = first(id, Part::PrivateKey)
+                        && let Some(t) = read_text(store, &p)?
+                    {
+                        e.keys.insert(id, parse_key(&p, &t)?);
+                        e.key_paths.insert(id, p);
+                    }
+                }
+                Node::Kubeconfig(_) => {}
+            }
+        }
+        // Certificates that live only inside kubeconfigs (kubeadm's admin.conf...).
+        for (kid, kc) in g.kubeconfigs() {
+            let Some(path) = first(kid, Part::Kubeconfig) else {
+                continue;
+            };
+            let Some(text) = read_text(store, &path)? else {
+                continue;
+            };
+            if e.certs.contains_key(&kc.client) {
+                continue;
+            }
+            let cfg = kubeconfig::Kubeconfig::from_yaml(&text)
+                .map_err(|x| bad(&path, format!("is not a valid kubeconfig ({x})")))?;
+            let Some((_, _, user)) = cfg.current() else {
+                continue;
+            };
+            if let kubeconfig::Credential::ClientCert {
+                cert: kubeconfig::Material::Embedded(c),
+                key: kubeconfig::Material::Embedded(k),
+            } = &user.user
+            {
+                let ct = String::from_utf8(c.clone())
+                    .map_err(|_| bad(&path, "client-certificate-data is not PEM"))?;
+                let kt = zeroize::Zeroizing::new(
+                    String::from_utf8(k.clone())
+                        .map_err(|_| bad(&path, "client-key-data is not PEM"))?,
+                );
+                e.certs
+                    .insert(kc.client, (parse_cert(&path, &ct)?, path.clone()));
+                e.keys.entry(kc.client).or_insert(parse_key(&path, &kt)?);
+                e.key_paths.entry(kc.client).or_insert(path.clone());
+            }
+        }
+        // A certificate next to its own key must match it: which one is right is unknowable.
+        for (id, (cert, path)) in &e.certs {
+            if let Some(k) = e.keys.get(id)
+                && !k.matches(&cert.public_key)
+            {
+                let kp = e.key_paths.get(id).cloned().unwrap_or_default();
+                return Err(bad(
+                    path,
+                    format!(
+                        "does not match its private key {kp}; restore the right pair or remove both"
+                    ),
+                ));
+            }
+        }
+        // Keypairs: the public key on disk must match the private key.
+        for (id, n) in g.iter() {
+            if let Node::KeyPair(_) = n
+                && let (Some(k), Some(p)) = (e.keys.get(&id), first(id, Part::PublicKey))
+                && let Some(t) = read_text(store, &p)?
+            {
+                let public = PublicKey::from_pem(&t)
+                    .map_err(|x| bad(&p, format!("is not a public key ({x})")))?;
+                if &public != &k.public_key() {
+                    return Err(bad(&p, "does not match the private key next to it"));
+                }
+            }
+        }
+        Ok(e)
+    }
+
+    pub(crate) fn key(&self, id: NodeId) -> Option<&PrivateKey> {
+        self.keys.get(&id)
+    }
+
+    pub(crate) fn key_path(&self, id: NodeId) -> Option<String> {
+        self.key_paths.get(&id).cloned()
+    }
+
+    pub(crate) fn cert(&self, id: NodeId) -> Option<&ParsedCert> {
+        self.certs.get(&id).map(|(c, _)| c)
+    }
+
+    pub(crate) fn take_key(&mut self, id: NodeId) -> Option<PrivateKey> {
+        self.keys.remove(&id)
+    }
+
+    pub(crate) fn final_of(&self, id: NodeId, key: PrivateKey) -> Result<Final, IssueError> {
+        let (parsed, _) = self
+            .certs
+            .get(&id)
+            .ok_or_else(|| IssueError::Order("kept a certificate that does not exist".into()))?;
+        Ok(Final {
+            key,
+            cert_der: parsed.der.clone(),
+            parsed: parsed.clone(),
+        })
+    }
+
+    /// Why the certificate must be (re)issued, or None to keep it.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn judge(
+        &self,
+        id: NodeId,
+        c: &CertNode,
+        key: &PrivateKey,
+        fresh_key: bool,
+        parent: Option<&Final>,
+        parent_changed: bool,
+        opts: &IssueOptions,
+    ) -> Result<Option<String>, IssueError> {
+        let Some((cert, path)) = self.certs.get(&id) else {
+            return Ok(Some("no certificate yet".into()));
+        };
+        if !key.matches(&cert.public_key) {
+            return if fresh_key {
+                Ok(Some("new key".into()))
+            } else {
+                Err(bad(path, "does not match its key"))
+            };
+        }
+        if let Some(p) = parent
+            && !cert.verify_signed_by(&p.key.public_key())
+        {
+            if parent_changed {
+                return Ok(Some("its CA changed".into()));
+            }
+            return Err(bad(
+                path,
+                "is not signed by the CA the plan names for it; remove it to have kpki issue a new one",
+            ));
+        }
+        let now = opts.now;
+        let reason = if cert.not_after <= now {
+            Some("expired".to_owned())
+        } else if cert.subject != c.subject {
+            Some(format!(
+                "subject changed (was CN={})",
+                cert.subject.common_name
+            ))
+        } else if cert.is_ca != Some(c.is_ca)
+            || cert.path_len != c.usage.path_len.filter(|_| c.is_ca)
+        {
+            Some("basic constraints changed".into())
+        } else if cert.key_usage != c.usage.key {
+            Some("key usage changed".into())
+        } else if cert.ext_key_usage.iter().collect::<BTreeSet<_>>() != c.usage.ext.iter().collect()
+        {
+            Some("extended key usage changed".into())
+        } else if cert
+            .dns_sans
+            .iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect::<BTreeSet<_>>()
+            != c.sans.dns.iter().map(|d| d.to_string()).collect()
+            || cert.ip_sans.iter().collect::<BTreeSet<_>>() != c.sans.ip.iter().collect()
+        {
+            Some("SANs changed".into())
+        } else if parent.is_some_and(|p| cert.not_after > p.parsed.not_after) {
+            Some("outlives its CA".into())
+        } else {
+            match opts.renew {
+                RenewPolicy::Within { window, .. }
+                    if !c.is_ca && cert.not_after <= now + window =>
+                {
+                    Some(format!("expires {} (renew window)", cert.not_after.date()))
+                }
+                _ => None,
+            }
+        };
+        Ok(reason)
+    }
+}

@@ -1,0 +1,378 @@
+//! Issuance: from a checked plan to keys, certificates, kubeconfigs and a
+//! manifest in a [`PkiStore`]. Existing valid artefacts are kept (a re-run
+//! changes no byte); what the spec changed is re-issued under the same CA
+//! and, where possible, with the same key; a CA key is never replaced
+//! unless the caller asks. Independent keys are generated in parallel.
+
+mod artefacts;
+mod existing;
+
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::Plan;
+use crate::crypto::{
+    CertParams, CryptoError, ParsedCert, PrivateKey, Signer, build_certificate, parse_certificate,
+    try_random_serial,
+};
+use crate::graph::{CertNode, IssuerRef, Node, NodeId, issuance_order};
+use crate::store::{PkiStore, StoreError};
+use crate::x509::KeyAlgorithm;
+use existing::Existing;
+
+pub use artefacts::{Artefact, Manifest, ManifestEntry};
+
+/// How to issue.
+#[derive(Clone, Debug)]
+pub struct IssueOptions {
+    /// The issuance time (notBefore is backdated 5 minutes from it).
+    pub now: time::OffsetDateTime,
+    /// Replace existing CA keys (and so every certificate). Off by default.
+    pub replace_ca_keys: bool,
+    /// Compute everything, write nothing.
+    pub dry_run: bool,
+    /// Threads for key generation (None: all cores).
+    pub jobs: Option<usize>,
+    /// Re-issue leaves even when they match the plan (renew).
+    pub renew: RenewPolicy,
+}
+
+impl Default for IssueOptions {
+    fn default() -> Self {
+        Self {
+            now: time::OffsetDateTime::now_utc(),
+            replace_ca_keys: false,
+            dry_run: false,
+            jobs: None,
+            renew: RenewPolicy::Never,
+        }
+    }
+}
+
+/// Which valid leaves to re-issue anyway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RenewPolicy {
+    /// Keep every leaf that matches the plan.
+    Never,
+    /// Re-issue leaves expiring before now + this (keeping keys unless `new_keys`).
+    Within {
+        /// The window.
+        window: time::Duration,
+        /// Generate new leaf keys.
+        new_keys: bool,
+    },
+}
+
+/// Issuance failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    /// The plan has error findings; nothing was written.
+    #[error("the plan has {0} error finding(s); run `kpki plan` and fix them first")]
+    PlanHasErrors(usize),
+    /// An existing file is corrupt or contradicts the plan; nothing was written.
+    #[error("{path}: {message}")]
+    Existing {
+        /// Output-relative path.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Reading or writing failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Key generation or signing failed.
+    #[error("{id}: {source}")]
+    Crypto {
+        /// The graph node.
+        id: String,
+        /// The error.
+        source: CryptoError,
+    },
+    /// The signing graph cannot be ordered (S001/S002).
+    #[error("cannot order issuance: {0}")]
+    Order(String),
+}
+
+/// What happened to one certificate or keypair.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Kept as it was.
+    Kept,
+    /// Issued for the first time.
+    Issued,
+    /// Re-issued (reason given), keeping the key.
+    Reissued(String),
+    /// Re-issued with a new key (reason given).
+    Rekeyed(String),
+}
+
+/// What happened to one file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileChange {
+    /// It did not exist.
+    Created,
+    /// Its bytes changed.
+    Updated,
+    /// Byte-identical.
+    Unchanged,
+}
+
+/// The outcome of one issuance.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct IssueReport {
+    /// Per certificate / keypair id.
+    pub actions: Vec<(String, Action)>,
+    /// Per output-relative path.
+    pub files: Vec<(String, FileChange)>,
+    /// The manifest written.
+    #[serde(skip)]
+    pub manifest: Manifest,
+}
+
+impl IssueReport {
+    /// How many files were created or updated.
+    pub fn changed_files(&self) -> usize {
+        self.files
+            .iter()
+            .filter(|(_, c)| *c != FileChange::Unchanged)
+            .count()
+    }
+    /// The action taken for an id.
+    pub fn action(&self, id: &str) -> Option<&Action> {
+        self.actions.iter().find(|(i, _)| i == id).map(|(_, a)| a)
+    }
+}
+
+/// A certificate and key as issued or kept.
+pub(crate) struct Final {
+    pub(crate) key: PrivateKey,
+    pub(crate) cert_der: Vec<u8>,
+    pub(crate) parsed: ParsedCert,
+}
+
+/// Issues a plan into a store.
+pub fn issue(
+    plan: &Plan,
+    store: &mut impl PkiStore,
+    opts: &IssueOptions,
+) -> Result<IssueReport, IssueError> {
+    let (errors, _, _) = plan.report.counts();
+    if errors > 0 {
+        return Err(IssueError::PlanHasErrors(errors));
+    }
+    let g = &plan.graph;
+    let order = issuance_order(g).map_err(|stuck| {
+        IssueError::Order(
+            stuck
+                .iter()
+                .map(|i| g.id_of(*i))
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
+    })?;
+    let mut existing = Existing::load(plan, store)?;
+
+    // Decide, per certificate, whether its key is kept or generated.
+    let mut need_key: Vec<(NodeId, KeyAlgorithm)> = Vec::new();
+    for &id in &order {
+        match g.node(id) {
+            Some(Node::Cert(c)) => {
+                let alg = algorithm(c)?;
+                let keep = existing.key(id).filter(|k| k.algorithm() == alg);
+                let keep = match (c.is_ca, keep) {
+                    (true, Some(_)) if opts.replace_ca_keys => None,
+                    (false, Some(_))
+                        if matches!(opts.renew, RenewPolicy::Within { new_keys: true, .. }) =>
+                    {
+                        None
+                    }
+                    (_, k) => k,
+                };
+                if c.is_ca && keep.is_none() && existing.key(id).is_some() && !opts.replace_ca_keys
+                {
+                    return Err(IssueError::Existing {
+                        path: existing.key_path(id).unwrap_or_default(),
+                        message: format!(
+                            "the existing CA key is {} but the plan wants {alg}; kpki never replaces a CA key unless told to (--replace-ca-keys)",
+                            existing.key(id).map_or("?", |k| k.algorithm().as_str())
+                        ),
+                    });
+                }
+                if keep.is_none() {
+                    need_key.push((id, alg));
+                }
+            }
+            Some(Node::KeyPair(k)) if existing.key(id).is_none() => {
+                let alg = k.key.algorithm().ok_or_else(|| IssueError::Crypto {
+                    id: k.id.clone(),
+                    source: CryptoError::UnsupportedKey {
+                        what: k.key.to_string(),
+                    },
+                })?;
+                need_key.push((id, alg));
+            }
+            _ => {}
+        }
+    }
+    let generated = generate_keys(g, &need_key, opts.jobs)?;
+    let mut keys: BTreeMap<NodeId, PrivateKey> = generated.into_iter().collect();
+
+    let mut report = IssueReport::default();
+    let mut finals: BTreeMap<NodeId, Final> = BTreeMap::new();
+    let mut pairs: BTreeMap<NodeId, PrivateKey> = BTreeMap::new();
+    for &id in &order {
+        let Some(node) = g.node(id) else { continue };
+        match node {
+            Node::Cert(c) => {
+                let had_key = existing.key(id).is_some();
+                let (key, fresh_key) = match keys.remove(&id) {
+                    Some(k) => (k, true),
+                    None => match existing.take_key(id) {
+                        Some(k) => (k, false),
+                        None => return Err(IssueError::Order(format!("{}: no key", c.id))),
+                    },
+                };
+                let parent = match &c.issuer {
+                    IssuerRef::Node(p) if *p != id => Some(*p),
+                    _ => None,
+                };
+                let parent_final = parent.and_then(|p| finals.get(&p));
+                let parent_rekeyed = parent.is_some_and(|p| {
+                    report
+                        .action(&g.id_of(p))
+                        .is_some_and(|a| !matches!(a, Action::Kept))
+                });
+                let verdict =
+                    existing.judge(id, c, &key, fresh_key, parent_final, parent_rekeyed, opts)?;
+                let action = match (verdict, fresh_key) {
+                    (None, _) => Action::Kept,
+                    (Some(_), true) if existing.cert(id).is_none() && !had_key => Action::Issued,
+                    (Some(reason), true) => Action::Rekeyed(reason),
+                    (Some(reason), false) => Action::Reissued(reason),
+                };
+                let f = if action == Action::Kept {
+                    existing.final_of(id, key)?
+                } else {
+                    sign(c, key, parent_final, opts)?
+                };
+                report.actions.push((c.id.clone(), action));
+                finals.insert(id, f);
+            }
+            Node::KeyPair(k) => {
+                let (key, action) = match keys.remove(&id) {
+                    Some(key) => (key, Action::Issued),
+                    None => match existing.take_key(id) {
+                        Some(key) => (key, Action::Kept),
+                        None => return Err(IssueError::Order(format!("{}: no key", k.id))),
+                    },
+                };
+                report.actions.push((k.id.clone(), action));
+                pairs.insert(id, key);
+            }
+            Node::Kubeconfig(_) => {}
+        }
+    }
+    let files = artefacts::render(plan, &finals, &pairs, &existing)?;
+    report.manifest = files.manifest.clone();
+    for art in &files.items {
+        for path in &art.paths {
+            let before = store.read(path)?;
+            let change = match before {
+                None => FileChange::Created,
+                Some(b) if b == *art.bytes => FileChange::Unchanged,
+                Some(_) => FileChange::Updated,
+            };
+            if change != FileChange::Unchanged && !opts.dry_run {
+                store.write(path, &art.bytes, art.mode)?;
+            }
+            report.files.push((path.clone(), change));
+        }
+    }
+    Ok(report)
+}
+
+fn algorithm(c: &CertNode) -> Result<KeyAlgorithm, IssueError> {
+    c.key.algorithm().ok_or_else(|| IssueError::Crypto {
+        id: c.id.clone(),
+        source: CryptoError::UnsupportedKey {
+            what: c.key.to_string(),
+        },
+    })
+}
+
+fn generate_keys(
+    g: &crate::graph::CertGraph,
+    need: &[(NodeId, KeyAlgorithm)],
+    jobs: Option<usize>,
+) -> Result<Vec<(NodeId, PrivateKey)>, IssueError> {
+    let work = || {
+        need.par_iter()
+            .map(|(id, alg)| {
+                PrivateKey::generate(*alg)
+                    .map(|k| (*id, k))
+                    .map_err(|source| IssueError::Crypto {
+                        id: g.id_of(*id),
+                        source,
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    match jobs {
+        Some(n) => rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build()
+            .map_err(|e| IssueError::Order(format!("cannot start {n} threads: {e}")))?
+            .install(work),
+        None => work(),
+    }
+}
+
+const BACKDATE: time::Duration = time::Duration::minutes(5);
+
+fn sign(
+    c: &CertNode,
+    key: PrivateKey,
+    parent: Option<&Final>,
+    opts: &IssueOptions,
+) -> Result<Final, IssueError> {
+    let crypto = |source| IssueError::Crypto {
+        id: c.id.clone(),
+        source,
+    };
+    let not_before = opts.now - BACKDATE;
+    let mut not_after = opts.now + c.validity.lifetime.duration();
+    if let Some(p) = parent {
+        // A leaf never outlives its CA.
+        not_after = not_after.min(p.parsed.not_after);
+    }
+    let params = CertParams {
+        serial: try_random_serial().map_err(crypto)?,
+        subject: c.subject.clone(),
+        not_before,
+        not_after,
+        is_ca: c.is_ca,
+        path_len: c.usage.path_len.filter(|_| c.is_ca),
+        key_usage: c.usage.key.unwrap_or_default(),
+        ext_key_usage: c.usage.ext.clone(),
+        dns_sans: c.sans.dns.iter().map(|d| d.to_string()).collect(),
+        ip_sans: c.sans.ip.iter().copied().collect(),
+    };
+    let signer = match parent {
+        Some(p) => Signer::Issuer {
+            cert_der: &p.cert_der,
+            key: &p.key,
+        },
+        None => Signer::SelfSigned(&key),
+    };
+    let der = build_certificate(&params, &key.public_key(), signer).map_err(crypto)?;
+    let parsed = parse_certificate(&der).map_err(crypto)?;
+    Ok(Final {
+        key,
+        cert_der: der,
+        parsed,
+    })
+}
