@@ -137,7 +137,7 @@ impl Existing {
             {
                 let public = PublicKey::from_pem(&t)
                     .map_err(|x| bad(&p, format!("is not a public key ({x})")))?;
-                if &public != &k.public_key() {
+                if public != k.public_key() {
                     return Err(bad(&p, "does not match the private key next to it"));
                 }
             }
