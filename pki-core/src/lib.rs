@@ -39,7 +39,10 @@ pub use issue::{
 pub use k8s::{
     CertSource, Component, Flag, FlagKind, KubeconfigUser, Link, LinkEnds, Placement, TrustSource,
 };
-pub use outputs::{CertView, Document, KeyPairView, KubeconfigView, document};
+pub use outputs::{
+    BOOTSTRAP_GROUP, BootstrapToken, CertView, ComponentFlags, Document, KeyPairView, KubeconfigView, component_flags, document,
+    flags_of, manifests,
+};
 pub use profile::{
     CaTemplate, FanOut, KeyPairTemplate, KubeconfigTemplate, LeafTemplate, LiteralSan, PRESETS,
     Profile, SanRule, ServerRule, SubjectTemplate, TargetKind, TrustBinding,

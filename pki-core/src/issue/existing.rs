@@ -12,6 +12,8 @@ pub(crate) struct Existing {
     keys: BTreeMap<NodeId, PrivateKey>,
     key_paths: BTreeMap<NodeId, String>,
     certs: BTreeMap<NodeId, (ParsedCert, String)>,
+    /// The bootstrap token of an earlier run (kept so re-runs change no byte).
+    pub(crate) bootstrap_token: Option<crate::outputs::BootstrapToken>,
 }
 
 fn bad(path: &str, message: impl Into<String>) -> IssueError {
@@ -49,6 +51,7 @@ impl Existing {
             keys: BTreeMap::new(),
             key_paths: BTreeMap::new(),
             certs: BTreeMap::new(),
+            bootstrap_token: None,
         };
         let g = &plan.graph;
         let first = |id: NodeId, part: Part| {
@@ -114,6 +117,13 @@ impl Existing {
                 e.keys.entry(kc.client).or_insert(parse_key(&path, &kt)?);
                 e.key_paths.entry(kc.client).or_insert(path.clone());
             }
+        }
+        if let Some(text) = read_text(store, super::artefacts::BOOTSTRAP_KUBECONFIG)?
+            && let Ok(cfg) = kubeconfig::Kubeconfig::from_yaml(&text)
+            && let Some((_, _, user)) = cfg.current()
+            && let kubeconfig::Credential::Token(t) = &user.user
+        {
+            e.bootstrap_token = crate::outputs::BootstrapToken::parse(t);
         }
         // A certificate next to its own key must match it: which one is right is unknowable.
         for (id, (cert, path)) in &e.certs {

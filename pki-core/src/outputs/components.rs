@@ -1,0 +1,182 @@
+//! Component flag sets: for each node and component, every flag (or
+//! KubeletConfiguration field) that names a PKI file, at its install path,
+//! plus the values derived from the graph.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::Plan;
+use crate::k8s::{Component, FlagKind, KubeconfigUser, Placement};
+use crate::spec::NodeSpec;
+use crate::store::Part;
+use crate::x509::{Host, NodeName};
+
+/// The flags of one component on one node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ComponentFlags {
+    /// The node.
+    pub node: NodeName,
+    /// The component.
+    pub component: Component,
+    /// Command-line flags, without the leading `--`.
+    pub flags: BTreeMap<String, String>,
+    /// Config-file fields (KubeletConfiguration), dotted paths.
+    pub config: BTreeMap<String, String>,
+}
+
+impl ComponentFlags {
+    /// The flags as `--name=value` arguments, in name order.
+    pub fn args(&self) -> Vec<String> {
+        self.flags.iter().map(|(k, v)| format!("--{k}={v}")).collect()
+    }
+}
+
+/// Every component on every node, in node then component order.
+pub fn component_flags(plan: &Plan) -> Vec<ComponentFlags> {
+    let spec = &plan.spec;
+    let mut out = Vec::new();
+    let mut nodes: Vec<&NodeSpec> = Vec::new();
+    for n in spec.control_plane.iter().chain(spec.etcd_members()).chain(&spec.workers) {
+        if !nodes.iter().any(|m| m.name == n.name) {
+            nodes.push(n);
+        }
+    }
+    for node in nodes {
+        for c in Component::ALL {
+            if runs_on(plan, c, &node.name) {
+                out.push(flags_for(plan, c, node));
+            }
+        }
+    }
+    out
+}
+
+/// The flags of one component on one node, if it runs there.
+pub fn flags_of(plan: &Plan, component: Component, node: &NodeName) -> Option<ComponentFlags> {
+    let spec = plan.spec.all_nodes();
+    let n = spec.get(node)?;
+    runs_on(plan, component, node).then(|| flags_for(plan, component, n))
+}
+
+fn runs_on(plan: &Plan, c: Component, node: &NodeName) -> bool {
+    let s = &plan.spec;
+    let has = |list: &[NodeSpec]| list.iter().any(|n| &n.name == node);
+    match c.placement() {
+        Placement::EtcdMembers => has(s.etcd_members()),
+        Placement::ControlPlane => has(&s.control_plane),
+        Placement::AllNodes => has(&s.control_plane) || has(&s.workers),
+    }
+}
+
+fn flags_for(plan: &Plan, c: Component, node: &NodeSpec) -> ComponentFlags {
+    let g = &plan.graph;
+    let layout = &plan.layout;
+    let install = |id, part| layout.part(id, part).map(|f| f.install_path.clone());
+    let mut flags = BTreeMap::new();
+    let mut config = BTreeMap::new();
+    for b in g.bindings.iter().filter(|b| b.node == node.name && b.flag.component() == c) {
+        let mut set = |name: &str, value: Option<String>| {
+            if let Some(v) = value {
+                if c == Component::Kubelet {
+                    config.insert(name.to_owned(), v);
+                } else {
+                    flags.insert(name.to_owned(), v);
+                }
+            }
+        };
+        match b.flag.kind() {
+            FlagKind::TrustedCa => set(b.flag.name(), install(b.target, Part::Cert)),
+            FlagKind::CertAndKey => {
+                set(b.flag.name(), install(b.target, Part::Cert));
+                if let Some(k) = b.flag.key_flag() {
+                    set(k, install(b.target, Part::Key));
+                }
+            }
+            FlagKind::PublicKey => set(b.flag.name(), install(b.target, Part::PublicKey)),
+            FlagKind::PrivateKey => set(b.flag.name(), install(b.target, Part::PrivateKey)),
+        }
+    }
+    // Kubeconfigs the component uses on this node.
+    let kubeconfig_of = |user: KubeconfigUser| {
+        g.kubeconfigs()
+            .filter(|(_, k)| k.user == user && (k.node.is_none() || k.node.as_ref() == Some(&node.name)))
+            .find_map(|(id, _)| install(id, Part::Kubeconfig))
+    };
+    let spec = &plan.spec;
+    let peer_url = |n: &NodeSpec| format!("https://{}:2380", Host::Ip(n.address));
+    let client_url = |n: &NodeSpec| format!("https://{}:2379", Host::Ip(n.address));
+    match c {
+        Component::Etcd => {
+            flags.insert("name".into(), node.name.to_string());
+            flags.insert("client-cert-auth".into(), "true".into());
+            flags.insert("peer-client-cert-auth".into(), "true".into());
+            flags.insert("listen-client-urls".into(), format!("{},https://127.0.0.1:2379", client_url(node)));
+            flags.insert("advertise-client-urls".into(), client_url(node));
+            flags.insert("listen-peer-urls".into(), peer_url(node));
+            flags.insert("initial-advertise-peer-urls".into(), peer_url(node));
+            let cluster: Vec<String> = spec.etcd_members().iter().map(|m| format!("{}={}", m.name, peer_url(m))).collect();
+            flags.insert("initial-cluster".into(), cluster.join(","));
+            flags.insert("initial-cluster-state".into(), "new".into());
+        }
+        Component::Etcdctl => {
+            flags.insert("endpoints".into(), client_url(node));
+        }
+        Component::KubeApiserver => {
+            flags.insert("advertise-address".into(), node.address.to_string());
+            let servers: Vec<String> = spec.etcd_members().iter().map(client_url).collect();
+            flags.insert("etcd-servers".into(), servers.join(","));
+            let names = &g.facts.requestheader_allowed_names;
+            if !names.is_empty() {
+                flags.insert("requestheader-allowed-names".into(), names.join(","));
+                flags.insert("requestheader-username-headers".into(), "X-Remote-User".into());
+                flags.insert("requestheader-group-headers".into(), "X-Remote-Group".into());
+                flags.insert("requestheader-extra-headers-prefix".into(), "X-Remote-Extra-".into());
+            }
+            flags.insert("service-account-issuer".into(), format!("https://kubernetes.default.svc.{}", spec.cluster.dns_domain));
+            let cidrs: Vec<String> = spec.cluster.service_cidrs.iter().map(|c| c.to_string()).collect();
+            flags.insert("service-cluster-ip-range".into(), cidrs.join(","));
+            flags.insert("kubelet-preferred-address-types".into(), "InternalIP,ExternalIP,Hostname".into());
+            flags.insert("enable-bootstrap-token-auth".into(), "true".into());
+        }
+        Component::KubeControllerManager => {
+            if let Some(k) = kubeconfig_of(KubeconfigUser::ControllerManager) {
+                for f in ["kubeconfig", "authentication-kubeconfig", "authorization-kubeconfig"] {
+                    flags.insert(f.into(), k.clone());
+                }
+            }
+            flags.insert("use-service-account-credentials".into(), "true".into());
+            let cidrs: Vec<String> = spec.cluster.service_cidrs.iter().map(|c| c.to_string()).collect();
+            flags.insert("service-cluster-ip-range".into(), cidrs.join(","));
+            flags.insert("controllers".into(), "*,bootstrapsigner,tokencleaner".into());
+        }
+        Component::KubeScheduler => {
+            if let Some(k) = kubeconfig_of(KubeconfigUser::Scheduler) {
+                for f in ["kubeconfig", "authentication-kubeconfig", "authorization-kubeconfig"] {
+                    flags.insert(f.into(), k.clone());
+                }
+            }
+        }
+        Component::Kubelet => {
+            match kubeconfig_of(KubeconfigUser::Kubelet) {
+                Some(k) => {
+                    flags.insert("kubeconfig".into(), k);
+                }
+                None => {
+                    // No certificate of its own: TLS bootstrap with a token.
+                    flags.insert("bootstrap-kubeconfig".into(), format!("{}/bootstrap-kubelet.conf", plan.profile.install_root));
+                    flags.insert("kubeconfig".into(), format!("{}/kubelet.conf", plan.profile.install_root));
+                }
+            }
+            flags.insert("node-ip".into(), node.address.to_string());
+            flags.insert("hostname-override".into(), node.name.to_string());
+            config.insert("rotateCertificates".into(), "true".into());
+        }
+        Component::KubeProxy => {
+            if let Some(k) = kubeconfig_of(KubeconfigUser::KubeProxy) {
+                flags.insert("kubeconfig".into(), k);
+            }
+        }
+    }
+    ComponentFlags { node: node.name.clone(), component: c, flags, config }
+}
