@@ -22,8 +22,53 @@ pub enum Command {
     Plan(PlanArgs),
     /// Write keys, certificates, kubeconfigs and the manifest.
     Issue(IssueArgs),
+    /// Print one kubeconfig from the issued directory.
+    Kubeconfig(KubeconfigArgs),
+    /// Print the flags that point one component at its PKI files.
+    Flags(FlagsArgs),
     /// Print the long form of a rule.
     Explain(ExplainArgs),
+}
+
+/// `kpki kubeconfig`.
+#[derive(Debug, clap::Args)]
+pub struct KubeconfigArgs {
+    /// The kubeconfig: its profile id (`admin`, `kubelet`...) or file name (`admin.conf`).
+    pub name: String,
+    /// The cluster spec.
+    #[arg(long, default_value = "kpki.toml")]
+    pub spec: PathBuf,
+    /// The node, for per-node kubeconfigs (default: the first).
+    #[arg(long)]
+    pub node: Option<String>,
+}
+
+/// Output format of `flags`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FlagsFormat {
+    /// `{"node", "component", "flags", "config"}`.
+    Json,
+    /// `--flag=value` per line (flags only; config fields go to the config file).
+    Args,
+}
+
+/// `kpki flags`.
+#[derive(Debug, clap::Args)]
+pub struct FlagsArgs {
+    /// The component (etcd, etcdctl, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy).
+    pub component: String,
+    /// The node (default: the first node running the component).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// The cluster spec.
+    #[arg(long, default_value = "kpki.toml")]
+    pub spec: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = FlagsFormat::Json)]
+    pub format: FlagsFormat,
+    /// Prefix every absolute path with this directory (e.g. a node bundle, for a chroot or a test).
+    #[arg(long)]
+    pub root: Option<PathBuf>,
 }
 
 /// `kpki issue`.

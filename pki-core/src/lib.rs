@@ -40,8 +40,8 @@ pub use k8s::{
     CertSource, Component, Flag, FlagKind, KubeconfigUser, Link, LinkEnds, Placement, TrustSource,
 };
 pub use outputs::{
-    BOOTSTRAP_GROUP, BootstrapToken, CertView, ComponentFlags, Document, KeyPairView, KubeconfigView, component_flags, document,
-    flags_of, manifests,
+    BOOTSTRAP_GROUP, BootstrapToken, CertView, ComponentFlags, Document, KeyPairView,
+    KubeconfigView, component_flags, document, flags_of, manifests,
 };
 pub use profile::{
     CaTemplate, FanOut, KeyPairTemplate, KubeconfigTemplate, LeafTemplate, LiteralSan, PRESETS,

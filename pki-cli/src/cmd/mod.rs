@@ -1,8 +1,10 @@
 //! One module per command; each returns an [`Exit`] or a [`Failure`].
 
 mod explain;
+mod flags;
 mod init;
 mod issue;
+mod kubeconfig;
 mod plan;
 
 use crate::Exit;
@@ -54,6 +56,8 @@ pub fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Init(a) => init::run(&a),
         Command::Plan(a) => plan::run(&a),
         Command::Issue(a) => issue::run(&a),
+        Command::Kubeconfig(a) => kubeconfig::run(&a),
+        Command::Flags(a) => flags::run(&a),
         Command::Explain(a) => explain::run(&a),
     }
 }

@@ -260,7 +260,12 @@ pub(crate) fn render(
     }
     let token = match &existing.bootstrap_token {
         Some(t) => t.clone(),
-        None => crate::outputs::BootstrapToken::generate().map_err(|source| IssueError::Crypto { id: "bootstrap-token".into(), source })?,
+        None => {
+            crate::outputs::BootstrapToken::generate().map_err(|source| IssueError::Crypto {
+                id: "bootstrap-token".into(),
+                source,
+            })?
+        }
     };
     let extra = extras(plan, finals, &token)?;
     let mut items = Vec::new();
@@ -284,24 +289,44 @@ pub(crate) fn render(
 }
 
 /// components.json, the manifests, and bootstrap-kubelet.conf.
-fn extras(plan: &Plan, finals: &BTreeMap<NodeId, Final>, token: &crate::outputs::BootstrapToken) -> Result<Vec<Artefact>, IssueError> {
+fn extras(
+    plan: &Plan,
+    finals: &BTreeMap<NodeId, Final>,
+    token: &crate::outputs::BootstrapToken,
+) -> Result<Vec<Artefact>, IssueError> {
     let g = &plan.graph;
-    let fail = |what: &str, e: String| IssueError::Crypto { id: what.to_owned(), source: CryptoError::Encode(e) };
+    let fail = |what: &str, e: String| IssueError::Crypto {
+        id: what.to_owned(),
+        source: CryptoError::Encode(e),
+    };
     let mut out = Vec::new();
     let flags = crate::outputs::component_flags(plan);
-    let mut json = serde_json::to_vec_pretty(&flags).map_err(|e| fail("components.json", e.to_string()))?;
+    let mut json =
+        serde_json::to_vec_pretty(&flags).map_err(|e| fail("components.json", e.to_string()))?;
     json.push(b'\n');
-    out.push(Artefact { paths: vec!["components.json".into()], bytes: Zeroizing::new(json), mode: Mode::Public });
+    out.push(Artefact {
+        paths: vec!["components.json".into()],
+        bytes: Zeroizing::new(json),
+        mode: Mode::Public,
+    });
     for (name, value) in crate::outputs::manifests(plan, token) {
         let yaml = serde_yaml_ng::to_string(&value).map_err(|e| fail(&name, e.to_string()))?;
-        out.push(Artefact { paths: vec![format!("cluster/manifests/{name}")], bytes: Zeroizing::new(yaml.into_bytes()), mode: Mode::Secret });
+        out.push(Artefact {
+            paths: vec![format!("cluster/manifests/{name}")],
+            bytes: Zeroizing::new(yaml.into_bytes()),
+            mode: Mode::Secret,
+        });
     }
     // The CA kubelets verify the apiserver with: the kubelet kubeconfig's, or the apiserver cert's issuer.
     let ca = g
         .kubeconfigs()
         .find(|(_, k)| k.user == crate::k8s::KubeconfigUser::Kubelet)
         .map(|(_, k)| k.ca)
-        .or_else(|| g.bound(crate::k8s::Flag::ApiserverTlsCertFile).first().and_then(|(_, a)| g.issuer_of(*a)));
+        .or_else(|| {
+            g.bound(crate::k8s::Flag::ApiserverTlsCertFile)
+                .first()
+                .and_then(|(_, a)| g.issuer_of(*a))
+        });
     if let Some(ca) = ca.and_then(|c| finals.get(&c)) {
         let cfg = kubeconfig::Kubeconfig::single(
             &plan.spec.cluster.name,
@@ -310,15 +335,26 @@ fn extras(plan: &Plan, finals: &BTreeMap<NodeId, Final>, token: &crate::outputs:
             "tls-bootstrap-token-user",
             kubeconfig::Credential::Token(token.token()),
         );
-        let yaml = cfg.to_yaml().map_err(|e| fail("bootstrap-kubelet.conf", e.to_string()))?;
+        let yaml = cfg
+            .to_yaml()
+            .map_err(|e| fail("bootstrap-kubelet.conf", e.to_string()))?;
         let mut paths = vec![BOOTSTRAP_KUBECONFIG.to_owned()];
         // Kubelets without a certificate of their own bootstrap with it.
         for f in &flags {
-            if f.component == crate::k8s::Component::Kubelet && f.flags.contains_key("bootstrap-kubeconfig") {
-                paths.push(format!("nodes/{}{}/bootstrap-kubelet.conf", f.node, plan.profile.install_root));
+            if f.component == crate::k8s::Component::Kubelet
+                && f.flags.contains_key("bootstrap-kubeconfig")
+            {
+                paths.push(format!(
+                    "nodes/{}{}/bootstrap-kubelet.conf",
+                    f.node, plan.profile.install_root
+                ));
             }
         }
-        out.push(Artefact { paths, bytes: Zeroizing::new(yaml.into_bytes()), mode: Mode::Secret });
+        out.push(Artefact {
+            paths,
+            bytes: Zeroizing::new(yaml.into_bytes()),
+            mode: Mode::Secret,
+        });
     }
     Ok(out)
 }

@@ -28,7 +28,10 @@ pub struct ComponentFlags {
 impl ComponentFlags {
     /// The flags as `--name=value` arguments, in name order.
     pub fn args(&self) -> Vec<String> {
-        self.flags.iter().map(|(k, v)| format!("--{k}={v}")).collect()
+        self.flags
+            .iter()
+            .map(|(k, v)| format!("--{k}={v}"))
+            .collect()
     }
 }
 
@@ -37,7 +40,12 @@ pub fn component_flags(plan: &Plan) -> Vec<ComponentFlags> {
     let spec = &plan.spec;
     let mut out = Vec::new();
     let mut nodes: Vec<&NodeSpec> = Vec::new();
-    for n in spec.control_plane.iter().chain(spec.etcd_members()).chain(&spec.workers) {
+    for n in spec
+        .control_plane
+        .iter()
+        .chain(spec.etcd_members())
+        .chain(&spec.workers)
+    {
         if !nodes.iter().any(|m| m.name == n.name) {
             nodes.push(n);
         }
@@ -75,7 +83,11 @@ fn flags_for(plan: &Plan, c: Component, node: &NodeSpec) -> ComponentFlags {
     let install = |id, part| layout.part(id, part).map(|f| f.install_path.clone());
     let mut flags = BTreeMap::new();
     let mut config = BTreeMap::new();
-    for b in g.bindings.iter().filter(|b| b.node == node.name && b.flag.component() == c) {
+    for b in g
+        .bindings
+        .iter()
+        .filter(|b| b.node == node.name && b.flag.component() == c)
+    {
         let mut set = |name: &str, value: Option<String>| {
             if let Some(v) = value {
                 if c == Component::Kubelet {
@@ -100,7 +112,9 @@ fn flags_for(plan: &Plan, c: Component, node: &NodeSpec) -> ComponentFlags {
     // Kubeconfigs the component uses on this node.
     let kubeconfig_of = |user: KubeconfigUser| {
         g.kubeconfigs()
-            .filter(|(_, k)| k.user == user && (k.node.is_none() || k.node.as_ref() == Some(&node.name)))
+            .filter(|(_, k)| {
+                k.user == user && (k.node.is_none() || k.node.as_ref() == Some(&node.name))
+            })
             .find_map(|(id, _)| install(id, Part::Kubeconfig))
     };
     let spec = &plan.spec;
@@ -111,11 +125,18 @@ fn flags_for(plan: &Plan, c: Component, node: &NodeSpec) -> ComponentFlags {
             flags.insert("name".into(), node.name.to_string());
             flags.insert("client-cert-auth".into(), "true".into());
             flags.insert("peer-client-cert-auth".into(), "true".into());
-            flags.insert("listen-client-urls".into(), format!("{},https://127.0.0.1:2379", client_url(node)));
+            flags.insert(
+                "listen-client-urls".into(),
+                format!("{},https://127.0.0.1:2379", client_url(node)),
+            );
             flags.insert("advertise-client-urls".into(), client_url(node));
             flags.insert("listen-peer-urls".into(), peer_url(node));
             flags.insert("initial-advertise-peer-urls".into(), peer_url(node));
-            let cluster: Vec<String> = spec.etcd_members().iter().map(|m| format!("{}={}", m.name, peer_url(m))).collect();
+            let cluster: Vec<String> = spec
+                .etcd_members()
+                .iter()
+                .map(|m| format!("{}={}", m.name, peer_url(m)))
+                .collect();
             flags.insert("initial-cluster".into(), cluster.join(","));
             flags.insert("initial-cluster-state".into(), "new".into());
         }
@@ -129,30 +150,66 @@ fn flags_for(plan: &Plan, c: Component, node: &NodeSpec) -> ComponentFlags {
             let names = &g.facts.requestheader_allowed_names;
             if !names.is_empty() {
                 flags.insert("requestheader-allowed-names".into(), names.join(","));
-                flags.insert("requestheader-username-headers".into(), "X-Remote-User".into());
-                flags.insert("requestheader-group-headers".into(), "X-Remote-Group".into());
-                flags.insert("requestheader-extra-headers-prefix".into(), "X-Remote-Extra-".into());
+                flags.insert(
+                    "requestheader-username-headers".into(),
+                    "X-Remote-User".into(),
+                );
+                flags.insert(
+                    "requestheader-group-headers".into(),
+                    "X-Remote-Group".into(),
+                );
+                flags.insert(
+                    "requestheader-extra-headers-prefix".into(),
+                    "X-Remote-Extra-".into(),
+                );
             }
-            flags.insert("service-account-issuer".into(), format!("https://kubernetes.default.svc.{}", spec.cluster.dns_domain));
-            let cidrs: Vec<String> = spec.cluster.service_cidrs.iter().map(|c| c.to_string()).collect();
+            flags.insert(
+                "service-account-issuer".into(),
+                format!("https://kubernetes.default.svc.{}", spec.cluster.dns_domain),
+            );
+            let cidrs: Vec<String> = spec
+                .cluster
+                .service_cidrs
+                .iter()
+                .map(|c| c.to_string())
+                .collect();
             flags.insert("service-cluster-ip-range".into(), cidrs.join(","));
-            flags.insert("kubelet-preferred-address-types".into(), "InternalIP,ExternalIP,Hostname".into());
+            flags.insert(
+                "kubelet-preferred-address-types".into(),
+                "InternalIP,ExternalIP,Hostname".into(),
+            );
             flags.insert("enable-bootstrap-token-auth".into(), "true".into());
         }
         Component::KubeControllerManager => {
             if let Some(k) = kubeconfig_of(KubeconfigUser::ControllerManager) {
-                for f in ["kubeconfig", "authentication-kubeconfig", "authorization-kubeconfig"] {
+                for f in [
+                    "kubeconfig",
+                    "authentication-kubeconfig",
+                    "authorization-kubeconfig",
+                ] {
                     flags.insert(f.into(), k.clone());
                 }
             }
             flags.insert("use-service-account-credentials".into(), "true".into());
-            let cidrs: Vec<String> = spec.cluster.service_cidrs.iter().map(|c| c.to_string()).collect();
+            let cidrs: Vec<String> = spec
+                .cluster
+                .service_cidrs
+                .iter()
+                .map(|c| c.to_string())
+                .collect();
             flags.insert("service-cluster-ip-range".into(), cidrs.join(","));
-            flags.insert("controllers".into(), "*,bootstrapsigner,tokencleaner".into());
+            flags.insert(
+                "controllers".into(),
+                "*,bootstrapsigner,tokencleaner".into(),
+            );
         }
         Component::KubeScheduler => {
             if let Some(k) = kubeconfig_of(KubeconfigUser::Scheduler) {
-                for f in ["kubeconfig", "authentication-kubeconfig", "authorization-kubeconfig"] {
+                for f in [
+                    "kubeconfig",
+                    "authentication-kubeconfig",
+                    "authorization-kubeconfig",
+                ] {
                     flags.insert(f.into(), k.clone());
                 }
             }
@@ -164,8 +221,14 @@ fn flags_for(plan: &Plan, c: Component, node: &NodeSpec) -> ComponentFlags {
                 }
                 None => {
                     // No certificate of its own: TLS bootstrap with a token.
-                    flags.insert("bootstrap-kubeconfig".into(), format!("{}/bootstrap-kubelet.conf", plan.profile.install_root));
-                    flags.insert("kubeconfig".into(), format!("{}/kubelet.conf", plan.profile.install_root));
+                    flags.insert(
+                        "bootstrap-kubeconfig".into(),
+                        format!("{}/bootstrap-kubelet.conf", plan.profile.install_root),
+                    );
+                    flags.insert(
+                        "kubeconfig".into(),
+                        format!("{}/kubelet.conf", plan.profile.install_root),
+                    );
                 }
             }
             flags.insert("node-ip".into(), node.address.to_string());
@@ -178,5 +241,10 @@ fn flags_for(plan: &Plan, c: Component, node: &NodeSpec) -> ComponentFlags {
             }
         }
     }
-    ComponentFlags { node: node.name.clone(), component: c, flags, config }
+    ComponentFlags {
+        node: node.name.clone(),
+        component: c,
+        flags,
+        config,
+    }
 }

@@ -35,7 +35,9 @@ impl BootstrapToken {
             let mut out = String::with_capacity(n);
             while out.len() < n {
                 let mut b = [0u8; 1];
-                rand::rngs::SysRng.try_fill_bytes(&mut b).map_err(|e| crate::crypto::CryptoError::Rng(e.to_string()))?;
+                rand::rngs::SysRng
+                    .try_fill_bytes(&mut b)
+                    .map_err(|e| crate::crypto::CryptoError::Rng(e.to_string()))?;
                 // 252 = 7 * 36: reject the rest so every character is equally likely.
                 if b[0] < 252 {
                     out.push(char::from(ALPHABET[usize::from(b[0] % 36)]));
@@ -43,14 +45,24 @@ impl BootstrapToken {
             }
             Ok(out)
         };
-        Ok(Self { id: pick(6)?, secret: pick(16)? })
+        Ok(Self {
+            id: pick(6)?,
+            secret: pick(16)?,
+        })
     }
 
     /// Parses `id.secret`.
     pub fn parse(s: &str) -> Option<Self> {
         let (id, secret) = s.split_once('.')?;
-        let ok = |x: &str, n: usize| x.len() == n && x.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-        (ok(id, 6) && ok(secret, 16)).then(|| Self { id: id.into(), secret: secret.into() })
+        let ok = |x: &str, n: usize| {
+            x.len() == n
+                && x.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        };
+        (ok(id, 6) && ok(secret, 16)).then(|| Self {
+            id: id.into(),
+            secret: secret.into(),
+        })
     }
 
     /// `id.secret`.
@@ -91,7 +103,12 @@ pub fn manifests(plan: &Plan, token: &BootstrapToken) -> Vec<(String, Value)> {
     )];
     out.push((
         "rbac-kubelet-bootstrap.yaml".into(),
-        crb("kubeadm:kubelet-bootstrap", "system:node-bootstrapper", "Group", BOOTSTRAP_GROUP),
+        crb(
+            "kubeadm:kubelet-bootstrap",
+            "system:node-bootstrapper",
+            "Group",
+            BOOTSTRAP_GROUP,
+        ),
     ));
     out.push((
         "rbac-node-autoapprove-bootstrap.yaml".into(),
@@ -120,14 +137,24 @@ pub fn manifests(plan: &Plan, token: &BootstrapToken) -> Vec<(String, Value)> {
     if admin_groups.iter().any(|o| o == "kubeadm:cluster-admins") {
         out.push((
             "rbac-cluster-admins.yaml".into(),
-            crb("kubeadm:cluster-admins", "cluster-admin", "Group", "kubeadm:cluster-admins"),
+            crb(
+                "kubeadm:cluster-admins",
+                "cluster-admin",
+                "Group",
+                "kubeadm:cluster-admins",
+            ),
         ));
     }
     let mut users: Vec<String> = g
         .bound(Flag::ApiserverKubeletClientCertificate)
         .iter()
         .filter_map(|(_, id)| g.cert(*id))
-        .filter(|c| !c.subject.organizations.iter().any(|o| o == "system:masters" || o == "kubeadm:cluster-admins"))
+        .filter(|c| {
+            !c.subject
+                .organizations
+                .iter()
+                .any(|o| o == "system:masters" || o == "kubeadm:cluster-admins")
+        })
         .map(|c| c.subject.common_name.clone())
         .collect();
     users.sort();
@@ -135,7 +162,12 @@ pub fn manifests(plan: &Plan, token: &BootstrapToken) -> Vec<(String, Value)> {
     for u in users {
         out.push((
             format!("rbac-kubelet-api-{}.yaml", u.replace(':', "-")),
-            crb(&format!("kpki:kubelet-api-admin:{u}"), "system:kubelet-api-admin", "User", &u),
+            crb(
+                &format!("kpki:kubelet-api-admin:{u}"),
+                "system:kubelet-api-admin",
+                "User",
+                &u,
+            ),
         ));
     }
     out

@@ -1,0 +1,47 @@
+use super::Failure;
+use crate::Exit;
+use crate::cli::{FlagsArgs, FlagsFormat};
+use pki_core::{Component, NodeName, Plan};
+
+pub fn run(a: &FlagsArgs) -> Result<Exit, Failure> {
+    let component: Component = a.component.parse().map_err(Failure::input)?;
+    let plan = Plan::load(&a.spec)?;
+    let all = pki_core::component_flags(&plan);
+    let set = match &a.node {
+        Some(n) => {
+            let node = NodeName::parse(n).map_err(Failure::input)?;
+            if !plan.spec.all_nodes().contains_key(&node) {
+                return Err(Failure::input(format!(
+                    "no node `{n}` in {}",
+                    a.spec.display()
+                )));
+            }
+            pki_core::flags_of(&plan, component, &node)
+                .ok_or_else(|| Failure::input(format!("{component} does not run on node `{n}`")))?
+        }
+        None => all
+            .into_iter()
+            .find(|f| f.component == component)
+            .ok_or_else(|| Failure::input(format!("{component} runs on no node of this spec")))?,
+    };
+    let mut set = set;
+    if let Some(root) = &a.root {
+        let root = root.display().to_string();
+        let re_root = |v: &mut String| {
+            if v.starts_with('/') {
+                *v = format!("{}{v}", root.trim_end_matches('/'));
+            }
+        };
+        set.flags.values_mut().for_each(re_root);
+        set.config.values_mut().for_each(re_root);
+    }
+    match a.format {
+        FlagsFormat::Json => print!("{}", crate::render::json(&set)?),
+        FlagsFormat::Args => {
+            for arg in set.args() {
+                println!("{arg}");
+            }
+        }
+    }
+    Ok(Exit::Ok)
+}
