@@ -22,12 +22,39 @@ pub enum Command {
     Plan(PlanArgs),
     /// Write keys, certificates, kubeconfigs and the manifest.
     Issue(IssueArgs),
+    /// Audit an existing PKI directory (kpki, kubeadm or cfssl made); never writes.
+    Check(CheckArgs),
     /// Print one kubeconfig from the issued directory.
     Kubeconfig(KubeconfigArgs),
     /// Print the flags that point one component at its PKI files.
     Flags(FlagsArgs),
     /// Print the long form of a rule.
     Explain(ExplainArgs),
+}
+
+/// Output format of `check`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    /// A table for people.
+    Text,
+    /// The JSON contract.
+    Json,
+}
+
+/// `kpki check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// The directory: a kpki output dir, /etc/kubernetes, its pki/, or a cfssl folder.
+    pub dir: PathBuf,
+    /// Compare with this spec's plan (missing, extra, drift). Without it, kubeadm defaults are assumed.
+    #[arg(long)]
+    pub spec: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+    pub format: CheckFormat,
+    /// Warn about certificates expiring within this window (h, d or y).
+    #[arg(long, default_value = "30d")]
+    pub within: String,
 }
 
 /// `kpki kubeconfig`.

@@ -15,6 +15,7 @@ mod error;
 mod graph;
 mod issue;
 mod k8s;
+mod observe;
 mod outputs;
 mod profile;
 mod spec;
@@ -39,6 +40,7 @@ pub use issue::{
 pub use k8s::{
     CertSource, Component, Flag, FlagKind, KubeconfigUser, Link, LinkEnds, Placement, TrustSource,
 };
+pub use observe::{CheckReport, DirKind, FileProblem, Observation, check, detect, read_dir};
 pub use outputs::{
     BOOTSTRAP_GROUP, BootstrapToken, CertView, ComponentFlags, Document, KeyPairView,
     KubeconfigView, component_flags, document, flags_of, manifests,

@@ -1,5 +1,6 @@
 //! One module per command; each returns an [`Exit`] or a [`Failure`].
 
+mod check;
 mod explain;
 mod flags;
 mod init;
@@ -56,6 +57,7 @@ pub fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Init(a) => init::run(&a),
         Command::Plan(a) => plan::run(&a),
         Command::Issue(a) => issue::run(&a),
+        Command::Check(a) => check::run(&a),
         Command::Kubeconfig(a) => kubeconfig::run(&a),
         Command::Flags(a) => flags::run(&a),
         Command::Explain(a) => explain::run(&a),

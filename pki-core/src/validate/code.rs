@@ -133,6 +133,14 @@ codes! {
         "Checks notBefore/notAfter against the current time.\nWhy: TLS rejects certificates outside their validity.\nSymptom: `x509: certificate has expired or is not yet valid`.\nFix: `kpki renew`."),
     C004 => (Warning, Check, "expires within the window",
         "Checks notAfter against now + --within (default 30 days).\nWhy: renew before the outage.\nSymptom: soon, `x509: certificate has expired or is not yet valid`.\nFix: `kpki renew --within 30d`."),
+    F001 => (Error, Check, "a file cannot be read or parsed",
+        "Checks that every certificate, key and kubeconfig file in the directory can be read and parsed.\nWhy: a component that loads it fails at start.\nSymptom: `tls: failed to find any PEM data in certificate input`, `failed to load kubeconfig`.\nFix: restore the file from a backup, or remove it and re-issue with kpki."),
+    D001 => (Error, Check, "a planned artefact is missing from the directory",
+        "With --spec: checks that every certificate, keypair and kubeconfig of the plan exists.\nWhy: the component that needs it will not start.\nSymptom: `open /etc/kubernetes/pki/...: no such file or directory`.\nFix: `kpki issue` fills in what is missing."),
+    D002 => (Warning, Check, "a file is not part of the plan",
+        "With --spec: lists certificate, key and kubeconfig files the plan does not produce.\nWhy: stale credentials linger and may still be trusted.\nSymptom: none; an unrevoked credential.\nFix: remove the file if nothing uses it."),
+    D003 => (Error, Check, "a certificate differs from the plan",
+        "With --spec: compares each certificate's subject, SANs and extended key usage with the plan.\nWhy: the spec changed (a new SAN, a renamed node) and the files were not re-issued.\nSymptom: `x509: certificate is valid for ..., not ...` for the new names.\nFix: `kpki issue` re-issues what drifted under the same CA."),
     C005 => (Error, Check, "SHA-1 or weaker signature",
         "Checks the signature algorithm.\nWhy: Go rejects SHA-1 signatures since 1.18.\nSymptom: `x509: cannot verify signature: insecure algorithm SHA1-RSA`.\nFix: re-issue with SHA-256."),
 }
@@ -157,7 +165,7 @@ impl FromStr for Code {
             .iter()
             .copied()
             .find(|c| c.as_str() == up)
-            .ok_or_else(|| format!("`{s}` is not a rule code (S001-S005, U001-U006, T001-T008, N001-N006, I001-I004, C001-C005)"))
+            .ok_or_else(|| format!("`{s}` is not a rule code (S001-S005, U001-U006, T001-T008, N001-N006, I001-I004, C001-C005, F001, D001-D003)"))
     }
 }
 

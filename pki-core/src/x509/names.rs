@@ -43,6 +43,11 @@ impl NodeName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Wraps a name known to be valid (a literal).
+    pub(crate) fn unchecked(s: &str) -> Self {
+        Self(s.to_owned())
+    }
 }
 
 impl fmt::Display for NodeName {

@@ -67,8 +67,10 @@ pub(super) fn check(g: &CertGraph, _: &Options, s: &mut Sink<'_>) {
             );
         }
     }
+    // T004 matters only where the front proxy is configured.
+    let proxied = !g.bound(Flag::ApiserverProxyClientCertFile).is_empty();
     for (node, rh) in g.bound(Flag::ApiserverRequestheaderClientCaFile) {
-        if g.binding(&node, Flag::ApiserverClientCaFile) == Some(rh) {
+        if proxied && g.binding(&node, Flag::ApiserverClientCaFile) == Some(rh) {
             s.push(
                 Code::T004,
                 &[rh],

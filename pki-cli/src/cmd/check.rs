@@ -1,0 +1,110 @@
+use super::Failure;
+use crate::Exit;
+use crate::cli::{CheckArgs, CheckFormat};
+use pki_core::{IssuerRef, Lifetime, Node, Options, Plan};
+
+pub fn run(a: &CheckArgs) -> Result<Exit, Failure> {
+    let within: Lifetime = a
+        .within
+        .parse()
+        .map_err(|e| Failure::input(format!("--within: {e}")))?;
+    let plan = a.spec.as_deref().map(Plan::load).transpose()?;
+    let now = time::OffsetDateTime::now_utc();
+    let opts = Options {
+        now: Some(now),
+        within: within.duration(),
+    };
+    let result = pki_core::check(&a.dir, plan.as_ref(), &opts)?;
+    let obs = &result.observation;
+    match a.format {
+        CheckFormat::Json => {
+            let layout = pki_core::Layout::default();
+            let mut doc = pki_core::document(&obs.graph, &layout, &result.report, now);
+            for c in &mut doc.certificates {
+                if let Some(id) = obs.graph.find(&c.id)
+                    && let Some(f) = obs.files.get(&id)
+                {
+                    c.files = vec![f.clone()];
+                }
+            }
+            print!("{}", crate::render::json(&doc)?);
+        }
+        CheckFormat::Text => print!("{}", table(&result, now)),
+    }
+    Ok(if result.report.has_errors() {
+        Exit::Failed
+    } else {
+        Exit::Ok
+    })
+}
+
+fn residual(now: time::OffsetDateTime, t: Option<time::OffsetDateTime>) -> String {
+    let Some(t) = t else { return "?".into() };
+    let d = t - now;
+    if d.is_negative() {
+        format!("expired {}d ago", (-d).whole_days())
+    } else if d.whole_days() >= 365 {
+        format!("{}y", d.whole_days() / 365)
+    } else if d.whole_days() > 0 {
+        format!("{}d", d.whole_days())
+    } else {
+        format!("{}h", d.whole_hours())
+    }
+}
+
+fn table(r: &pki_core::CheckReport, now: time::OffsetDateTime) -> String {
+    let obs = &r.observation;
+    let g = &obs.graph;
+    let mut rows = vec![[
+        "CERTIFICATE".to_owned(),
+        "FILE".into(),
+        "ROLE".into(),
+        "ISSUER".into(),
+        "EXPIRES".into(),
+        "RESIDUAL".into(),
+        "FINDINGS".into(),
+    ]];
+    for (id, n) in g.iter() {
+        let Node::Cert(c) = n else { continue };
+        let codes: Vec<String> = r
+            .report
+            .findings
+            .iter()
+            .filter(|f| f.nodes.first() == Some(&c.id))
+            .map(|f| f.code.to_string())
+            .collect();
+        let issuer = match &c.issuer {
+            IssuerRef::SelfSigned => "(self)".to_owned(),
+            IssuerRef::Node(i) => g.id_of(*i),
+            IssuerRef::Unknown(s) => s.clone(),
+        };
+        rows.push([
+            c.id.clone(),
+            obs.files.get(&id).cloned().unwrap_or_default(),
+            c.role.map_or("ca", |r| r.as_str()).to_owned(),
+            issuer,
+            c.validity
+                .not_after
+                .map(|t| t.date().to_string())
+                .unwrap_or_default(),
+            residual(now, c.validity.not_after),
+            codes.join(","),
+        ]);
+    }
+    let widths: Vec<usize> = (0..7)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = format!("{} ({:?})\n\n", obs.spec.source.display(), obs.kind);
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out.push('\n');
+    out.push_str(&crate::render::findings(&r.report));
+    out
+}

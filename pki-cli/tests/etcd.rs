@@ -1,0 +1,447 @@
+//! The etcd certificates `kpki issue` writes (kubeadm profile, ECDSA P-256)
+//! run a real mutual-TLS etcd: one member, then three members on loopback.
+//! Needs /usr/bin/etcd and /usr/bin/etcdctl; fails (never skips) without them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use std::fs::{self, File};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use common::{kpki, run, tool};
+use serde_json::Value;
+
+/// How long a cluster may take to become healthy.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Log lines that mean a certificate was refused although it should not be.
+const TLS_COMPLAINTS: [&str; 2] = ["incompatible key usage", "bad certificate"];
+
+/// A kubeadm-profile spec whose etcd members all live on 127.0.0.1.
+fn spec(members: &[&str]) -> String {
+    let mut s = String::from(
+        "profile = \"kubeadm\"\n\n[crypto]\nalgorithm = \"ecdsa-p256\"\n\n\
+         [[control_plane]]\nname = \"cp1\"\naddress = \"127.0.0.1\"\n",
+    );
+    for m in members {
+        s.push_str(&format!(
+            "\n[[etcd]]\nname = \"{m}\"\naddress = \"127.0.0.1\"\n"
+        ));
+    }
+    s
+}
+
+/// Writes the spec for `members` into `dir` and issues a PKI into `dir/name`.
+fn issue(dir: &Path, name: &str, members: &[&str]) -> PathBuf {
+    let spec_path = dir.join(format!("{name}.toml"));
+    fs::write(&spec_path, spec(members)).unwrap();
+    let out = dir.join(name);
+    let o = kpki()
+        .arg("issue")
+        .arg("--spec")
+        .arg(&spec_path)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "kpki issue failed:\n{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}
+
+/// `n` distinct free loopback ports (all listeners are held until every port
+/// is chosen, so the ports differ from each other).
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+/// Removes ETCD_* / ETCDCTL_* variables so the caller's environment cannot
+/// change what is tested.
+fn clean_env(cmd: &mut Command) -> &mut Command {
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("ETCD") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+/// The files one etcd member serves with.
+struct MemberCerts {
+    ca: PathBuf,
+    server_crt: PathBuf,
+    server_key: PathBuf,
+    peer_crt: PathBuf,
+    peer_key: PathBuf,
+}
+
+impl MemberCerts {
+    fn in_dir(etcd_dir: &Path) -> Self {
+        let c = Self {
+            ca: etcd_dir.join("ca.crt"),
+            server_crt: etcd_dir.join("server.crt"),
+            server_key: etcd_dir.join("server.key"),
+            peer_crt: etcd_dir.join("peer.crt"),
+            peer_key: etcd_dir.join("peer.key"),
+        };
+        for p in [
+            &c.ca,
+            &c.server_crt,
+            &c.server_key,
+            &c.peer_crt,
+            &c.peer_key,
+        ] {
+            assert!(p.is_file(), "kpki did not write {}", p.display());
+        }
+        c
+    }
+}
+
+/// A client identity for etcdctl.
+struct Client {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl Client {
+    fn new(ca: &Path, cert: &Path, key: &Path) -> Self {
+        for p in [ca, cert, key] {
+            assert!(p.is_file(), "missing {}", p.display());
+        }
+        Self {
+            ca: ca.to_path_buf(),
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+        }
+    }
+
+    /// Runs `etcdctl --endpoints ENDPOINTS <TLS flags> ARGS`.
+    fn etcdctl(&self, endpoints: &str, args: &[&str]) -> (bool, String, String) {
+        let mut cmd = Command::new(tool("etcdctl"));
+        clean_env(&mut cmd)
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", endpoints])
+            .arg("--cacert")
+            .arg(&self.ca)
+            .arg("--cert")
+            .arg(&self.cert)
+            .arg("--key")
+            .arg(&self.key)
+            .args(["--dial-timeout", "3s", "--command-timeout", "10s"])
+            .args(args)
+            .stdin(Stdio::null());
+        run(&mut cmd)
+    }
+}
+
+/// A running etcd member; killed and reaped on drop (also when a test panics).
+struct Etcd {
+    child: Child,
+    log: PathBuf,
+    client_url: String,
+}
+
+impl Etcd {
+    /// Starts one member with client and peer mutual TLS.
+    fn start(
+        name: &str,
+        certs: &MemberCerts,
+        client_port: u16,
+        peer_port: u16,
+        initial_cluster: &str,
+        work: &Path,
+    ) -> Self {
+        let data_dir = work.join(format!("data-{name}"));
+        let log = work.join(format!("etcd-{name}.log"));
+        let log_file = File::create(&log).unwrap();
+        let client_url = format!("https://127.0.0.1:{client_port}");
+        let peer_url = format!("https://127.0.0.1:{peer_port}");
+        let mut cmd = Command::new(tool("etcd"));
+        clean_env(&mut cmd)
+            .args(["--name", name])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", initial_cluster])
+            .args(["--initial-cluster-state", "new"])
+            .args(["--initial-cluster-token", "kpki-etcd-test"])
+            .arg("--client-cert-auth")
+            .arg("--trusted-ca-file")
+            .arg(&certs.ca)
+            .arg("--cert-file")
+            .arg(&certs.server_crt)
+            .arg("--key-file")
+            .arg(&certs.server_key)
+            .arg("--peer-client-cert-auth")
+            .arg("--peer-trusted-ca-file")
+            .arg(&certs.ca)
+            .arg("--peer-cert-file")
+            .arg(&certs.peer_crt)
+            .arg("--peer-key-file")
+            .arg(&certs.peer_key)
+            .args(["--logger", "zap", "--log-outputs", "stderr"])
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start etcd: {e}"));
+        Self {
+            child,
+            log,
+            client_url,
+        }
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Panics (with the log) if the process has already exited.
+    fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!(
+                "etcd exited early ({status}); log {}:\n{}",
+                self.log.display(),
+                self.log_text()
+            );
+        }
+    }
+
+    /// Log lines that complain about certificates.
+    fn tls_complaints(&self) -> Vec<String> {
+        self.log_text()
+            .lines()
+            .filter(|l| TLS_COMPLAINTS.iter().any(|c| l.contains(c)))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `etcdctl endpoint health ARGS` until it succeeds, bounded by
+/// [`HEALTH_TIMEOUT`]; fails with every member's log otherwise.
+fn wait_healthy(members: &mut [Etcd], client: &Client, endpoints: &str, args: &[&str]) {
+    let deadline = Instant::now() + HEALTH_TIMEOUT;
+    let mut last;
+    loop {
+        for m in members.iter_mut() {
+            m.assert_running();
+        }
+        let mut full = vec!["endpoint", "health"];
+        full.extend_from_slice(args);
+        let (ok, out, err) = client.etcdctl(endpoints, &full);
+        if ok {
+            return;
+        }
+        last = format!("{out}{err}");
+        if Instant::now() > deadline {
+            break;
+        }
+        sleep(Duration::from_millis(250));
+    }
+    let logs: String = members
+        .iter()
+        .map(|m| format!("--- {}\n{}", m.log.display(), m.log_text()))
+        .collect();
+    panic!("etcd not healthy after {HEALTH_TIMEOUT:?}: {last}\n{logs}");
+}
+
+#[test]
+fn single_member_mutual_tls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = issue(tmp.path(), "pki", &["e1"]);
+    let other = issue(tmp.path(), "other", &["e1"]);
+    let etcd_dir = pki.join("cluster/pki/etcd");
+    let cluster_pki = pki.join("cluster/pki");
+    assert_ne!(
+        fs::read(etcd_dir.join("ca.crt")).unwrap(),
+        fs::read(other.join("cluster/pki/etcd/ca.crt")).unwrap(),
+        "two issues must create two different etcd CAs"
+    );
+
+    let certs = MemberCerts::in_dir(&etcd_dir);
+    let ports = free_ports(2);
+    let initial = format!("e1=https://127.0.0.1:{}", ports[1]);
+    let mut members = vec![Etcd::start(
+        "e1",
+        &certs,
+        ports[0],
+        ports[1],
+        &initial,
+        tmp.path(),
+    )];
+    let endpoint = members[0].client_url.clone();
+
+    let health = Client::new(
+        &certs.ca,
+        &etcd_dir.join("healthcheck-client.crt"),
+        &etcd_dir.join("healthcheck-client.key"),
+    );
+    let apiserver = Client::new(
+        &certs.ca,
+        &cluster_pki.join("apiserver-etcd-client.crt"),
+        &cluster_pki.join("apiserver-etcd-client.key"),
+    );
+    // A healthcheck client from another PKI, presented to this one's etcd.
+    let stranger = Client::new(
+        &certs.ca,
+        &other.join("cluster/pki/etcd/healthcheck-client.crt"),
+        &other.join("cluster/pki/etcd/healthcheck-client.key"),
+    );
+
+    wait_healthy(&mut members, &health, &endpoint, &[]);
+    let etcd = &members[0];
+
+    let (ok, out, err) = health.etcdctl(&endpoint, &["endpoint", "health"]);
+    assert!(ok, "healthcheck client: {out}{err}");
+    assert!(
+        out.contains("is healthy") || err.contains("is healthy"),
+        "{out}{err}"
+    );
+
+    let (ok, out, err) = apiserver.etcdctl(&endpoint, &["put", "/kpki", "hello"]);
+    assert!(ok, "apiserver-etcd-client put: {out}{err}");
+    assert_eq!(out.trim(), "OK", "{err}");
+    let (ok, out, err) = apiserver.etcdctl(&endpoint, &["get", "/kpki", "--print-value-only"]);
+    assert!(ok, "apiserver-etcd-client get: {out}{err}");
+    assert_eq!(out.trim(), "hello", "{err}");
+
+    let complaints = etcd.tls_complaints();
+    assert!(
+        complaints.is_empty(),
+        "etcd refused a good certificate:\n{}",
+        complaints.join("\n")
+    );
+
+    // The foreign client certificate must be refused by the TLS handshake.
+    let log_before = etcd.log_text().len();
+    let (ok, out, err) = stranger.etcdctl(&endpoint, &["get", "/kpki", "--print-value-only"]);
+    assert!(
+        !ok,
+        "a client certificate from another CA was accepted: {out}{err}"
+    );
+    assert!(!out.contains("hello"), "{out}");
+    // ... and the refusal happened at the TLS layer of a live server.
+    let log = etcd.log_text();
+    let after = &log[log_before.min(log.len())..];
+    assert!(
+        after.contains("rejected connection")
+            && after.contains("certificate signed by unknown authority"),
+        "etcd did not log a rejected handshake for the foreign client:\n{after}\nclient: {err}"
+    );
+    let (ok, out, err) = health.etcdctl(&endpoint, &["endpoint", "health"]);
+    assert!(ok, "etcd unhealthy after the refused client: {out}{err}");
+}
+
+#[test]
+fn three_members_on_loopback() {
+    let names = ["e1", "e2", "e3"];
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = issue(tmp.path(), "pki", &names);
+    let ports = free_ports(2 * names.len());
+    let initial = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("{n}=https://127.0.0.1:{}", ports[2 * i + 1]))
+        .collect::<Vec<_>>()
+        .join(",");
+
+    let shared_ca = fs::read(pki.join("cluster/pki/etcd/ca.crt")).unwrap();
+    let mut members = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        let dir = pki.join(format!("nodes/{n}/etc/kubernetes/pki/etcd"));
+        let certs = MemberCerts::in_dir(&dir);
+        assert_eq!(
+            fs::read(&certs.ca).unwrap(),
+            shared_ca,
+            "{n} must ship the shared etcd CA"
+        );
+        members.push(Etcd::start(
+            n,
+            &certs,
+            ports[2 * i],
+            ports[2 * i + 1],
+            &initial,
+            tmp.path(),
+        ));
+    }
+    let endpoints = members
+        .iter()
+        .map(|m| m.client_url.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+
+    let e1_dir = pki.join("nodes/e1/etc/kubernetes/pki/etcd");
+    let health = Client::new(
+        &e1_dir.join("ca.crt"),
+        &e1_dir.join("healthcheck-client.crt"),
+        &e1_dir.join("healthcheck-client.key"),
+    );
+    let cluster_pki = pki.join("cluster/pki");
+    let apiserver = Client::new(
+        &cluster_pki.join("etcd/ca.crt"),
+        &cluster_pki.join("apiserver-etcd-client.crt"),
+        &cluster_pki.join("apiserver-etcd-client.key"),
+    );
+
+    let first_url = members[0].client_url.clone();
+    wait_healthy(&mut members, &health, &first_url, &["--cluster"]);
+    let (ok, out, err) = health.etcdctl(&endpoints, &["endpoint", "health"]);
+    assert!(ok, "endpoint health on all three: {out}{err}");
+
+    let (ok, out, err) = apiserver.etcdctl(&endpoints, &["member", "list", "-w", "json"]);
+    assert!(ok, "member list: {out}{err}");
+    let list: Value = serde_json::from_str(&out).unwrap();
+    let listed = list["members"].as_array().unwrap();
+    assert_eq!(listed.len(), 3, "{out}");
+    let mut started: Vec<&str> = listed
+        .iter()
+        .filter(|m| m["clientURLs"].as_array().is_some_and(|u| !u.is_empty()))
+        .map(|m| m["name"].as_str().unwrap_or(""))
+        .collect();
+    started.sort_unstable();
+    assert_eq!(started, names, "all three members started: {out}");
+
+    let first = &members[0].client_url;
+    let third = &members[2].client_url;
+    let (ok, out, err) = apiserver.etcdctl(first, &["put", "/kpki/ha", "replicated"]);
+    assert!(ok, "put via e1: {out}{err}");
+    let (ok, out, err) = apiserver.etcdctl(third, &["get", "/kpki/ha", "--print-value-only"]);
+    assert!(ok, "get via e3: {out}{err}");
+    assert_eq!(out.trim(), "replicated", "{err}");
+
+    for m in &members {
+        let complaints = m.tls_complaints();
+        assert!(
+            complaints.is_empty(),
+            "{} refused a good certificate:\n{}",
+            m.log.display(),
+            complaints.join("\n")
+        );
+    }
+}

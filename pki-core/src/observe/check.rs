@@ -1,0 +1,132 @@
+//! `kpki check`: read a directory, run every rule, compare with the plan.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use super::{Observation, read_dir};
+use crate::Plan;
+use crate::graph::Node;
+use crate::validate::{Code, Finding, Options, Report, validate_with};
+
+/// The outcome of a check.
+#[derive(Clone, Debug)]
+pub struct CheckReport {
+    /// What was read.
+    pub observation: Observation,
+    /// Every finding: the rules, unreadable files, and drift from the plan.
+    pub report: Report,
+}
+
+/// Checks a directory; never writes.
+pub fn check(dir: &Path, plan: Option<&Plan>, opts: &Options) -> Result<CheckReport, crate::Error> {
+    let obs = read_dir(dir, plan.map(|p| (&p.spec, &p.profile)))?;
+    let mut report = validate_with(&obs.graph, opts);
+    let mut extra = Vec::new();
+    for p in &obs.problems {
+        extra.push(Finding {
+            code: Code::F001,
+            severity: Code::F001.severity(),
+            nodes: vec![p.path.clone()],
+            message: format!("{} {}", p.path, p.message),
+            hint: "restore the file, or remove it and re-issue with kpki".into(),
+        });
+    }
+    if let Some(plan) = plan {
+        let failed: BTreeSet<&str> = obs.problems.iter().map(|p| p.path.as_str()).collect();
+        for id in &obs.missing {
+            extra.push(Finding {
+                code: Code::D001,
+                severity: Code::D001.severity(),
+                nodes: vec![id.clone()],
+                message: format!("{id} is planned but not in {}", dir.display()),
+                hint: "run `kpki issue` to fill in what is missing".into(),
+            });
+        }
+        for f in &obs.extra {
+            if !failed.contains(f.as_str()) {
+                extra.push(Finding {
+                    code: Code::D002,
+                    severity: Code::D002.severity(),
+                    nodes: vec![f.clone()],
+                    message: format!("{f} is not part of the plan"),
+                    hint: "remove it if nothing uses it".into(),
+                });
+            }
+        }
+        for (_, n) in obs.graph.iter() {
+            let Node::Cert(seen) = n else { continue };
+            let Some(planned) = plan.graph.find(&seen.id).and_then(|i| plan.graph.cert(i)) else {
+                continue;
+            };
+            let mut what = Vec::new();
+            if seen.subject.common_name != planned.subject.common_name
+                || seen.subject.organizations != planned.subject.organizations
+            {
+                what.push(format!(
+                    "subject CN={} O={:?} (plan: CN={} O={:?})",
+                    seen.subject.common_name,
+                    seen.subject.organizations,
+                    planned.subject.common_name,
+                    planned.subject.organizations
+                ));
+            }
+            if seen.sans != planned.sans {
+                let missing: Vec<String> = planned
+                    .sans
+                    .dns
+                    .difference(&seen.sans.dns)
+                    .map(|d| d.to_string())
+                    .chain(
+                        planned
+                            .sans
+                            .ip
+                            .difference(&seen.sans.ip)
+                            .map(|i| i.to_string()),
+                    )
+                    .collect();
+                let added: Vec<String> = seen
+                    .sans
+                    .dns
+                    .difference(&planned.sans.dns)
+                    .map(|d| d.to_string())
+                    .chain(
+                        seen.sans
+                            .ip
+                            .difference(&planned.sans.ip)
+                            .map(|i| i.to_string()),
+                    )
+                    .collect();
+                what.push(format!(
+                    "SANs missing [{}] extra [{}]",
+                    missing.join(", "),
+                    added.join(", ")
+                ));
+            }
+            if seen.usage.ext.iter().collect::<BTreeSet<_>>() != planned.usage.ext.iter().collect()
+            {
+                what.push("extended key usage".into());
+            }
+            if !what.is_empty() {
+                extra.push(Finding {
+                    code: Code::D003,
+                    severity: Code::D003.severity(),
+                    nodes: vec![seen.id.clone()],
+                    message: format!(
+                        "{} differs from the plan: {}",
+                        seen.cert_path.as_deref().unwrap_or(&seen.id),
+                        what.join("; ")
+                    ),
+                    hint: "run `kpki issue` to re-issue it under the same CA".into(),
+                });
+            }
+        }
+    }
+    report.findings.extend(extra);
+    report
+        .findings
+        .sort_by(|a, b| (a.severity, a.code, &a.nodes).cmp(&(b.severity, b.code, &b.nodes)));
+    Ok(CheckReport {
+        observation: obs,
+        report,
+    })
+}

@@ -1,0 +1,477 @@
+//! Reading an existing PKI directory back into a [`CertGraph`], so that the
+//! same rules that judge a plan judge real files (`kpki check`).
+//!
+//! The directory's layout is recognised (a kpki output dir, kubeadm's
+//! `/etc/kubernetes` or its `pki/`, or the seeds' flat cfssl `NAME.pem` +
+//! `NAME-key.pem`); each file is mapped to a profile template by its name;
+//! the skeleton (bindings, connections) comes from expanding that profile;
+//! every certificate's facts come from the file, and issuers are linked by
+//! signature, not by name.
+
+mod check;
+mod layout;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::crypto::{ParsedCert, PrivateKey, PublicKey, certs_from_pem, parse_certificate};
+use crate::graph::{CertGraph, CertNode, IssuerRef, Node, NodeId, Observed, Validity, expand};
+use crate::profile::Profile;
+use crate::spec::ClusterSpec;
+use crate::store::Layout;
+use crate::x509::{DnsName, KeySpec, Lifetime, San, SanSet, Usage};
+pub use check::{CheckReport, check};
+pub use layout::{DirKind, detect};
+
+/// A file that could not be used, with the reason.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FileProblem {
+    /// The file, relative to the checked directory.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// A directory read back.
+#[derive(Clone, Debug)]
+pub struct Observation {
+    /// The recognised layout.
+    pub kind: DirKind,
+    /// The profile used as the skeleton.
+    pub profile: Profile,
+    /// The spec (given, or inferred with kubeadm defaults).
+    pub spec: ClusterSpec,
+    /// The graph of the certificates found.
+    pub graph: CertGraph,
+    /// Graph node -> the file it came from (relative to the directory).
+    pub files: BTreeMap<NodeId, String>,
+    /// Planned artefacts with no file (only meaningful with `--spec`).
+    pub missing: Vec<String>,
+    /// Certificate and key files that map to nothing.
+    pub extra: Vec<String>,
+    /// Files that could not be read or parsed.
+    pub problems: Vec<FileProblem>,
+}
+
+/// Reads `dir`. With a spec (and its profile), files are compared with the
+/// plan; without, kubeadm defaults are assumed (service CIDR 10.96.0.0/12,
+/// domain cluster.local) and the cluster facts are inferred from the files.
+pub fn read_dir(
+    dir: &Path,
+    planned: Option<(&ClusterSpec, &Profile)>,
+) -> Result<Observation, crate::Error> {
+    let kind = detect(dir).map_err(|message| crate::Error::Io {
+        path: dir.to_path_buf(),
+        message,
+    })?;
+    let mut problems = Vec::new();
+    let mut reader = Reader {
+        dir: dir.to_path_buf(),
+        problems: &mut problems,
+        cache: BTreeMap::new(),
+    };
+    let (spec, profile) = match planned {
+        Some((s, p)) => (s.clone(), p.clone()),
+        None => layout::infer(&kind, &mut reader)?,
+    };
+    let skeleton = expand(&spec, &profile).map_err(crate::Error::Profile)?;
+    let skel_layout = Layout::compute(&skeleton, &spec, &profile.install_root);
+    let locate = layout::Locator::new(&kind, dir, &skel_layout, &profile, planned.is_some());
+    let mut obs = Observation {
+        kind: kind.clone(),
+        profile: profile.clone(),
+        spec: spec.clone(),
+        graph: CertGraph::default(),
+        files: BTreeMap::new(),
+        missing: Vec::new(),
+        extra: Vec::new(),
+        problems: Vec::new(),
+    };
+    // Which skeleton nodes have files, and their facts.
+    let mut keep: BTreeMap<NodeId, Node> = BTreeMap::new();
+    let mut parsed: BTreeMap<NodeId, ParsedCert> = BTreeMap::new();
+    let mut used_files = std::collections::BTreeSet::new();
+    for (id, node) in skeleton.iter() {
+        match node {
+            Node::Cert(c) => {
+                // Missing ones are counted at the end: a kubeconfig may carry it.
+                let Some((cert_path, key_path)) = locate.cert(id, c) else {
+                    continue;
+                };
+                let Some(pc) = reader.cert(&cert_path) else {
+                    continue;
+                };
+                used_files.insert(cert_path.clone());
+                let mut n = c.clone();
+                let key_mismatch = match key_path.as_ref().and_then(|k| {
+                    used_files.insert(k.clone());
+                    reader.key(k)
+                }) {
+                    Some(k) => !k.matches(&pc.public_key),
+                    None => false,
+                };
+                fill(&mut n, &pc, key_mismatch);
+                n.cert_path = Some(cert_path.clone());
+                n.key_path = key_path;
+                obs.files.insert(id, cert_path);
+                parsed.insert(id, pc);
+                keep.insert(id, Node::Cert(n));
+            }
+            Node::KeyPair(k) => {
+                let Some((private, public)) = locate.keypair(id) else {
+                    obs.missing.push(k.id.clone());
+                    continue;
+                };
+                used_files.insert(private.clone());
+                used_files.insert(public.clone());
+                let (Some(sk), Some(pk)) = (reader.key(&private), reader.public(&public)) else {
+                    continue;
+                };
+                let mut n = k.clone();
+                n.mismatch = sk.public_key() != pk;
+                n.key = key_spec(&pk);
+                n.private_path = private.clone();
+                n.public_path = public;
+                obs.files.insert(id, private);
+                keep.insert(id, Node::KeyPair(n));
+            }
+            Node::Kubeconfig(k) => {
+                let Some(path) = locate.kubeconfig(id) else {
+                    obs.missing.push(k.id.clone());
+                    continue;
+                };
+                let Some(cfg) = reader.kubeconfig(&path) else {
+                    continue;
+                };
+                used_files.insert(path.clone());
+                // The client cert of a kubeconfig: from the file unless a file of its own was found.
+                if let Some((cert, key)) = cfg.client
+                    && !keep.contains_key(&k.client)
+                    && let Some(Node::Cert(c)) = skeleton.node(k.client)
+                {
+                    let mut n = c.clone();
+                    fill(
+                        &mut n,
+                        &cert,
+                        key.as_ref().is_some_and(|k| !k.matches(&cert.public_key)),
+                    );
+                    // Embedded: the certificate has no file of its own.
+                    n.cert_path = None;
+                    n.key_path = None;
+                    obs.files.insert(k.client, path.clone());
+                    parsed.insert(k.client, cert);
+                    keep.insert(k.client, Node::Cert(n));
+                }
+                let mut n = k.clone();
+                n.server = cfg.server;
+                n.file = path.clone();
+                // The CA it embeds: whichever observed CA has that certificate's key.
+                n.ca = parsed
+                    .iter()
+                    .find(|(_, p)| {
+                        cfg.ca
+                            .as_ref()
+                            .is_some_and(|ca| ca.public_key == p.public_key)
+                    })
+                    .map_or(n.ca, |(i, _)| *i);
+                obs.files.insert(id, path);
+                keep.insert(id, Node::Kubeconfig(n));
+            }
+        }
+    }
+    for (id, n) in skeleton.certs() {
+        if !keep.contains_key(&id) {
+            obs.missing.push(n.id.clone());
+        }
+    }
+    // Link issuers by signature among the observed CAs.
+    let cas: Vec<(NodeId, PublicKey)> = parsed
+        .iter()
+        .filter(|(_, p)| p.is_ca == Some(true))
+        .map(|(i, p)| (*i, p.public_key.clone()))
+        .collect();
+    for (id, pc) in &parsed {
+        let Some(Node::Cert(n)) = keep.get_mut(id) else {
+            continue;
+        };
+        n.issuer = if pc.is_self_signed() && pc.verify_signed_by(&pc.public_key) {
+            IssuerRef::SelfSigned
+        } else if let Some((ca, _)) = cas
+            .iter()
+            .find(|(ca, k)| ca != id && pc.verify_signed_by(k))
+        {
+            IssuerRef::Node(*ca)
+        } else {
+            if let Some(o) = n.observed.as_mut() {
+                o.bad_signature = true;
+            }
+            IssuerRef::Unknown(format!(
+                "CN={} (not among the CAs found)",
+                pc.issuer.common_name
+            ))
+        };
+    }
+    obs.graph = compact(&skeleton, keep);
+    obs.extra = locate.extra(&used_files);
+    obs.problems = problems;
+    // Re-key the file map to the compacted ids.
+    let remap: BTreeMap<String, NodeId> = obs
+        .graph
+        .iter()
+        .map(|(i, n)| (n.id().to_owned(), i))
+        .collect();
+    obs.files = obs
+        .files
+        .iter()
+        .filter_map(|(old, f)| {
+            skeleton
+                .node(*old)
+                .and_then(|n| remap.get(n.id()))
+                .map(|i| (*i, f.clone()))
+        })
+        .collect();
+    Ok(obs)
+}
+
+fn key_spec(k: &PublicKey) -> KeySpec {
+    match k.algorithm() {
+        Ok(a) => a.spec(),
+        Err(crate::crypto::CryptoError::UnsupportedKey { what }) => {
+            match what.strip_prefix("rsa-").and_then(|b| b.parse().ok()) {
+                Some(bits) => KeySpec::Rsa(bits),
+                None => KeySpec::Other("unsupported"),
+            }
+        }
+        Err(_) => KeySpec::Other("unknown"),
+    }
+}
+
+/// Overwrites a planned certificate's facts with the observed ones.
+fn fill(n: &mut CertNode, pc: &ParsedCert, key_mismatch: bool) {
+    n.subject = pc.subject.clone();
+    let mut sans = SanSet::default();
+    for d in &pc.dns_sans {
+        sans.insert(San::Dns(DnsName::unchecked(d)));
+    }
+    for ip in &pc.ip_sans {
+        sans.insert(San::Ip(*ip));
+    }
+    n.sans = sans;
+    n.key = key_spec(&pc.public_key);
+    n.usage = Usage {
+        ca: pc.is_ca,
+        path_len: pc.path_len,
+        key: pc.key_usage,
+        ext: pc.ext_key_usage.clone(),
+    };
+    n.is_ca = pc.is_ca == Some(true) || n.is_ca;
+    let hours = (pc.not_after - pc.not_before).whole_hours().max(0);
+    n.validity = Validity {
+        lifetime: Lifetime::from_hours(u64::try_from(hours).unwrap_or(0)),
+        not_before: Some(pc.not_before),
+        not_after: Some(pc.not_after),
+    };
+    n.observed = Some(Observed {
+        weak_signature: pc
+            .signature_algorithm
+            .is_weak()
+            .then(|| pc.signature_algorithm.name().to_owned()),
+        key_mismatch,
+        bad_signature: false,
+        serial: pc.serial_hex.clone(),
+    });
+}
+
+/// Keeps only the observed nodes, re-indexing ids, bindings and connections.
+fn compact(skeleton: &CertGraph, keep: BTreeMap<NodeId, Node>) -> CertGraph {
+    let mut map = BTreeMap::new();
+    let mut nodes = Vec::new();
+    for (old, n) in keep {
+        map.insert(old, NodeId(nodes.len() as u32));
+        nodes.push(n);
+    }
+    let m = |id: NodeId| map.get(&id).copied();
+    for n in &mut nodes {
+        match n {
+            Node::Cert(c) => {
+                if let IssuerRef::Node(i) = c.issuer {
+                    c.issuer =
+                        m(i).map_or(IssuerRef::Unknown("(not found)".into()), IssuerRef::Node);
+                }
+            }
+            Node::Kubeconfig(k) => {
+                k.client = m(k.client).unwrap_or(k.client);
+                k.ca = m(k.ca).unwrap_or(k.ca);
+            }
+            Node::KeyPair(_) => {}
+        }
+    }
+    let bindings = skeleton
+        .bindings
+        .iter()
+        .filter_map(|b| {
+            Some(crate::graph::Binding {
+                node: b.node.clone(),
+                flag: b.flag,
+                target: m(b.target)?,
+            })
+        })
+        .collect();
+    let connections = skeleton
+        .connections
+        .iter()
+        .filter_map(|c| {
+            Some(crate::graph::Connection {
+                link: c.link,
+                client: m(c.client)?,
+                server: c.server.and_then(m),
+                client_trusts: c.client_trusts.and_then(m),
+                server_trusts: c.server_trusts.and_then(m),
+                via: c.via.and_then(m),
+            })
+        })
+        .filter(|c| c.via.is_some() || c.link != crate::k8s::Link::KubeconfigToApiserver)
+        .collect();
+    CertGraph {
+        nodes,
+        bindings,
+        connections,
+        facts: skeleton.facts.clone(),
+    }
+}
+
+/// A kubeconfig's contents as the rules need them.
+pub(crate) struct KubeconfigFacts {
+    pub(crate) server: String,
+    pub(crate) ca: Option<ParsedCert>,
+    pub(crate) client: Option<(ParsedCert, Option<PrivateKey>)>,
+}
+
+/// Reads files once, recording problems instead of failing.
+pub(crate) struct Reader<'a> {
+    pub(crate) dir: PathBuf,
+    pub(crate) problems: &'a mut Vec<FileProblem>,
+    cache: BTreeMap<String, Option<String>>,
+}
+
+impl Reader<'_> {
+    fn problem(&mut self, rel: &str, message: String) {
+        if !self.problems.iter().any(|p| p.path == rel) {
+            self.problems.push(FileProblem {
+                path: rel.to_owned(),
+                message,
+            });
+        }
+    }
+
+    pub(crate) fn text(&mut self, rel: &str) -> Option<String> {
+        if let Some(t) = self.cache.get(rel) {
+            return t.clone();
+        }
+        let t = match std::fs::read(self.dir.join(rel)) {
+            Ok(b) => match String::from_utf8(b) {
+                Ok(s) => Some(s),
+                Err(_) => {
+                    self.problem(rel, "is not a text (PEM) file".into());
+                    None
+                }
+            },
+            Err(e) => {
+                self.problem(rel, format!("cannot be read: {e}"));
+                None
+            }
+        };
+        self.cache.insert(rel.to_owned(), t.clone());
+        t
+    }
+
+    pub(crate) fn cert(&mut self, rel: &str) -> Option<ParsedCert> {
+        let t = self.text(rel)?;
+        let der = match certs_from_pem(&t) {
+            Ok(d) if !d.is_empty() => d.into_iter().next()?,
+            Ok(_) => {
+                self.problem(rel, "holds no certificate".into());
+                return None;
+            }
+            Err(e) => {
+                self.problem(rel, format!("is not a PEM certificate: {e}"));
+                return None;
+            }
+        };
+        match parse_certificate(&der) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                self.problem(rel, format!("is not a valid certificate: {e}"));
+                None
+            }
+        }
+    }
+
+    pub(crate) fn key(&mut self, rel: &str) -> Option<PrivateKey> {
+        let t = zeroize::Zeroizing::new(self.text(rel)?);
+        match PrivateKey::from_pem(&t) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                self.problem(rel, format!("is not a usable private key: {e}"));
+                None
+            }
+        }
+    }
+
+    pub(crate) fn public(&mut self, rel: &str) -> Option<PublicKey> {
+        let t = self.text(rel)?;
+        match PublicKey::from_pem(&t) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                self.problem(rel, format!("is not a public key: {e}"));
+                None
+            }
+        }
+    }
+
+    pub(crate) fn kubeconfig(&mut self, rel: &str) -> Option<KubeconfigFacts> {
+        let t = zeroize::Zeroizing::new(self.text(rel)?);
+        let cfg = match kubeconfig::Kubeconfig::from_yaml(&t) {
+            Ok(c) => c,
+            Err(e) => {
+                self.problem(rel, format!("is not a valid kubeconfig: {e}"));
+                return None;
+            }
+        };
+        let Some((_, cluster, user)) = cfg.current() else {
+            self.problem(rel, "has no usable current-context".into());
+            return None;
+        };
+        let base = self
+            .dir
+            .join(rel)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let pem = |m: &kubeconfig::Material| {
+            m.resolve(&base)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+        };
+        let parse = |s: Option<String>| {
+            s.and_then(|t| certs_from_pem(&t).ok())
+                .and_then(|d| d.into_iter().next())
+                .and_then(|d| parse_certificate(&d).ok())
+        };
+        let ca = parse(cluster.cluster.certificate_authority.as_ref().and_then(pem));
+        let client = match &user.user {
+            kubeconfig::Credential::ClientCert { cert, key } => parse(pem(cert)).map(|c| {
+                let k = pem(key)
+                    .map(zeroize::Zeroizing::new)
+                    .and_then(|t| PrivateKey::from_pem(&t).ok());
+                (c, k)
+            }),
+            kubeconfig::Credential::Token(_) => None,
+        };
+        Some(KubeconfigFacts {
+            server: cluster.cluster.server.clone(),
+            ca,
+            client,
+        })
+    }
+}
