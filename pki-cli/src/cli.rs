@@ -24,6 +24,8 @@ pub enum Command {
     Issue(IssueArgs),
     /// Audit an existing PKI directory (kpki, kubeadm or cfssl made); never writes.
     Check(CheckArgs),
+    /// Re-issue leaf certificates that expire soon, under the existing CAs.
+    Renew(RenewArgs),
     /// Print one kubeconfig from the issued directory.
     Kubeconfig(KubeconfigArgs),
     /// Print the flags that point one component at its PKI files.
@@ -55,6 +57,29 @@ pub struct CheckArgs {
     /// Warn about certificates expiring within this window (h, d or y).
     #[arg(long, default_value = "30d")]
     pub within: String,
+}
+
+/// `kpki renew`.
+#[derive(Debug, clap::Args)]
+pub struct RenewArgs {
+    /// The cluster spec.
+    #[arg(long, default_value = "kpki.toml")]
+    pub spec: PathBuf,
+    /// Output directory (default: the spec's output.dir).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Re-issue leaves that expire within this window (h, d or y).
+    #[arg(long, default_value = "30d", conflicts_with = "all")]
+    pub within: String,
+    /// Re-issue every leaf.
+    #[arg(long)]
+    pub all: bool,
+    /// Generate new keys for the re-issued leaves (default: keep each key).
+    #[arg(long)]
+    pub new_keys: bool,
+    /// Say what would change; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `kpki kubeconfig`.

@@ -1,3 +1,5 @@
+use std::path::Path;
+
 use super::{Failure, print_spec_warnings};
 use crate::Exit;
 use crate::cli::IssueArgs;
@@ -13,29 +15,31 @@ impl From<IssueError> for Failure {
 }
 
 pub fn run(a: &IssueArgs) -> Result<Exit, Failure> {
-    let plan = Plan::load(&a.spec)?;
-    print_spec_warnings(&plan.spec);
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| plan.spec.output.dir.clone());
-    if plan.report.has_errors() {
-        eprint!("{}", crate::render::findings(&plan.report));
-        return Err(Failure::failed(
-            "the plan has error findings; nothing was written",
-        ));
-    }
     let opts = IssueOptions {
         dry_run: a.dry_run,
         replace_ca_keys: a.replace_ca_keys,
         jobs: a.jobs,
         ..IssueOptions::default()
     };
-    let report = if a.dry_run && !out.exists() {
-        pki_core::issue(&plan, &mut pki_core::MemStore::default(), &opts)?
+    execute(&a.spec, a.out.as_deref(), &opts)
+}
+
+/// Plans `spec` and issues into `out` (or the spec's output dir); shared with `renew`.
+pub fn execute(spec: &Path, out: Option<&Path>, opts: &IssueOptions) -> Result<Exit, Failure> {
+    let plan = Plan::load(spec)?;
+    print_spec_warnings(&plan.spec);
+    let out = out.map_or_else(|| plan.spec.output.dir.clone(), Path::to_path_buf);
+    if plan.report.has_errors() {
+        eprint!("{}", crate::render::findings(&plan.report));
+        return Err(Failure::failed(
+            "the plan has error findings; nothing was written",
+        ));
+    }
+    let report = if opts.dry_run && !out.exists() {
+        pki_core::issue(&plan, &mut pki_core::MemStore::default(), opts)?
     } else {
         let mut store = DirStore::open(&out).map_err(|e| Failure::input(e.to_string()))?;
-        pki_core::issue(&plan, &mut store, &opts)?
+        pki_core::issue(&plan, &mut store, opts)?
     };
     let count = |f: fn(&Action) -> bool| report.actions.iter().filter(|(_, a)| f(a)).count();
     let issued = count(|a| matches!(a, Action::Issued));
@@ -48,10 +52,12 @@ pub fn run(a: &IssueArgs) -> Result<Exit, Failure> {
             _ => {}
         }
     }
-    let verb = if a.dry_run { "would write" } else { "wrote" };
-    for (path, change) in &report.files {
-        if a.dry_run && *change != FileChange::Unchanged {
-            println!("{verb} {path} ({change:?})");
+    let verb = if opts.dry_run { "would write" } else { "wrote" };
+    if opts.dry_run {
+        for (path, change) in &report.files {
+            if *change != FileChange::Unchanged {
+                println!("{verb} {path} ({change:?})");
+            }
         }
     }
     let changed = report.changed_files();

@@ -7,6 +7,7 @@ mod init;
 mod issue;
 mod kubeconfig;
 mod plan;
+mod renew;
 
 use crate::Exit;
 use crate::cli::{Cli, Command};
@@ -58,6 +59,7 @@ pub fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Plan(a) => plan::run(&a),
         Command::Issue(a) => issue::run(&a),
         Command::Check(a) => check::run(&a),
+        Command::Renew(a) => renew::run(&a),
         Command::Kubeconfig(a) => kubeconfig::run(&a),
         Command::Flags(a) => flags::run(&a),
         Command::Explain(a) => explain::run(&a),

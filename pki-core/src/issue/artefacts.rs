@@ -68,6 +68,20 @@ pub struct Manifest {
     pub entries: Vec<ManifestEntry>,
     /// Kubeconfig id -> files.
     pub kubeconfigs: BTreeMap<String, Vec<String>>,
+    /// Every `kpki renew` that re-issued something, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub renewals: Vec<Renewal>,
+}
+
+/// One renewal, as recorded in the manifest.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Renewal {
+    /// When, RFC 3339.
+    pub at: String,
+    /// The certificates re-issued.
+    pub ids: Vec<String>,
+    /// Whether new keys were generated.
+    pub new_keys: bool,
 }
 
 /// Every file of one issuance, in write order (keys before their
@@ -77,7 +91,7 @@ pub(crate) struct Rendered {
     pub(crate) manifest: Manifest,
 }
 
-fn rfc3339(t: time::OffsetDateTime) -> String {
+pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
@@ -117,6 +131,7 @@ pub(crate) fn render(
     finals: &BTreeMap<NodeId, Final>,
     pairs: &BTreeMap<NodeId, PrivateKey>,
     existing: &super::existing::Existing,
+    renewals: Vec<Renewal>,
 ) -> Result<Rendered, IssueError> {
     let g = &plan.graph;
     let layout = &plan.layout;
@@ -138,6 +153,7 @@ pub(crate) fn render(
         cluster: plan.spec.cluster.name.clone(),
         entries: Vec::new(),
         kubeconfigs: BTreeMap::new(),
+        renewals,
     };
     for (id, n) in g.iter() {
         match n {

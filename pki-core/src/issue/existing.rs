@@ -14,6 +14,8 @@ pub(crate) struct Existing {
     certs: BTreeMap<NodeId, (ParsedCert, String)>,
     /// The bootstrap token of an earlier run (kept so re-runs change no byte).
     pub(crate) bootstrap_token: Option<crate::outputs::BootstrapToken>,
+    /// Renewals recorded by earlier runs.
+    pub(crate) renewals: Vec<super::artefacts::Renewal>,
 }
 
 fn bad(path: &str, message: impl Into<String>) -> IssueError {
@@ -52,6 +54,7 @@ impl Existing {
             key_paths: BTreeMap::new(),
             certs: BTreeMap::new(),
             bootstrap_token: None,
+            renewals: Vec::new(),
         };
         let g = &plan.graph;
         let first = |id: NodeId, part: Part| {
@@ -124,6 +127,11 @@ impl Existing {
             && let kubeconfig::Credential::Token(t) = &user.user
         {
             e.bootstrap_token = crate::outputs::BootstrapToken::parse(t);
+        }
+        if let Ok(Some(bytes)) = store.read("kpki-manifest.json")
+            && let Ok(m) = serde_json::from_slice::<super::artefacts::Manifest>(&bytes)
+        {
+            e.renewals = m.renewals;
         }
         // A certificate next to its own key must match it: which one is right is unknowable.
         for (id, (cert, path)) in &e.certs {

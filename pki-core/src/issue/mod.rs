@@ -22,7 +22,7 @@ use crate::store::{PkiStore, StoreError};
 use crate::x509::KeyAlgorithm;
 use existing::Existing;
 
-pub use artefacts::{Artefact, Manifest, ManifestEntry};
+pub use artefacts::{Artefact, Manifest, ManifestEntry, Renewal};
 
 /// How to issue.
 #[derive(Clone, Debug)]
@@ -183,13 +183,18 @@ pub fn issue(
             Some(Node::Cert(c)) => {
                 let alg = algorithm(c)?;
                 let keep = existing.key(id).filter(|k| k.algorithm() == alg);
+                let renew_due = match opts.renew {
+                    RenewPolicy::Within {
+                        window,
+                        new_keys: true,
+                    } => existing
+                        .cert(id)
+                        .is_none_or(|x| x.not_after <= opts.now + window),
+                    _ => false,
+                };
                 let keep = match (c.is_ca, keep) {
                     (true, Some(_)) if opts.replace_ca_keys => None,
-                    (false, Some(_))
-                        if matches!(opts.renew, RenewPolicy::Within { new_keys: true, .. }) =>
-                    {
-                        None
-                    }
+                    (false, Some(_)) if renew_due => None,
                     (_, k) => k,
                 };
                 if c.is_ca && keep.is_none() && existing.key(id).is_some() && !opts.replace_ca_keys
@@ -254,6 +259,12 @@ pub fn issue(
                     (Some(reason), true) => Action::Rekeyed(reason),
                     (Some(reason), false) => Action::Reissued(reason),
                 };
+                if c.is_ca && action != Action::Kept && opts.renew != RenewPolicy::Never {
+                    return Err(IssueError::Existing {
+                        path: existing.key_path(id).unwrap_or_else(|| c.id.clone()),
+                        message: "renew never touches a CA, and this one would change (missing, expired or drifted); run `kpki issue`".into(),
+                    });
+                }
                 let f = if action == Action::Kept {
                     existing.final_of(id, key)?
                 } else {
@@ -276,7 +287,23 @@ pub fn issue(
             Node::Kubeconfig(_) => {}
         }
     }
-    let files = artefacts::render(plan, &finals, &pairs, &existing)?;
+    let mut renewals = existing.renewals.clone();
+    if let RenewPolicy::Within { new_keys, .. } = opts.renew {
+        let ids: Vec<String> = report
+            .actions
+            .iter()
+            .filter(|(_, a)| matches!(a, Action::Reissued(_) | Action::Rekeyed(_)))
+            .map(|(i, _)| i.clone())
+            .collect();
+        if !ids.is_empty() {
+            renewals.push(Renewal {
+                at: artefacts::rfc3339(opts.now),
+                ids,
+                new_keys,
+            });
+        }
+    }
+    let files = artefacts::render(plan, &finals, &pairs, &existing, renewals)?;
     report.manifest = files.manifest.clone();
     for art in &files.items {
         for path in &art.paths {
