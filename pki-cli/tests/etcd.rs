@@ -445,3 +445,119 @@ fn three_members_on_loopback() {
         );
     }
 }
+
+/// Starts a member only from `kpki flags etcd --node NAME --format args`
+/// (paths re-rooted at the node bundle), plus a data dir and free ports.
+fn start_from_kpki_flags(
+    spec: &Path,
+    bundle: &Path,
+    name: &str,
+    ports: (u16, u16),
+    initial: &str,
+    work: &Path,
+) -> Etcd {
+    let o = kpki()
+        .args([
+            "flags", "etcd", "--format", "args", "--node", name, "--spec",
+        ])
+        .arg(spec)
+        .arg("--root")
+        .arg(bundle)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let args: Vec<String> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    for must in ["--client-cert-auth=true", "--peer-client-cert-auth=true"] {
+        assert!(
+            args.iter().any(|a| a == must),
+            "{must} missing from {args:?}"
+        );
+    }
+    let log = work.join(format!("etcd-flags-{name}.log"));
+    let log_file = File::create(&log).unwrap();
+    let client_url = format!("https://127.0.0.1:{}", ports.0);
+    let peer_url = format!("https://127.0.0.1:{}", ports.1);
+    let mut cmd = Command::new(tool("etcd"));
+    clean_env(&mut cmd)
+        .args(&args)
+        // Test-only overrides: free ports instead of 2379/2380, a temp data dir.
+        .arg("--data-dir")
+        .arg(work.join(format!("flags-data-{name}")))
+        .args([
+            "--listen-client-urls",
+            &client_url,
+            "--advertise-client-urls",
+            &client_url,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &peer_url,
+            "--initial-advertise-peer-urls",
+            &peer_url,
+        ])
+        .args(["--initial-cluster", initial])
+        .args(["--logger", "zap", "--log-outputs", "stderr"])
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file);
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start etcd: {e}"));
+    Etcd {
+        child,
+        log,
+        client_url,
+    }
+}
+
+#[test]
+fn etcd_started_from_kpki_flags_serves_mutual_tls() {
+    for names in [&["f1"][..], &["f1", "f2", "f3"][..]] {
+        let tmp = tempfile::tempdir().unwrap();
+        let pki = issue(tmp.path(), "pki", names);
+        let spec = tmp.path().join("pki.toml");
+        let ports = free_ports(2 * names.len());
+        let initial = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("{n}=https://127.0.0.1:{}", ports[2 * i + 1]))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members: Vec<Etcd> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let bundle = pki.join(format!("nodes/{n}"));
+                start_from_kpki_flags(
+                    &spec,
+                    &bundle,
+                    n,
+                    (ports[2 * i], ports[2 * i + 1]),
+                    &initial,
+                    tmp.path(),
+                )
+            })
+            .collect();
+        let d = pki.join(format!("nodes/{}/etc/kubernetes/pki/etcd", names[0]));
+        let health = Client::new(
+            &d.join("ca.crt"),
+            &d.join("healthcheck-client.crt"),
+            &d.join("healthcheck-client.key"),
+        );
+        let first = members[0].client_url.clone();
+        let extra: &[&str] = if names.len() > 1 { &["--cluster"] } else { &[] };
+        wait_healthy(&mut members, &health, &first, extra);
+        let last = members[names.len() - 1].client_url.clone();
+        let (ok, out, err) = health.etcdctl(&first, &["put", "/kpki/flags", "ok"]);
+        assert!(ok, "{out}{err}");
+        let (ok, out, err) = health.etcdctl(&last, &["get", "/kpki/flags", "--print-value-only"]);
+        assert!(ok && out.trim() == "ok", "{out}{err}");
+        for m in &members {
+            assert!(m.tls_complaints().is_empty(), "{}", m.log_text());
+        }
+    }
+}
