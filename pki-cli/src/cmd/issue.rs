@@ -38,7 +38,14 @@ pub fn execute(spec: &Path, out: Option<&Path>, opts: &IssueOptions) -> Result<E
     let report = if opts.dry_run && !out.exists() {
         pki_core::issue(&plan, &mut pki_core::MemStore::default(), opts)?
     } else {
-        let mut store = DirStore::open(&out).map_err(|e| Failure::input(e.to_string()))?;
+        let wait = std::time::Duration::from_secs(600);
+        let mut store = DirStore::open_waiting(&out, wait, || {
+            eprintln!(
+                "waiting for another kpki run to finish with {}",
+                out.display()
+            );
+        })
+        .map_err(|e| Failure::failed(e.to_string()))?;
         pki_core::issue(&plan, &mut store, opts)?
     };
     let count = |f: fn(&Action) -> bool| report.actions.iter().filter(|(_, a)| f(a)).count();

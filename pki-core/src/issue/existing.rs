@@ -14,6 +14,8 @@ pub(crate) struct Existing {
     certs: BTreeMap<NodeId, (ParsedCert, String)>,
     /// The bootstrap token of an earlier run (kept so re-runs change no byte).
     pub(crate) bootstrap_token: Option<crate::outputs::BootstrapToken>,
+    /// Certificates whose key a killed run had already replaced (from the journal).
+    interrupted: std::collections::BTreeSet<NodeId>,
     /// Renewals recorded by earlier runs.
     pub(crate) renewals: Vec<super::artefacts::Renewal>,
 }
@@ -55,6 +57,7 @@ impl Existing {
             certs: BTreeMap::new(),
             bootstrap_token: None,
             renewals: Vec::new(),
+            interrupted: Default::default(),
         };
         let g = &plan.graph;
         let first = |id: NodeId, part: Part| {
@@ -133,11 +136,21 @@ impl Existing {
         {
             e.renewals = m.renewals;
         }
+        // A run killed while re-keying leaves new keys beside old certificates;
+        // its journal names those keys, so they are finished, not refused.
+        let journal: BTreeMap<String, String> = match store.read(super::JOURNAL) {
+            Ok(Some(b)) => serde_json::from_slice(&b).unwrap_or_default(),
+            _ => BTreeMap::new(),
+        };
         // A certificate next to its own key must match it: which one is right is unknowable.
         for (id, (cert, path)) in &e.certs {
             if let Some(k) = e.keys.get(id)
                 && !k.matches(&cert.public_key)
             {
+                if journal.get(&g.id_of(*id)) == Some(&super::key_hash(k)) {
+                    e.interrupted.insert(*id);
+                    continue;
+                }
                 let kp = e.key_paths.get(id).cloned().unwrap_or_default();
                 return Err(bad(
                     path,
@@ -207,7 +220,7 @@ impl Existing {
             return Ok(Some("no certificate yet".into()));
         };
         if !key.matches(&cert.public_key) {
-            return if fresh_key {
+            return if fresh_key || self.interrupted.contains(&id) {
                 Ok(Some("new key".into()))
             } else {
                 Err(bad(path, "does not match its key"))

@@ -305,6 +305,27 @@ pub fn issue(
     }
     let files = artefacts::render(plan, &finals, &pairs, &existing, renewals)?;
     report.manifest = files.manifest.clone();
+    // Journal the keys about to replace existing ones, so that a run killed
+    // between a key and its certificate is finished by the next run.
+    let journal: BTreeMap<String, String> = report
+        .actions
+        .iter()
+        .filter(|(_, a)| matches!(a, Action::Rekeyed(_)))
+        .filter_map(|(id, _)| {
+            g.find(id)
+                .and_then(|n| finals.get(&n))
+                .map(|f| (id.clone(), key_hash(&f.key)))
+        })
+        .collect();
+    if !journal.is_empty() && !opts.dry_run {
+        let bytes = serde_json::to_vec_pretty(&journal)
+            .map_err(|e| IssueError::Order(format!("journal: {e}")))?;
+        store.write(JOURNAL, &bytes, crate::store::Mode::Public)?;
+    }
+    // Everything but the manifest in one batch (keys before certificates,
+    // CAs before leaves); the manifest last, once the rest is durable.
+    let mut batch: Vec<(&str, &[u8], crate::store::Mode)> = Vec::new();
+    let mut manifest_write = Vec::new();
     for art in &files.items {
         for path in &art.paths {
             let before = store.read(path)?;
@@ -313,13 +334,40 @@ pub fn issue(
                 Some(b) if b == *art.bytes => FileChange::Unchanged,
                 Some(_) => FileChange::Updated,
             };
-            if change != FileChange::Unchanged && !opts.dry_run {
-                store.write(path, &art.bytes, art.mode)?;
+            if change != FileChange::Unchanged {
+                if path == MANIFEST {
+                    manifest_write.push((path.as_str(), art.bytes.as_slice(), art.mode));
+                } else {
+                    batch.push((path.as_str(), art.bytes.as_slice(), art.mode));
+                }
             }
             report.files.push((path.clone(), change));
         }
     }
+    if !opts.dry_run {
+        store.write_batch(&batch)?;
+        store.write_batch(&manifest_write)?;
+    }
+    // Complete: a journal (ours, or one a killed run left) is obsolete.
+    if !opts.dry_run {
+        store.remove(JOURNAL)?;
+    }
     Ok(report)
+}
+
+/// The manifest, written last.
+pub(crate) const MANIFEST: &str = "kpki-manifest.json";
+
+/// Names the keys a run is about to write over existing ones (removed when the run completes).
+pub(crate) const JOURNAL: &str = "kpki-journal.json";
+
+/// SHA-256 of a key's SubjectPublicKeyInfo, hex.
+pub(crate) fn key_hash(k: &PrivateKey) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(k.public_key().spki_der())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn algorithm(c: &CertNode) -> Result<KeyAlgorithm, IssueError> {

@@ -37,6 +37,12 @@ pub trait PkiStore {
     fn read(&self, path: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Replaces `path` atomically with `bytes`.
     fn write(&mut self, path: &str, bytes: &[u8], mode: Mode) -> Result<(), StoreError>;
+    /// Removes `path` if it exists.
+    fn remove(&mut self, path: &str) -> Result<(), StoreError>;
+    /// Writes many files; each one atomically, in order. Stores may do it faster.
+    fn write_batch(&mut self, items: &[(&str, &[u8], Mode)]) -> Result<(), StoreError> {
+        items.iter().try_for_each(|(p, b, m)| self.write(p, b, *m))
+    }
 }
 
 /// Artefacts in memory: output-relative path -> (bytes, mode).
@@ -65,6 +71,10 @@ impl PkiStore for MemStore {
     }
     fn write(&mut self, path: &str, bytes: &[u8], mode: Mode) -> Result<(), StoreError> {
         self.files.insert(path.to_owned(), (bytes.to_vec(), mode));
+        Ok(())
+    }
+    fn remove(&mut self, path: &str) -> Result<(), StoreError> {
+        self.files.remove(path);
         Ok(())
     }
 }
