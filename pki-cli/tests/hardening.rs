@@ -45,6 +45,9 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// When to kill a run, judged from the files present.
+type Moment = Box<dyn Fn(&[PathBuf]) -> bool>;
+
 fn kpki_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_kpki"))
 }
@@ -161,7 +164,7 @@ fn sigkill_at_several_moments_then_rerun_completes_a_correct_pki() {
             })
             .count()
     };
-    let moments: Vec<(&str, Box<dyn Fn(&[PathBuf]) -> bool>)> = vec![
+    let moments: Vec<(&str, Moment)> = vec![
         (
             "temp files being written",
             Box::new(move |f: &[PathBuf]| temp_files(f) >= 50),
