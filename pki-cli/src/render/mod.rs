@@ -29,6 +29,9 @@ pub fn findings(report: &pki_core::Report) -> String {
             f.nodes.join(", "),
             f.message
         ));
+        if !f.files.is_empty() {
+            out.push_str(&format!("          files: {}\n", f.files.join(", ")));
+        }
         out.push_str(&format!("          hint: {}\n", f.hint));
     }
     let (e, w, i) = report.counts();

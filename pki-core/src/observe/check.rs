@@ -29,10 +29,28 @@ pub fn check(dir: &Path, plan: Option<&Plan>, opts: &Options) -> Result<CheckRep
             nodes: vec![p.path.clone()],
             message: format!("{} {}", p.path, p.message),
             hint: "restore the file, or remove it and re-issue with kpki".into(),
+            files: vec![p.path.clone()],
         });
     }
     if let Some(plan) = plan {
         let failed: BTreeSet<&str> = obs.problems.iter().map(|p| p.path.as_str()).collect();
+        // In a kpki directory every planned copy (cluster/ and each bundle) must exist.
+        if matches!(obs.kind, super::DirKind::Kpki { .. }) {
+            for f in &plan.layout.files {
+                for p in f.output_paths() {
+                    if !dir.join(&p).exists() && !obs.missing.contains(&plan.graph.id_of(f.node)) {
+                        extra.push(Finding {
+                            code: Code::D001,
+                            severity: Code::D001.severity(),
+                            nodes: vec![plan.graph.id_of(f.node)],
+                            message: format!("{p} is planned but missing"),
+                            hint: "run `kpki issue` to fill in what is missing".into(),
+                            files: vec![p.clone()],
+                        });
+                    }
+                }
+            }
+        }
         for id in &obs.missing {
             extra.push(Finding {
                 code: Code::D001,
@@ -40,6 +58,7 @@ pub fn check(dir: &Path, plan: Option<&Plan>, opts: &Options) -> Result<CheckRep
                 nodes: vec![id.clone()],
                 message: format!("{id} is planned but not in {}", dir.display()),
                 hint: "run `kpki issue` to fill in what is missing".into(),
+                files: Vec::new(),
             });
         }
         for f in &obs.extra {
@@ -50,6 +69,7 @@ pub fn check(dir: &Path, plan: Option<&Plan>, opts: &Options) -> Result<CheckRep
                     nodes: vec![f.clone()],
                     message: format!("{f} is not part of the plan"),
                     hint: "remove it if nothing uses it".into(),
+                    files: vec![f.clone()],
                 });
             }
         }
@@ -117,11 +137,29 @@ pub fn check(dir: &Path, plan: Option<&Plan>, opts: &Options) -> Result<CheckRep
                         what.join("; ")
                     ),
                     hint: "run `kpki issue` to re-issue it under the same CA".into(),
+                    files: Vec::new(),
                 });
             }
         }
     }
     report.findings.extend(extra);
+    // Name the files behind the nodes of every finding.
+    for f in &mut report.findings {
+        if f.files.is_empty() {
+            f.files = f
+                .nodes
+                .iter()
+                .flat_map(|n| {
+                    obs.graph
+                        .iter()
+                        .filter(move |(_, x)| x.id() == n)
+                        .filter_map(|(i, _)| obs.files.get(&i).cloned())
+                })
+                .collect();
+            f.files.sort();
+            f.files.dedup();
+        }
+    }
     report
         .findings
         .sort_by(|a, b| (a.severity, a.code, &a.nodes).cmp(&(b.severity, b.code, &b.nodes)));

@@ -211,24 +211,14 @@ pub fn read_dir(
             ))
         };
     }
-    obs.graph = compact(&skeleton, keep);
+    let (graph, map) = compact(&skeleton, keep);
+    obs.graph = graph;
     obs.extra = locate.extra(&used_files);
     obs.problems = problems;
-    // Re-key the file map to the compacted ids.
-    let remap: BTreeMap<String, NodeId> = obs
-        .graph
-        .iter()
-        .map(|(i, n)| (n.id().to_owned(), i))
-        .collect();
     obs.files = obs
         .files
         .iter()
-        .filter_map(|(old, f)| {
-            skeleton
-                .node(*old)
-                .and_then(|n| remap.get(n.id()))
-                .map(|i| (*i, f.clone()))
-        })
+        .filter_map(|(old, f)| map.get(old).map(|i| (*i, f.clone())))
         .collect();
     Ok(obs)
 }
@@ -283,7 +273,10 @@ fn fill(n: &mut CertNode, pc: &ParsedCert, key_mismatch: bool) {
 }
 
 /// Keeps only the observed nodes, re-indexing ids, bindings and connections.
-fn compact(skeleton: &CertGraph, keep: BTreeMap<NodeId, Node>) -> CertGraph {
+fn compact(
+    skeleton: &CertGraph,
+    keep: BTreeMap<NodeId, Node>,
+) -> (CertGraph, BTreeMap<NodeId, NodeId>) {
     let mut map = BTreeMap::new();
     let mut nodes = Vec::new();
     for (old, n) in keep {
@@ -332,12 +325,13 @@ fn compact(skeleton: &CertGraph, keep: BTreeMap<NodeId, Node>) -> CertGraph {
         })
         .filter(|c| c.via.is_some() || c.link != crate::k8s::Link::KubeconfigToApiserver)
         .collect();
-    CertGraph {
+    let graph = CertGraph {
         nodes,
         bindings,
         connections,
         facts: skeleton.facts.clone(),
-    }
+    };
+    (graph, map)
 }
 
 /// A kubeconfig's contents as the rules need them.

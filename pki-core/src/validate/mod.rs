@@ -22,6 +22,9 @@ pub struct Finding {
     pub message: String,
     /// How to fix it.
     pub hint: String,
+    /// The files involved (check mode), relative to the checked directory.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
 }
 
 /// Options for rules that depend on the clock (check mode).
@@ -92,13 +95,20 @@ impl<'g> Sink<'g> {
         message: String,
         hint: impl Into<String>,
     ) {
-        let nodes = nodes.iter().map(|n| self.g.id_of(*n)).collect();
+        let mut ids: Vec<String> = Vec::new();
+        for n in nodes {
+            let id = self.g.id_of(*n);
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
         self.out.push(Finding {
             code,
             severity,
-            nodes,
+            nodes: ids,
             message,
             hint: hint.into(),
+            files: Vec::new(),
         });
     }
 }
