@@ -24,9 +24,9 @@ mod validate;
 mod x509;
 
 pub use crypto::{
-    CertParams, CryptoError, DistinguishedName, ParsedCert, PrivateKey, PublicKey,
-    SignatureAlgorithm, Signer, build_certificate, cert_to_pem, certs_from_pem, parse_certificate,
-    random_serial,
+    CertParams, CryptoBackend, CryptoError, DistinguishedName, ParsedCert, PrivateKey, PublicKey,
+    RustCrypto, SignatureAlgorithm, Signer, build_certificate, cert_to_pem, certs_from_pem,
+    parse_certificate, random_serial,
 };
 pub use error::{Error, InputError, Location, ProfileError, SpecError};
 pub use graph::{
@@ -35,7 +35,7 @@ pub use graph::{
 };
 pub use issue::{
     Action, Artefact, FileChange, IssueError, IssueOptions, IssueReport, Manifest, ManifestEntry,
-    RenewPolicy, issue,
+    Progress, RenewPolicy, Renewal, issue,
 };
 pub use k8s::{
     CertSource, Component, Flag, FlagKind, KubeconfigUser, Link, LinkEnds, Placement, TrustSource,

@@ -35,6 +35,7 @@ pub fn execute(spec: &Path, out: Option<&Path>, opts: &IssueOptions) -> Result<E
             "the plan has error findings; nothing was written",
         ));
     }
+    let opts = &with_progress(opts);
     let report = if opts.dry_run && !out.exists() {
         pki_core::issue(&plan, &mut pki_core::MemStore::default(), opts)?
     } else {
@@ -74,4 +75,38 @@ pub fn execute(spec: &Path, out: Option<&Path>, opts: &IssueOptions) -> Result<E
         report.files.len() - changed
     );
     Ok(Exit::Ok)
+}
+
+/// A progress line on stderr once issuance has run for a second, TTY only.
+fn with_progress(opts: &IssueOptions) -> IssueOptions {
+    use std::io::{IsTerminal, Write};
+    let mut o = opts.clone();
+    if !std::io::stderr().is_terminal() {
+        return o;
+    }
+    let start = std::time::Instant::now();
+    o.progress = Some(std::sync::Arc::new(move |p: pki_core::Progress| {
+        if start.elapsed() < std::time::Duration::from_secs(1) {
+            return;
+        }
+        let line = match p {
+            pki_core::Progress::Keys { done, total } => {
+                let width = 30;
+                let filled = if total == 0 {
+                    width
+                } else {
+                    done * width / total
+                };
+                format!(
+                    "keys [{}{}] {done}/{total}",
+                    "#".repeat(filled),
+                    " ".repeat(width - filled)
+                )
+            }
+            pki_core::Progress::Writing(n) => format!("writing {n} files...{}", " ".repeat(20)),
+        };
+        let mut e = std::io::stderr().lock();
+        let _ignored = write!(e, "\r{line}").and_then(|()| e.flush());
+    }));
+    o
 }

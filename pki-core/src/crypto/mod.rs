@@ -61,3 +61,45 @@ pub enum CryptoError {
     #[error("certificate parse error: {0}")]
     CertParse(String),
 }
+
+/// The seam for crypto backends: key generation and certificate signing.
+///
+/// kpki's default, [`RustCrypto`], is pure Rust (RustCrypto `rsa`, `p256`,
+/// `p384`, `x509-cert`). An installer that signs on request, or needs FIPS,
+/// can add a constant-time backend (e.g. aws-lc-rs) behind a cargo feature by
+/// implementing this trait; issuance only talks to it through
+/// [`IssueOptions::backend`](crate::IssueOptions).
+pub trait CryptoBackend: Send + Sync {
+    /// A short name for logs (`rustcrypto`).
+    fn name(&self) -> &'static str;
+    /// Generates a key.
+    fn generate(&self, alg: crate::KeyAlgorithm) -> Result<PrivateKey, CryptoError>;
+    /// Builds and signs a certificate (DER).
+    fn build(
+        &self,
+        params: &CertParams,
+        subject_key: &PublicKey,
+        signer: Signer<'_>,
+    ) -> Result<Vec<u8>, CryptoError>;
+}
+
+/// The default backend: pure Rust, no OpenSSL linkage.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RustCrypto;
+
+impl CryptoBackend for RustCrypto {
+    fn name(&self) -> &'static str {
+        "rustcrypto"
+    }
+    fn generate(&self, alg: crate::KeyAlgorithm) -> Result<PrivateKey, CryptoError> {
+        PrivateKey::generate(alg)
+    }
+    fn build(
+        &self,
+        params: &CertParams,
+        subject_key: &PublicKey,
+        signer: Signer<'_>,
+    ) -> Result<Vec<u8>, CryptoError> {
+        build_certificate(params, subject_key, signer)
+    }
+}

@@ -14,8 +14,7 @@ use serde::Serialize;
 
 use crate::Plan;
 use crate::crypto::{
-    CertParams, CryptoError, ParsedCert, PrivateKey, Signer, build_certificate, parse_certificate,
-    try_random_serial,
+    CertParams, CryptoError, ParsedCert, PrivateKey, Signer, parse_certificate, try_random_serial,
 };
 use crate::graph::{CertNode, IssuerRef, Node, NodeId, issuance_order};
 use crate::store::{PkiStore, StoreError};
@@ -25,7 +24,7 @@ use existing::Existing;
 pub use artefacts::{Artefact, Manifest, ManifestEntry, Renewal};
 
 /// How to issue.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct IssueOptions {
     /// The issuance time (notBefore is backdated 5 minutes from it).
     pub now: time::OffsetDateTime,
@@ -37,6 +36,24 @@ pub struct IssueOptions {
     pub jobs: Option<usize>,
     /// Re-issue leaves even when they match the plan (renew).
     pub renew: RenewPolicy,
+    /// The crypto backend (default: pure-Rust [`RustCrypto`](crate::RustCrypto)).
+    pub backend: std::sync::Arc<dyn crate::crypto::CryptoBackend>,
+    /// Called as keys are generated (done, total) and once before files are written.
+    pub progress: Option<std::sync::Arc<dyn Fn(Progress) + Send + Sync>>,
+}
+
+impl std::fmt::Debug for IssueOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssueOptions")
+            .field("now", &self.now)
+            .field("replace_ca_keys", &self.replace_ca_keys)
+            .field("dry_run", &self.dry_run)
+            .field("jobs", &self.jobs)
+            .field("renew", &self.renew)
+            .field("backend", &self.backend.name())
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
 }
 
 impl Default for IssueOptions {
@@ -47,8 +64,24 @@ impl Default for IssueOptions {
             dry_run: false,
             jobs: None,
             renew: RenewPolicy::Never,
+            backend: std::sync::Arc::new(crate::crypto::RustCrypto),
+            progress: None,
         }
     }
+}
+
+/// Progress of an issuance, for a progress bar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// `done` of `total` keys generated.
+    Keys {
+        /// Generated so far.
+        done: usize,
+        /// To generate.
+        total: usize,
+    },
+    /// About to write this many files.
+    Writing(usize),
 }
 
 /// Which valid leaves to re-issue anyway.
@@ -223,7 +256,7 @@ pub fn issue(
             _ => {}
         }
     }
-    let generated = generate_keys(g, &need_key, opts.jobs)?;
+    let generated = generate_keys(g, &need_key, opts)?;
     let mut keys: BTreeMap<NodeId, PrivateKey> = generated.into_iter().collect();
 
     let mut report = IssueReport::default();
@@ -345,6 +378,9 @@ pub fn issue(
         }
     }
     if !opts.dry_run {
+        if let Some(p) = &opts.progress {
+            p(Progress::Writing(batch.len() + manifest_write.len()));
+        }
         store.write_batch(&batch)?;
         store.write_batch(&manifest_write)?;
     }
@@ -382,21 +418,30 @@ fn algorithm(c: &CertNode) -> Result<KeyAlgorithm, IssueError> {
 fn generate_keys(
     g: &crate::graph::CertGraph,
     need: &[(NodeId, KeyAlgorithm)],
-    jobs: Option<usize>,
+    opts: &IssueOptions,
 ) -> Result<Vec<(NodeId, PrivateKey)>, IssueError> {
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let total = need.len();
     let work = || {
         need.par_iter()
             .map(|(id, alg)| {
-                PrivateKey::generate(*alg)
+                let k = opts
+                    .backend
+                    .generate(*alg)
                     .map(|k| (*id, k))
                     .map_err(|source| IssueError::Crypto {
                         id: g.id_of(*id),
                         source,
-                    })
+                    });
+                if let Some(p) = &opts.progress {
+                    let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    p(Progress::Keys { done: n, total });
+                }
+                k
             })
             .collect::<Result<Vec<_>, _>>()
     };
-    match jobs {
+    match opts.jobs {
         Some(n) => rayon::ThreadPoolBuilder::new()
             .num_threads(n.max(1))
             .build()
@@ -443,7 +488,10 @@ fn sign(
         },
         None => Signer::SelfSigned(&key),
     };
-    let der = build_certificate(&params, &key.public_key(), signer).map_err(crypto)?;
+    let der = opts
+        .backend
+        .build(&params, &key.public_key(), signer)
+        .map_err(crypto)?;
     let parsed = parse_certificate(&der).map_err(crypto)?;
     Ok(Final {
         key,
