@@ -372,3 +372,29 @@ fn missing_spec_is_bad_input() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("fixtures/specs/nope.toml"));
 }
+
+#[test]
+fn completions_and_man_page() {
+    for shell in ["bash", "zsh", "fish"] {
+        let o = kpki().args(["completions", shell]).output().unwrap();
+        assert!(o.status.success());
+        let text = String::from_utf8(o.stdout).unwrap();
+        assert!(text.contains("kpki") && text.contains("renew"), "{shell}");
+    }
+    let o = kpki().arg("man").output().unwrap();
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        text.contains(".TH kpki 1") && text.contains("issue"),
+        "{text}"
+    );
+}
+
+#[test]
+fn output_has_no_escape_codes_when_piped_or_no_color() {
+    let o = kpki()
+        .env("NO_COLOR", "1")
+        .args(["plan", "--spec", "fixtures/broken/vip-missing/kpki.toml"])
+        .output()
+        .unwrap();
+    assert!(!o.stdout.contains(&0x1b) && !o.stderr.contains(&0x1b));
+}

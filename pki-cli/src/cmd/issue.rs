@@ -92,7 +92,10 @@ fn with_progress(opts: &IssueOptions) -> IssueOptions {
         let line = match p {
             pki_core::Progress::Keys { done, total } => {
                 let width = 30;
-                let filled = (done * width).checked_div(total).unwrap_or(width).min(width);
+                let filled = (done * width)
+                    .checked_div(total)
+                    .unwrap_or(width)
+                    .min(width);
                 format!(
                     "keys [{}{}] {done}/{total}",
                     "#".repeat(filled),

@@ -63,6 +63,18 @@ pub fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Kubeconfig(a) => kubeconfig::run(&a),
         Command::Flags(a) => flags::run(&a),
         Command::Explain(a) => explain::run(&a),
+        Command::Completions(a) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(a.shell, &mut cmd, "kpki", &mut std::io::stdout());
+            Ok(Exit::Ok)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd)
+                .render(&mut std::io::stdout())
+                .map_err(|e| Failure::failed(format!("cannot write the man page: {e}")))?;
+            Ok(Exit::Ok)
+        }
     }
 }
 

@@ -435,6 +435,7 @@ impl Resolver<'_> {
 
     fn template(
         &self,
+        field: &str,
         cn: &Spanned<String>,
         orgs: Vec<String>,
         per_node: bool,
@@ -444,16 +445,16 @@ impl Resolver<'_> {
             if stripped.contains('{') || stripped.contains('}') {
                 return Err(self.err(
                     cn,
-                    "common_name",
+                    field,
                     format!("`{s}` has an unknown placeholder (known: {{node}}, {{cluster}})"),
                 ));
             }
             if s.contains("{node}") && !per_node {
-                return Err(self.err(cn, "common_name", "`{node}` needs a per-node fan-out"));
+                return Err(self.err(cn, field, "`{node}` needs a per-node fan-out"));
             }
         }
         if cn.get_ref().trim().is_empty() {
-            return Err(self.err(cn, "common_name", "the common name is empty"));
+            return Err(self.err(cn, field, "the common name is empty"));
         }
         Ok(SubjectTemplate {
             common_name: cn.get_ref().clone(),
@@ -494,7 +495,12 @@ impl Resolver<'_> {
             let f = |k: &str| format!("ca[{i}].{k}");
             cas.push(CaTemplate {
                 id: unique(&c.id, &f("id"))?,
-                subject: self.template(&c.common_name, c.organizations, false)?,
+                subject: self.template(
+                    &f("common_name"),
+                    &c.common_name,
+                    c.organizations,
+                    false,
+                )?,
                 issuer: c.issuer.map(|s| s.into_inner()),
                 algorithm: self.opt(&c.algorithm, &f("algorithm"), str::parse)?,
                 validity: self.opt(&c.validity, &f("validity"), str::parse)?,
@@ -552,7 +558,12 @@ impl Resolver<'_> {
                 issuer: l.issuer.get_ref().clone(),
                 role: self.parse(&l.role, &f("role"), |s| s.parse())?,
                 fan_out,
-                subject: self.template(&l.common_name, l.organizations, per_node)?,
+                subject: self.template(
+                    &f("common_name"),
+                    &l.common_name,
+                    l.organizations,
+                    per_node,
+                )?,
                 sans,
                 algorithm: self.opt(&l.algorithm, &f("algorithm"), str::parse)?,
                 validity: self.opt(&l.validity, &f("validity"), str::parse)?,

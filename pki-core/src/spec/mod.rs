@@ -231,12 +231,20 @@ pub(crate) fn field_at(text: &str, offset: usize) -> String {
         .split_once('=')
         .map(|(k, _)| k.trim().trim_matches('"').to_owned())
         .filter(|k| !k.is_empty() && !k.starts_with('['));
-    let header = text[..line_start]
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('['))
-        .map(|h| h.trim_matches(|c| c == '[' || c == ']').trim().to_owned());
+    let own_header = line.trim().starts_with('[').then(|| {
+        line.trim()
+            .trim_matches(|c| c == '[' || c == ']')
+            .trim()
+            .to_owned()
+    });
+    let header = own_header.or_else(|| {
+        text[..line_start]
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| l.starts_with('['))
+            .map(|h| h.trim_matches(|c| c == '[' || c == ']').trim().to_owned())
+    });
     match (header, key) {
         (Some(h), Some(k)) => format!("{h}.{k}"),
         (None, Some(k)) => k,
