@@ -26,7 +26,7 @@ mod x509;
 pub use crypto::{
     CertParams, CryptoBackend, CryptoError, DistinguishedName, ParsedCert, PrivateKey, PublicKey,
     RustCrypto, SignatureAlgorithm, Signer, build_certificate, cert_to_pem, certs_from_pem,
-    parse_certificate, random_serial,
+    parse_certificate, random_serial, try_random_serial,
 };
 pub use error::{Error, InputError, Location, ProfileError, SpecError};
 pub use graph::{

@@ -119,7 +119,7 @@ codes! {
         "Checks every DNS SAN: not an IP address, a valid name, a wildcard only as the whole leftmost label.\nWhy: Go matches IPs only against IP SANs; invalid names never match.\nSymptom: `x509: cannot validate certificate for 10.0.0.1 because it doesn't contain any IP SANs`.\nFix: write IPs as `ip:` SANs (kpki classifies spec SANs automatically)."),
     I001 => (Error, Plan, "a component client cert's subject is not the identity RBAC expects",
         "Checks the CN of controller-manager (system:kube-controller-manager), scheduler (system:kube-scheduler) and kube-proxy (system:kube-proxy) client certificates.\nWhy: the default RBAC bindings name these users.\nSymptom: `forbidden: User \"...\" cannot list resource ...`.\nFix: use the expected CN."),
-    I002 => (Error, Plan, "a kubelet client cert's CN is not system:node:<node> or its O is not system:nodes",
+    I002 => (Error, Plan, "a kubelet client cert's CN is not `system:node:<node>` or its O is not `system:nodes`",
         "Checks kubelet client identities.\nWhy: the Node authorizer and NodeRestriction admission key on them; <node> must be the registered node name.\nSymptom: `nodes \"x\" is forbidden: node \"y\" is not allowed to modify node \"x\"`, or the node never registers.\nFix: CN system:node:{node}, O system:nodes."),
     I003 => (Warning, Plan, "a kubeconfig user is in system:masters",
         "Checks that no kubeconfig but a break-glass one is in group system:masters.\nWhy: system:masters bypasses RBAC and cannot be revoked short of rotating the CA.\nSymptom: none until the credential leaks.\nFix: use a group bound to cluster-admin (kubeadm:cluster-admins) and keep one break-glass super-admin."),
