@@ -11,9 +11,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 fn corpus_dir(target: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures/fuzz-regressions")
-        .join(target)
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    workspace.join("fixtures/fuzz-regressions").join(target)
 }
 
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {

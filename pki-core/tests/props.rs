@@ -156,7 +156,7 @@ proptest! {
         let cidr: Cidr = text.parse().unwrap();
         prop_assert_eq!(cidr.network, IpAddr::V4(network));
         prop_assert_eq!(cidr.prefix, prefix);
-        prop_assert_eq!(cidr.to_string(), text);
+        prop_assert_eq!(&cidr.to_string(), &text);
         let first = cidr.first_ip().unwrap();
         prop_assert_eq!(first, IpAddr::V4(Ipv4Addr::from(u32::from(network) + 1)));
         let IpAddr::V4(first) = first else { panic!("{first} is not IPv4") };
@@ -171,7 +171,7 @@ proptest! {
         let cidr: Cidr = text.parse().unwrap();
         prop_assert_eq!(cidr.network, IpAddr::V6(network));
         prop_assert_eq!(cidr.prefix, prefix);
-        prop_assert_eq!(cidr.to_string(), text);
+        prop_assert_eq!(&cidr.to_string(), &text);
         let first = cidr.first_ip().unwrap();
         prop_assert_eq!(first, IpAddr::V6(Ipv6Addr::from(u128::from(network) + 1)));
         let IpAddr::V6(first) = first else { panic!("{first} is not IPv6") };

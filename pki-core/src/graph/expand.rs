@@ -359,6 +359,7 @@ impl Expander<'_> {
             }
         }
         self.g.bindings = out;
+        self.g.sort_bindings();
         // --requestheader-allowed-names: explicit, or the front-proxy client CNs.
         self.g.facts.requestheader_allowed_names = match &self.profile.requestheader_allowed_names {
             Some(names) => names.clone(),

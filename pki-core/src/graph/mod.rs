@@ -273,10 +273,26 @@ impl CertGraph {
 
     /// What `flag` names on `node`.
     pub fn binding(&self, node: &NodeName, flag: Flag) -> Option<NodeId> {
+        // Bindings are kept sorted by (node, flag): see [`CertGraph::sort_bindings`].
         self.bindings
-            .iter()
-            .find(|b| &b.node == node && b.flag == flag)
+            .binary_search_by(|b| (&b.node, b.flag).cmp(&(node, flag)))
+            .ok()
+            .and_then(|i| self.bindings.get(i))
             .map(|b| b.target)
+    }
+
+    /// The bindings of one cluster node.
+    pub fn bindings_of(&self, node: &NodeName) -> &[Binding] {
+        let start = self.bindings.partition_point(|b| &b.node < node);
+        let end = self.bindings.partition_point(|b| &b.node <= node);
+        self.bindings.get(start..end).unwrap_or(&[])
+    }
+
+    /// Sorts bindings by (node, flag) so lookups can binary-search; every
+    /// constructor calls it.
+    pub fn sort_bindings(&mut self) {
+        self.bindings
+            .sort_by(|a, b| (&a.node, a.flag).cmp(&(&b.node, b.flag)));
     }
 
     /// Every (node, target) a flag names, deduplicated by target.

@@ -262,6 +262,7 @@ pub fn issue(
     let mut report = IssueReport::default();
     let mut finals: BTreeMap<NodeId, Final> = BTreeMap::new();
     let mut pairs: BTreeMap<NodeId, PrivateKey> = BTreeMap::new();
+    let mut changed: std::collections::BTreeSet<NodeId> = std::collections::BTreeSet::new();
     for &id in &order {
         let Some(node) = g.node(id) else { continue };
         match node {
@@ -279,11 +280,7 @@ pub fn issue(
                     _ => None,
                 };
                 let parent_final = parent.and_then(|p| finals.get(&p));
-                let parent_rekeyed = parent.is_some_and(|p| {
-                    report
-                        .action(&g.id_of(p))
-                        .is_some_and(|a| !matches!(a, Action::Kept))
-                });
+                let parent_rekeyed = parent.is_some_and(|p| changed.contains(&p));
                 let verdict =
                     existing.judge(id, c, &key, fresh_key, parent_final, parent_rekeyed, opts)?;
                 let action = match (verdict, fresh_key) {
@@ -303,6 +300,9 @@ pub fn issue(
                 } else {
                     sign(c, key, parent_final, opts)?
                 };
+                if action != Action::Kept {
+                    changed.insert(id);
+                }
                 report.actions.push((c.id.clone(), action));
                 finals.insert(id, f);
             }

@@ -84,9 +84,9 @@ fn flags_for(plan: &Plan, c: Component, node: &NodeSpec) -> ComponentFlags {
     let mut flags = BTreeMap::new();
     let mut config = BTreeMap::new();
     for b in g
-        .bindings
+        .bindings_of(&node.name)
         .iter()
-        .filter(|b| b.node == node.name && b.flag.component() == c)
+        .filter(|b| b.flag.component() == c)
     {
         let mut set = |name: &str, value: Option<String>| {
             if let Some(v) = value {

@@ -70,17 +70,22 @@ impl FileEntry {
 pub struct Layout {
     /// The files, in graph order.
     pub files: Vec<FileEntry>,
+    /// (node, part) -> index into `files`.
+    #[serde(skip)]
+    index: BTreeMap<(NodeId, Part), usize>,
 }
 
 impl Layout {
     /// The files of one graph node.
     pub fn of(&self, id: NodeId) -> impl Iterator<Item = &FileEntry> {
-        self.files.iter().filter(move |f| f.node == id)
+        self.index
+            .range((id, Part::Cert)..=(id, Part::Kubeconfig))
+            .filter_map(|(_, i)| self.files.get(*i))
     }
 
     /// The file of one part of a graph node.
     pub fn part(&self, id: NodeId, part: Part) -> Option<&FileEntry> {
-        self.files.iter().find(|f| f.node == id && f.part == part)
+        self.index.get(&(id, part)).and_then(|i| self.files.get(*i))
     }
 
     /// Computes the layout. `install_root` anchors relative profile paths.
@@ -221,6 +226,11 @@ impl Layout {
                 }
             }
         }
-        Self { files }
+        let index = files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| ((f.node, f.part), i))
+            .collect();
+        Self { files, index }
     }
 }
