@@ -316,7 +316,8 @@ impl FromStr for Lifetime {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        let split = s.len().saturating_sub(1);
+        // Split before the last character (not byte: units may be any text).
+        let split = s.char_indices().last().map_or(0, |(i, _)| i);
         let (num, unit) = s.split_at(split);
         let n: u64 = num.parse().map_err(|_| {
             format!("`{s}` is not a lifetime (a whole number followed by h, d or y, e.g. \"10y\")")
@@ -404,5 +405,7 @@ mod tests {
         assert!("10w".parse::<Lifetime>().is_err());
         assert!("0d".parse::<Lifetime>().is_err());
         assert!("y".parse::<Lifetime>().is_err());
+        // Fuzz regression: a multi-byte unit must not split inside a character.
+        assert!("1é".parse::<Lifetime>().is_err());
     }
 }
