@@ -466,3 +466,49 @@ fn bundles_follow_least_privilege() {
     assert_eq!(e["issuer"], "kubernetes-ca");
     assert_eq!(e["sha256"].as_str().unwrap().len(), 64);
 }
+
+#[test]
+fn output_structure_is_the_same_whatever_the_thread_count() {
+    let spec = SPEC.replace("ALG", "ecdsa-p256");
+    let shape = |jobs: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("kpki.toml");
+        std::fs::write(&p, &spec).unwrap();
+        kpki()
+            .args(["issue", "--jobs", jobs, "--spec"])
+            .arg(&p)
+            .assert()
+            .success();
+        let out = dir.path().join("out");
+        let m: Value =
+            serde_json::from_slice(&std::fs::read(out.join("kpki-manifest.json")).unwrap())
+                .unwrap();
+        let entries: Vec<(String, String, Value)> = m["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["id"].as_str().unwrap().to_owned(),
+                    e["issuer"].as_str().unwrap().to_owned(),
+                    e["files"].clone(),
+                )
+            })
+            .collect();
+        // The bootstrap token id is random by design; everything else must match.
+        let files: Vec<String> = Pki { dir }
+            .snapshot()
+            .into_keys()
+            .map(|f| {
+                if f.contains("bootstrap-token-") {
+                    "bootstrap-token-ID.yaml".into()
+                } else {
+                    f
+                }
+            })
+            .collect();
+        (entries, files)
+    };
+    let (a, b) = (shape("1"), shape("4"));
+    assert!(a == b, "the output differs between --jobs 1 and --jobs 4");
+}
