@@ -69,6 +69,9 @@ pub struct CheckArgs {
     /// Warn about certificates expiring within this window (h, d or y).
     #[arg(long, default_value = "30d")]
     pub within: String,
+    /// With --spec, the node a single node's directory (e.g. its /etc/kubernetes) belongs to (default: inferred from its files).
+    #[arg(long, requires = "spec")]
+    pub node: Option<String>,
 }
 
 /// `kpki renew`.

@@ -281,10 +281,42 @@ fn rerun_changes_no_byte_and_modes_are_tight() {
             assert_eq!(mode, 0o600, "{rel}");
         }
         let parent = std::fs::metadata(pki.path(rel).parent().unwrap()).unwrap();
-        assert_eq!(parent.permissions().mode() & 0o777, 0o700, "dir of {rel}");
+        // Keys live in 0700 dirs; bundle dirs that mirror a node's /etc are 0755
+        // so that `rsync -a nodes/<n>/ /` does not make the node's /etc private.
+        let expected = if rel.starts_with("nodes/") && !rel.contains("/pki/") {
+            0o755
+        } else {
+            0o700
+        };
+        assert_eq!(
+            parent.permissions().mode() & 0o777,
+            expected,
+            "dir of {rel}"
+        );
+        if text.contains("PRIVATE KEY") {
+            assert_eq!(
+                parent.permissions().mode() & 0o777,
+                0o700,
+                "key dir of {rel}"
+            );
+        }
         assert!(!rel.contains(".kpki-tmp-"), "temp file left: {rel}");
     }
     assert!(!String::from_utf8_lossy(&o.stdout).contains("PRIVATE KEY"));
+    assert_eq!(
+        std::fs::metadata(pki.out()).unwrap().permissions().mode() & 0o777,
+        0o700,
+        "the output dir is private"
+    );
+    assert_eq!(
+        std::fs::metadata(pki.path("nodes/cp1"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o755,
+        "a bundle root is a node's /"
+    );
 }
 
 #[test]

@@ -115,10 +115,14 @@ fn kubeadm_kubeconfigs_read_by_kubectl_with_kubeadm_identities() {
     ];
     let apiserver = out.join("cluster/pki/apiserver.crt");
     for (file, subj, server, context) in expect {
-        for f in [
-            out.join("cluster").join(file),
-            out.join("nodes/cp1/etc/kubernetes").join(file),
-        ] {
+        let mut copies = vec![out.join("cluster").join(file)];
+        if file == "super-admin.conf" {
+            // Break-glass: kept in cluster/, never deployed to a node.
+            assert!(!out.join("nodes/cp1/etc/kubernetes").join(file).exists());
+        } else {
+            copies.push(out.join("nodes/cp1/etc/kubernetes").join(file));
+        }
+        for f in copies {
             let v = kubectl_view(&f, false);
             assert_eq!(v["current-context"], context, "{file}");
             assert_eq!(v["clusters"][0]["cluster"]["server"], server, "{file}");
@@ -278,7 +282,6 @@ fn file_references_exist_in_the_same_bundle() {
             "controller-manager.conf",
             "scheduler.conf",
             "kubelet.conf",
-            "super-admin.conf",
         ] {
             let conf = etc.join(f);
             let v = kubectl_view(&conf, false);
@@ -303,7 +306,7 @@ fn file_references_exist_in_the_same_bundle() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 5);
+    assert_eq!(checked, 4);
 }
 
 #[test]

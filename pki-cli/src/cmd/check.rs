@@ -14,7 +14,13 @@ pub fn run(a: &CheckArgs) -> Result<Exit, Failure> {
         now: Some(now),
         within: within.duration(),
     };
-    let result = pki_core::check(&a.dir, plan.as_ref(), &opts)?;
+    let node = a
+        .node
+        .as_deref()
+        .map(pki_core::NodeName::parse)
+        .transpose()
+        .map_err(Failure::input)?;
+    let result = pki_core::check(&a.dir, plan.as_ref(), node.as_ref(), &opts)?;
     let obs = &result.observation;
     match a.format {
         CheckFormat::Json => {

@@ -5,6 +5,26 @@ use pki_core::{Part, Plan};
 
 pub fn run(a: &KubeconfigArgs) -> Result<Exit, Failure> {
     let plan = Plan::load(&a.spec)?;
+    if let Some(n) = &a.node
+        && !plan.spec.all_nodes().keys().any(|k| k.as_str() == n)
+    {
+        return Err(Failure::input(format!(
+            "no node `{n}` in {}",
+            a.spec.display()
+        )));
+    }
+    if a.name.trim_end_matches(".conf") == "bootstrap-kubelet" {
+        let path = plan.spec.output.dir.join("cluster/bootstrap-kubelet.conf");
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            Failure::failed(format!(
+                "{}: {e} (run `kpki issue --spec {}` first)",
+                path.display(),
+                a.spec.display()
+            ))
+        })?;
+        print!("{text}");
+        return Ok(Exit::Ok);
+    }
     let g = &plan.graph;
     let wanted = a.name.trim_end_matches(".conf");
     let candidates: Vec<_> = g

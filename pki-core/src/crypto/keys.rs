@@ -78,6 +78,9 @@ pub(crate) enum Inner {
 /// A private key. Its `Debug` output never contains key material.
 pub struct PrivateKey {
     pub(crate) inner: Inner,
+    /// The public half, computed once (deriving an EC public key costs a
+    /// scalar multiplication, and it is needed for every signature).
+    public: PublicKey,
 }
 
 impl fmt::Debug for PrivateKey {
@@ -107,7 +110,7 @@ impl PrivateKey {
                 Inner::Rsa(Box::new(key), rsa_alg)
             }
         };
-        Ok(PrivateKey { inner })
+        Ok(PrivateKey::with_inner(inner))
     }
 
     /// The key's algorithm (and RSA size).
@@ -164,9 +167,7 @@ impl PrivateKey {
         let alg = from_rsa_bits(rsa_modulus_bits(&parsed.modulus))?;
         let key = rsa::PrivateKey::from_pkcs1_der(der)
             .map_err(|e| CryptoError::KeyDecode(format!("PKCS#1 RSA private key: {e}")))?;
-        Ok(PrivateKey {
-            inner: Inner::Rsa(Box::new(key), alg),
-        })
+        Ok(PrivateKey::with_inner(Inner::Rsa(Box::new(key), alg)))
     }
 
     fn from_sec1_der(
@@ -195,7 +196,7 @@ impl PrivateKey {
                 what: format!("ecdsa curve {curve}"),
             });
         };
-        Ok(PrivateKey { inner })
+        Ok(PrivateKey::with_inner(inner))
     }
 
     fn from_pkcs8_der(der: &[u8]) -> Result<Self, CryptoError> {
@@ -232,9 +233,18 @@ impl PrivateKey {
 
     /// The matching public key.
     pub fn public_key(&self) -> PublicKey {
+        self.public.clone()
+    }
+
+    fn with_inner(inner: Inner) -> Self {
+        let public = Self::derive_public(&inner);
+        Self { inner, public }
+    }
+
+    fn derive_public(inner: &Inner) -> PublicKey {
         // Encoding a valid in-memory public key cannot fail in practice; fall
         // back to an empty SPKI rather than panicking.
-        let doc = match &self.inner {
+        let doc = match inner {
             Inner::Rsa(k, _) => k.as_ref().as_ref().to_public_key_der(),
             Inner::P256(k) => k.public_key().to_public_key_der(),
             Inner::P384(k) => k.public_key().to_public_key_der(),

@@ -237,6 +237,13 @@ impl Existing {
                 "is not signed by the CA the plan names for it; remove it to have kpki issue a new one",
             ));
         }
+        // Same key but a new CA certificate (e.g. a new subject): the issuer
+        // name must follow, or verifiers cannot build the chain.
+        if let Some(p) = parent
+            && cert.issuer != p.parsed.subject
+        {
+            return Ok(Some("its CA certificate changed".into()));
+        }
         let now = opts.now;
         let reason = if cert.not_after <= now {
             Some("expired".to_owned())

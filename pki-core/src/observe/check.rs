@@ -18,8 +18,14 @@ pub struct CheckReport {
 }
 
 /// Checks a directory; never writes.
-pub fn check(dir: &Path, plan: Option<&Plan>, opts: &Options) -> Result<CheckReport, crate::Error> {
-    let obs = read_dir(dir, plan.map(|p| (&p.spec, &p.profile)))?;
+/// `node` names the node a single-node directory belongs to (default: inferred from its files).
+pub fn check(
+    dir: &Path,
+    plan: Option<&Plan>,
+    node: Option<&crate::x509::NodeName>,
+    opts: &Options,
+) -> Result<CheckReport, crate::Error> {
+    let obs = read_dir(dir, plan.map(|p| (&p.spec, &p.profile)), node)?;
     let mut report = validate_with(&obs.graph, opts);
     let mut extra = Vec::new();
     for p in &obs.problems {

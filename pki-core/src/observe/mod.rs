@@ -59,6 +59,7 @@ pub struct Observation {
 pub fn read_dir(
     dir: &Path,
     planned: Option<(&ClusterSpec, &Profile)>,
+    node: Option<&crate::x509::NodeName>,
 ) -> Result<Observation, crate::Error> {
     let kind = detect(dir).map_err(|message| crate::Error::Io {
         path: dir.to_path_buf(),
@@ -74,8 +75,36 @@ pub fn read_dir(
         Some((s, p)) => (s.clone(), p.clone()),
         None => layout::infer(&kind, &mut reader)?,
     };
+    // A kubeadm or cfssl directory is one node's: with a spec, judge only that
+    // node's per-node certificates (the node the files name, or the first
+    // control-plane node).
+    let only_node: Option<crate::x509::NodeName> = match (&kind, planned) {
+        (DirKind::Kpki { .. }, _) | (_, None) => None,
+        (_, Some(_)) if node.is_some() => node.cloned(),
+        (_, Some((s, _))) => {
+            let guess = layout::infer(&kind, &mut reader)
+                .ok()
+                .map(|(g, _)| g.control_plane.into_iter().map(|n| n.name));
+            let known = s.all_nodes();
+            guess
+                .into_iter()
+                .flatten()
+                .find(|n| known.contains_key(n))
+                .or_else(|| s.control_plane.first().map(|n| n.name.clone()))
+        }
+    };
+    let elsewhere = |node: &Option<crate::x509::NodeName>| matches!((&only_node, node), (Some(o), Some(n)) if o != n);
     let skeleton = expand(&spec, &profile).map_err(crate::Error::Profile)?;
     let skel_layout = Layout::compute(&skeleton, &spec, &profile.install_root);
+    // With one node's directory, only what that node's bundle holds can be missing.
+    let belongs = |id: NodeId| -> bool {
+        let Some(o) = &only_node else { return true };
+        let in_bundle = |i: NodeId| skel_layout.of(i).any(|f| f.nodes.contains(o));
+        in_bundle(id)
+            || skeleton
+                .kubeconfigs()
+                .any(|(k, kc)| kc.client == id && in_bundle(k))
+    };
     let locate = layout::Locator::new(&kind, dir, &skel_layout, &profile, planned.is_some());
     let mut obs = Observation {
         kind: kind.clone(),
@@ -93,6 +122,8 @@ pub fn read_dir(
     let mut used_files = std::collections::BTreeSet::new();
     for (id, node) in skeleton.iter() {
         match node {
+            Node::Cert(c) if elsewhere(&c.node) => {}
+            Node::Kubeconfig(k) if elsewhere(&k.node) => {}
             Node::Cert(c) => {
                 // Missing ones are counted at the end: a kubeconfig may carry it.
                 let Some((cert_path, key_path)) = locate.cert(id, c) else {
@@ -119,7 +150,9 @@ pub fn read_dir(
             }
             Node::KeyPair(k) => {
                 let Some((private, public)) = locate.keypair(id) else {
-                    obs.missing.push(k.id.clone());
+                    if belongs(id) {
+                        obs.missing.push(k.id.clone());
+                    }
                     continue;
                 };
                 used_files.insert(private.clone());
@@ -137,7 +170,9 @@ pub fn read_dir(
             }
             Node::Kubeconfig(k) => {
                 let Some(path) = locate.kubeconfig(id) else {
-                    obs.missing.push(k.id.clone());
+                    if belongs(id) {
+                        obs.missing.push(k.id.clone());
+                    }
                     continue;
                 };
                 let Some(cfg) = reader.kubeconfig(&path) else {
@@ -180,15 +215,16 @@ pub fn read_dir(
         }
     }
     for (id, n) in skeleton.certs() {
-        if !keep.contains_key(&id) {
+        if !keep.contains_key(&id) && !elsewhere(&n.node) && belongs(id) {
             obs.missing.push(n.id.clone());
         }
     }
     // Link issuers by signature among the observed CAs.
-    let cas: Vec<(NodeId, PublicKey)> = parsed
+    // A CA is identified by its key and its name: a chain needs both.
+    let cas: Vec<(NodeId, PublicKey, crate::crypto::DistinguishedName)> = parsed
         .iter()
         .filter(|(_, p)| p.is_ca == Some(true))
-        .map(|(i, p)| (*i, p.public_key.clone()))
+        .map(|(i, p)| (*i, p.public_key.clone(), p.subject.clone()))
         .collect();
     for (id, pc) in &parsed {
         let Some(Node::Cert(n)) = keep.get_mut(id) else {
@@ -196,9 +232,9 @@ pub fn read_dir(
         };
         n.issuer = if pc.is_self_signed() && pc.verify_signed_by(&pc.public_key) {
             IssuerRef::SelfSigned
-        } else if let Some((ca, _)) = cas
+        } else if let Some((ca, _, _)) = cas
             .iter()
-            .find(|(ca, k)| ca != id && pc.verify_signed_by(k))
+            .find(|(ca, k, name)| ca != id && pc.verify_signed_by(k) && pc.issuer == *name)
         {
             IssuerRef::Node(*ca)
         } else {

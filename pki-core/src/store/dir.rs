@@ -98,6 +98,38 @@ impl DirStore {
         Ok(())
     }
 
+    /// Creates `dir` and its missing parents. Inside a node bundle
+    /// (`nodes/<node>/...`) directories mirror a node's file system, so
+    /// they are 0755 (`rsync -a` must not make a node's /etc private) except
+    /// `pki` directories, which hold keys: 0700. Everything else is 0700.
+    fn create_dirs(&self, dir: &Path) -> Result<(), StoreError> {
+        let rel = dir.strip_prefix(&self.root).unwrap_or(dir);
+        let mut cur = self.root.clone();
+        let mut parts: Vec<String> = Vec::new();
+        for c in rel.components() {
+            let name = c.as_os_str().to_string_lossy().into_owned();
+            cur.push(&name);
+            parts.push(name);
+            if cur.is_dir() {
+                continue;
+            }
+            let in_bundle = parts.len() >= 2 && parts.first().is_some_and(|p| p == "nodes");
+            let holds_keys = parts.iter().skip(2).any(|p| p == "pki");
+            let mode = if in_bundle && !holds_keys {
+                0o755
+            } else {
+                0o700
+            };
+            match fs::DirBuilder::new().mode(mode).create(&cur) {
+                Ok(()) => fs::set_permissions(&cur, fs::Permissions::from_mode(mode))
+                    .map_err(|e| err(&cur, e))?,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(err(&cur, e)),
+            }
+        }
+        Ok(())
+    }
+
     /// Flushes the file system holding the directory (syncfs(2)).
     fn sync(&self) -> Result<(), StoreError> {
         let d = File::open(&self.root).map_err(|e| err(&self.root, e))?;
@@ -139,11 +171,7 @@ impl PkiStore for DirStore {
             let p = self.full(rel)?;
             let dir = p.parent().unwrap_or(&self.root).to_path_buf();
             if dirs.insert(dir.clone()) {
-                fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(&dir)
-                    .map_err(|e| err(&dir, e))?;
+                self.create_dirs(&dir)?;
             }
             let name = p
                 .file_name()

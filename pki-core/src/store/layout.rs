@@ -137,7 +137,12 @@ impl Layout {
             }
         };
         for (kid, kc) in g.kubeconfigs() {
-            let nodes = kc_nodes(kc.user, &kc.node);
+            // A break-glass credential stays in cluster/: it is not deployed to nodes.
+            let nodes = if kc.break_glass {
+                Vec::new()
+            } else {
+                kc_nodes(kc.user, &kc.node)
+            };
             for n in &nodes {
                 uses.entry((kid, Part::Kubeconfig))
                     .or_default()

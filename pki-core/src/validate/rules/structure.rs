@@ -130,22 +130,34 @@ fn paths(g: &CertGraph, s: &mut Sink<'_>) {
         }
     }
     for (path, users) in by_path {
-        for (i, (sa, a)) in users.iter().enumerate() {
-            for (sb, b) in &users[i + 1..] {
-                let clash = a == b || sa.is_none() || sb.is_none() || sa == sb;
-                if clash {
-                    s.push(
-                        Code::S005,
-                        &[*a, *b],
-                        format!(
-                            "{} and {} would both be written to {path}: the second replaces the first (`tls: private key does not match public key` or a wrong identity at run time)",
-                            g.id_of(*a),
-                            g.id_of(*b)
-                        ),
-                        "give each artefact its own path in the profile",
-                    );
+        // Per-node artefacts sharing a path on different nodes are normal (each
+        // node has its own apiserver.crt); compare only within a node, and
+        // cluster-wide artefacts against everything: linear in the workers.
+        let mut per_scope: BTreeMap<Option<&str>, Vec<NodeId>> = BTreeMap::new();
+        for (scope, id) in &users {
+            per_scope.entry(*scope).or_default().push(*id);
+        }
+        let shared = per_scope.get(&None).cloned().unwrap_or_default();
+        let mut clashes: Vec<(NodeId, NodeId)> = Vec::new();
+        for (scope, ids) in &per_scope {
+            for (i, a) in ids.iter().enumerate() {
+                clashes.extend(ids[i + 1..].iter().map(|b| (*a, *b)));
+                if scope.is_some() {
+                    clashes.extend(shared.iter().map(|b| (*b, *a)));
                 }
             }
+        }
+        for (a, b) in clashes {
+            s.push(
+                Code::S005,
+                &[a, b],
+                format!(
+                    "{} and {} would both be written to {path}: the second replaces the first (`tls: private key does not match public key` or a wrong identity at run time)",
+                    g.id_of(a),
+                    g.id_of(b)
+                ),
+                "give each artefact its own path in the profile",
+            );
         }
     }
 }
