@@ -263,6 +263,9 @@ pub fn issue(
     let mut finals: BTreeMap<NodeId, Final> = BTreeMap::new();
     let mut pairs: BTreeMap<NodeId, PrivateKey> = BTreeMap::new();
     let mut changed: std::collections::BTreeSet<NodeId> = std::collections::BTreeSet::new();
+    // CAs (and keypairs) first, in order; then every leaf in parallel: leaves
+    // depend only on their CA, whose final certificate is known by then.
+    let mut leaf_jobs = Vec::new();
     for &id in &order {
         let Some(node) = g.node(id) else { continue };
         match node {
@@ -275,31 +278,17 @@ pub fn issue(
                         None => return Err(IssueError::Order(format!("{}: no key", c.id))),
                     },
                 };
-                let parent = match &c.issuer {
-                    IssuerRef::Node(p) if *p != id => Some(*p),
-                    _ => None,
-                };
-                let parent_final = parent.and_then(|p| finals.get(&p));
-                let parent_rekeyed = parent.is_some_and(|p| changed.contains(&p));
-                let verdict =
-                    existing.judge(id, c, &key, fresh_key, parent_final, parent_rekeyed, opts)?;
-                let action = match (verdict, fresh_key) {
-                    (None, _) => Action::Kept,
-                    (Some(_), true) if existing.cert(id).is_none() && !had_key => Action::Issued,
-                    (Some(reason), true) => Action::Rekeyed(reason),
-                    (Some(reason), false) => Action::Reissued(reason),
-                };
-                if c.is_ca && action != Action::Kept && opts.renew != RenewPolicy::Never {
-                    return Err(IssueError::Existing {
-                        path: existing.key_path(id).unwrap_or_else(|| c.id.clone()),
-                        message: "renew never touches a CA, and this one would change (missing, expired or drifted); run `kpki issue`".into(),
-                    });
+                if !c.is_ca {
+                    leaf_jobs.push((id, c, key, fresh_key, had_key));
+                    continue;
                 }
-                let f = if action == Action::Kept {
-                    existing.final_of(id, key)?
-                } else {
-                    sign(c, key, parent_final, opts)?
-                };
+                let (action, f) = settle(
+                    &existing,
+                    &finals,
+                    &changed,
+                    opts,
+                    (id, c, key, fresh_key, had_key),
+                )?;
                 if action != Action::Kept {
                     changed.insert(id);
                 }
@@ -318,6 +307,30 @@ pub fn issue(
                 pairs.insert(id, key);
             }
             Node::Kubeconfig(_) => {}
+        }
+    }
+    let settled: Vec<(NodeId, String, Action, Final)> = leaf_jobs
+        .into_par_iter()
+        .map(|job| {
+            let (id, c) = (job.0, job.1);
+            settle(&existing, &finals, &changed, opts, job).map(|(a, f)| (id, c.id.clone(), a, f))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut rekeyed = Vec::new();
+    for (id, name, action, f) in settled {
+        if matches!(action, Action::Rekeyed(_)) {
+            rekeyed.push((name.clone(), key_hash(&f.key)));
+        }
+        report.actions.push((name, action));
+        finals.insert(id, f);
+    }
+    for (id, c) in g.certs().filter(|(_, c)| c.is_ca) {
+        if report
+            .action(&c.id)
+            .is_some_and(|a| matches!(a, Action::Rekeyed(_)))
+            && let Some(f) = finals.get(&id)
+        {
+            rekeyed.push((c.id.clone(), key_hash(&f.key)));
         }
     }
     let mut renewals = existing.renewals.clone();
@@ -340,16 +353,7 @@ pub fn issue(
     report.manifest = files.manifest.clone();
     // Journal the keys about to replace existing ones, so that a run killed
     // between a key and its certificate is finished by the next run.
-    let journal: BTreeMap<String, String> = report
-        .actions
-        .iter()
-        .filter(|(_, a)| matches!(a, Action::Rekeyed(_)))
-        .filter_map(|(id, _)| {
-            g.find(id)
-                .and_then(|n| finals.get(&n))
-                .map(|f| (id.clone(), key_hash(&f.key)))
-        })
-        .collect();
+    let journal: BTreeMap<String, String> = rekeyed.into_iter().collect();
     if !journal.is_empty() && !opts.dry_run {
         let bytes = serde_json::to_vec_pretty(&journal)
             .map_err(|e| IssueError::Order(format!("journal: {e}")))?;
@@ -404,6 +408,45 @@ pub(crate) fn key_hash(k: &PrivateKey) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// One certificate to settle: its id, node, key, whether the key is new,
+/// and whether a key existed before.
+type Job<'g> = (NodeId, &'g CertNode, PrivateKey, bool, bool);
+
+/// Decides whether a certificate is kept or (re)issued, and does it.
+fn settle(
+    existing: &Existing,
+    finals: &BTreeMap<NodeId, Final>,
+    changed: &std::collections::BTreeSet<NodeId>,
+    opts: &IssueOptions,
+    (id, c, key, fresh_key, had_key): Job<'_>,
+) -> Result<(Action, Final), IssueError> {
+    let parent = match &c.issuer {
+        IssuerRef::Node(p) if *p != id => Some(*p),
+        _ => None,
+    };
+    let parent_final = parent.and_then(|p| finals.get(&p));
+    let parent_rekeyed = parent.is_some_and(|p| changed.contains(&p));
+    let verdict = existing.judge(id, c, &key, fresh_key, parent_final, parent_rekeyed, opts)?;
+    let action = match (verdict, fresh_key) {
+        (None, _) => Action::Kept,
+        (Some(_), true) if existing.cert(id).is_none() && !had_key => Action::Issued,
+        (Some(reason), true) => Action::Rekeyed(reason),
+        (Some(reason), false) => Action::Reissued(reason),
+    };
+    if c.is_ca && action != Action::Kept && opts.renew != RenewPolicy::Never {
+        return Err(IssueError::Existing {
+            path: existing.key_path(id).unwrap_or_else(|| c.id.clone()),
+            message: "renew never touches a CA, and this one would change (missing, expired or drifted); run `kpki issue`".into(),
+        });
+    }
+    let f = if action == Action::Kept {
+        existing.final_of(id, key)?
+    } else {
+        sign(c, key, parent_final, opts)?
+    };
+    Ok((action, f))
 }
 
 fn algorithm(c: &CertNode) -> Result<KeyAlgorithm, IssueError> {
