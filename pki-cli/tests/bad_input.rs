@@ -5,34 +5,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
-use common::{kpki, root};
-
-fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(root: &Path, d: &Path, m: &mut BTreeMap<String, Vec<u8>>) {
-        let Ok(rd) = std::fs::read_dir(d) else { return };
-        for e in rd {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                m.insert(
-                    format!("{}/", p.strip_prefix(root).unwrap().display()),
-                    Vec::new(),
-                );
-                walk(root, &p, m);
-            } else {
-                m.insert(
-                    p.strip_prefix(root).unwrap().display().to_string(),
-                    std::fs::read(&p).unwrap(),
-                );
-            }
-        }
-    }
-    let mut m = BTreeMap::new();
-    walk(dir, dir, &mut m);
-    m
-}
+use common::{kpki, root, snapshot};
 
 #[test]
 fn bad_profiles_give_their_status_and_message() {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{kpki, run, tool};
+use common::{kpki, run, snapshot, tool};
 use serde_json::Value;
 
 const SPEC: &str = r#"
@@ -33,25 +33,6 @@ fn setup() -> (tempfile::TempDir, PathBuf, PathBuf) {
         .success();
     let out = dir.path().join("out");
     (dir, spec, out)
-}
-
-fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, m: &mut BTreeMap<String, Vec<u8>>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(root, &p, m);
-            } else {
-                m.insert(
-                    p.strip_prefix(root).unwrap().display().to_string(),
-                    std::fs::read(&p).unwrap(),
-                );
-            }
-        }
-    }
-    let mut m = BTreeMap::new();
-    walk(root, root, &mut m);
-    m
 }
 
 fn manifest(out: &Path) -> Value {
