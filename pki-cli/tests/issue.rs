@@ -544,3 +544,36 @@ fn output_structure_is_the_same_whatever_the_thread_count() {
     let (a, b) = (shape("1"), shape("4"));
     assert!(a == b, "the output differs between --jobs 1 and --jobs 4");
 }
+
+#[test]
+fn algorithm_change_needs_replace_ca_keys_and_then_replaces_the_sa_key_too() {
+    let pki = issued(&SPEC.replace("ALG", "ecdsa-p256"));
+    std::fs::write(pki.spec(), SPEC.replace("ALG", "ecdsa-p384")).unwrap();
+    let before = pki.snapshot();
+    let o = pki.issue();
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a CA key is never replaced silently"
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--replace-ca-keys"));
+    assert_eq!(pki.snapshot(), before);
+    let o = kpki()
+        .args(["issue", "--replace-ca-keys", "--spec"])
+        .arg(pki.spec())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (_, text, _) = openssl(&[
+        "pkey",
+        "-in",
+        pki.path("cluster/pki/sa.key").to_str().unwrap(),
+        "-noout",
+        "-text",
+    ]);
+    assert!(
+        text.contains("384"),
+        "sa.key follows the new algorithm: {text}"
+    );
+    assert!(verify_all(&pki) >= 8);
+}

@@ -96,7 +96,7 @@ impl Plan {
     pub fn with_profile(spec: ClusterSpec, profile: Profile) -> Result<Self, Error> {
         let graph = expand(&spec, &profile).map_err(Error::Profile)?;
         let report = validate(&graph);
-        let layout = Layout::compute(&graph, &spec, &profile.install_root);
+        let layout = Layout::compute(&graph, &spec, &profile);
         Ok(Self {
             spec,
             profile,

@@ -35,7 +35,7 @@ pub fn run(a: &CheckArgs) -> Result<Exit, Failure> {
             }
             print!("{}", crate::render::json(&doc)?);
         }
-        CheckFormat::Text => print!("{}", table(&result, now)),
+        CheckFormat::Text => print!("{}", table(&a.dir, &result, now)),
     }
     Ok(if result.report.has_errors() {
         Exit::Failed
@@ -58,7 +58,7 @@ fn residual(now: time::OffsetDateTime, t: Option<time::OffsetDateTime>) -> Strin
     }
 }
 
-fn table(r: &pki_core::CheckReport, now: time::OffsetDateTime) -> String {
+fn table(dir: &std::path::Path, r: &pki_core::CheckReport, now: time::OffsetDateTime) -> String {
     let obs = &r.observation;
     let g = &obs.graph;
     let mut rows = vec![[
@@ -100,7 +100,21 @@ fn table(r: &pki_core::CheckReport, now: time::OffsetDateTime) -> String {
     let widths: Vec<usize> = (0..7)
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
-    let mut out = format!("{} ({:?})\n\n", obs.spec.source.display(), obs.kind);
+    let kind = match &obs.kind {
+        pki_core::DirKind::Kpki { profile } => {
+            format!("kpki output, profile {}", profile.as_deref().unwrap_or("?"))
+        }
+        pki_core::DirKind::Kubeadm { pki_only: false } => {
+            "kubeadm layout (/etc/kubernetes)".to_owned()
+        }
+        pki_core::DirKind::Kubeadm { pki_only: true } => "kubeadm layout (pki/)".to_owned(),
+        pki_core::DirKind::Cfssl => "cfssl layout".to_owned(),
+    };
+    let mut out = format!(
+        "{} ({kind}, profile {})\n\n",
+        dir.display(),
+        obs.profile.name
+    );
     for row in &rows {
         let line: Vec<String> = row
             .iter()

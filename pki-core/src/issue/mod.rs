@@ -244,7 +244,13 @@ pub fn issue(
                     need_key.push((id, alg));
                 }
             }
-            Some(Node::KeyPair(k)) if existing.key(id).is_none() => {
+            // The service-account key is replaced like a CA key: only when
+            // asked, here when its algorithm no longer matches the spec.
+            Some(Node::KeyPair(k))
+                if existing.key(id).is_none_or(|x| {
+                    opts.replace_ca_keys && Some(x.algorithm()) != k.key.algorithm()
+                }) =>
+            {
                 let alg = k.key.algorithm().ok_or_else(|| IssueError::Crypto {
                     id: k.id.clone(),
                     source: CryptoError::UnsupportedKey {

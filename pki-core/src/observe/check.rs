@@ -89,11 +89,11 @@ pub fn check(
                 || seen.subject.organizations != planned.subject.organizations
             {
                 what.push(format!(
-                    "subject CN={} O={:?} (plan: CN={} O={:?})",
+                    "subject CN={} O={} (plan: CN={} O={})",
                     seen.subject.common_name,
-                    seen.subject.organizations,
+                    seen.subject.organizations.join(","),
                     planned.subject.common_name,
-                    planned.subject.organizations
+                    planned.subject.organizations.join(",")
                 ));
             }
             if seen.sans != planned.sans {

@@ -95,7 +95,7 @@ pub fn read_dir(
     };
     let elsewhere = |node: &Option<crate::x509::NodeName>| matches!((&only_node, node), (Some(o), Some(n)) if o != n);
     let skeleton = expand(&spec, &profile).map_err(crate::Error::Profile)?;
-    let skel_layout = Layout::compute(&skeleton, &spec, &profile.install_root);
+    let skel_layout = Layout::compute(&skeleton, &spec, &profile);
     // With one node's directory, only what that node's bundle holds can be missing.
     let belongs = |id: NodeId| -> bool {
         let Some(o) = &only_node else { return true };

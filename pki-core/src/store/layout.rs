@@ -89,7 +89,15 @@ impl Layout {
     }
 
     /// Computes the layout. `install_root` anchors relative profile paths.
-    pub fn compute(g: &CertGraph, spec: &ClusterSpec, install_root: &str) -> Self {
+    pub fn compute(g: &CertGraph, spec: &ClusterSpec, profile: &crate::profile::Profile) -> Self {
+        let install_root = profile.install_root.as_str();
+        // Templates whose paths name the node: every node's copy fits in cluster/.
+        let node_named: BTreeSet<&str> = profile
+            .leaves
+            .iter()
+            .filter(|l| l.cert.as_deref().is_some_and(|p| p.contains("{node}")))
+            .map(|l| l.id.as_str())
+            .collect();
         let install = |rel: &str| {
             if rel.starts_with('/') {
                 rel.to_owned()
@@ -183,13 +191,13 @@ impl Layout {
             match n {
                 Node::Cert(c) => {
                     // Per-node certs: the first of each template goes to cluster/
-                    // (as on a single-node cluster), unless its path names the node.
+                    // (as on a single-node cluster), every one when its path names the node.
                     let in_cluster = match &c.node {
                         None => true,
                         Some(_) => {
-                            c.cert_path.as_deref().is_some_and(|p| {
-                                p.contains('@') || !first_of_template.contains(&c.template)
-                            }) || c.cert_path.is_none()
+                            c.cert_path.is_none()
+                                || node_named.contains(c.template.as_str())
+                                || !first_of_template.contains(&c.template)
                         }
                     };
                     first_of_template.insert(c.template.clone());

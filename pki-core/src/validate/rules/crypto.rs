@@ -43,6 +43,10 @@ pub(super) fn check(g: &CertGraph, opts: &Options, s: &mut Sink<'_>) {
             }
         }
         let Some(now) = opts.now else { continue };
+        let day = |t: time::OffsetDateTime| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_else(|_| t.to_string())
+        };
         let (Some(nb), Some(na)) = (c.validity.not_before, c.validity.not_after) else {
             continue;
         };
@@ -50,7 +54,7 @@ pub(super) fn check(g: &CertGraph, opts: &Options, s: &mut Sink<'_>) {
             s.push(
                 Code::C003,
                 &[id],
-                format!("{} is valid from {nb} to {na}, not now: `x509: certificate has expired or is not yet valid`", c.id),
+                format!("{} is valid from {} to {}, not now: `x509: certificate has expired or is not yet valid`", c.id, day(nb), day(na)),
                 "renew it: kpki renew",
             );
         } else if now + opts.within > na {
@@ -59,10 +63,11 @@ pub(super) fn check(g: &CertGraph, opts: &Options, s: &mut Sink<'_>) {
                 Code::C004,
                 &[id],
                 format!(
-                    "{} expires in {}d {}h ({na})",
+                    "{} expires in {}d {}h ({})",
                     c.id,
                     left.whole_days(),
-                    left.whole_hours() % 24
+                    left.whole_hours() % 24,
+                    day(na)
                 ),
                 "renew it: kpki renew --within 30d",
             );
