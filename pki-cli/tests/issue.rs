@@ -577,3 +577,26 @@ fn algorithm_change_needs_replace_ca_keys_and_then_replaces_the_sa_key_too() {
     );
     assert!(verify_all(&pki) >= 8);
 }
+
+#[test]
+fn progress_shows_on_a_tty_for_long_runs_only() {
+    // RSA-3072 for ~20 keys takes seconds on 2 cores: long enough for the bar.
+    let spec = SPEC.replace("ALG", "rsa-3072");
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("kpki.toml");
+    std::fs::write(&p, &spec).unwrap();
+    let kpki_bin = env!("CARGO_BIN_EXE_kpki");
+    // `script` (util-linux, essential on Debian) gives the run a pseudo-terminal.
+    let cmd = format!("{kpki_bin} issue --spec {}", p.display());
+    let (ok, out, err) = run(Command::new(tool("script")).args(["-qec", &cmd, "/dev/null"]));
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("keys [") && out.contains("writing"),
+        "no progress on a TTY: {out}"
+    );
+    // Piped: no progress at all.
+    std::fs::remove_dir_all(dir.path().join("out")).unwrap();
+    let o = kpki().args(["issue", "--spec"]).arg(&p).output().unwrap();
+    assert!(o.status.success());
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("keys ["));
+}
