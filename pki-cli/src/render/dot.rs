@@ -3,7 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use pki_core::{FlagKind, IssuerRef, Node, Plan};
+use super::Edge;
+use pki_core::{Node, Plan};
 
 fn q(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\\\""))
@@ -32,47 +33,36 @@ pub fn plan(p: &Plan) -> String {
             )),
         }
     }
-    for (id, n) in g.iter() {
-        match n {
-            Node::Cert(c) => {
-                if let IssuerRef::Node(i) = c.issuer
-                    && i != id
-                {
-                    out.push_str(&format!(
-                        "  {} -> {} [label=\"signs\"];\n",
-                        q(&g.id_of(i)),
-                        q(&c.id)
-                    ));
+    let kc = |id: &str| q(&format!("kubeconfig:{id}"));
+    let mut components = BTreeSet::new();
+    for e in super::edges(g) {
+        let line = match e {
+            Edge::Signs { ca, cert } => format!("  {} -> {} [label=\"signs\"];\n", q(&ca), q(cert)),
+            Edge::Client { kubeconfig, cert } => {
+                format!("  {} -> {} [label=\"client\"];\n", kc(kubeconfig), q(&cert))
+            }
+            Edge::Trusts { kubeconfig, ca } => format!(
+                "  {} -> {} [style=dashed, label=\"trusts\"];\n",
+                kc(kubeconfig),
+                q(&ca)
+            ),
+            Edge::Binding {
+                component,
+                flag,
+                ca,
+            } => {
+                if components.insert(component) {
+                    out.push_str(&format!("  {} [shape=component];\n", q(component)));
                 }
+                format!(
+                    "  {} -> {} [style=dashed, label={}];\n",
+                    q(component),
+                    q(&ca),
+                    q(flag)
+                )
             }
-            Node::Kubeconfig(k) => {
-                out.push_str(&format!(
-                    "  {} -> {} [label=\"client\"];\n",
-                    q(&format!("kubeconfig:{}", k.id)),
-                    q(&g.id_of(k.client))
-                ));
-                out.push_str(&format!(
-                    "  {} -> {} [style=dashed, label=\"trusts\"];\n",
-                    q(&format!("kubeconfig:{}", k.id)),
-                    q(&g.id_of(k.ca))
-                ));
-            }
-            Node::KeyPair(_) => {}
-        }
-    }
-    let mut seen = BTreeSet::new();
-    for b in &g.bindings {
-        if b.flag.kind() != FlagKind::TrustedCa || !seen.insert((b.flag, b.target)) {
-            continue;
-        }
-        let comp = b.flag.component().as_str();
-        out.push_str(&format!("  {} [shape=component];\n", q(comp)));
-        out.push_str(&format!(
-            "  {} -> {} [style=dashed, label={}];\n",
-            q(comp),
-            q(&g.id_of(b.target)),
-            q(b.flag.name())
-        ));
+        };
+        out.push_str(&line);
     }
     out.push_str("}\n");
     out

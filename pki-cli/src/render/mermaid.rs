@@ -1,8 +1,7 @@
 //! Mermaid flowchart.
 
-use std::collections::BTreeSet;
-
-use pki_core::{FlagKind, IssuerRef, Node, Plan};
+use super::Edge;
+use pki_core::{Node, Plan};
 
 fn key(s: &str) -> String {
     s.chars()
@@ -37,47 +36,27 @@ pub fn plan(p: &Plan) -> String {
             }
         }
     }
-    for (id, n) in g.iter() {
-        match n {
-            Node::Cert(c) => {
-                if let IssuerRef::Node(i) = c.issuer
-                    && i != id
-                {
-                    out.push_str(&format!(
-                        "  {} -->|signs| {}\n",
-                        key(&g.id_of(i)),
-                        key(&c.id)
-                    ));
-                }
+    for e in super::edges(g) {
+        out.push_str(&match e {
+            Edge::Signs { ca, cert } => format!("  {} -->|signs| {}\n", key(&ca), key(cert)),
+            Edge::Client { kubeconfig, cert } => {
+                format!("  kc_{} --> {}\n", key(kubeconfig), key(&cert))
             }
-            Node::Kubeconfig(k) => {
-                out.push_str(&format!(
-                    "  kc_{} --> {}\n",
-                    key(&k.id),
-                    key(&g.id_of(k.client))
-                ));
-                out.push_str(&format!(
-                    "  kc_{} -.->|trusts| {}\n",
-                    key(&k.id),
-                    key(&g.id_of(k.ca))
-                ));
+            Edge::Trusts { kubeconfig, ca } => {
+                format!("  kc_{} -.->|trusts| {}\n", key(kubeconfig), key(&ca))
             }
-            Node::KeyPair(_) => {}
-        }
-    }
-    let mut seen = BTreeSet::new();
-    for b in &g.bindings {
-        if b.flag.kind() != FlagKind::TrustedCa || !seen.insert((b.flag, b.target)) {
-            continue;
-        }
-        let comp = b.flag.component().as_str();
-        out.push_str(&format!(
-            "  comp_{}[/\"{}\"/] -.->|{}| {}\n",
-            key(comp),
-            comp,
-            b.flag.name(),
-            key(&g.id_of(b.target))
-        ));
+            Edge::Binding {
+                component,
+                flag,
+                ca,
+            } => {
+                format!(
+                    "  comp_{}[/\"{component}\"/] -.->|{flag}| {}\n",
+                    key(component),
+                    key(&ca)
+                )
+            }
+        });
     }
     out
 }

@@ -38,22 +38,22 @@ impl ComponentFlags {
 /// Every component on every node, in node then component order.
 pub fn component_flags(plan: &Plan) -> Vec<ComponentFlags> {
     let spec = &plan.spec;
+    let roles = Roles::of(plan);
+    let kubeconfigs = kubeconfig_index(plan);
+    let mut seen = std::collections::BTreeSet::new();
     let mut out = Vec::new();
-    let mut nodes: Vec<&NodeSpec> = Vec::new();
-    for n in spec
+    for node in spec
         .control_plane
         .iter()
         .chain(spec.etcd_members())
         .chain(&spec.workers)
     {
-        if !nodes.iter().any(|m| m.name == n.name) {
-            nodes.push(n);
+        if !seen.insert(&node.name) {
+            continue;
         }
-    }
-    for node in nodes {
         for c in Component::ALL {
-            if runs_on(plan, c, &node.name) {
-                out.push(flags_for(plan, c, node));
+            if roles.runs(c, &node.name) {
+                out.push(flags_for(plan, &kubeconfigs, c, node));
             }
         }
     }
@@ -64,20 +64,72 @@ pub fn component_flags(plan: &Plan) -> Vec<ComponentFlags> {
 pub fn flags_of(plan: &Plan, component: Component, node: &NodeName) -> Option<ComponentFlags> {
     let spec = plan.spec.all_nodes();
     let n = spec.get(node)?;
-    runs_on(plan, component, node).then(|| flags_for(plan, component, n))
+    Roles::of(plan)
+        .runs(component, node)
+        .then(|| flags_for(plan, &kubeconfig_index(plan), component, n))
 }
 
-fn runs_on(plan: &Plan, c: Component, node: &NodeName) -> bool {
-    let s = &plan.spec;
-    let has = |list: &[NodeSpec]| list.iter().any(|n| &n.name == node);
-    match c.placement() {
-        Placement::EtcdMembers => has(s.etcd_members()),
-        Placement::ControlPlane => has(&s.control_plane),
-        Placement::AllNodes => has(&s.control_plane) || has(&s.workers),
+/// Which nodes are etcd members, control-plane nodes and workers.
+struct Roles<'a> {
+    etcd: std::collections::BTreeSet<&'a NodeName>,
+    control_plane: std::collections::BTreeSet<&'a NodeName>,
+    workers: std::collections::BTreeSet<&'a NodeName>,
+}
+
+impl<'a> Roles<'a> {
+    fn of(plan: &'a Plan) -> Self {
+        let names = |l: &'a [NodeSpec]| l.iter().map(|n| &n.name).collect();
+        let s = &plan.spec;
+        Self {
+            etcd: names(s.etcd_members()),
+            control_plane: names(&s.control_plane),
+            workers: names(&s.workers),
+        }
+    }
+
+    fn runs(&self, c: Component, node: &NodeName) -> bool {
+        match c.placement() {
+            Placement::EtcdMembers => self.etcd.contains(node),
+            Placement::ControlPlane => self.control_plane.contains(node),
+            Placement::AllNodes => self.control_plane.contains(node) || self.workers.contains(node),
+        }
     }
 }
 
-fn flags_for(plan: &Plan, c: Component, node: &NodeSpec) -> ComponentFlags {
+/// (user, node) -> kubeconfig install path; cluster-wide ones under `None`.
+type KubeconfigIndex = BTreeMap<(KubeconfigUser, Option<NodeName>), String>;
+
+fn kubeconfig_index(plan: &Plan) -> KubeconfigIndex {
+    let mut index = KubeconfigIndex::new();
+    for (id, k) in plan.graph.kubeconfigs() {
+        if let Some(f) = plan.layout.part(id, Part::Kubeconfig) {
+            index
+                .entry((k.user, k.node.clone()))
+                .or_insert_with(|| f.install_path.clone());
+        }
+    }
+    index
+}
+
+/// `--kubeconfig` plus the delegated authn/authz kubeconfigs, one file.
+fn delegated_kubeconfig(flags: &mut BTreeMap<String, String>, path: Option<&String>) {
+    if let Some(k) = path {
+        for f in [
+            "kubeconfig",
+            "authentication-kubeconfig",
+            "authorization-kubeconfig",
+        ] {
+            flags.insert(f.into(), k.clone());
+        }
+    }
+}
+
+fn flags_for(
+    plan: &Plan,
+    kubeconfigs: &KubeconfigIndex,
+    c: Component,
+    node: &NodeSpec,
+) -> ComponentFlags {
     let g = &plan.graph;
     let layout = &plan.layout;
     let install = |id, part| layout.part(id, part).map(|f| f.install_path.clone());
@@ -109,14 +161,13 @@ fn flags_for(plan: &Plan, c: Component, node: &NodeSpec) -> ComponentFlags {
             FlagKind::PrivateKey => set(b.flag.name(), install(b.target, Part::PrivateKey)),
         }
     }
-    // Kubeconfigs the component uses on this node.
+    // Kubeconfigs the component uses on this node: its own, else a cluster-wide one.
     let kubeconfig_of = |user: KubeconfigUser| {
-        g.kubeconfigs()
-            .filter(|(_, k)| {
-                k.user == user && (k.node.is_none() || k.node.as_ref() == Some(&node.name))
-            })
-            .find_map(|(id, _)| install(id, Part::Kubeconfig))
+        kubeconfigs
+            .get(&(user, Some(node.name.clone())))
+            .or_else(|| kubeconfigs.get(&(user, None)))
     };
+    let service_range = spec_service_range(plan);
     let spec = &plan.spec;
     let peer_url = |n: &NodeSpec| format!("https://{}:2380", Host::Ip(n.address));
     let client_url = |n: &NodeSpec| format!("https://{}:2379", Host::Ip(n.address));
@@ -167,13 +218,7 @@ fn flags_for(plan: &Plan, c: Component, node: &NodeSpec) -> ComponentFlags {
                 "service-account-issuer".into(),
                 format!("https://kubernetes.default.svc.{}", spec.cluster.dns_domain),
             );
-            let cidrs: Vec<String> = spec
-                .cluster
-                .service_cidrs
-                .iter()
-                .map(|c| c.to_string())
-                .collect();
-            flags.insert("service-cluster-ip-range".into(), cidrs.join(","));
+            flags.insert("service-cluster-ip-range".into(), service_range.clone());
             flags.insert(
                 "kubelet-preferred-address-types".into(),
                 "InternalIP,ExternalIP,Hostname".into(),
@@ -181,43 +226,21 @@ fn flags_for(plan: &Plan, c: Component, node: &NodeSpec) -> ComponentFlags {
             flags.insert("enable-bootstrap-token-auth".into(), "true".into());
         }
         Component::KubeControllerManager => {
-            if let Some(k) = kubeconfig_of(KubeconfigUser::ControllerManager) {
-                for f in [
-                    "kubeconfig",
-                    "authentication-kubeconfig",
-                    "authorization-kubeconfig",
-                ] {
-                    flags.insert(f.into(), k.clone());
-                }
-            }
+            delegated_kubeconfig(&mut flags, kubeconfig_of(KubeconfigUser::ControllerManager));
             flags.insert("use-service-account-credentials".into(), "true".into());
-            let cidrs: Vec<String> = spec
-                .cluster
-                .service_cidrs
-                .iter()
-                .map(|c| c.to_string())
-                .collect();
-            flags.insert("service-cluster-ip-range".into(), cidrs.join(","));
+            flags.insert("service-cluster-ip-range".into(), service_range.clone());
             flags.insert(
                 "controllers".into(),
                 "*,bootstrapsigner,tokencleaner".into(),
             );
         }
         Component::KubeScheduler => {
-            if let Some(k) = kubeconfig_of(KubeconfigUser::Scheduler) {
-                for f in [
-                    "kubeconfig",
-                    "authentication-kubeconfig",
-                    "authorization-kubeconfig",
-                ] {
-                    flags.insert(f.into(), k.clone());
-                }
-            }
+            delegated_kubeconfig(&mut flags, kubeconfig_of(KubeconfigUser::Scheduler));
         }
         Component::Kubelet => {
             match kubeconfig_of(KubeconfigUser::Kubelet) {
                 Some(k) => {
-                    flags.insert("kubeconfig".into(), k);
+                    flags.insert("kubeconfig".into(), k.clone());
                 }
                 None => {
                     // No certificate of its own: TLS bootstrap with a token.
@@ -237,7 +260,7 @@ fn flags_for(plan: &Plan, c: Component, node: &NodeSpec) -> ComponentFlags {
         }
         Component::KubeProxy => {
             if let Some(k) = kubeconfig_of(KubeconfigUser::KubeProxy) {
-                flags.insert("kubeconfig".into(), k);
+                flags.insert("kubeconfig".into(), k.clone());
             }
         }
     }
@@ -247,4 +270,15 @@ fn flags_for(plan: &Plan, c: Component, node: &NodeSpec) -> ComponentFlags {
         flags,
         config,
     }
+}
+
+fn spec_service_range(plan: &Plan) -> String {
+    let cidrs: Vec<String> = plan
+        .spec
+        .cluster
+        .service_cidrs
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    cidrs.join(",")
 }
