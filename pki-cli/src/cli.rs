@@ -80,6 +80,9 @@ pub struct RenewArgs {
     /// The cluster spec.
     #[arg(long, default_value = "kpki.toml")]
     pub spec: PathBuf,
+    /// The cluster spec, given without `--spec` (`kpki plan kpki.toml`).
+    #[arg(value_name = "SPEC", conflicts_with = "spec")]
+    pub spec_file: Option<PathBuf>,
     /// Output directory (default: the spec's output.dir).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -144,6 +147,9 @@ pub struct IssueArgs {
     /// The cluster spec.
     #[arg(long, default_value = "kpki.toml")]
     pub spec: PathBuf,
+    /// The cluster spec, given without `--spec` (`kpki plan kpki.toml`).
+    #[arg(value_name = "SPEC", conflicts_with = "spec")]
+    pub spec_file: Option<PathBuf>,
     /// Output directory (default: the spec's output.dir).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -185,6 +191,9 @@ pub struct PlanArgs {
     /// The cluster spec.
     #[arg(long, default_value = "kpki.toml")]
     pub spec: PathBuf,
+    /// The cluster spec, given without `--spec` (`kpki plan kpki.toml`).
+    #[arg(value_name = "SPEC", conflicts_with = "spec")]
+    pub spec_file: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = PlanFormat::Tree)]
     pub format: PlanFormat,
@@ -199,6 +208,27 @@ pub struct ExplainArgs {
     /// Print every rule as Markdown (docs/rules.md).
     #[arg(long)]
     pub all: bool,
+}
+
+impl IssueArgs {
+    /// The spec file: the positional one, else `--spec`.
+    pub fn spec(&self) -> &std::path::Path {
+        self.spec_file.as_deref().unwrap_or(&self.spec)
+    }
+}
+
+impl PlanArgs {
+    /// The spec file: the positional one, else `--spec`.
+    pub fn spec(&self) -> &std::path::Path {
+        self.spec_file.as_deref().unwrap_or(&self.spec)
+    }
+}
+
+impl RenewArgs {
+    /// The spec file: the positional one, else `--spec`.
+    pub fn spec(&self) -> &std::path::Path {
+        self.spec_file.as_deref().unwrap_or(&self.spec)
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 mod cli;
 mod cmd;
+mod out;
 mod render;
 
 use std::process::ExitCode;

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{kpki, root, snapshot};
+use common::{existing_pki, kpki, snapshot};
 use serde_json::Value;
 
 fn check_json(dir: &Path) -> (Option<i32>, Value) {
@@ -19,6 +19,20 @@ fn check_json(dir: &Path) -> (Option<i32>, Value) {
     let v = serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
     (o.status.code(), v)
+}
+
+/// The residual time the table shows for a notAfter (RFC 3339), rounded to
+/// the nearest unit as documented: years from 365 days, days from one day.
+fn residual_of(not_after: &str) -> String {
+    let t = time::OffsetDateTime::parse(not_after, &time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let secs = (t - time::OffsetDateTime::now_utc()).as_seconds_f64();
+    let days = (secs / 86_400.0).round();
+    if days >= 365.0 {
+        format!("{:.0}y", (secs / (365.0 * 86_400.0)).round())
+    } else {
+        format!("{days:.0}d")
+    }
 }
 
 fn assert_reported(doc: &Value, code: &str, file: &str) {
@@ -37,7 +51,7 @@ fn assert_reported(doc: &Value, code: &str, file: &str) {
 
 #[test]
 fn kubeadm_layout_faults_are_each_reported_with_code_and_file() {
-    let dir = root().join("fixtures/existing-pki/kubeadm");
+    let dir = existing_pki().join("kubeadm");
     let before = snapshot(&dir);
     let (code, doc) = check_json(&dir);
     assert_eq!(code, Some(1));
@@ -82,12 +96,33 @@ fn kubeadm_layout_faults_are_each_reported_with_code_and_file() {
         text.contains("pki/etcd/healthcheck-client.crt") && text.contains("expired"),
         "{text}"
     );
-    assert!(text.contains("364d") || text.contains("365d"), "{text}");
+    // The residual time of apiserver.crt, computed from the certificate's own
+    // notAfter (never from the day the fixture was made), is on its row.
+    let not_after = doc["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| {
+            c["files"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|x| x == "pki/apiserver.crt"))
+        })
+        .and_then(|c| c["not_after"].as_str())
+        .expect("apiserver.crt listed with its notAfter");
+    let expected = residual_of(not_after);
+    let row = text
+        .lines()
+        .find(|l| l.contains("pki/apiserver.crt"))
+        .expect("apiserver.crt row");
+    assert!(
+        row.contains(&format!(" {expected} ")),
+        "{expected} not in {row}"
+    );
 }
 
 #[test]
 fn cfssl_layout_faults_are_reported() {
-    let dir = root().join("fixtures/existing-pki/cfssl");
+    let dir = existing_pki().join("cfssl");
     let before = snapshot(&dir);
     let (code, doc) = check_json(&dir);
     assert_eq!(code, Some(1));
@@ -106,7 +141,7 @@ fn cfssl_layout_faults_are_reported() {
 fn unparsable_files_are_findings_not_crashes() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("kubernetes");
-    let src = root().join("fixtures/existing-pki/kubeadm");
+    let src = existing_pki().join("kubeadm");
     for (rel, bytes) in snapshot(&src) {
         let p = dir.join(&rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();

@@ -33,9 +33,9 @@ pub fn run(a: &CheckArgs) -> Result<Exit, Failure> {
                     c.files = vec![f.clone()];
                 }
             }
-            print!("{}", crate::render::json(&doc)?);
+            crate::out::out!("{}", crate::render::json(&doc)?);
         }
-        CheckFormat::Text => print!("{}", table(&a.dir, &result, now)),
+        CheckFormat::Text => crate::out::out!("{}", table(&a.dir, &result, now)),
     }
     Ok(if result.report.has_errors() {
         Exit::Failed
@@ -44,17 +44,25 @@ pub fn run(a: &CheckArgs) -> Result<Exit, Failure> {
     })
 }
 
-fn residual(now: time::OffsetDateTime, t: Option<time::OffsetDateTime>) -> String {
+/// Residual time rounded to the nearest unit: years from 365 days on (a
+/// fresh 10-year CA reads `10y`), days from one day on, hours below.
+pub(crate) fn residual(now: time::OffsetDateTime, t: Option<time::OffsetDateTime>) -> String {
+    const DAY: f64 = 86_400.0;
     let Some(t) = t else { return "?".into() };
-    let d = t - now;
-    if d.is_negative() {
-        format!("expired {}d ago", (-d).whole_days())
-    } else if d.whole_days() >= 365 {
-        format!("{}y", d.whole_days() / 365)
-    } else if d.whole_days() > 0 {
-        format!("{}d", d.whole_days())
+    let secs = (t - now).as_seconds_f64();
+    let days = (secs.abs() / DAY).round();
+    if secs < 0.0 {
+        if days >= 1.0 {
+            format!("expired {days:.0}d ago")
+        } else {
+            format!("expired {:.0}h ago", (secs.abs() / 3600.0).round())
+        }
+    } else if days >= 365.0 {
+        format!("{:.0}y", (secs / (365.0 * DAY)).round())
+    } else if days >= 1.0 {
+        format!("{days:.0}d")
     } else {
-        format!("{}h", d.whole_hours())
+        format!("{:.0}h", (secs / 3600.0).round())
     }
 }
 

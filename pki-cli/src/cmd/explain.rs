@@ -5,7 +5,7 @@ use pki_core::Code;
 
 pub fn run(a: &ExplainArgs) -> Result<Exit, Failure> {
     if a.all {
-        print!("{}", pki_core::rules_markdown());
+        crate::out::out!("{}", pki_core::rules_markdown());
         return Ok(Exit::Ok);
     }
     let code: Code = a
@@ -14,7 +14,7 @@ pub fn run(a: &ExplainArgs) -> Result<Exit, Failure> {
         .unwrap_or("")
         .parse()
         .map_err(Failure::input)?;
-    println!("{code} ({}): {}\n", code.severity(), code.title());
-    println!("{}", code.explain());
+    crate::out::outln!("{code} ({}): {}\n", code.severity(), code.title());
+    crate::out::outln!("{}", code.explain());
     Ok(Exit::Ok)
 }

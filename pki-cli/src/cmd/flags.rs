@@ -36,10 +36,10 @@ pub fn run(a: &FlagsArgs) -> Result<Exit, Failure> {
         set.config.values_mut().for_each(re_root);
     }
     match a.format {
-        FlagsFormat::Json => print!("{}", crate::render::json(&set)?),
+        FlagsFormat::Json => crate::out::out!("{}", crate::render::json(&set)?),
         FlagsFormat::Args => {
             for arg in set.args() {
-                println!("{arg}");
+                crate::out::outln!("{arg}");
             }
         }
     }

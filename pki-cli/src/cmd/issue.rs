@@ -21,7 +21,7 @@ pub fn run(a: &IssueArgs) -> Result<Exit, Failure> {
         jobs: a.jobs,
         ..IssueOptions::default()
     };
-    execute(&a.spec, a.out.as_deref(), &opts)
+    execute(a.spec(), a.out.as_deref(), &opts)
 }
 
 /// Plans `spec` and issues into `out` (or the spec's output dir); shared with `renew`.
@@ -55,8 +55,8 @@ pub fn execute(spec: &Path, out: Option<&Path>, opts: &IssueOptions) -> Result<E
     let kept = count(|a| matches!(a, Action::Kept));
     for (id, a) in &report.actions {
         match a {
-            Action::Reissued(why) => println!("reissue {id}: {why}"),
-            Action::Rekeyed(why) => println!("rekey   {id}: {why}"),
+            Action::Reissued(why) => crate::out::outln!("reissue {id}: {why}"),
+            Action::Rekeyed(why) => crate::out::outln!("rekey   {id}: {why}"),
             _ => {}
         }
     }
@@ -64,12 +64,12 @@ pub fn execute(spec: &Path, out: Option<&Path>, opts: &IssueOptions) -> Result<E
     if opts.dry_run {
         for (path, change) in &report.files {
             if *change != FileChange::Unchanged {
-                println!("{verb} {path} ({change:?})");
+                crate::out::outln!("{verb} {path} ({change:?})");
             }
         }
     }
     let changed = report.changed_files();
-    println!(
+    crate::out::outln!(
         "{}: {issued} issued, {reissued} re-issued, {kept} kept; {verb} {changed} file(s), {} unchanged",
         out.display(),
         report.files.len() - changed

@@ -22,7 +22,7 @@ pub fn run(a: &KubeconfigArgs) -> Result<Exit, Failure> {
                 a.spec.display()
             ))
         })?;
-        print!("{text}");
+        crate::out::out!("{text}");
         return Ok(Exit::Ok);
     }
     let g = &plan.graph;
@@ -64,6 +64,6 @@ pub fn run(a: &KubeconfigArgs) -> Result<Exit, Failure> {
             a.spec.display()
         ))
     })?;
-    print!("{text}");
+    crate::out::out!("{text}");
     Ok(Exit::Ok)
 }

@@ -65,13 +65,13 @@ pub fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Explain(a) => explain::run(&a),
         Command::Completions(a) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(a.shell, &mut cmd, "kpki", &mut std::io::stdout());
+            clap_complete::generate(a.shell, &mut cmd, "kpki", &mut crate::out::Stdout);
             Ok(Exit::Ok)
         }
         Command::Man => {
             let cmd = <Cli as clap::CommandFactory>::command();
             clap_mangen::Man::new(cmd)
-                .render(&mut std::io::stdout())
+                .render(&mut crate::out::Stdout)
                 .map_err(|e| Failure::failed(format!("cannot write the man page: {e}")))?;
             Ok(Exit::Ok)
         }

@@ -4,7 +4,7 @@ use crate::cli::{PlanArgs, PlanFormat};
 use crate::render;
 
 pub fn run(a: &PlanArgs) -> Result<Exit, Failure> {
-    let plan = pki_core::Plan::load(&a.spec)?;
+    let plan = pki_core::Plan::load(a.spec())?;
     print_spec_warnings(&plan.spec);
     let out = match a.format {
         PlanFormat::Tree => render::tree::plan(&plan),
@@ -17,7 +17,7 @@ pub fn run(a: &PlanArgs) -> Result<Exit, Failure> {
         PlanFormat::Dot => render::dot::plan(&plan),
         PlanFormat::Mermaid => render::mermaid::plan(&plan),
     };
-    print!("{out}");
+    crate::out::out!("{out}");
     Ok(if plan.report.has_errors() {
         Exit::Failed
     } else {

@@ -21,5 +21,5 @@ pub fn run(a: &RenewArgs) -> Result<Exit, Failure> {
         },
         ..IssueOptions::default()
     };
-    super::issue::execute(&a.spec, a.out.as_deref(), &opts)
+    super::issue::execute(a.spec(), a.out.as_deref(), &opts)
 }

@@ -66,3 +66,21 @@ pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     walk(dir, dir, &mut m);
     m
 }
+
+/// The openssl-made existing-PKI fixtures (`kubeadm/` and `cfssl/` trees
+/// with planted faults), generated once per test process by
+/// `fixtures/existing-pki/regen.sh` so that their validity starts "now"
+/// (also under libfaketime) and never decays with the calendar.
+pub fn existing_pki() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        tool("openssl");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("existing-pki");
+        let (ok, out, err) = run(Command::new("bash")
+            .arg(root().join("fixtures/existing-pki/regen.sh"))
+            .arg(&dir));
+        assert!(ok, "regen.sh failed:\n{out}\n{err}");
+        dir
+    })
+    .clone()
+}

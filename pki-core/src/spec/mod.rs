@@ -173,7 +173,15 @@ impl ClusterSpec {
         let text = std::fs::read_to_string(path).map_err(|e| InputError {
             location: Location::file(path),
             field: "(file)".into(),
-            message: format!("cannot read the spec: {e}"),
+            message: if e.kind() == std::io::ErrorKind::NotFound {
+                format!(
+                    "no spec file {} here: run `kpki init` to write a starter spec, \
+                     or pass `--spec FILE`",
+                    path.display()
+                )
+            } else {
+                format!("cannot read the spec: {e}")
+            },
         })?;
         Self::parse(&text, path)
     }
@@ -324,11 +332,14 @@ impl Resolver<'_> {
 
         let control_plane = match control_plane {
             None => {
-                return Err(self.err_at(
-                    self.text.len(),
-                    "control_plane",
-                    "at least one [[control_plane]] node is required",
-                ));
+                // Nothing to point at: name the file, not a line past its end.
+                return Err(InputError {
+                    location: Location::file(self.path),
+                    field: "control_plane".into(),
+                    message: "at least one [[control_plane]] node is required (add a \
+                              [[control_plane]] table with `name` and `address`)"
+                        .into(),
+                });
             }
             Some(cp) if cp.get_ref().is_empty() => {
                 return Err(self.err(

@@ -328,7 +328,7 @@ impl FromStr for Lifetime {
             "y" => n.checked_mul(24 * 365),
             _ => {
                 return Err(format!(
-                    "`{s}` has no unit: write h, d or y (e.g. \"8760h\", \"365d\", \"1y\")"
+                    "`{s}` has no known unit: the units are h (hours), d (days) and y (365-day years), e.g. \"8760h\", \"365d\", \"1y\" (weeks and months are not units: write 14d, 30d)"
                 ));
             }
         };
