@@ -109,9 +109,7 @@ fn table(dir: &std::path::Path, r: &pki_core::CheckReport, now: time::OffsetDate
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     let kind = match &obs.kind {
-        pki_core::DirKind::Kpki { profile } => {
-            format!("kpki output, profile {}", profile.as_deref().unwrap_or("?"))
-        }
+        pki_core::DirKind::Kpki { .. } => "kpki output".to_owned(),
         pki_core::DirKind::Kubeadm { pki_only: false } => {
             "kubeadm layout (/etc/kubernetes)".to_owned()
         }

@@ -64,7 +64,12 @@ pub fn execute(spec: &Path, out: Option<&Path>, opts: &IssueOptions) -> Result<E
     if opts.dry_run {
         for (path, change) in &report.files {
             if *change != FileChange::Unchanged {
-                crate::out::outln!("{verb} {path} ({change:?})");
+                let what = match change {
+                    FileChange::Created => "new",
+                    FileChange::Updated => "changed",
+                    FileChange::Unchanged => "unchanged",
+                };
+                crate::out::outln!("{verb} {path} ({what})");
             }
         }
     }

@@ -668,7 +668,14 @@ impl Resolver<'_> {
                     return Err(self.err(
                         target,
                         field,
-                        format!("{flag} cannot name `{t}` (a {kind:?})"),
+                        format!(
+                            "{flag} cannot name `{t}` (a {})",
+                            match kind {
+                                TargetKind::Ca => "[[ca]]",
+                                TargetKind::Leaf => "[[leaf]]",
+                                TargetKind::KeyPair => "[[keypair]]",
+                            }
+                        ),
                     ));
                 }
                 resolved.push(TrustBinding {

@@ -172,13 +172,11 @@ impl ClusterSpec {
     pub fn load(path: &Path) -> Result<Self, SpecError> {
         let text = std::fs::read_to_string(path).map_err(|e| InputError {
             location: Location::file(path),
-            field: "(file)".into(),
+            field: "spec".into(),
             message: if e.kind() == std::io::ErrorKind::NotFound {
-                format!(
-                    "no spec file {} here: run `kpki init` to write a starter spec, \
-                     or pass `--spec FILE`",
-                    path.display()
-                )
+                "no such file: run `kpki init` to write a starter spec here, \
+                 or pass `--spec FILE`"
+                    .to_owned()
             } else {
                 format!("cannot read the spec: {e}")
             },
