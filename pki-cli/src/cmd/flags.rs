@@ -33,11 +33,18 @@ pub fn run(a: &FlagsArgs) -> Result<Exit, Failure> {
             }
         };
         set.flags.values_mut().for_each(re_root);
-        set.config.values_mut().for_each(re_root);
+        for v in set.config.values_mut() {
+            if let serde_json::Value::String(s) = v {
+                re_root(s);
+            }
+        }
     }
     match a.format {
         FlagsFormat::Json => crate::out::out!("{}", crate::render::json(&set)?),
         FlagsFormat::Args => {
+            for note in &set.notes {
+                eprintln!("note: {note}");
+            }
             for arg in set.args() {
                 crate::out::outln!("{arg}");
             }

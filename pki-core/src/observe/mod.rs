@@ -284,11 +284,15 @@ fn fill(n: &mut CertNode, pc: &ParsedCert, key_mismatch: bool) {
     }
     n.sans = sans;
     n.key = key_spec(&pc.public_key);
+    /// anyExtendedKeyUsage (RFC 5280 4.2.1.12).
+    const ANY_EKU: &str = "2.5.29.37.0";
     n.usage = Usage {
         ca: pc.is_ca,
         path_len: pc.path_len,
         key: pc.key_usage,
         ext: pc.ext_key_usage.clone(),
+        ext_any: (pc.ext_key_usage.is_empty() && pc.other_ext_key_usages.is_empty())
+            || pc.other_ext_key_usages.iter().any(|o| o == ANY_EKU),
     };
     n.is_ca = pc.is_ca == Some(true) || n.is_ca;
     let hours = (pc.not_after - pc.not_before).whole_hours().max(0);

@@ -21,8 +21,13 @@ pub struct ComponentFlags {
     pub component: Component,
     /// Command-line flags, without the leading `--`.
     pub flags: BTreeMap<String, String>,
-    /// Config-file fields (KubeletConfiguration), dotted paths.
-    pub config: BTreeMap<String, String>,
+    /// Config-file fields (KubeletConfiguration), dotted paths, with their
+    /// typed values (`rotateCertificates` is a boolean, paths are strings).
+    pub config: BTreeMap<String, serde_json::Value>,
+    /// Why a component has fewer PKI flags than one might expect (kube-proxy
+    /// with a service-account token instead of a client certificate).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl ComponentFlags {
@@ -135,6 +140,7 @@ fn flags_for(
     let install = |id, part| layout.part(id, part).map(|f| f.install_path.clone());
     let mut flags = BTreeMap::new();
     let mut config = BTreeMap::new();
+    let mut notes = Vec::new();
     for b in g
         .bindings_of(&node.name)
         .iter()
@@ -143,7 +149,7 @@ fn flags_for(
         let mut set = |name: &str, value: Option<String>| {
             if let Some(v) = value {
                 if c == Component::Kubelet {
-                    config.insert(name.to_owned(), v);
+                    config.insert(name.to_owned(), serde_json::Value::String(v));
                 } else {
                     flags.insert(name.to_owned(), v);
                 }
@@ -254,21 +260,62 @@ fn flags_for(
                     );
                 }
             }
-            flags.insert("node-ip".into(), node.address.to_string());
+            flags.insert("node-ip".into(), node_ips(plan, node));
             flags.insert("hostname-override".into(), node.name.to_string());
-            config.insert("rotateCertificates".into(), "true".into());
+            config.insert("rotateCertificates".into(), serde_json::Value::Bool(true));
         }
-        Component::KubeProxy => {
-            if let Some(k) = kubeconfig_of(KubeconfigUser::KubeProxy) {
+        Component::KubeProxy => match kubeconfig_of(KubeconfigUser::KubeProxy) {
+            Some(k) => {
                 flags.insert("kubeconfig".into(), k.clone());
             }
-        }
+            None => notes.push(
+                "kube-proxy has no client certificate in this profile: it authenticates \
+                 with its service-account token (kubeadm runs it as a DaemonSet with the \
+                 kube-proxy ServiceAccount), so it needs no PKI flag; add a kube-proxy \
+                 [[kubeconfig]] to the profile to run it with a certificate instead"
+                    .to_owned(),
+            ),
+        },
+    }
+    for v in flags.values_mut() {
+        dedup_list(v);
     }
     ComponentFlags {
         node: node.name.clone(),
         component: c,
         flags,
         config,
+        notes,
+    }
+}
+
+/// Removes repeated entries from a comma-separated flag value, keeping the
+/// first of each (a node at 127.0.0.1 must not listen on it twice).
+fn dedup_list(v: &mut String) {
+    if !v.contains(',') {
+        return;
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let kept: Vec<&str> = v.split(',').filter(|x| seen.insert(*x)).collect();
+    if kept.len() != v.split(',').count() {
+        *v = kept.join(",");
+    }
+}
+
+/// The kubelet's `--node-ip`: the node's address and, in a dual-stack
+/// cluster, its first extra address of the other family (primary first).
+fn node_ips(plan: &Plan, node: &NodeSpec) -> String {
+    let dual = {
+        let cidrs = &plan.spec.cluster.service_cidrs;
+        cidrs.iter().any(|c| c.network.is_ipv6()) && cidrs.iter().any(|c| c.network.is_ipv4())
+    };
+    let other = node
+        .extra_ips
+        .iter()
+        .find(|ip| ip.is_ipv4() != node.address.is_ipv4());
+    match other {
+        Some(o) if dual => format!("{},{o}", node.address),
+        _ => node.address.to_string(),
     }
 }
 

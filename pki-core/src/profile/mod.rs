@@ -103,7 +103,11 @@ impl SanRule {
             "extra" => Self::Extra,
             other => {
                 if let Some(d) = other.strip_prefix("dns:") {
-                    Self::Literal(LiteralSan::Dns(d.to_owned()))
+                    // Validated and lowercased once, here: the graph holds
+                    // normalised names, so re-runs compare equal.
+                    Self::Literal(LiteralSan::Dns(
+                        crate::x509::DnsName::parse(d)?.as_str().to_owned(),
+                    ))
                 } else if let Some(ip) = other.strip_prefix("ip:") {
                     Self::Literal(LiteralSan::Ip(
                         ip.parse()

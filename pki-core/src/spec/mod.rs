@@ -390,6 +390,8 @@ impl Resolver<'_> {
             }
         }
 
+        self.no_shared_addresses(&control_plane, &workers, &etcd)?;
+
         let cluster = self.cluster(cluster, &control_plane)?;
         let crypto = self.crypto(crypto)?;
         let subject = subject.map_or_else(Subject::default, |s| Subject {
@@ -452,6 +454,52 @@ impl Resolver<'_> {
             format!("{list}.name"),
             format!("duplicate node name `{name}` (already used in [[{other}]])"),
         )
+    }
+
+    /// Two nodes of one kind at one address (two control planes at 10.0.0.1)
+    /// would give etcd and the apiserver duplicate URLs: refused, naming both.
+    /// A worker may not share a control-plane node's address either (one
+    /// kubelet per host); an external etcd member may run on any node's host.
+    fn no_shared_addresses(
+        &self,
+        control_plane: &[NodeSpec],
+        workers: &[NodeSpec],
+        etcd: &EtcdTopology,
+    ) -> Result<(), SpecError> {
+        let members: &[NodeSpec] = match etcd {
+            EtcdTopology::External(m) => m,
+            EtcdTopology::Stacked => &[],
+        };
+        let groups: [&[(&str, &[NodeSpec])]; 2] = [
+            &[("control_plane", control_plane), ("worker", workers)],
+            &[("etcd", members)],
+        ];
+        for lists in groups {
+            let mut seen: BTreeMap<IpAddr, (&str, &NodeName)> = BTreeMap::new();
+            for (list, nodes) in lists {
+                for n in *nodes {
+                    if let Some((other_list, other)) = seen.insert(n.address, (list, &n.name)) {
+                        // Point at the second occurrence of the address.
+                        let needle = format!("\"{}\"", n.address);
+                        let offset = self
+                            .text
+                            .match_indices(&needle)
+                            .nth(1)
+                            .map_or(0, |(i, _)| i);
+                        return Err(self.err_at(
+                            offset,
+                            format!("{list}.address"),
+                            format!(
+                                "nodes `{other}` ([[{other_list}]]) and `{}` ([[{list}]]) have the \
+                                 same address {}: each node needs its own address",
+                                n.name, n.address
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn nodes(&self, raw: Vec<Spanned<RawNode>>, list: &str) -> Result<Vec<NodeSpec>, SpecError> {

@@ -71,6 +71,12 @@ impl DnsName {
         if s.is_empty() || s.len() > 253 {
             return Err(format!("`{s}` is not a valid DNS name length"));
         }
+        if s == "*" || s.starts_with("*.") && !s[2..].contains('.') {
+            return Err(format!(
+                "`{s}` is a wildcard over a whole top-level domain: Go and OpenSSL match \
+                 nothing with it; write `*.` followed by at least two labels"
+            ));
+        }
         for (i, label) in s.split('.').enumerate() {
             if label == "*" && i == 0 {
                 continue;
@@ -95,9 +101,11 @@ impl DnsName {
     }
 
     /// Wraps a string without checking it (names read from existing
-    /// certificates, which the N006 rule then judges).
+    /// certificates, which the N006 rule then judges). Like [`DnsName::parse`]
+    /// it lowercases (ASCII): DNS names compare case-insensitively, as Go and
+    /// OpenSSL match them, and every name enters the graph normalised once.
     pub fn unchecked(s: &str) -> Self {
-        Self(s.to_owned())
+        Self(s.to_ascii_lowercase())
     }
 
     /// The name as a string.

@@ -281,6 +281,10 @@ pub struct Usage {
     pub key: Option<KeyUsages>,
     /// extendedKeyUsage.
     pub ext: Vec<ExtUsage>,
+    /// The certificate has no extendedKeyUsage extension, or lists
+    /// anyExtendedKeyUsage: Go's crypto/x509 (Kubernetes, etcd) accepts such a
+    /// leaf for every purpose. Never set on what kpki plans.
+    pub ext_any: bool,
 }
 
 impl Usage {
@@ -296,6 +300,7 @@ impl Usage {
                 crl_sign: true,
             }),
             ext: Vec::new(),
+            ext_any: false,
         }
     }
 
@@ -311,11 +316,18 @@ impl Usage {
                 crl_sign: false,
             }),
             ext: role.ext_usages(),
+            ext_any: false,
         }
     }
 
     /// Whether the certificate carries this extended usage.
     pub fn has(&self, e: ExtUsage) -> bool {
         self.ext.contains(&e)
+    }
+
+    /// Whether a Go verifier accepts the certificate for this usage: it
+    /// carries it, or carries no extendedKeyUsage at all (or "any").
+    pub fn permits(&self, e: ExtUsage) -> bool {
+        self.ext_any || self.has(e)
     }
 }

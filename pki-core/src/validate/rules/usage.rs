@@ -16,7 +16,7 @@ pub(super) fn check(g: &CertGraph, _: &Options, s: &mut Sink<'_>) {
             as_server.insert(srv);
         }
         if let Some(c) = g.cert(conn.client)
-            && !c.usage.has(ExtUsage::ClientAuth)
+            && !c.usage.permits(ExtUsage::ClientAuth)
         {
             if conn.link == Link::EtcdGateway {
                 s.push(
@@ -36,7 +36,7 @@ pub(super) fn check(g: &CertGraph, _: &Options, s: &mut Sink<'_>) {
         }
         if let Some(srv) = conn.server
             && let Some(c) = g.cert(srv)
-            && !c.usage.has(ExtUsage::ServerAuth)
+            && !c.usage.permits(ExtUsage::ServerAuth)
         {
             s.push(
                 Code::U001,
@@ -47,8 +47,23 @@ pub(super) fn check(g: &CertGraph, _: &Options, s: &mut Sink<'_>) {
         }
     }
     for (id, c) in g.certs() {
-        let key = c.usage.key.unwrap_or_default();
+        // An absent keyUsage is no restriction (Go and OpenSSL alike).
+        let key = c.usage.key.unwrap_or(crate::x509::KeyUsages {
+            digital_signature: true,
+            key_encipherment: true,
+            key_cert_sign: c.is_ca,
+            crl_sign: c.is_ca,
+        });
         if c.is_ca {
+            if c.usage.key.is_none() && c.usage.ca == Some(true) {
+                s.push_sev(
+                    Code::U004,
+                    Severity::Warning,
+                    &[id],
+                    format!("CA {} has no keyUsage extension: Go and OpenSSL accept it (no restriction), but RFC 5280 requires keyCertSign on a CA", c.id),
+                    "give the CA keyUsage `critical, keyCertSign, cRLSign, digitalSignature` when it is next re-issued",
+                );
+            }
             if c.usage.ca != Some(true) || !key.key_cert_sign {
                 s.push(
                     Code::U004,
@@ -82,6 +97,15 @@ pub(super) fn check(g: &CertGraph, _: &Options, s: &mut Sink<'_>) {
                 &[id],
                 format!("{} has an EC key but claims keyEncipherment: harmless to Go's TLS, wrong by RFC 5480", c.id),
                 "drop keyEncipherment from EC certificates",
+            );
+        }
+        if c.usage.ext_any && c.usage.ext.is_empty() {
+            s.push_sev(
+                Code::U006,
+                Severity::Warning,
+                &[id],
+                format!("{} has no extendedKeyUsage: Go accepts it for every purpose (server and client), so a stolen key could be used beyond its role", c.id),
+                "give it an explicit extendedKeyUsage (serverAuth and/or clientAuth) when it is next re-issued",
             );
         }
         let serves = as_server.contains(&id)
