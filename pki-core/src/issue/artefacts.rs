@@ -132,6 +132,7 @@ pub(crate) fn render(
     pairs: &BTreeMap<NodeId, PrivateKey>,
     existing: &super::existing::Existing,
     renewals: Vec<Renewal>,
+    now: time::OffsetDateTime,
 ) -> Result<Rendered, IssueError> {
     let g = &plan.graph;
     let layout = &plan.layout;
@@ -274,16 +275,13 @@ pub(crate) fn render(
             }
         }
     }
-    let token = match &existing.bootstrap_token {
-        Some(t) => t.clone(),
-        None => {
-            crate::outputs::BootstrapToken::generate().map_err(|source| IssueError::Crypto {
-                id: "bootstrap-token".into(),
-                source,
-            })?
-        }
+    let flags = crate::outputs::component_flags(plan);
+    let token = if crate::outputs::uses_tls_bootstrap(&flags) {
+        Some(bootstrap_token(plan, existing, now)?)
+    } else {
+        None
     };
-    let extra = extras(plan, finals, &token)?;
+    let extra = extras(plan, finals, &flags, token.as_ref())?;
     let mut items = Vec::new();
     items.extend(keys_ca);
     items.extend(certs_ca);
@@ -304,11 +302,45 @@ pub(crate) fn render(
     Ok(Rendered { items, manifest })
 }
 
+/// The bootstrap token: the existing one while it is valid (it adopts an
+/// expiration if it had none and the spec wants one), a fresh one when it
+/// has expired or none exists.
+fn bootstrap_token(
+    plan: &Plan,
+    existing: &super::existing::Existing,
+    now: time::OffsetDateTime,
+) -> Result<crate::outputs::BootstrapToken, IssueError> {
+    let ttl = plan.spec.bootstrap.token_ttl;
+    let deadline = ttl.and_then(|l| now.checked_add(l.duration()));
+    match &existing.bootstrap_token {
+        Some(t) if !t.expired(now) => {
+            let mut t = t.clone();
+            t.expires = if ttl.is_none() {
+                None
+            } else {
+                t.expires.or(deadline)
+            };
+            Ok(t)
+        }
+        _ => {
+            let mut t = crate::outputs::BootstrapToken::generate().map_err(|source| {
+                IssueError::Crypto {
+                    id: "bootstrap-token".into(),
+                    source,
+                }
+            })?;
+            t.expires = deadline;
+            Ok(t)
+        }
+    }
+}
+
 /// components.json, the manifests, and bootstrap-kubelet.conf.
 fn extras(
     plan: &Plan,
     finals: &BTreeMap<NodeId, Final>,
-    token: &crate::outputs::BootstrapToken,
+    flags: &[crate::outputs::ComponentFlags],
+    token: Option<&crate::outputs::BootstrapToken>,
 ) -> Result<Vec<Artefact>, IssueError> {
     let g = &plan.graph;
     let fail = |what: &str, e: String| IssueError::Crypto {
@@ -316,9 +348,8 @@ fn extras(
         source: CryptoError::Encode(e),
     };
     let mut out = Vec::new();
-    let flags = crate::outputs::component_flags(plan);
     let mut json =
-        serde_json::to_vec_pretty(&flags).map_err(|e| fail("components.json", e.to_string()))?;
+        serde_json::to_vec_pretty(flags).map_err(|e| fail("components.json", e.to_string()))?;
     json.push(b'\n');
     out.push(Artefact {
         paths: vec!["components.json".into()],
@@ -343,7 +374,9 @@ fn extras(
                 .first()
                 .and_then(|(_, a)| g.issuer_of(*a))
         });
-    if let Some(ca) = ca.and_then(|c| finals.get(&c)) {
+    if let Some(token) = token
+        && let Some(ca) = ca.and_then(|c| finals.get(&c))
+    {
         let cfg = kubeconfig::Kubeconfig::single(
             &plan.spec.cluster.name,
             &plan.spec.cluster.endpoint.url(),
@@ -356,7 +389,7 @@ fn extras(
             .map_err(|e| fail("bootstrap-kubelet.conf", e.to_string()))?;
         let mut paths = vec![BOOTSTRAP_KUBECONFIG.to_owned()];
         // Kubelets without a certificate of their own bootstrap with it.
-        for f in &flags {
+        for f in flags {
             if f.component == crate::k8s::Component::Kubelet
                 && f.flags.contains_key("bootstrap-kubeconfig")
             {

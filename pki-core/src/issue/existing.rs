@@ -129,7 +129,18 @@ impl Existing {
             && let Some((_, _, user)) = cfg.current()
             && let kubeconfig::Credential::Token(t) = &user.user
         {
-            e.bootstrap_token = crate::outputs::BootstrapToken::parse(t);
+            e.bootstrap_token = crate::outputs::BootstrapToken::parse(t).map(|mut t| {
+                // Its expiration lives in the Secret kpki wrote beside it.
+                let secret = format!(
+                    "cluster/manifests/{}",
+                    crate::outputs::BOOTSTRAP_TOKEN_MANIFEST
+                );
+                t.expires = read_text(store, &secret)
+                    .ok()
+                    .flatten()
+                    .and_then(|y| crate::outputs::BootstrapToken::expiration_of_manifest(&y));
+                t
+            });
         }
         if let Ok(Some(bytes)) = store.read("kpki-manifest.json")
             && let Ok(m) = serde_json::from_slice::<super::artefacts::Manifest>(&bytes)

@@ -355,7 +355,7 @@ pub fn issue(
             });
         }
     }
-    let files = artefacts::render(plan, &finals, &pairs, &existing, renewals)?;
+    let files = artefacts::render(plan, &finals, &pairs, &existing, renewals, opts.now)?;
     report.manifest = files.manifest.clone();
     // Journal the keys about to replace existing ones, so that a run killed
     // between a key and its certificate is finished by the next run.

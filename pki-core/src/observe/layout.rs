@@ -436,6 +436,7 @@ pub(crate) fn infer(
             dir: r.dir.clone(),
             embed_certs: true,
         },
+        bootstrap: crate::spec::BootstrapSpec::default(),
         warnings: Vec::new(),
     };
     Ok((spec, profile))

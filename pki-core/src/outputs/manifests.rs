@@ -11,6 +11,9 @@ use crate::k8s::{Flag, KubeconfigUser};
 /// The group bootstrap tokens authenticate as (kubeadm's default).
 pub const BOOTSTRAP_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
 
+/// The file under `cluster/manifests/` that holds the token's Secret.
+pub const BOOTSTRAP_TOKEN_MANIFEST: &str = "bootstrap-token.yaml";
+
 /// A bootstrap token `[a-z0-9]{6}.[a-z0-9]{16}`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct BootstrapToken {
@@ -18,6 +21,9 @@ pub struct BootstrapToken {
     pub id: String,
     /// The secret.
     pub secret: String,
+    /// When the apiserver stops accepting it (the Secret's `expiration`);
+    /// `None` for a token that never expires.
+    pub expires: Option<time::OffsetDateTime>,
 }
 
 impl std::fmt::Debug for BootstrapToken {
@@ -48,6 +54,7 @@ impl BootstrapToken {
         Ok(Self {
             id: pick(6)?,
             secret: pick(16)?,
+            expires: None,
         })
     }
 
@@ -62,6 +69,7 @@ impl BootstrapToken {
         (ok(id, 6) && ok(secret, 16)).then(|| Self {
             id: id.into(),
             secret: secret.into(),
+            expires: None,
         })
     }
 
@@ -69,6 +77,27 @@ impl BootstrapToken {
     pub fn token(&self) -> String {
         format!("{}.{}", self.id, self.secret)
     }
+
+    /// Whether the token has expired at `now`.
+    pub fn expired(&self, now: time::OffsetDateTime) -> bool {
+        self.expires.is_some_and(|e| e <= now)
+    }
+
+    /// The `expiration` of a token Secret written by kpki (RFC 3339).
+    pub fn expiration_of_manifest(yaml: &str) -> Option<time::OffsetDateTime> {
+        let v: Value = serde_yaml_ng::from_str(yaml).ok()?;
+        let e = v.get("stringData")?.get("expiration")?.as_str()?;
+        time::OffsetDateTime::parse(e, &time::format_description::well_known::Rfc3339).ok()
+    }
+}
+
+/// Whether some kubelet of the plan joins by TLS bootstrap (has no
+/// certificate of its own): only then are the token and its RBAC written.
+pub fn uses_tls_bootstrap(flags: &[crate::outputs::ComponentFlags]) -> bool {
+    flags.iter().any(|f| {
+        f.component == crate::k8s::Component::Kubelet
+            && f.flags.contains_key("bootstrap-kubeconfig")
+    })
 }
 
 fn crb(name: &str, role: &str, subject_kind: &str, subject: &str) -> Value {
@@ -82,43 +111,56 @@ fn crb(name: &str, role: &str, subject_kind: &str, subject: &str) -> Value {
 }
 
 /// The manifests, as (file name under `cluster/manifests/`, object).
-pub fn manifests(plan: &Plan, token: &BootstrapToken) -> Vec<(String, Value)> {
+/// `token` is `None` when no kubelet joins by TLS bootstrap: then neither
+/// the token Secret nor the bootstrap RBAC is written.
+pub fn manifests(plan: &Plan, token: Option<&BootstrapToken>) -> Vec<(String, Value)> {
     let g = &plan.graph;
-    let mut out = vec![(
-        format!("bootstrap-token-{}.yaml", token.id),
-        json!({
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": format!("bootstrap-token-{}", token.id), "namespace": "kube-system"},
-            "type": "bootstrap.kubernetes.io/token",
-            "stringData": {
-                "description": "kpki: kubelet TLS bootstrap token",
-                "token-id": token.id,
-                "token-secret": token.secret,
-                "usage-bootstrap-authentication": "true",
-                "usage-bootstrap-signing": "true",
-                "auth-extra-groups": BOOTSTRAP_GROUP,
-            },
-        }),
-    )];
-    out.push((
-        "rbac-kubelet-bootstrap.yaml".into(),
-        crb(
-            "kubeadm:kubelet-bootstrap",
-            "system:node-bootstrapper",
-            "Group",
-            BOOTSTRAP_GROUP,
-        ),
-    ));
-    out.push((
-        "rbac-node-autoapprove-bootstrap.yaml".into(),
-        crb(
-            "kubeadm:node-autoapprove-bootstrap",
-            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
-            "Group",
-            BOOTSTRAP_GROUP,
-        ),
-    ));
+    let mut out = Vec::new();
+    if let Some(token) = token {
+        let mut data = json!({
+            "description": "kpki: kubelet TLS bootstrap token",
+            "token-id": token.id,
+            "token-secret": token.secret,
+            "usage-bootstrap-authentication": "true",
+            "usage-bootstrap-signing": "true",
+            "auth-extra-groups": BOOTSTRAP_GROUP,
+        });
+        if let Some(e) = token.expires.and_then(|e| {
+            e.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        }) && let Some(m) = data.as_object_mut()
+        {
+            m.insert("expiration".into(), Value::String(e));
+        }
+        out.push((
+            BOOTSTRAP_TOKEN_MANIFEST.into(),
+            json!({
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": format!("bootstrap-token-{}", token.id), "namespace": "kube-system"},
+                "type": "bootstrap.kubernetes.io/token",
+                "stringData": data,
+            }),
+        ));
+        out.push((
+            "rbac-kubelet-bootstrap.yaml".into(),
+            crb(
+                "kubeadm:kubelet-bootstrap",
+                "system:node-bootstrapper",
+                "Group",
+                BOOTSTRAP_GROUP,
+            ),
+        ));
+        out.push((
+            "rbac-node-autoapprove-bootstrap.yaml".into(),
+            crb(
+                "kubeadm:node-autoapprove-bootstrap",
+                "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+                "Group",
+                BOOTSTRAP_GROUP,
+            ),
+        ));
+    }
     out.push((
         "rbac-node-autoapprove-certificate-rotation.yaml".into(),
         crb(

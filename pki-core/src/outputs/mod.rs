@@ -7,4 +7,6 @@ mod manifests;
 
 pub use components::{ComponentFlags, component_flags, flags_of};
 pub use json::{CertView, Document, KeyPairView, KubeconfigView, document};
-pub use manifests::{BOOTSTRAP_GROUP, BootstrapToken, manifests};
+pub use manifests::{
+    BOOTSTRAP_GROUP, BOOTSTRAP_TOKEN_MANIFEST, BootstrapToken, manifests, uses_tls_bootstrap,
+};

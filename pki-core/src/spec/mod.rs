@@ -140,6 +140,23 @@ pub struct OutputSpec {
     pub embed_certs: bool,
 }
 
+/// `[bootstrap]`: the kubelet TLS-bootstrap token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootstrapSpec {
+    /// How long a minted token lives (`expiration` in its Secret); `None`
+    /// (`token_ttl = "0"`) for a token that never expires. Default 24h, as
+    /// kubeadm's.
+    pub token_ttl: Option<Lifetime>,
+}
+
+impl Default for BootstrapSpec {
+    fn default() -> Self {
+        Self {
+            token_ttl: Some(Lifetime::from_hours(24)),
+        }
+    }
+}
+
 /// A checked cluster spec.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterSpec {
@@ -163,6 +180,8 @@ pub struct ClusterSpec {
     pub workers: Vec<NodeSpec>,
     /// `[output]`.
     pub output: OutputSpec,
+    /// `[bootstrap]`.
+    pub bootstrap: BootstrapSpec,
     /// Warnings found while reading (e.g. an even etcd member count).
     pub warnings: Vec<InputError>,
 }
@@ -306,8 +325,24 @@ impl Resolver<'_> {
             etcd,
             worker,
             output,
+            bootstrap,
         } = raw;
         let mut warnings = Vec::new();
+        let bootstrap = match bootstrap.and_then(|b| b.token_ttl) {
+            None => BootstrapSpec::default(),
+            Some(t) if t.get_ref().trim() == "0" => {
+                warnings.push(self.err(
+                    &t,
+                    "bootstrap.token_ttl",
+                    "0: the bootstrap token never expires; anyone who copies \
+                     bootstrap-kubelet.conf can join nodes forever (kubeadm's default is 24h)",
+                ));
+                BootstrapSpec { token_ttl: None }
+            }
+            Some(t) => BootstrapSpec {
+                token_ttl: Some(self.parse_with(&t, "bootstrap.token_ttl", |s| s.parse())?),
+            },
+        };
 
         let (profile, profile_location) = match profile {
             None => (
@@ -429,6 +464,7 @@ impl Resolver<'_> {
             etcd,
             workers,
             output,
+            bootstrap,
             warnings,
         })
     }

@@ -14,6 +14,13 @@ pub(crate) struct RawSpec {
     pub etcd: Option<Vec<Spanned<RawNode>>>,
     pub worker: Option<Vec<Spanned<RawNode>>>,
     pub output: Option<RawOutput>,
+    pub bootstrap: Option<RawBootstrap>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBootstrap {
+    pub token_ttl: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
