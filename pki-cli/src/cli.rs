@@ -111,6 +111,9 @@ pub struct KubeconfigArgs {
     /// The node, for per-node kubeconfigs (default: the first).
     #[arg(long)]
     pub node: Option<String>,
+    /// The issued directory to read from (default: the spec's output.dir).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// Output format of `flags`.

@@ -96,6 +96,9 @@ impl Plan {
     /// Plans a spec with an explicit profile.
     pub fn with_profile(spec: ClusterSpec, profile: Profile) -> Result<Self, Error> {
         let graph = expand(&spec, &profile).map_err(Error::Profile)?;
+        let mut spec = spec;
+        let unused = spec::unused_fields(&spec, &graph, &profile.name);
+        spec.warnings.extend(unused);
         let report = validate(&graph);
         let layout = Layout::compute(&graph, &spec, &profile);
         Ok(Self {

@@ -5,6 +5,18 @@ use pki_core::{Part, Plan};
 
 pub fn run(a: &KubeconfigArgs) -> Result<Exit, Failure> {
     let plan = Plan::load(&a.spec)?;
+    let out_dir = a
+        .out
+        .clone()
+        .unwrap_or_else(|| plan.spec.output.dir.clone());
+    let issue_hint = match &a.out {
+        Some(o) => format!(
+            "run `kpki issue --spec {} --out {}` first",
+            a.spec.display(),
+            o.display()
+        ),
+        None => format!("run `kpki issue --spec {}` first", a.spec.display()),
+    };
     if let Some(n) = &a.node
         && !plan.spec.all_nodes().keys().any(|k| k.as_str() == n)
     {
@@ -14,14 +26,9 @@ pub fn run(a: &KubeconfigArgs) -> Result<Exit, Failure> {
         )));
     }
     if a.name.trim_end_matches(".conf") == "bootstrap-kubelet" {
-        let path = plan.spec.output.dir.join("cluster/bootstrap-kubelet.conf");
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            Failure::failed(format!(
-                "{}: {e} (run `kpki issue --spec {}` first)",
-                path.display(),
-                a.spec.display()
-            ))
-        })?;
+        let path = out_dir.join("cluster/bootstrap-kubelet.conf");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Failure::failed(format!("{}: {e} ({issue_hint})", path.display())))?;
         crate::out::out!("{text}");
         return Ok(Exit::Ok);
     }
@@ -56,14 +63,9 @@ pub fn run(a: &KubeconfigArgs) -> Result<Exit, Failure> {
         .part(*id, Part::Kubeconfig)
         .ok_or_else(|| Failure::failed("the kubeconfig has no file"))?;
     let rel = entry.output_paths().into_iter().next().unwrap_or_default();
-    let path = plan.spec.output.dir.join(&rel);
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        Failure::failed(format!(
-            "{}: {e} (run `kpki issue --spec {}` first)",
-            path.display(),
-            a.spec.display()
-        ))
-    })?;
+    let path = out_dir.join(&rel);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Failure::failed(format!("{}: {e} ({issue_hint})", path.display())))?;
     crate::out::out!("{text}");
     Ok(Exit::Ok)
 }

@@ -690,3 +690,87 @@ fn parse_ip(s: &str) -> Result<IpAddr, String> {
 
 #[cfg(test)]
 mod tests;
+
+/// Spec values that the chosen profile puts in no certificate (a node's
+/// `hostnames` where no template takes them, `extra_sans` with no `extra`
+/// rule): warnings, so that a value the user expects in a SAN is never
+/// silently dropped. Located at the value's line in the spec file when it
+/// can be read again.
+pub fn unused_fields(
+    spec: &ClusterSpec,
+    graph: &crate::graph::CertGraph,
+    profile: &str,
+) -> Vec<InputError> {
+    let mut dns = std::collections::BTreeSet::new();
+    let mut ips = std::collections::BTreeSet::new();
+    for (_, c) in graph.certs() {
+        dns.extend(c.sans.dns.iter().map(|d| d.as_str().to_owned()));
+        ips.extend(c.sans.ip.iter().copied());
+    }
+    let text = std::fs::read_to_string(&spec.source).unwrap_or_default();
+    let at = |value: &str| {
+        let needle = format!("\"{value}\"");
+        match text.find(&needle) {
+            Some(i) => Location::at(&spec.source, &text, i),
+            None => Location::file(&spec.source),
+        }
+    };
+    let mut out = Vec::new();
+    let mut warn = |value: String, field: String, what: &str| {
+        out.push(InputError {
+            location: at(&value),
+            field,
+            message: format!(
+                "`{value}` is in no certificate: profile `{profile}` does not use {what}"
+            ),
+        });
+    };
+    let lists = [
+        ("control_plane", spec.control_plane.as_slice()),
+        ("etcd", spec.etcd_members()),
+        ("worker", spec.workers.as_slice()),
+    ];
+    for (list, nodes) in lists {
+        if list == "etcd" && matches!(spec.etcd, EtcdTopology::Stacked) {
+            continue;
+        }
+        for (i, n) in nodes.iter().enumerate() {
+            for h in &n.hostnames {
+                if !dns.contains(h.as_str()) {
+                    warn(
+                        h.to_string(),
+                        format!("{list}[{i}].hostnames"),
+                        "this node's hostnames",
+                    );
+                }
+            }
+            for ip in &n.extra_ips {
+                if !ips.contains(ip) {
+                    warn(
+                        ip.to_string(),
+                        format!("{list}[{i}].extra_ips"),
+                        "this node's extra_ips",
+                    );
+                }
+            }
+        }
+    }
+    for san in &spec.cluster.extra_sans {
+        let used = match san {
+            San::Dns(d) => dns.contains(d.as_str()),
+            San::Ip(ip) => ips.contains(ip),
+        };
+        if !used {
+            let v = match san {
+                San::Dns(d) => d.to_string(),
+                San::Ip(ip) => ip.to_string(),
+            };
+            warn(
+                v,
+                "cluster.extra_sans".into(),
+                "cluster.extra_sans (no `extra` SAN rule)",
+            );
+        }
+    }
+    out
+}

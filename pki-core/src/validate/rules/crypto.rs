@@ -38,7 +38,7 @@ pub(super) fn check(g: &CertGraph, opts: &Options, s: &mut Sink<'_>) {
                     Code::C002,
                     &[id],
                     format!("{} is valid for {lifetime}, longer than {limit}: long-lived leaves are never rotated", c.id),
-                    "shorten the leaf validity and renew with `kpki renew`",
+                    "shorten crypto.leaf_validity in the spec, then `kpki renew --all` re-issues every leaf with it",
                 );
             }
         }
@@ -55,7 +55,7 @@ pub(super) fn check(g: &CertGraph, opts: &Options, s: &mut Sink<'_>) {
                 Code::C003,
                 &[id],
                 format!("{} is valid from {} to {}, not now: `x509: certificate has expired or is not yet valid`", c.id, day(nb), day(na)),
-                "renew it: kpki renew",
+                "renew it: `kpki renew` re-issues expired leaves (an expired CA needs `kpki issue --replace-ca-keys`)",
             );
         } else if now + opts.within > na {
             let left = na - now;
@@ -69,7 +69,15 @@ pub(super) fn check(g: &CertGraph, opts: &Options, s: &mut Sink<'_>) {
                     left.whole_hours() % 24,
                     day(na)
                 ),
-                "renew it: kpki renew --within 30d",
+                {
+                    let w = opts.within;
+                    let window = if w.whole_hours() % 24 == 0 {
+                        format!("{}d", w.whole_days())
+                    } else {
+                        format!("{}h", w.whole_hours())
+                    };
+                    format!("renew it: `kpki renew --within {window}` re-issues every leaf expiring within that window")
+                },
             );
         }
         if let Some(alg) = c.observed.as_ref().and_then(|o| o.weak_signature.as_ref()) {

@@ -135,7 +135,7 @@ pub(super) fn check(g: &CertGraph, _: &Options, s: &mut Sink<'_>) {
                     c.cert_path.as_deref().unwrap_or(&c.id),
                     c.key_path.as_deref().unwrap_or("?")
                 ),
-                "re-issue the certificate for its key (kpki renew) or restore the right key",
+                "restore the key that belongs to the certificate, or delete the certificate: `kpki issue` then issues a new one for the key on disk",
             ),
             _ => {}
         }
