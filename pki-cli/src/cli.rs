@@ -72,6 +72,9 @@ pub struct CheckArgs {
     /// With --spec, the node a single node's directory (e.g. its /etc/kubernetes) belongs to (default: inferred from its files).
     #[arg(long, requires = "spec")]
     pub node: Option<String>,
+    /// Print every column at full width (default: fit 120 columns).
+    #[arg(long)]
+    pub wide: bool,
 }
 
 /// `kpki renew`.

@@ -35,7 +35,7 @@ pub fn run(a: &CheckArgs) -> Result<Exit, Failure> {
             }
             crate::out::out!("{}", crate::render::json(&doc)?);
         }
-        CheckFormat::Text => crate::out::out!("{}", table(&a.dir, &result, now)),
+        CheckFormat::Text => crate::out::out!("{}", table(&a.dir, &result, now, a.wide)),
     }
     Ok(if result.report.has_errors() {
         Exit::Failed
@@ -66,48 +66,153 @@ pub(crate) fn residual(now: time::OffsetDateTime, t: Option<time::OffsetDateTime
     }
 }
 
-fn table(dir: &std::path::Path, r: &pki_core::CheckReport, now: time::OffsetDateTime) -> String {
+/// The table's width when not `--wide`.
+const TABLE_WIDTH: usize = 120;
+
+/// Shortens `s` to `w` characters, keeping its start and end (`cluster/…/ca.crt`).
+fn elide(s: &str, w: usize) -> String {
+    let n = s.chars().count();
+    if n <= w || w < 5 {
+        return s.to_owned();
+    }
+    let keep = w - 1;
+    let head: String = s.chars().take(keep / 2).collect();
+    let tail: String = s.chars().skip(n - (keep - keep / 2)).collect();
+    format!("{head}…{tail}")
+}
+
+fn table(
+    dir: &std::path::Path,
+    r: &pki_core::CheckReport,
+    now: time::OffsetDateTime,
+    wide: bool,
+) -> String {
+    const COLS: usize = 8;
     let obs = &r.observation;
     let g = &obs.graph;
-    let mut rows = vec![[
+    let mut rows: Vec<[String; COLS]> = vec![[
         "CERTIFICATE".to_owned(),
         "FILE".into(),
         "ROLE".into(),
         "ISSUER".into(),
+        "KEY".into(),
         "EXPIRES".into(),
-        "RESIDUAL".into(),
+        "LEFT".into(),
         "FINDINGS".into(),
     ]];
-    for (id, n) in g.iter() {
-        let Node::Cert(c) = n else { continue };
-        let codes: Vec<String> = r
+    let codes_of = |id: &str| -> String {
+        let mut codes: Vec<String> = r
             .report
             .findings
             .iter()
-            .filter(|f| f.nodes.first() == Some(&c.id))
+            .filter(|f| f.nodes.first().is_some_and(|n| n == id))
             .map(|f| f.code.to_string())
             .collect();
-        let issuer = match &c.issuer {
-            IssuerRef::SelfSigned => "(self)".to_owned(),
-            IssuerRef::Node(i) => g.id_of(*i),
-            IssuerRef::Unknown(s) => s.clone(),
-        };
-        rows.push([
-            c.id.clone(),
-            obs.files.get(&id).cloned().unwrap_or_default(),
-            c.role.map_or("ca", |r| r.as_str()).to_owned(),
-            issuer,
-            c.validity
-                .not_after
-                .map(|t| t.date().to_string())
-                .unwrap_or_default(),
-            residual(now, c.validity.not_after),
-            codes.join(","),
-        ]);
+        codes.dedup();
+        codes.join(",")
+    };
+    let (mut certs, mut cas, mut keys_ok) = (0usize, 0usize, 0usize);
+    let mut soonest: Option<(time::OffsetDateTime, String, String)> = None;
+    let mut keypairs = 0usize;
+    for (id, n) in g.iter() {
+        match n {
+            Node::Cert(c) => {
+                certs += 1;
+                cas += usize::from(c.is_ca);
+                let issuer = match &c.issuer {
+                    IssuerRef::SelfSigned => "(self)".to_owned(),
+                    IssuerRef::Node(i) => g.id_of(*i),
+                    IssuerRef::Unknown(s) => s.clone(),
+                };
+                let mismatch = c.observed.as_ref().is_some_and(|o| o.key_mismatch);
+                let file = obs.files.get(&id).cloned().unwrap_or_default();
+                // ok: the key beside it (or in its kubeconfig) matches; BAD: it
+                // does not; none: no key was found.
+                let key_state = if mismatch {
+                    "BAD"
+                } else if c.key_path.is_some() || file.ends_with(".conf") {
+                    keys_ok += 1;
+                    "ok"
+                } else {
+                    "none"
+                };
+                if let Some(t) = c.validity.not_after
+                    && soonest.as_ref().is_none_or(|(s, _, _)| t < *s)
+                {
+                    soonest = Some((t, c.id.clone(), file.clone()));
+                }
+                rows.push([
+                    c.id.clone(),
+                    file,
+                    c.role.map_or("ca", |r| r.as_str()).to_owned(),
+                    issuer,
+                    format!("{} {key_state}", c.key),
+                    c.validity
+                        .not_after
+                        .map(|t| t.date().to_string())
+                        .unwrap_or_default(),
+                    residual(now, c.validity.not_after),
+                    codes_of(&c.id),
+                ]);
+            }
+            Node::KeyPair(k) => {
+                keypairs += 1;
+                let bad = r
+                    .report
+                    .findings
+                    .iter()
+                    .any(|f| f.code.to_string() == "T006" && f.nodes.contains(&k.id));
+                rows.push([
+                    k.id.clone(),
+                    format!("{} + {}", k.private_path, k.public_path),
+                    "keypair".into(),
+                    "-".into(),
+                    format!("{} {}", k.key, if bad { "BAD" } else { "ok" }),
+                    String::new(),
+                    String::new(),
+                    codes_of(&k.id),
+                ]);
+            }
+            Node::Kubeconfig(_) => {}
+        }
     }
-    let widths: Vec<usize> = (0..7)
+    // Paths share their first directory (`cluster/` in a kpki output):
+    // say it once in the header.
+    let common = {
+        let files: Vec<&str> = rows.iter().skip(1).map(|r| r[1].as_str()).collect();
+        let first = files
+            .first()
+            .and_then(|f| f.split_once('/'))
+            .map(|(d, _)| d);
+        first
+            .filter(|d| files.iter().all(|f| f.starts_with(&format!("{d}/"))))
+            .map(|d| format!("{d}/"))
+    };
+    if let Some(c) = &common {
+        for r in rows.iter_mut().skip(1) {
+            r[1] = r[1].replace(c.as_str(), "");
+        }
+    }
+    let mut widths: Vec<usize> = (0..COLS)
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
+    if !wide {
+        // Shrink the widest of FILE, CERTIFICATE and ISSUER until the table fits.
+        let total = |w: &[usize]| w.iter().sum::<usize>() + 2 * (COLS - 1);
+        let flexible = [(1usize, 16usize), (0, 14), (3, 12)];
+        while total(&widths) > TABLE_WIDTH {
+            let Some(&(col, _)) = flexible
+                .iter()
+                .filter(|(c, min)| widths.get(*c).is_some_and(|w| w > min))
+                .max_by_key(|(c, _)| widths.get(*c).copied().unwrap_or(0))
+            else {
+                break;
+            };
+            if let Some(w) = widths.get_mut(col) {
+                *w -= 1;
+            }
+        }
+    }
     let kind = match &obs.kind {
         pki_core::DirKind::Kpki { .. } => "kpki output".to_owned(),
         pki_core::DirKind::Kubeadm { pki_only: false } => {
@@ -116,21 +221,49 @@ fn table(dir: &std::path::Path, r: &pki_core::CheckReport, now: time::OffsetDate
         pki_core::DirKind::Kubeadm { pki_only: true } => "kubeadm layout (pki/)".to_owned(),
         pki_core::DirKind::Cfssl => "cfssl layout".to_owned(),
     };
-    let mut out = format!(
-        "{} ({kind}, profile {})\n\n",
-        dir.display(),
-        obs.profile.name
+    let width = if wide { usize::MAX } else { TABLE_WIDTH };
+    let mut out = crate::render::wrap(
+        "",
+        "    ",
+        &format!(
+            "{} ({kind}, profile {}){}",
+            dir.display(),
+            obs.profile.name,
+            common
+                .as_ref()
+                .map(|c| format!("; files under {c}"))
+                .unwrap_or_default()
+        ),
+        width,
     );
+    out.push('\n');
     for row in &rows {
         let line: Vec<String> = row
             .iter()
             .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
+            .map(|(c, w)| format!("{:<w$}", elide(c, *w)))
             .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
     out.push('\n');
-    out.push_str(&crate::render::findings(&r.report));
+    out.push_str(&crate::render::wrap(
+        "",
+        "    ",
+        &format!(
+            "{certs} certificate(s) ({cas} CA), {keys_ok} with a matching key, {keypairs} \
+             keypair(s); KEY: ok = its key matches, BAD = it does not, none = no key found"
+        ),
+        width,
+    ));
+    if let Some((t, id, file)) = soonest {
+        out.push_str(&format!(
+            "soonest expiry: {id} ({file}) on {} ({})\n",
+            t.date(),
+            residual(now, Some(t))
+        ));
+    }
+    out.push('\n');
+    out.push_str(&crate::render::findings_wrapped(&r.report, width));
     out
 }

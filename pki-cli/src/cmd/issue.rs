@@ -82,35 +82,40 @@ pub fn execute(spec: &Path, out: Option<&Path>, opts: &IssueOptions) -> Result<E
     Ok(Exit::Ok)
 }
 
-/// A progress line on stderr once issuance has run for a second, TTY only.
+/// A progress bar (indicatif) on stderr once issuance has run for a second;
+/// nothing when stderr is not a terminal.
 fn with_progress(opts: &IssueOptions) -> IssueOptions {
-    use std::io::{IsTerminal, Write};
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    use std::io::IsTerminal;
     let mut o = opts.clone();
     if !std::io::stderr().is_terminal() {
         return o;
     }
     let start = std::time::Instant::now();
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("#> "),
+    );
     o.progress = Some(std::sync::Arc::new(move |p: pki_core::Progress| {
         if start.elapsed() < std::time::Duration::from_secs(1) {
             return;
         }
-        let line = match p {
+        match p {
             pki_core::Progress::Keys { done, total } => {
-                let width = 30;
-                let filled = (done * width)
-                    .checked_div(total)
-                    .unwrap_or(width)
-                    .min(width);
-                format!(
-                    "keys [{}{}] {done}/{total}",
-                    "#".repeat(filled),
-                    " ".repeat(width - filled)
-                )
+                bar.set_message("keys");
+                bar.set_length(u64::try_from(total).unwrap_or(u64::MAX));
+                bar.set_position(u64::try_from(done).unwrap_or(u64::MAX));
             }
-            pki_core::Progress::Writing(n) => format!("writing {n} files...{}", " ".repeat(20)),
-        };
-        let mut e = std::io::stderr().lock();
-        let _ignored = write!(e, "\r{line}").and_then(|()| e.flush());
+            pki_core::Progress::Writing(n) => {
+                bar.set_style(
+                    ProgressStyle::with_template("{msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                bar.finish_with_message(format!("writing {n} files..."));
+            }
+        }
     }));
     o
 }

@@ -7,7 +7,7 @@ pub fn run(a: &PlanArgs) -> Result<Exit, Failure> {
     let plan = pki_core::Plan::load(a.spec())?;
     print_spec_warnings(&plan.spec);
     let out = match a.format {
-        PlanFormat::Tree => render::tree::plan(&plan),
+        PlanFormat::Tree => render::tree::plan(&plan, render::width()),
         PlanFormat::Json => render::json(&pki_core::document(
             &plan.graph,
             &plan.layout,
