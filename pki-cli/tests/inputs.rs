@@ -336,3 +336,128 @@ fn mixed_case_names_and_eku_less_leaves_are_judged_as_go_and_openssl_do() {
         doc["findings"]
     );
 }
+
+/// Serves `cert`/`key` with `openssl s_server` on a free 127.0.0.1 port and
+/// returns what `kubectl` (a Go TLS client) says when it connects to it.
+fn kubectl_against(dir: &Path, cert: &Path, key: &Path) -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = std::process::Command::new(tool("openssl"))
+        .args(["s_server", "-quiet", "-www", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(cert)
+        .arg("-key")
+        .arg(key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut up = false;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let said = if up {
+        let (_, out, err) = run(std::process::Command::new(tool("kubectl"))
+            .arg(format!("--server=https://127.0.0.1:{port}"))
+            .arg(format!(
+                "--certificate-authority={}",
+                dir.join("pki/ca.crt").display()
+            ))
+            .args([
+                "--token=probe",
+                "--request-timeout=10s",
+                "get",
+                "--raw",
+                "/",
+            ])
+            .stdin(std::process::Stdio::null())
+            .env("KUBECONFIG", "/dev/null"));
+        format!("{out}{err}")
+    } else {
+        String::new()
+    };
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(up, "openssl s_server did not start");
+    said
+}
+
+#[test]
+fn ipv4_mapped_ipv6_sans_match_as_go_matches_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("kubernetes");
+    for (rel, bytes) in snapshot(&common::existing_pki().join("kubeadm")) {
+        let p = dir.join(&rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+    let pki = dir.join("pki");
+    let ext = |ips: &str| {
+        format!(
+            "basicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\n\
+             extendedKeyUsage = serverAuth\nsubjectAltName = DNS:cp1, DNS:kubernetes, \
+             DNS:kubernetes.default, DNS:kubernetes.default.svc, \
+             DNS:kubernetes.default.svc.cluster.local, IP:10.0.0.10, {ips}"
+        )
+    };
+    // The real consumer first: a Go client accepts ::ffff:127.0.0.1 for 127.0.0.1
+    // (and refuses a certificate for another address, so the probe is real).
+    sign_with_fixture_ca(
+        &pki,
+        "apiserver.key",
+        "/CN=kube-apiserver",
+        &ext("IP:::ffff:127.0.0.1"),
+        "mapped.crt",
+    );
+    let said = kubectl_against(&dir, &pki.join("mapped.crt"), &pki.join("apiserver.key"));
+    assert!(!said.contains("x509"), "{said}");
+    assert!(
+        said.contains("s_server"),
+        "the TLS handshake passed and HTTP reached openssl: {said}"
+    );
+    sign_with_fixture_ca(
+        &pki,
+        "apiserver.key",
+        "/CN=kube-apiserver",
+        &ext("IP:127.0.0.2"),
+        "other.crt",
+    );
+    let said = kubectl_against(&dir, &pki.join("other.crt"), &pki.join("apiserver.key"));
+    assert!(said.contains("x509"), "{said}");
+    std::fs::remove_file(pki.join("mapped.crt")).unwrap();
+    std::fs::remove_file(pki.join("other.crt")).unwrap();
+    // kpki agrees: ::ffff:10.96.0.1 is the service IP.
+    sign_with_fixture_ca(
+        &pki,
+        "apiserver.key",
+        "/CN=kube-apiserver",
+        &ext("IP:::ffff:10.96.0.1"),
+        "apiserver.crt",
+    );
+    let o = kpki()
+        .arg("check")
+        .arg(&dir)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        !doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["code"] == "N002"
+                || (f["code"] == "N004" && f["files"].to_string().contains("apiserver.crt"))),
+        "{:#}",
+        doc["findings"]
+    );
+}

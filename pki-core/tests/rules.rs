@@ -451,3 +451,43 @@ fn every_plan_time_code_has_a_test_here() {
         }
     }
 }
+
+#[test]
+fn n002_asks_for_the_primary_family_service_ip_only() {
+    let dual = SPEC.replace(
+        "service_cidr = \"10.96.0.0/12\"",
+        "service_cidr = [\"10.96.0.0/12\", \"fd00:10:96::/112\"]",
+    );
+    let spec = ClusterSpec::parse(&dual, Path::new("rules.toml")).unwrap();
+    let profile = Profile::parse(&preset(), Path::new("kubeadm.toml")).unwrap();
+    let plan = Plan::with_profile(spec, profile).unwrap();
+    let v6: std::net::IpAddr = "fd00:10:96::1".parse().unwrap();
+    let v4: std::net::IpAddr = "10.96.0.1".parse().unwrap();
+    fn apiserver(g: &mut pki_core::CertGraph) -> &mut pki_core::CertNode {
+        g.nodes
+            .iter_mut()
+            .find_map(|n| match n {
+                pki_core::Node::Cert(c) if c.template == "apiserver" => Some(c),
+                _ => None,
+            })
+            .unwrap()
+    }
+    let mut g = plan.graph.clone();
+    // Both families' first IPs are planned...
+    assert!(apiserver(&mut g).sans.ip.contains(&v6));
+    // ...but the `kubernetes` Service only has the primary family's.
+    apiserver(&mut g).sans.ip.remove(&v6);
+    assert!(
+        pki_core::validate(&g)
+            .with_code(Code::N002)
+            .next()
+            .is_none()
+    );
+    apiserver(&mut g).sans.ip.remove(&v4);
+    assert!(
+        pki_core::validate(&g)
+            .with_code(Code::N002)
+            .next()
+            .is_some()
+    );
+}

@@ -280,7 +280,9 @@ fn fill(n: &mut CertNode, pc: &ParsedCert, key_mismatch: bool) {
         sans.insert(San::Dns(DnsName::unchecked(d)));
     }
     for ip in &pc.ip_sans {
-        sans.insert(San::Ip(*ip));
+        // An IPv4-mapped IPv6 SAN (::ffff:10.96.0.1) is the IPv4 address to
+        // Go's crypto/x509 (net.IP.Equal), which Kubernetes and etcd use.
+        sans.insert(San::Ip(ip.to_canonical()));
     }
     n.sans = sans;
     n.key = key_spec(&pc.public_key);
