@@ -24,7 +24,7 @@ pub(super) fn check(g: &CertGraph, _: &Options, s: &mut Sink<'_>) {
         // The `kubernetes` Service is single-stack in the primary (first)
         // family, also in a dual-stack cluster: only its ClusterIP is needed
         // (kpki still puts the secondary family's first IP in the SAN).
-        for ip in f.service_ips.first() {
+        if let Some(ip) = f.service_ips.first() {
             if !c.sans.ip.contains(ip) {
                 s.push(
                     Code::N002,
