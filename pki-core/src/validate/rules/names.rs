@@ -24,15 +24,15 @@ pub(super) fn check(g: &CertGraph, _: &Options, s: &mut Sink<'_>) {
         // The `kubernetes` Service is single-stack in the primary (first)
         // family, also in a dual-stack cluster: only its ClusterIP is needed
         // (kpki still puts the secondary family's first IP in the SAN).
-        if let Some(ip) = f.service_ips.first() {
-            if !c.sans.ip.contains(ip) {
-                s.push(
-                    Code::N002,
-                    &[id],
-                    format!("{} lacks the service IP {ip} (the `kubernetes` Service): pods and CNI plugins fail with `x509: certificate is valid for {}, not {ip}`", c.id, valid_for(c)),
-                    "add the SAN rule `service-ip`",
-                );
-            }
+        if let Some(ip) = f.service_ips.first()
+            && !c.sans.ip.contains(ip)
+        {
+            s.push(
+                Code::N002,
+                &[id],
+                format!("{} lacks the service IP {ip} (the `kubernetes` Service): pods and CNI plugins fail with `x509: certificate is valid for {}, not {ip}`", c.id, valid_for(c)),
+                "add the SAN rule `service-ip`",
+            );
         }
         if let Some(domain) = &f.dns_domain {
             for name in crate::graph::in_cluster_names(domain) {
