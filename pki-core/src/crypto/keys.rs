@@ -113,6 +113,30 @@ impl PrivateKey {
         Ok(PrivateKey::with_inner(inner))
     }
 
+    /// A fixed P-256 key that stands in for every key a dry run would
+    /// generate: a dry run signs with it to compare and report, never writes
+    /// it, and so generates no key at all (RSA generation dominates a run).
+    pub(crate) fn placeholder() -> Result<Self, CryptoError> {
+        use sha2::Digest;
+        let scalar = sha2::Sha256::digest(b"kpki dry-run placeholder key; never written");
+        let key = p256::SecretKey::from_slice(&scalar)
+            .map_err(|e| CryptoError::KeyGeneration(format!("placeholder: {e}")))?;
+        Ok(PrivateKey::with_inner(Inner::P256(key)))
+    }
+
+    /// A copy of this key (the placeholder stands in for many keys).
+    pub(crate) fn duplicate(&self) -> Self {
+        let inner = match &self.inner {
+            Inner::Rsa(k, a) => Inner::Rsa(k.clone(), *a),
+            Inner::P256(k) => Inner::P256(k.clone()),
+            Inner::P384(k) => Inner::P384(k.clone()),
+        };
+        Self {
+            inner,
+            public: self.public.clone(),
+        }
+    }
+
     /// The key's algorithm (and RSA size).
     pub fn algorithm(&self) -> KeyAlgorithm {
         match &self.inner {

@@ -262,7 +262,20 @@ pub fn issue(
             _ => {}
         }
     }
-    let generated = generate_keys(g, &need_key, opts)?;
+    // A dry run generates nothing: one fixed placeholder key stands in for
+    // every new key (it is never written), so a dry run costs what a plan does.
+    let generated = if opts.dry_run {
+        let placeholder = PrivateKey::placeholder().map_err(|source| IssueError::Crypto {
+            id: "dry-run".into(),
+            source,
+        })?;
+        need_key
+            .iter()
+            .map(|(id, _)| (*id, placeholder.duplicate()))
+            .collect()
+    } else {
+        generate_keys(g, &need_key, opts)?
+    };
     let mut keys: BTreeMap<NodeId, PrivateKey> = generated.into_iter().collect();
 
     let mut report = IssueReport::default();
