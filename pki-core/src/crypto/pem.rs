@@ -17,23 +17,15 @@ pub(crate) struct Block {
     pub der: Zeroizing<Vec<u8>>,
 }
 
-/// A PEM label as error messages may quote it: only `[A-Z0-9 ]` (anything
-/// else becomes `?`), at most [`LABEL_CAP`] characters (then an ellipsis).
-/// Real labels (`EC PRIVATE KEY`, `CERTIFICATE`) come out unchanged; key
-/// material (lowercase, `+`, `/`, newlines) cannot.
+/// A PEM label as error messages may quote it: its leading `[A-Z0-9 ]`
+/// characters, at most [`LABEL_CAP`] of them, and an ellipsis when anything
+/// was cut. Real labels (`EC PRIVATE KEY`, `CERTIFICATE`) come out
+/// unchanged; base64 key material stops at its first lowercase letter,
+/// `+`, `/` or newline, so at most a few characters of it could show.
 pub(crate) fn safe_label(label: &str) -> String {
-    let mut out: String = label
-        .chars()
-        .take(LABEL_CAP)
-        .map(|c| {
-            if c.is_ascii_uppercase() || c.is_ascii_digit() || c == ' ' {
-                c
-            } else {
-                '?'
-            }
-        })
-        .collect();
-    if label.chars().nth(LABEL_CAP).is_some() {
+    let allowed = |c: &char| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == ' ';
+    let mut out: String = label.chars().take_while(allowed).take(LABEL_CAP).collect();
+    if out.len() < label.len() {
         out.push('…');
     }
     out
@@ -103,10 +95,11 @@ mod tests {
     }
 
     #[test]
-    fn safe_label_keeps_real_labels_and_masks_the_rest() {
+    fn safe_label_keeps_real_labels_and_cuts_the_rest() {
         assert_eq!(safe_label("EC PRIVATE KEY"), "EC PRIVATE KEY");
         assert_eq!(safe_label("X509 CRL"), "X509 CRL");
-        assert_eq!(safe_label("a/b+\n"), "?????");
+        assert_eq!(safe_label("a/b+\n"), "…");
+        assert_eq!(safe_label("EC PRIVATE KEY----\nMHcC"), "EC PRIVATE KEY…");
         let long = "A".repeat(100);
         assert_eq!(safe_label(&long), format!("{}…", "A".repeat(LABEL_CAP)));
     }
