@@ -287,3 +287,133 @@ fn damaged_keys_are_never_quoted_by_check_or_issue() {
         }
     }
 }
+
+fn mkfifo(p: &Path) {
+    let ok = Command::new(tool("mkfifo")).arg(p).status().unwrap();
+    assert!(ok.success(), "mkfifo {}", p.display());
+}
+
+#[test]
+fn loops_fifos_devices_and_huge_files_are_findings_not_hangs() {
+    let (tmp, _spec, out) = issued();
+    let pki = out.join("cluster/pki");
+    // Two symlinked directory loops.
+    std::os::unix::fs::symlink(".", pki.join("loopA")).unwrap();
+    std::os::unix::fs::symlink("..", pki.join("loopB")).unwrap();
+    // A FIFO as a *.crt, and as the certificate-authority file two
+    // kubeconfigs name (one inside the directory, one outside).
+    mkfifo(&pki.join("fifo.crt"));
+    mkfifo(&out.join("cluster/fifo-ca.crt"));
+    let outside = tmp.path().join("outside-ca.crt");
+    mkfifo(&outside);
+    for (conf, ca) in [
+        ("cluster/admin.conf", "fifo-ca.crt".to_owned()),
+        ("cluster/scheduler.conf", outside.display().to_string()),
+    ] {
+        let text = std::fs::read_to_string(out.join(conf)).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("certificate-authority-data:"))
+            .unwrap();
+        let indent = &line[..line.len() - line.trim_start().len()];
+        let text = text.replace(line, &format!("{indent}certificate-authority: {ca}"));
+        std::fs::write(out.join(conf), text).unwrap();
+    }
+    // /dev/zero behind a certificate's name, a 1 GiB sparse certificate, and
+    // a file the layout reads (sa.pub) grown to 1 GiB.
+    std::os::unix::fs::symlink("/dev/zero", pki.join("zero.crt")).unwrap();
+    for f in ["big.crt", "sa.pub"] {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(pki.join(f))
+            .unwrap()
+            .set_len(1 << 30)
+            .unwrap();
+    }
+    // Directories nested deeper than the walk goes.
+    let mut deep = out.join("cluster/deep");
+    for i in 0..20 {
+        deep = deep.join(format!("d{i}"));
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+
+    // Killed after 30 s (exit status 137 then), memory measured by GNU time.
+    let start = Instant::now();
+    let o = Command::new(tool("time"))
+        .arg("-v")
+        .arg(tool("timeout"))
+        .args(["-s", "KILL", "30"])
+        .arg(assert_cmd::cargo::cargo_bin("kpki"))
+        .arg("check")
+        .arg(&out)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    let elapsed = start.elapsed();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        elapsed < Duration::from_secs(30),
+        "took {elapsed:?}: {stderr}"
+    );
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    let rss_kb: u64 = stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes):"))
+        .unwrap_or_else(|| panic!("no RSS in {stderr}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(rss_kb < 200 * 1024, "check used {rss_kb} KiB");
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let findings = doc["findings"].as_array().unwrap();
+    let f001 = |file: &str| -> String {
+        findings
+            .iter()
+            .find(|f| {
+                f["code"] == "F001" && f["files"].as_array().unwrap().iter().any(|x| x == file)
+            })
+            .unwrap_or_else(|| panic!("no F001 on {file}: {:#}", doc["findings"]))["message"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    for (file, says) in [
+        (
+            "cluster/pki/loopA",
+            "directory loop: already visited as cluster/pki",
+        ),
+        (
+            "cluster/pki/loopB",
+            "directory loop: already visited as cluster",
+        ),
+        ("cluster/pki/fifo.crt", "not a regular file (a FIFO)"),
+        ("cluster/fifo-ca.crt", "not a regular file (a FIFO)"),
+        (
+            "cluster/pki/zero.crt",
+            "not a regular file (a character device)",
+        ),
+        ("cluster/pki/big.crt", "larger than the 4 MiB cap"),
+        ("cluster/pki/sa.pub", "larger than the 4 MiB cap"),
+        (
+            // 17 levels below the checked directory.
+            "cluster/deep/d0/d1/d2/d3/d4/d5/d6/d7/d8/d9/d10/d11/d12/d13/d14",
+            "deeper than 16 levels",
+        ),
+    ] {
+        let m = f001(file);
+        assert!(m.starts_with(file) && m.contains(says), "{file}: {m}");
+    }
+    let m = f001("cluster/scheduler.conf");
+    assert!(
+        m.contains(&outside.display().to_string()) && m.contains("not a regular file (a FIFO)"),
+        "{m}"
+    );
+    // The rest of the directory was still audited.
+    assert!(
+        doc["certificates"].as_array().unwrap().len() >= 10,
+        "{:#}",
+        doc["certificates"]
+    );
+}
