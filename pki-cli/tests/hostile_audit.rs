@@ -300,6 +300,8 @@ fn loops_fifos_devices_and_huge_files_are_findings_not_hangs() {
     // Two symlinked directory loops.
     std::os::unix::fs::symlink(".", pki.join("loopA")).unwrap();
     std::os::unix::fs::symlink("..", pki.join("loopB")).unwrap();
+    // A way out to the whole file system.
+    std::os::unix::fs::symlink("/", pki.join("slash")).unwrap();
     // A FIFO as a *.crt, and as the certificate-authority file two
     // kubeconfigs name (one inside the directory, one outside).
     mkfifo(&pki.join("fifo.crt"));
@@ -388,6 +390,7 @@ fn loops_fifos_devices_and_huge_files_are_findings_not_hangs() {
             "cluster/pki/loopB",
             "directory loop: already visited as cluster",
         ),
+        ("cluster/pki/slash", "outside the checked directory (/)"),
         ("cluster/pki/fifo.crt", "not a regular file (a FIFO)"),
         ("cluster/fifo-ca.crt", "not a regular file (a FIFO)"),
         (

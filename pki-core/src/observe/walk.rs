@@ -5,8 +5,10 @@
 //! GiB. Only regular files are read (open non-blocking, then `fstat` the open
 //! descriptor: no check-then-open race), each up to [`MAX_FILE_BYTES`];
 //! directories are walked once each, by (device, inode), at most
-//! [`MAX_DEPTH`] levels deep. Whatever is skipped becomes a [`FileProblem`]
-//! naming it: an audit accounts for every file.
+//! [`MAX_DEPTH`] levels deep, never through a symbolic link that leaves the
+//! checked directory, and at most [`MAX_ENTRIES`] entries in all. Whatever is
+//! skipped becomes a [`FileProblem`] naming it: an audit accounts for every
+//! file.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -25,6 +27,9 @@ use super::FileProblem;
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 /// How many directory levels below the checked directory are walked.
 pub const MAX_DEPTH: usize = 16;
+/// How many entries a walk looks at before it stops (a 5,000-node kpki
+/// directory holds about 100,000).
+pub const MAX_ENTRIES: usize = 1_000_000;
 /// The size cap as finding messages name it.
 const CAP_NAME: &str = "4 MiB";
 /// Names whose contents an audit reads (certificates, keys, kubeconfigs).
@@ -107,6 +112,10 @@ pub(crate) struct Walk {
 
 struct Walker<'a> {
     root: &'a Path,
+    /// The root with every symbolic link resolved.
+    real_root: Option<std::path::PathBuf>,
+    /// Entries looked at so far.
+    seen: usize,
     /// (device, inode) of each directory walked -> its relative path.
     visited: BTreeMap<(u64, u64), String>,
     out: Walk,
@@ -117,6 +126,8 @@ struct Walker<'a> {
 pub(crate) fn walk(root: &Path) -> Walk {
     let mut w = Walker {
         root,
+        real_root: std::fs::canonicalize(root).ok(),
+        seen: 0,
         visited: BTreeMap::new(),
         out: Walk::default(),
     };
@@ -208,6 +219,18 @@ impl Walker<'_> {
 
     /// Looks at one entry of a directory `depth` levels down.
     fn entry(&mut self, rel: &str, depth: usize) {
+        self.seen += 1;
+        if self.seen == MAX_ENTRIES + 1 {
+            self.problem(
+                rel,
+                format!(
+                    "is past the first {MAX_ENTRIES} entries of the directory: the walk stopped here"
+                ),
+            );
+        }
+        if self.seen > MAX_ENTRIES {
+            return;
+        }
         let path = self.root.join(rel);
         let meta = match std::fs::metadata(&path) {
             Ok(m) => m,
@@ -225,7 +248,26 @@ impl Walker<'_> {
         };
         let ft = meta.file_type();
         if ft.is_dir() {
-            if depth + 1 > MAX_DEPTH {
+            let link = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+            let real = if link {
+                std::fs::canonicalize(&path).ok()
+            } else {
+                None
+            };
+            if let Some(real) = real
+                && self
+                    .real_root
+                    .as_ref()
+                    .is_some_and(|r| !real.starts_with(r))
+            {
+                self.problem(
+                    rel,
+                    format!(
+                        "is a symbolic link to a directory outside the checked directory ({}): not walked",
+                        real.display()
+                    ),
+                );
+            } else if depth + 1 > MAX_DEPTH {
                 self.problem(
                     rel,
                     format!("is deeper than {MAX_DEPTH} levels: not walked"),
@@ -272,6 +314,8 @@ mod tests {
         symlink("/dev/zero", root.join("zero.crt")).unwrap();
         symlink("nowhere", root.join("dangling.crt")).unwrap();
         symlink("ca.crt", root.join("pki/alias.crt")).unwrap();
+        symlink("/", root.join("slash")).unwrap();
+        rustix::fs::mkfifoat(rustix::fs::CWD, root.join("fifo.crt"), Mode::from(0o600)).unwrap();
         let mut deep = root.to_path_buf();
         for i in 0..=MAX_DEPTH {
             deep = deep.join(format!("d{i}"));
@@ -282,6 +326,10 @@ mod tests {
         assert!(message(&w, "pki/etcd/up").contains("already visited as pki"));
         assert!(message(&w, "zero.crt").contains("not a regular file (a character device)"));
         assert!(message(&w, "dangling.crt").contains("leads nowhere"));
+        assert!(message(&w, "slash").contains("outside the checked directory (/)"));
+        assert!(message(&w, "fifo.crt").contains("not a regular file (a FIFO)"));
+        let e = read_regular(&root.join("fifo.crt")).unwrap_err();
+        assert!(e.contains("not a regular file (a FIFO)"), "{e}");
         let too_deep = w
             .problems
             .iter()
