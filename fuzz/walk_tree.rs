@@ -5,6 +5,10 @@
 //! `pki-core/tests/fuzz_regressions.rs` (included with `#[path]`), so a crash
 //! input replays exactly.
 //!
+//! Nothing is ever created through an existing entry: every file is made
+//! with `O_CREAT|O_EXCL` and every directory with `mkdir`, so links that lead
+//! out of the tree (`..`, `/`) are never written through.
+//!
 //! The bytes are read as a little program: each operation is one byte (which
 //! operation, and in which directory), one byte of name, and arguments.
 
@@ -119,7 +123,7 @@ pub fn build(root: &Path, data: &[u8]) {
                 } else {
                     raw
                 };
-                let _ = std::fs::write(&path, contents);
+                create(&path, &contents);
             }
             3 => {
                 let target = b.pick(TARGETS);
@@ -138,26 +142,50 @@ pub fn build(root: &Path, data: &[u8]) {
                 let text = format!(
                     "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: k\n  cluster:\n    server: https://10.0.0.1:6443\n    certificate-authority: {ca}\nusers:\n- name: u\n  user:\n    client-certificate: {ca}\n    client-key: {ca}\ncontexts:\n- name: c\n  context:\n    cluster: k\n    user: u\n"
                 );
-                let _ = std::fs::write(&path, text);
+                create(&path, text.as_bytes());
             }
             6 => {
                 // A chain of nested directories, up to 24 deep.
                 let depth = usize::from(b.byte().unwrap_or(0)) % 24;
+                // One level at a time: `create_dir` never follows a link
+                // out of the tree, as `create_dir_all` would.
                 let mut p = path;
+                let mut made = std::fs::create_dir(&p).is_ok();
                 for _ in 0..depth {
+                    if !made {
+                        break;
+                    }
                     p = p.join("d");
+                    made = std::fs::create_dir(&p).is_ok();
                 }
-                if std::fs::create_dir_all(&p).is_ok() {
+                if made {
                     dirs.push(p);
                 }
             }
             _ => {
                 // A sparse file just past the read cap.
-                if let Ok(f) = std::fs::File::create(&path) {
+                if let Ok(f) = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                {
                     let _ = f.set_len(4 * 1024 * 1024 + 1);
                 }
             }
         }
+    }
+}
+
+/// Writes a new file; never through an existing entry (a FIFO made earlier
+/// would block the writer forever, a link would lead out of the tree).
+fn create(path: &Path, contents: &[u8]) {
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
+        let _ = f.write_all(contents);
     }
 }
 
