@@ -130,11 +130,7 @@ pub fn build(root: &Path, data: &[u8]) {
                 let _ = std::os::unix::fs::symlink(target, &path);
             }
             4 => {
-                let _ = rustix::fs::mkfifoat(
-                    rustix::fs::CWD,
-                    &path,
-                    rustix::fs::Mode::from(0o600),
-                );
+                let _ = rustix::fs::mkfifoat(rustix::fs::CWD, &path, rustix::fs::Mode::from(0o600));
             }
             5 => {
                 // A kubeconfig naming a sibling (maybe a FIFO) as its CA.

@@ -69,23 +69,23 @@ fn assert_no_run(out: &str, secrets: &[String], what: &str) {
 /// The ways a key file gets damaged.
 fn damages(key: &str) -> Vec<(&'static str, String)> {
     let mut lines: Vec<&str> = key.lines().collect();
-    let begin = lines[0].to_owned();
-    let end = lines.last().unwrap().to_owned();
+    let begin = lines[0];
+    let end = *lines.last().unwrap();
     let one_dash_less = |l: &str| l[..l.len() - 1].to_owned();
     let body = lines[1..lines.len() - 1].join("\n");
     let mut out = vec![
         (
             "BEGIN line missing a dash",
-            format!("{}\n{body}\n{end}\n", one_dash_less(&begin)),
+            format!("{}\n{body}\n{end}\n", one_dash_less(begin)),
         ),
         (
             "BEGIN line missing a dash, body on the same line",
-            format!("{}{body}\n{end}\n", one_dash_less(&begin)),
+            format!("{}{body}\n{end}\n", one_dash_less(begin)),
         ),
         ("END line missing", format!("{begin}\n{body}\n")),
         (
             "END line missing a dash",
-            format!("{begin}\n{body}\n{}\n", one_dash_less(&end)),
+            format!("{begin}\n{body}\n{}\n", one_dash_less(end)),
         ),
     ];
     let mid = lines[1].len() / 2;
