@@ -51,7 +51,7 @@ fn kind_of(ft: std::fs::FileType) -> &'static str {
     } else if ft.is_symlink() {
         "a symbolic link"
     } else {
-        "not a file"
+        "an unknown kind of file"
     }
 }
 
