@@ -348,14 +348,14 @@ impl Kubeconfig {
         if api_version != "v1" {
             return Err(Error::Invalid {
                 field: "apiVersion".to_owned(),
-                reason: format!("expected `v1`, found `{api_version}`"),
+                reason: format!("expected `v1`, found `{}`", shown(&api_version)),
             });
         }
         let kind = req_str(root, "kind", "")?;
         if kind != "Config" {
             return Err(Error::Invalid {
                 field: "kind".to_owned(),
-                reason: format!("expected `Config`, found `{kind}`"),
+                reason: format!("expected `Config`, found `{}`", shown(&kind)),
             });
         }
 
@@ -626,10 +626,31 @@ fn decode_base64(data: &str, field: &str) -> Result<Vec<u8>, Error> {
     })
 }
 
+/// A value of the file as an error message may quote it. A damaged file can
+/// fold the lines below a short value into it (a plain YAML scalar continues
+/// on more-indented lines), and those lines may be `client-key-data`: only
+/// the first word is kept, cut to 12 characters when longer than 40 (a
+/// base64 key line is longer), and quotes and backslashes are dropped.
+fn shown(value: &str) -> String {
+    let word = value.split_whitespace().next().unwrap_or("");
+    let mut out: String = if word.chars().count() > 40 {
+        word.chars().take(12).collect()
+    } else {
+        word.to_owned()
+    };
+    out.retain(|c| c != '"' && c != '\\' && c != '`' && !c.is_control());
+    if out.len() < value.len() {
+        out.push('…');
+    }
+    out
+}
+
 /// Path prefix for list entry `i` of `list`, with its name when known.
 fn entry_path(list: &str, i: usize, entry: &Mapping) -> String {
     match entry.get("name") {
-        Some(Value::String(name)) if !name.is_empty() => format!("{list}[{i}] ({name:?})"),
+        Some(Value::String(name)) if !name.is_empty() => {
+            format!("{list}[{i}] (\"{}\")", shown(name))
+        }
         _ => format!("{list}[{i}]"),
     }
 }
@@ -1002,6 +1023,26 @@ current-context: ctx
         let msg = format!("{err} {err:?}");
         assert!(!msg.contains("c2VjcmV0"), "{msg}");
         assert!(!msg.contains("33"), "must not echo the byte value: {msg}");
+    }
+
+    #[test]
+    fn values_folded_into_names_do_not_leak() {
+        let key = "LS0tLS1CRUdJTiBFQyBQUklWQVRFIEtFWS0tLS0tCk1IY0NBUUVFSUxCblpxclI0MmI1aEhpSmJTdkFPMktKYXNy";
+        for yaml in [
+            format!("apiVersion: v1\nkind: Config\nusers:\n- name: kubernetes-admin\n    {key}\n"),
+            format!("apiVersion: v1\nkind: Config\nusers:\n- name: {key}\n"),
+            format!("apiVersion: v1\n  {key}\nkind: Config\n"),
+            format!("apiVersion: v1\nkind: {key}\n"),
+        ] {
+            let err = Kubeconfig::from_yaml(&yaml).unwrap_err();
+            let msg = format!("{err} {err:?}");
+            for w in key.as_bytes().windows(16) {
+                let w = std::str::from_utf8(w).unwrap();
+                assert!(!msg.contains(w), "{msg} quotes {w}");
+            }
+        }
+        assert_eq!(shown("kubernetes-admin"), "kubernetes-admin");
+        assert_eq!(shown("kubernetes-admin LS0t"), "kubernetes-admin…");
     }
 
     #[test]

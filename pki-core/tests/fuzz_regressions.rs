@@ -107,3 +107,27 @@ fn kubeconfig_inputs_never_panic() {
         });
     });
 }
+
+#[path = "../../fuzz/walk_tree.rs"]
+mod walk_tree;
+
+#[test]
+fn walk_inputs_never_panic_or_hang() {
+    replay("walk", |data| {
+        let dir = tempfile::tempdir().unwrap();
+        walk_tree::build(dir.path(), data);
+        let root = dir.path().to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                let _ = pki_core::check(&root, None, None, &pki_core::Options::default());
+            }));
+            let _ = tx.send(r.is_ok());
+        });
+        match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+            Ok(true) => {}
+            Ok(false) => panic!("check panicked"),
+            Err(_) => panic!("check hung for 30 s"),
+        }
+    });
+}

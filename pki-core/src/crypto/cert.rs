@@ -548,7 +548,9 @@ pub fn certs_from_pem(pem: &str) -> Result<Vec<Vec<u8>>, CryptoError> {
     let mut out = Vec::with_capacity(blocks.len());
     for (i, block) in blocks.into_iter().enumerate() {
         if block.label != "CERTIFICATE" {
-            return Err(CryptoError::UnexpectedPemType { label: block.label });
+            return Err(CryptoError::UnexpectedPemType {
+                label: pem::safe_label(&block.label),
+            });
         }
         Certificate::from_der(&block.der)
             .map_err(|e| CryptoError::CertParse(format!("certificate #{}: {e}", i + 1)))?;

@@ -177,7 +177,7 @@ impl PrivateKey {
                 "PRIVATE KEY" => return Self::from_pkcs8_der(&block.der),
                 other => {
                     return Err(CryptoError::UnexpectedPemType {
-                        label: other.to_string(),
+                        label: pem::safe_label(other),
                     });
                 }
             }
@@ -354,7 +354,7 @@ impl PublicKey {
                 Ok(PublicKey { der })
             }
             other => Err(CryptoError::UnexpectedPemType {
-                label: other.to_string(),
+                label: pem::safe_label(other),
             }),
         }
     }

@@ -39,7 +39,8 @@ pub enum CryptoError {
     /// A PEM block of an unexpected type was found.
     #[error("unexpected PEM block type {label:?}")]
     UnexpectedPemType {
-        /// The label of the offending block (`ENCRYPTED PRIVATE KEY`).
+        /// The label of the offending block (`ENCRYPTED PRIVATE KEY`), as
+        /// error messages may quote it: `[A-Z0-9 ]` only, at most 32 characters.
         label: String,
     },
     /// PEM framing / base64 was invalid.

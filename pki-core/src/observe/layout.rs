@@ -38,10 +38,15 @@ pub fn detect(dir: &Path) -> Result<DirKind, String> {
         return Err("not a directory".into());
     }
     if dir.join("kpki-manifest.json").is_file() || dir.join("cluster/pki").is_dir() {
-        let profile = std::fs::read(dir.join("kpki-manifest.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v["profile"].as_str().map(str::to_owned));
+        // Read like any audited file: never a FIFO or a device, never unbounded
+        // (a 5,000-node manifest is a few MiB).
+        let profile = super::walk::read_regular_capped(
+            &dir.join("kpki-manifest.json"),
+            64 * super::walk::MAX_FILE_BYTES,
+        )
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["profile"].as_str().map(str::to_owned));
         return Ok(DirKind::Kpki { profile });
     }
     if dir.join("pki").is_dir() {
@@ -279,38 +284,23 @@ impl<'a> Locator<'a> {
     }
 
     /// Certificate, key and kubeconfig files no template claimed.
-    pub(crate) fn extra(&self, used: &BTreeSet<String>) -> Vec<String> {
-        let mut out = Vec::new();
-        let start = match self.kind {
-            DirKind::Kpki { .. } => self.dir.join("cluster"),
-            _ => self.dir.clone(),
-        };
-        walk(&start, &self.dir, &mut out);
-        out.retain(|f| {
-            let interesting = [".crt", ".key", ".pem", ".pub", ".conf", ".kubeconfig"]
+    /// `files` are the directory's regular files, as walked once.
+    pub(crate) fn extra(&self, used: &BTreeSet<String>, files: &[String]) -> Vec<String> {
+        let mut out: Vec<String> = match self.kind {
+            DirKind::Kpki { .. } => files
                 .iter()
-                .any(|e| f.ends_with(e));
+                .filter(|f| f.starts_with("cluster/"))
+                .cloned()
+                .collect(),
+            _ => files.to_vec(),
+        };
+        out.retain(|f| {
+            let interesting = super::walk::PKI_EXTENSIONS.iter().any(|e| f.ends_with(e));
             // kpki's own non-graph outputs are not strays.
             let own = f == "cluster/bootstrap-kubelet.conf" || f.starts_with("cluster/manifests/");
             interesting && !own && !used.contains(f)
         });
         out
-    }
-}
-
-fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut entries: Vec<_> = entries.flatten().collect();
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let p = e.path();
-        if p.is_dir() {
-            walk(&p, root, out);
-        } else if let Ok(rel) = p.strip_prefix(root) {
-            out.push(rel.display().to_string());
-        }
     }
 }
 

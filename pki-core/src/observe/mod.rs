@@ -10,6 +10,7 @@
 
 mod check;
 mod layout;
+mod walk;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -65,7 +66,10 @@ pub fn read_dir(
         path: dir.to_path_buf(),
         message,
     })?;
-    let mut problems = Vec::new();
+    // Walked once, up front: loops, devices, FIFOs and oversized files are
+    // findings, and nothing below ever walks the directory again.
+    let walked = walk::walk(dir);
+    let mut problems = walked.problems;
     let mut reader = Reader {
         dir: dir.to_path_buf(),
         problems: &mut problems,
@@ -249,7 +253,7 @@ pub fn read_dir(
     }
     let (graph, map) = compact(&skeleton, keep);
     obs.graph = graph;
-    obs.extra = locate.extra(&used_files);
+    obs.extra = locate.extra(&used_files, &walked.files);
     obs.problems = problems;
     obs.files = obs
         .files
@@ -404,16 +408,18 @@ impl Reader<'_> {
         if let Some(t) = self.cache.get(rel) {
             return t.clone();
         }
-        let t = match std::fs::read(self.dir.join(rel)) {
+        let t = match walk::read_regular(&self.dir.join(rel)) {
             Ok(b) => match String::from_utf8(b) {
                 Ok(s) => Some(s),
-                Err(_) => {
+                Err(e) => {
+                    // The bytes may be a key's: wipe them.
+                    drop(zeroize::Zeroizing::new(e.into_bytes()));
                     self.problem(rel, "is not a text (PEM) file".into());
                     None
                 }
             },
-            Err(e) => {
-                self.problem(rel, format!("cannot be read: {e}"));
+            Err(message) => {
+                self.problem(rel, message);
                 None
             }
         };
@@ -465,6 +471,43 @@ impl Reader<'_> {
         }
     }
 
+    /// The PEM text of a kubeconfig's `what` (embedded, or the file it names,
+    /// relative to `base`). A named file that exists but cannot be read
+    /// safely is a problem: of that file when it is inside the directory,
+    /// else of the kubeconfig `rel`. A missing one is not (kubeconfigs may
+    /// name install paths such as /etc/kubernetes/pki/ca.crt).
+    fn material(
+        &mut self,
+        rel: &str,
+        base: &Path,
+        m: &kubeconfig::Material,
+        what: &str,
+    ) -> Option<zeroize::Zeroizing<String>> {
+        let bytes = zeroize::Zeroizing::new(match m {
+            kubeconfig::Material::Embedded(b) => b.clone(),
+            kubeconfig::Material::Path(p) => {
+                let full = base.join(p);
+                std::fs::symlink_metadata(&full).ok()?;
+                match walk::read_regular(&full) {
+                    Ok(b) => b,
+                    Err(message) => {
+                        match inside(&self.dir, &full) {
+                            Some(inner) => self.problem(&inner, message),
+                            None => self.problem(
+                                rel,
+                                format!("names {what} file {}, which {message}", full.display()),
+                            ),
+                        }
+                        return None;
+                    }
+                }
+            }
+        });
+        std::str::from_utf8(&bytes)
+            .ok()
+            .map(|t| zeroize::Zeroizing::new(t.to_owned()))
+    }
+
     pub(crate) fn kubeconfig(&mut self, rel: &str) -> Option<KubeconfigFacts> {
         let t = zeroize::Zeroizing::new(self.text(rel)?);
         let cfg = match kubeconfig::Kubeconfig::from_yaml(&t) {
@@ -484,24 +527,27 @@ impl Reader<'_> {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let pem = |m: &kubeconfig::Material| {
-            m.resolve(&base)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-        };
-        let parse = |s: Option<String>| {
+        let parse = |s: Option<zeroize::Zeroizing<String>>| {
             s.and_then(|t| certs_from_pem(&t).ok())
                 .and_then(|d| d.into_iter().next())
                 .and_then(|d| parse_certificate(&d).ok())
         };
-        let ca = parse(cluster.cluster.certificate_authority.as_ref().and_then(pem));
+        let ca = cluster
+            .cluster
+            .certificate_authority
+            .as_ref()
+            .and_then(|m| self.material(rel, &base, m, "certificate-authority"));
+        let ca = parse(ca);
         let client = match &user.user {
-            kubeconfig::Credential::ClientCert { cert, key } => parse(pem(cert)).map(|c| {
-                let k = pem(key)
-                    .map(zeroize::Zeroizing::new)
-                    .and_then(|t| PrivateKey::from_pem(&t).ok());
-                (c, k)
-            }),
+            kubeconfig::Credential::ClientCert { cert, key } => {
+                let cert = self.material(rel, &base, cert, "client-certificate");
+                parse(cert).map(|c| {
+                    let k = self
+                        .material(rel, &base, key, "client-key")
+                        .and_then(|t| PrivateKey::from_pem(&t).ok());
+                    (c, k)
+                })
+            }
             kubeconfig::Credential::Token(_) => None,
         };
         Some(KubeconfigFacts {
@@ -510,4 +556,22 @@ impl Reader<'_> {
             client,
         })
     }
+}
+
+/// `path` relative to `dir` (lexically: `.` and `..` resolved), when it is inside.
+fn inside(dir: &Path, path: &Path) -> Option<String> {
+    use std::path::Component;
+    let rest = path.strip_prefix(dir).ok()?;
+    let mut parts: Vec<String> = Vec::new();
+    for c in rest.components() {
+        match c {
+            Component::Normal(n) => parts.push(n.to_string_lossy().into_owned()),
+            Component::ParentDir => {
+                parts.pop()?;
+            }
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("/"))
 }
