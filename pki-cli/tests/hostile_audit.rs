@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::{kpki, root, tool};
+use common::{existing_pki, kpki, root, tool};
 use serde_json::Value;
 
 const SPEC: &str = "profile = \"kubeadm\"\n\
@@ -36,7 +36,7 @@ fn kubeadm_copy() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     let ok = Command::new("cp")
         .arg("-a")
-        .arg(root().join("fixtures/existing-pki/kubeadm/."))
+        .arg(existing_pki().join("kubeadm/."))
         .arg(tmp.path())
         .status()
         .unwrap();
@@ -182,7 +182,7 @@ fn check_both(dir: &Path, secrets: &[String], file: Option<&str>, what: &str) {
 fn damaged_keys_are_never_quoted_by_check_or_issue() {
     // kubeadm layout (openssl-made fixture).
     let pristine =
-        std::fs::read_to_string(root().join("fixtures/existing-pki/kubeadm/pki/apiserver.key"))
+        std::fs::read_to_string(existing_pki().join("kubeadm/pki/apiserver.key"))
             .unwrap();
     let secrets = body_lines(&pristine);
     assert!(secrets.len() >= 2);
@@ -241,7 +241,7 @@ fn damaged_keys_are_never_quoted_by_check_or_issue() {
     // Kubeconfigs embed client keys: damaged YAML or key data is never quoted.
     for (layout, conf_rel) in [("kubeadm", "admin.conf"), ("kpki", "cluster/admin.conf")] {
         let base: PathBuf = if layout == "kubeadm" {
-            root().join("fixtures/existing-pki/kubeadm")
+            existing_pki().join("kubeadm")
         } else {
             keep.clone()
         };
