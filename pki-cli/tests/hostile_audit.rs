@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::{existing_pki, kpki, root, tool};
+use common::{existing_pki, kpki, tool};
 use serde_json::Value;
 
 const SPEC: &str = "profile = \"kubeadm\"\n\
@@ -182,8 +182,7 @@ fn check_both(dir: &Path, secrets: &[String], file: Option<&str>, what: &str) {
 fn damaged_keys_are_never_quoted_by_check_or_issue() {
     // kubeadm layout (openssl-made fixture).
     let pristine =
-        std::fs::read_to_string(existing_pki().join("kubeadm/pki/apiserver.key"))
-            .unwrap();
+        std::fs::read_to_string(existing_pki().join("kubeadm/pki/apiserver.key")).unwrap();
     let secrets = body_lines(&pristine);
     assert!(secrets.len() >= 2);
     for (what, damaged) in damages(&pristine) {
