@@ -21,15 +21,20 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
 /// Log lines that mean a certificate was refused although it should not be.
 const TLS_COMPLAINTS: [&str; 2] = ["incompatible key usage", "bad certificate"];
 
-/// A kubeadm-profile spec whose etcd members all live on 127.0.0.1.
+/// A kubeadm-profile spec whose etcd members live on loopback addresses
+/// of their own (127.0.0.2, .3, ...: every node needs its own address). The
+/// tests serve them all on 127.0.0.1 (free ports), and peers dial from
+/// 127.0.0.1, which etcd checks against the peer certificate's IP SANs: each
+/// member lists it as an extra address.
 fn spec(members: &[&str]) -> String {
     let mut s = String::from(
         "profile = \"kubeadm\"\n\n[crypto]\nalgorithm = \"ecdsa-p256\"\n\n\
          [[control_plane]]\nname = \"cp1\"\naddress = \"127.0.0.1\"\n",
     );
-    for m in members {
+    for (i, m) in members.iter().enumerate() {
         s.push_str(&format!(
-            "\n[[etcd]]\nname = \"{m}\"\naddress = \"127.0.0.1\"\n"
+            "\n[[etcd]]\nname = \"{m}\"\naddress = \"127.0.0.{}\"\nextra_ips = [\"127.0.0.1\"]\n",
+            i + 2
         ));
     }
     s
