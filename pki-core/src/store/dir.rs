@@ -189,7 +189,7 @@ impl DirStore {
             safe_dirs: BTreeSet::from([root.to_path_buf()]),
             _lock: lock,
         };
-        store.remove_temp_files(root)?;
+        store.sweep(root)?;
         Ok(store)
     }
 
@@ -198,19 +198,24 @@ impl DirStore {
         &self.root
     }
 
-    /// Removes temp files (any name starting with [`TEMP_PREFIX`]) a killed
-    /// run left; never follows a symbolic link.
-    fn remove_temp_files(&self, dir: &Path) -> Result<(), StoreError> {
-        let Ok(entries) = fs::read_dir(dir) else {
-            return Ok(());
-        };
+    /// Checks every directory of the tree (see [`check_existing`]: nothing
+    /// another user owns or can write, no symbolic link another user owns)
+    /// and removes the temp files (any name starting with [`TEMP_PREFIX`]) a
+    /// killed run left. Never follows a symbolic link.
+    fn sweep(&self, dir: &Path) -> Result<(), StoreError> {
+        let entries = fs::read_dir(dir).map_err(|e| err(dir, e))?;
         for e in entries.flatten() {
             let p = e.path();
-            let Ok(ft) = e.file_type() else { continue };
-            if ft.is_dir() {
-                self.remove_temp_files(&p)?;
-            } else if e.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            let Ok(meta) = e.metadata() else { continue };
+            let temp = e.file_name().to_string_lossy().starts_with(TEMP_PREFIX);
+            if temp && !meta.is_dir() {
+                // Unlinking never follows a symlink: whoever planted it, it goes.
                 fs::remove_file(&p).map_err(|x| err(&p, x))?;
+            } else if meta.file_type().is_symlink() {
+                check_owner(&p, &meta, "this symbolic link")?;
+            } else if meta.is_dir() {
+                check_dir(&p, &meta)?;
+                self.sweep(&p)?;
             }
         }
         Ok(())
