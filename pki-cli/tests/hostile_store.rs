@@ -453,6 +453,36 @@ fn ca_keys(out: &Path) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
+/// Runs `kpki issue --replace-ca-keys` and kills it (SIGKILL) once `moment`
+/// says so; returns whether it was killed.
+fn replace_and_kill(spec: &Path, out: &Path, moment: &dyn Fn() -> bool) -> bool {
+    let mut child = Command::new(kpki_bin())
+        .args(["issue", "--replace-ca-keys", "--spec"])
+        .arg(spec)
+        .arg("--out")
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if moment() {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            return true;
+        }
+        assert!(Instant::now() < deadline, "kpki did not finish");
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    false
+}
+
+/// Kills `--replace-ca-keys` (a) once the first new CA keys are in place,
+/// (b) once the new CA certificates are in place but not yet the leaves they
+/// sign (the state the old code refused: `apiserver-etcd-client.crt: is not
+/// signed by the CA the plan names for it`). A plain re-run finishes the
+/// replacement: every CA key new, every leaf re-signed, `check` clean.
 #[test]
 fn sigkill_during_replace_ca_keys_then_plain_rerun_finishes_the_replacement() {
     let tmp = tempfile::tempdir().unwrap();
@@ -461,45 +491,36 @@ fn sigkill_during_replace_ca_keys_then_plain_rerun_finishes_the_replacement() {
     let o = issue(&spec, &out, &[]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let ca_key = out.join("cluster/pki/ca.key");
+    let ca_crt = out.join("cluster/pki/ca.crt");
     let last_leaf = out.join("nodes/w99/var/lib/kubelet/pki/kubelet-client.crt");
     assert!(last_leaf.exists());
-    let mut mid_way = false;
-    for _attempt in 0..8 {
-        let old_cas = ca_keys(&out);
-        let (key_before, leaf_before) = (
-            std::fs::read(&ca_key).unwrap(),
-            std::fs::read(&last_leaf).unwrap(),
-        );
-        let mut child = Command::new(kpki_bin())
-            .args(["issue", "--replace-ca-keys", "--spec"])
-            .arg(&spec)
-            .arg("--out")
-            .arg(&out)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        // Kill it once the new cluster CA key is in place.
-        while child.try_wait().unwrap().is_none() {
-            if std::fs::read(&ca_key).is_ok_and(|k| k != key_before) {
-                child.kill().unwrap(); // SIGKILL
-                break;
+    for watched in [&ca_key, &ca_crt] {
+        let mut mid_way = false;
+        for _attempt in 0..8 {
+            let old_cas = ca_keys(&out);
+            let (before, key_before, leaf_before) = (
+                std::fs::read(watched).unwrap(),
+                std::fs::read(&ca_key).unwrap(),
+                std::fs::read(&last_leaf).unwrap(),
+            );
+            replace_and_kill(&spec, &out, &|| {
+                std::fs::read(watched).is_ok_and(|k| k != before)
+            });
+            mid_way = out.join("kpki-journal.json").exists()
+                && std::fs::read(&last_leaf).unwrap() == leaf_before
+                && std::fs::read(watched).unwrap() != before;
+            if !mid_way {
+                // Killed too late (or it finished): complete it and try again.
+                let o = issue(&spec, &out, &[]);
+                assert!(o.status.success(), "{}", text(&o.stderr));
+                continue;
             }
-            assert!(Instant::now() < deadline, "kpki did not finish");
-            std::thread::sleep(Duration::from_micros(100));
-        }
-        child.wait().unwrap();
-        mid_way = out.join("kpki-journal.json").exists()
-            && std::fs::read(&last_leaf).unwrap() == leaf_before
-            && std::fs::read(&ca_key).unwrap() != key_before;
-        if mid_way {
-            // The state the old code refused: leaves signed by the old CA next to the new CA.
             let o = issue(&spec, &out, &[]);
             assert_eq!(
                 o.status.code(),
                 Some(0),
-                "the re-run finishes the replacement: {}{}",
+                "killed after {} changed: the re-run finishes the replacement: {}{}",
+                watched.display(),
                 text(&o.stdout),
                 text(&o.stderr)
             );
@@ -514,14 +535,16 @@ fn sigkill_during_replace_ca_keys_then_plain_rerun_finishes_the_replacement() {
             for (id, k) in &old_cas {
                 assert_ne!(new_cas.get(id), Some(k), "{id} kept its old key");
             }
+            assert_ne!(std::fs::read(&ca_key).unwrap(), key_before);
             assert_ne!(std::fs::read(&last_leaf).unwrap(), leaf_before);
             break;
         }
-        // Killed too late (or it finished): the directory is complete; try again.
-        let o = issue(&spec, &out, &[]);
-        assert!(o.status.success(), "{}", text(&o.stderr));
+        assert!(
+            mid_way,
+            "never killed between {} and the leaves",
+            watched.display()
+        );
     }
-    assert!(mid_way, "never killed between the CA and its leaves");
 }
 
 /// SHA-256 of a private key's SubjectPublicKeyInfo (DER), hex, as the journal holds it.
