@@ -168,6 +168,9 @@ pub struct IssueArgs {
     /// Threads for key generation (default: all cores).
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// Remove stale node bundles (`nodes/<node>` of nodes no longer in the spec, with their keys).
+    #[arg(long)]
+    pub prune: bool,
 }
 
 /// `kpki init`.

@@ -54,7 +54,8 @@ pub use spec::{
     OutputSpec, ProfileRef,
 };
 pub use store::{
-    DirStore, FileEntry, Layout, MemStore, Mode, Part, PkiStore, StoreError, TEMP_PREFIX,
+    DirStore, FileEntry, Layout, MemStore, Mode, Part, PkiStore, StoreError, StoreErrorKind,
+    TEMP_PREFIX, stale_bundles,
 };
 pub use validate::{
     Code, Finding, Options, Report, Severity, When, rules_markdown, validate, validate_with,

@@ -3,7 +3,18 @@ use std::path::Path;
 use super::{Failure, print_spec_warnings};
 use crate::Exit;
 use crate::cli::IssueArgs;
-use pki_core::{Action, DirStore, FileChange, IssueError, IssueOptions, Plan};
+use pki_core::{
+    Action, DirStore, FileChange, IssueError, IssueOptions, Plan, StoreError, StoreErrorKind,
+};
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        match e.kind {
+            StoreErrorKind::Unsafe => Failure::input(e.to_string()),
+            StoreErrorKind::Io => Failure::failed(e.to_string()),
+        }
+    }
+}
 
 impl From<IssueError> for Failure {
     fn from(e: IssueError) -> Self {
@@ -21,11 +32,21 @@ pub fn run(a: &IssueArgs) -> Result<Exit, Failure> {
         jobs: a.jobs,
         ..IssueOptions::default()
     };
-    execute(a.spec(), a.out.as_deref(), &opts)
+    execute_pruning(a.spec(), a.out.as_deref(), &opts, a.prune)
 }
 
 /// Plans `spec` and issues into `out` (or the spec's output dir); shared with `renew`.
 pub fn execute(spec: &Path, out: Option<&Path>, opts: &IssueOptions) -> Result<Exit, Failure> {
+    execute_pruning(spec, out, opts, false)
+}
+
+/// [`execute`], then names stale node bundles (removing them with `prune`).
+fn execute_pruning(
+    spec: &Path,
+    out: Option<&Path>,
+    opts: &IssueOptions,
+    prune: bool,
+) -> Result<Exit, Failure> {
     let plan = Plan::load(spec)?;
     print_spec_warnings(&plan.spec);
     let out = out.map_or_else(|| plan.spec.output.dir.clone(), Path::to_path_buf);
@@ -36,6 +57,7 @@ pub fn execute(spec: &Path, out: Option<&Path>, opts: &IssueOptions) -> Result<E
         ));
     }
     let opts = &with_progress(opts);
+    let mut dir_store = None;
     let report = if opts.dry_run && !out.exists() {
         pki_core::issue(&plan, &mut pki_core::MemStore::default(), opts)?
     } else {
@@ -46,8 +68,10 @@ pub fn execute(spec: &Path, out: Option<&Path>, opts: &IssueOptions) -> Result<E
                 out.display()
             );
         })
-        .map_err(|e| Failure::failed(e.to_string()))?;
-        pki_core::issue(&plan, &mut store, opts)?
+        .map_err(Failure::from)?;
+        let report = pki_core::issue(&plan, &mut store, opts)?;
+        dir_store = Some(store);
+        report
     };
     let count = |f: fn(&Action) -> bool| report.actions.iter().filter(|(_, a)| f(a)).count();
     let issued = count(|a| matches!(a, Action::Issued));
@@ -71,6 +95,21 @@ pub fn execute(spec: &Path, out: Option<&Path>, opts: &IssueOptions) -> Result<E
                 };
                 crate::out::outln!("{verb} {path} ({what})");
             }
+        }
+    }
+    // Bundles of nodes no longer in the spec still hold their private keys.
+    for stale in pki_core::stale_bundles(&out, &plan.layout) {
+        let shown = out.join(&stale);
+        match dir_store.as_mut() {
+            Some(store) if prune && !opts.dry_run => {
+                store.remove_bundle(&stale)?;
+                crate::out::outln!("removed stale node bundle {}", shown.display());
+            }
+            _ if prune => crate::out::outln!("would remove stale node bundle {}", shown.display()),
+            _ => eprintln!(
+                "warning: {} is the bundle of a node no longer in the spec (it holds that node's keys); `kpki issue --prune` removes it",
+                shown.display()
+            ),
         }
     }
     let changed = report.changed_files();

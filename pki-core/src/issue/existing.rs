@@ -16,6 +16,12 @@ pub(crate) struct Existing {
     pub(crate) bootstrap_token: Option<crate::outputs::BootstrapToken>,
     /// Certificates whose key a killed run had already replaced (from the journal).
     interrupted: std::collections::BTreeSet<NodeId>,
+    /// Ids whose key on disk is the one a killed run journalled: its
+    /// replacement landed, what depends on it may not have.
+    replaced: BTreeMap<NodeId, String>,
+    /// CAs and keypairs a killed run journalled but whose new key never
+    /// reached the disk: the replacement is still to do.
+    pending: BTreeSet<NodeId>,
     /// Renewals recorded by earlier runs.
     pub(crate) renewals: Vec<super::artefacts::Renewal>,
 }
@@ -58,6 +64,8 @@ impl Existing {
             bootstrap_token: None,
             renewals: Vec::new(),
             interrupted: Default::default(),
+            replaced: BTreeMap::new(),
+            pending: BTreeSet::new(),
         };
         let g = &plan.graph;
         let first = |id: NodeId, part: Part| {
@@ -153,6 +161,17 @@ impl Existing {
             Ok(Some(b)) => serde_json::from_slice(&b).unwrap_or_default(),
             _ => BTreeMap::new(),
         };
+        for (name, hash) in &journal {
+            let Some(id) = g.find(name) else { continue };
+            let Some(k) = e.keys.get(&id) else { continue };
+            if super::key_hash(k) == *hash {
+                e.replaced.insert(id, hash.clone());
+            } else if matches!(g.node(id), Some(Node::KeyPair(_)))
+                || matches!(g.node(id), Some(Node::Cert(c)) if c.is_ca)
+            {
+                e.pending.insert(id);
+            }
+        }
         // A certificate next to its own key must match it: which one is right is unknowable.
         for (id, (cert, path)) in &e.certs {
             if let Some(k) = e.keys.get(id)
@@ -179,12 +198,35 @@ impl Existing {
             {
                 let public = PublicKey::from_pem(&t)
                     .map_err(|x| bad(&p, format!("is not a public key ({x})")))?;
-                if public != k.public_key() {
+                // A killed run may have replaced the private key but not yet
+                // the public one: the journal says so, and this run rewrites it.
+                if public != k.public_key() && !e.replaced.contains_key(&id) {
                     return Err(bad(&p, "does not match the private key next to it"));
                 }
             }
         }
         Ok(e)
+    }
+
+    /// Whether the key on disk is one a killed run journalled (its
+    /// replacement landed; certificates it signs may still be old).
+    pub(crate) fn replaced(&self, id: NodeId) -> bool {
+        self.replaced.contains_key(&id)
+    }
+
+    /// Whether a killed run was replacing this CA or keypair key and the new
+    /// key never reached the disk: this run replaces it.
+    pub(crate) fn pending(&self, id: NodeId) -> bool {
+        self.pending.contains(&id)
+    }
+
+    /// The journal entries (graph id -> key hash) whose keys are on disk:
+    /// kept in this run's journal until the run completes.
+    pub(crate) fn landed_journal(&self, g: &crate::graph::CertGraph) -> BTreeMap<String, String> {
+        self.replaced
+            .iter()
+            .map(|(id, h)| (g.id_of(*id), h.clone()))
+            .collect()
     }
 
     pub(crate) fn key(&self, id: NodeId) -> Option<&PrivateKey> {

@@ -225,13 +225,15 @@ pub fn issue(
                         .is_none_or(|x| x.not_after <= opts.now + window),
                     _ => false,
                 };
+                // A CA key a killed --replace-ca-keys run journalled but never
+                // wrote is replaced now: the run is finished, not half-kept.
+                let replace_ca = opts.replace_ca_keys || existing.pending(id);
                 let keep = match (c.is_ca, keep) {
-                    (true, Some(_)) if opts.replace_ca_keys => None,
+                    (true, Some(_)) if replace_ca => None,
                     (false, Some(_)) if renew_due => None,
                     (_, k) => k,
                 };
-                if c.is_ca && keep.is_none() && existing.key(id).is_some() && !opts.replace_ca_keys
-                {
+                if c.is_ca && keep.is_none() && existing.key(id).is_some() && !replace_ca {
                     return Err(IssueError::Existing {
                         path: existing.key_path(id).unwrap_or_default(),
                         message: format!(
@@ -247,9 +249,10 @@ pub fn issue(
             // The service-account key is replaced like a CA key: only when
             // asked, here when its algorithm no longer matches the spec.
             Some(Node::KeyPair(k))
-                if existing.key(id).is_none_or(|x| {
-                    opts.replace_ca_keys && Some(x.algorithm()) != k.key.algorithm()
-                }) =>
+                if existing.pending(id)
+                    || existing.key(id).is_none_or(|x| {
+                        opts.replace_ca_keys && Some(x.algorithm()) != k.key.algorithm()
+                    }) =>
             {
                 let alg = k.key.algorithm().ok_or_else(|| IssueError::Crypto {
                     id: k.id.clone(),
@@ -285,6 +288,7 @@ pub fn issue(
     // CAs (and keypairs) first, in order; then every leaf in parallel: leaves
     // depend only on their CA, whose final certificate is known by then.
     let mut leaf_jobs = Vec::new();
+    let mut rekeyed_pairs: Vec<(String, String)> = Vec::new();
     for &id in &order {
         let Some(node) = g.node(id) else { continue };
         match node {
@@ -316,7 +320,15 @@ pub fn issue(
             }
             Node::KeyPair(k) => {
                 let (key, action) = match keys.remove(&id) {
-                    Some(key) => (key, Action::Issued),
+                    Some(key) => {
+                        // Replacing a keypair: journalled like a re-keyed
+                        // certificate (a crash between its private and public
+                        // halves is finished by the next run).
+                        if existing.key(id).is_some() {
+                            rekeyed_pairs.push((k.id.clone(), key_hash(&key)));
+                        }
+                        (key, Action::Issued)
+                    }
                     None => match existing.take_key(id) {
                         Some(key) => (key, Action::Kept),
                         None => return Err(IssueError::Order(format!("{}: no key", k.id))),
@@ -335,7 +347,7 @@ pub fn issue(
             settle(&existing, &finals, &changed, opts, job).map(|(a, f)| (id, c.id.clone(), a, f))
         })
         .collect::<Result<_, _>>()?;
-    let mut rekeyed = Vec::new();
+    let mut rekeyed = rekeyed_pairs;
     for (id, name, action, f) in settled {
         if matches!(action, Action::Rekeyed(_)) {
             rekeyed.push((name.clone(), key_hash(&f.key)));
@@ -371,8 +383,11 @@ pub fn issue(
     let files = artefacts::render(plan, &finals, &pairs, &existing, renewals, opts.now)?;
     report.manifest = files.manifest.clone();
     // Journal the keys about to replace existing ones, so that a run killed
-    // between a key and its certificate is finished by the next run.
-    let journal: BTreeMap<String, String> = rekeyed.into_iter().collect();
+    // between a key and its certificate (or a CA and its leaves, or a
+    // keypair's two halves) is finished by the next run. Entries of a killed
+    // run whose keys are on disk stay until this run completes.
+    let mut journal = existing.landed_journal(g);
+    journal.extend(rekeyed);
     if !journal.is_empty() && !opts.dry_run {
         let bytes = serde_json::to_vec_pretty(&journal)
             .map_err(|e| IssueError::Order(format!("journal: {e}")))?;
@@ -446,7 +461,9 @@ fn settle(
         _ => None,
     };
     let parent_final = parent.and_then(|p| finals.get(&p));
-    let parent_rekeyed = parent.is_some_and(|p| changed.contains(&p));
+    // A CA whose journalled new key is on disk was replaced by a killed run:
+    // the certificates the old key signed are re-issued under it.
+    let parent_rekeyed = parent.is_some_and(|p| changed.contains(&p) || existing.replaced(p));
     let verdict = existing.judge(id, c, &key, fresh_key, parent_final, parent_rekeyed, opts)?;
     let action = match (verdict, fresh_key) {
         (None, _) => Action::Kept,

@@ -57,6 +57,21 @@ pub fn check(
                 }
             }
         }
+        // Bundles of nodes no longer in the spec (with their keys).
+        if matches!(obs.kind, super::DirKind::Kpki { .. }) {
+            for b in crate::store::stale_bundles(dir, &plan.layout) {
+                extra.push(Finding {
+                    code: Code::D002,
+                    severity: Code::D002.severity(),
+                    nodes: vec![b.clone()],
+                    message: format!(
+                        "{b} is the bundle of a node not in the plan (it holds that node's keys)"
+                    ),
+                    hint: "`kpki issue --prune` removes it".into(),
+                    files: vec![b.clone()],
+                });
+            }
+        }
         for id in &obs.missing {
             extra.push(Finding {
                 code: Code::D001,

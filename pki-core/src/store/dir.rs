@@ -1,17 +1,30 @@
-use std::fs::{self, File, OpenOptions};
+use std::collections::BTreeSet;
+use std::fs::{self, File};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{Mode, PkiStore, StoreError};
+use rustix::fs::{Mode as RawMode, OFlags};
 
-/// Temp files start with this; a run removes stale ones left by a crash.
+use super::{Layout, Mode, PkiStore, StoreError, StoreErrorKind};
+
+/// Temp files start with this (then random characters); a run removes
+/// stale ones left by a crash.
 pub const TEMP_PREFIX: &str = ".kpki-tmp-";
 
 /// A PKI directory on disk, locked for the life of the value.
+///
+/// Nothing is written into a directory another user could write into (owned
+/// by someone other than the caller or root, or group/world-writable), nor
+/// through a symbolic link inside the output directory that another user
+/// owns: such a user could otherwise swap files under kpki's feet. Temp files
+/// get random names, are created exclusively (`O_EXCL`, so never through a
+/// planted file or symlink) and are 0600 from the start.
 #[derive(Debug)]
 pub struct DirStore {
     root: PathBuf,
+    /// Directories already checked (or created) by this run.
+    safe_dirs: BTreeSet<PathBuf>,
     _lock: File,
 }
 
@@ -19,7 +32,99 @@ fn err(path: &Path, e: impl std::fmt::Display) -> StoreError {
     StoreError {
         path: path.display().to_string(),
         message: e.to_string(),
+        kind: StoreErrorKind::Io,
     }
+}
+
+fn refuse(path: &Path, message: impl Into<String>) -> StoreError {
+    StoreError {
+        path: path.display().to_string(),
+        message: message.into(),
+        kind: StoreErrorKind::Unsafe,
+    }
+}
+
+/// The effective user id of this process.
+fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// Refuses what another user owns: only the caller and root are trusted.
+fn check_owner(path: &Path, meta: &fs::Metadata, what: &str) -> Result<(), StoreError> {
+    let uid = meta.uid();
+    if uid != euid() && uid != 0 {
+        return Err(refuse(
+            path,
+            format!(
+                "{what} is owned by another user (uid {uid}); kpki writes keys only where no other user can change anything (fix the ownership or choose another output directory)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a directory another user could write into, as ssh's StrictModes does.
+fn check_dir(path: &Path, meta: &fs::Metadata) -> Result<(), StoreError> {
+    if !meta.is_dir() {
+        return Err(err(path, "exists and is not a directory"));
+    }
+    check_owner(path, meta, "this directory")?;
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(refuse(
+            path,
+            format!(
+                "this directory is writable by other users (mode {mode:04o}); kpki writes keys only where no other user can change anything (chmod go-w it, or choose another output directory)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an existing path inside (or at) the output directory: a real
+/// directory must be safe; a symbolic link must be the caller's (or root's)
+/// and lead to a safe directory.
+fn check_existing(path: &Path, lmeta: &fs::Metadata) -> Result<(), StoreError> {
+    if lmeta.file_type().is_symlink() {
+        check_owner(path, lmeta, "this symbolic link")?;
+        let meta = fs::metadata(path).map_err(|e| err(path, e))?;
+        return check_dir(path, &meta);
+    }
+    check_dir(path, lmeta)
+}
+
+/// Opens a directory without following a symbolic link in its last component.
+fn open_dir_nofollow(path: &Path) -> Result<File, StoreError> {
+    rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        RawMode::empty(),
+    )
+    .map(File::from)
+    .map_err(|e| err(path, e))
+}
+
+/// Node bundles (`nodes/<node>`) under `root` for nodes `layout` no longer
+/// has (a worker removed from the spec), sorted. They hold that node's
+/// private keys; `kpki issue --prune` removes them.
+pub fn stale_bundles(root: &Path, layout: &Layout) -> Vec<String> {
+    let planned: BTreeSet<String> = layout
+        .files
+        .iter()
+        .flat_map(|f| f.nodes.iter().map(|n| n.to_string()))
+        .collect();
+    let Ok(entries) = fs::read_dir(root.join("nodes")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir() || t.is_symlink()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.') && !planned.contains(n))
+        .map(|n| format!("nodes/{n}"))
+        .collect();
+    out.sort();
+    out
 }
 
 impl DirStore {
@@ -30,25 +135,35 @@ impl DirStore {
     }
 
     /// Like [`DirStore::open`], but when another run holds the lock, calls
-    /// `on_wait` once and waits up to `max` for it.
+    /// `on_wait` once and waits up to `max` for it. Refuses (with
+    /// [`StoreErrorKind::Unsafe`]) a directory another user could write
+    /// into, before writing anything.
     pub fn open_waiting(
         root: &Path,
         max: std::time::Duration,
         on_wait: impl FnOnce(),
     ) -> Result<Self, StoreError> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(root)
-            .map_err(|e| err(root, e))?;
+        match fs::symlink_metadata(root) {
+            Ok(m) => check_existing(root, &m)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(root)
+                    .map_err(|e| err(root, e))?;
+                let m = fs::symlink_metadata(root).map_err(|e| err(root, e))?;
+                check_existing(root, &m)?;
+            }
+            Err(e) => return Err(err(root, e)),
+        }
         let lock_path = root.join(".kpki.lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&lock_path)
-            .map_err(|e| err(&lock_path, e))?;
+        let lock = rustix::fs::open(
+            &lock_path,
+            OFlags::CREATE | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            RawMode::from_raw_mode(0o600),
+        )
+        .map(File::from)
+        .map_err(|e| err(&lock_path, e))?;
         let deadline = std::time::Instant::now() + max;
         let mut on_wait = Some(on_wait);
         loop {
@@ -71,46 +186,87 @@ impl DirStore {
         }
         let store = Self {
             root: root.to_path_buf(),
+            safe_dirs: BTreeSet::from([root.to_path_buf()]),
             _lock: lock,
         };
-        store.remove_temp_files(root)?;
+        store.sweep(root)?;
         Ok(store)
     }
 
-    /// Opens `root` for reading only, without creating or locking it.
+    /// The output directory.
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    fn remove_temp_files(&self, dir: &Path) -> Result<(), StoreError> {
-        let Ok(entries) = fs::read_dir(dir) else {
-            return Ok(());
-        };
+    /// Checks every directory of the tree (see [`check_existing`]: nothing
+    /// another user owns or can write, no symbolic link another user owns)
+    /// and removes the temp files (any name starting with [`TEMP_PREFIX`]) a
+    /// killed run left. Never follows a symbolic link.
+    fn sweep(&self, dir: &Path) -> Result<(), StoreError> {
+        let entries = fs::read_dir(dir).map_err(|e| err(dir, e))?;
         for e in entries.flatten() {
             let p = e.path();
-            let Ok(ft) = e.file_type() else { continue };
-            if ft.is_dir() {
-                self.remove_temp_files(&p)?;
-            } else if e.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            let Ok(meta) = e.metadata() else { continue };
+            let temp = e.file_name().to_string_lossy().starts_with(TEMP_PREFIX);
+            if temp && !meta.is_dir() {
+                // Unlinking never follows a symlink: whoever planted it, it goes.
                 fs::remove_file(&p).map_err(|x| err(&p, x))?;
+            } else if meta.file_type().is_symlink() {
+                check_owner(&p, &meta, "this symbolic link")?;
+            } else if meta.is_dir() {
+                check_dir(&p, &meta)?;
+                self.sweep(&p)?;
             }
         }
         Ok(())
     }
 
-    /// Creates `dir` and its missing parents. Inside a node bundle
+    /// Removes a node bundle (`nodes/<node>`, see [`stale_bundles`]) and
+    /// everything in it. The bundle is first made 0700, so its keys are
+    /// unreachable by others while (and if only partly) removed; a symbolic
+    /// link is removed, never followed.
+    pub fn remove_bundle(&mut self, rel: &str) -> Result<(), StoreError> {
+        let name = rel.strip_prefix("nodes/").unwrap_or_default();
+        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+            return Err(err(Path::new(rel), "is not a node bundle (nodes/<node>)"));
+        }
+        let nodes = self.root.join("nodes");
+        let p = nodes.join(name);
+        let meta = match fs::symlink_metadata(&p) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(err(&p, e)),
+        };
+        if meta.is_dir() {
+            open_dir_nofollow(&p)?
+                .set_permissions(fs::Permissions::from_mode(0o700))
+                .map_err(|e| err(&p, e))?;
+            fs::remove_dir_all(&p).map_err(|e| err(&p, e))?;
+        } else {
+            fs::remove_file(&p).map_err(|e| err(&p, e))?;
+        }
+        File::open(&nodes)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| err(&nodes, e))
+    }
+
+    /// Creates `dir` and its missing parents, checking every existing one on
+    /// the way (see [`check_existing`]). Inside a node bundle
     /// (`nodes/<node>/...`) directories mirror a node's file system, so
     /// they are 0755 (`rsync -a` must not make a node's /etc private) except
     /// `pki` directories, which hold keys: 0700. Everything else is 0700.
-    fn create_dirs(&self, dir: &Path) -> Result<(), StoreError> {
-        let rel = dir.strip_prefix(&self.root).unwrap_or(dir);
+    fn create_dirs(&mut self, dir: &Path) -> Result<(), StoreError> {
+        if self.safe_dirs.contains(dir) {
+            return Ok(());
+        }
+        let rel = dir.strip_prefix(&self.root).unwrap_or(dir).to_path_buf();
         let mut cur = self.root.clone();
         let mut parts: Vec<String> = Vec::new();
         for c in rel.components() {
             let name = c.as_os_str().to_string_lossy().into_owned();
             cur.push(&name);
             parts.push(name);
-            if cur.is_dir() {
+            if self.safe_dirs.contains(&cur) {
                 continue;
             }
             let in_bundle = parts.len() >= 2 && parts.first().is_some_and(|p| p == "nodes");
@@ -121,11 +277,18 @@ impl DirStore {
                 0o700
             };
             match fs::DirBuilder::new().mode(mode).create(&cur) {
-                Ok(()) => fs::set_permissions(&cur, fs::Permissions::from_mode(mode))
+                // New, in a directory only we can write: fix the mode the
+                // umask may have narrowed, on the directory itself.
+                Ok(()) => open_dir_nofollow(&cur)?
+                    .set_permissions(fs::Permissions::from_mode(mode))
                     .map_err(|e| err(&cur, e))?,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let m = fs::symlink_metadata(&cur).map_err(|e| err(&cur, e))?;
+                    check_existing(&cur, &m)?;
+                }
                 Err(e) => return Err(err(&cur, e)),
             }
+            self.safe_dirs.insert(cur.clone());
         }
         Ok(())
     }
@@ -141,6 +304,7 @@ impl DirStore {
             return Err(StoreError {
                 path: rel.into(),
                 message: "path escapes the output directory".into(),
+                kind: StoreErrorKind::Unsafe,
             });
         }
         Ok(self.root.join(rel))
@@ -161,9 +325,9 @@ impl PkiStore for DirStore {
         self.write_batch(&[(rel, bytes, mode)])
     }
 
-    /// Writes many files crash-safely and fast: every temp file is written
-    /// and fsynced (in parallel: fsync latency, not CPU, is the cost), then
-    /// renamed in the given order, then every touched directory is fsynced.
+    /// Writes many files crash-safely and fast: every temp file is written,
+    /// the file system is flushed once (syncfs), the temp files are renamed
+    /// in the given order, and the file system is flushed again.
     fn write_batch(&mut self, items: &[(&str, &[u8], Mode)]) -> Result<(), StoreError> {
         let mut staged = Vec::with_capacity(items.len());
         let mut dirs = std::collections::BTreeSet::new();
@@ -173,37 +337,30 @@ impl PkiStore for DirStore {
             if dirs.insert(dir.clone()) {
                 self.create_dirs(&dir)?;
             }
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let tmp = dir.join(format!("{TEMP_PREFIX}{name}-{}", std::process::id()));
-            staged.push((p, tmp, *bytes, *mode));
+            // A random name, created exclusively (never through a planted
+            // file or symlink), 0600 from the start; a public file is
+            // widened on its descriptor, never by path.
+            let mut tmp = tempfile::Builder::new()
+                .prefix(TEMP_PREFIX)
+                .permissions(fs::Permissions::from_mode(0o600))
+                .tempfile_in(&dir)
+                .map_err(|e| err(&p, e))?;
+            if *mode == Mode::Public {
+                tmp.as_file()
+                    .set_permissions(fs::Permissions::from_mode(0o644))
+                    .map_err(|e| err(&p, e))?;
+            }
+            tmp.write_all(bytes).map_err(|e| err(&p, e))?;
+            // Close it (a batch may hold many thousands); the path is
+            // removed if this run fails before renaming it.
+            staged.push((p, tmp.into_temp_path()));
         }
-        let write_one =
-            |(p, tmp, bytes, mode): &(PathBuf, PathBuf, &[u8], Mode)| -> Result<(), StoreError> {
-                let perm = match mode {
-                    Mode::Public => 0o644,
-                    Mode::Secret => 0o600,
-                };
-                let mut f = OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .mode(perm)
-                    .open(tmp)
-                    .map_err(|e| err(p, e))?;
-                f.set_permissions(fs::Permissions::from_mode(perm))
-                    .map_err(|e| err(p, e))?;
-                f.write_all(bytes).map_err(|e| err(p, e))
-            };
-        staged.iter().try_for_each(write_one)?;
         // One flush makes every temp file durable before any rename; a
         // second makes the renames durable. A crash in between leaves each
         // file either old or new, never partial.
         self.sync()?;
-        for (p, tmp, _, _) in &staged {
-            fs::rename(tmp, p).map_err(|e| err(p, e))?;
+        for (p, tmp) in staged {
+            tmp.persist(&p).map_err(|e| err(&p, e.error))?;
         }
         self.sync()?;
         Ok(())

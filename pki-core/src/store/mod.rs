@@ -9,7 +9,7 @@ mod layout;
 
 use std::collections::BTreeMap;
 
-pub use dir::{DirStore, TEMP_PREFIX};
+pub use dir::{DirStore, TEMP_PREFIX, stale_bundles};
 pub use layout::{FileEntry, Layout, Part};
 
 /// An I/O failure naming the file.
@@ -20,6 +20,19 @@ pub struct StoreError {
     pub path: String,
     /// What failed.
     pub message: String,
+    /// Whether the store refused an unsafe location or an operation failed.
+    pub kind: StoreErrorKind,
+}
+
+/// Why a store operation failed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// Reading or writing failed.
+    #[default]
+    Io,
+    /// A directory another user can write into (or a symlink they planted):
+    /// kpki refuses to write there, as ssh's StrictModes does.
+    Unsafe,
 }
 
 /// File modes kpki uses.
