@@ -717,3 +717,46 @@ fn stale_node_bundles_are_reported_and_removed_only_with_prune() {
         text(&c.stdout)
     );
 }
+
+#[test]
+fn issue_never_blocks_on_a_fifo_or_reads_a_device_in_the_output_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = write_spec(tmp.path(), "kpki.toml", 1, "ecdsa-p256");
+    let out = tmp.path().join("out");
+    assert!(issue(&spec, &out, &[]).status.success());
+    for (planted, make) in [
+        ("cluster/pki/ca.crt", "fifo"),
+        ("cluster/pki/front-proxy-client.crt", "zero"),
+    ] {
+        let p = out.join(planted);
+        let saved = std::fs::read(&p).unwrap();
+        std::fs::remove_file(&p).unwrap();
+        if make == "fifo" {
+            let (ok, _, e) = run(Command::new(tool("mkfifo")).arg(&p));
+            assert!(ok, "{e}");
+        } else {
+            std::os::unix::fs::symlink("/dev/zero", &p).unwrap();
+        }
+        // A bounded run: kill it if it blocks.
+        let start = Instant::now();
+        let (ok, stdout, stderr) = run(Command::new(tool("timeout"))
+            .args(["-s", "KILL", "60"])
+            .arg(kpki_bin())
+            .arg("issue")
+            .arg("--spec")
+            .arg(&spec)
+            .arg("--out")
+            .arg(&out));
+        assert!(
+            start.elapsed() < Duration::from_secs(55),
+            "{planted}: kpki blocked"
+        );
+        assert!(!ok, "{planted}: {stdout}");
+        assert!(
+            stderr.contains(planted) && stderr.contains("not a regular file"),
+            "{planted}: {stderr}"
+        );
+        std::fs::remove_file(&p).unwrap();
+        std::fs::write(&p, saved).unwrap();
+    }
+}

@@ -10,7 +10,7 @@
 
 mod check;
 mod layout;
-mod walk;
+pub(crate) mod walk;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -312,13 +312,24 @@ impl DirStore {
 }
 
 impl PkiStore for DirStore {
+    /// Reads an existing file: only a regular file (a FIFO never blocks, a
+    /// device is never read), up to a cap (4 MiB; 256 MiB for the manifest
+    /// and the journal, which grow with the node count).
     fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let p = self.full(rel)?;
-        match fs::read(&p) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(err(&p, e)),
+        match fs::metadata(&p) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(err(&p, e)),
+            Ok(_) => {}
         }
+        let cap = if rel.starts_with("kpki-") {
+            256 << 20
+        } else {
+            crate::observe::walk::MAX_FILE_BYTES
+        };
+        crate::observe::walk::read_regular_capped(&p, cap)
+            .map(Some)
+            .map_err(|m| err(&p, m))
     }
 
     fn write(&mut self, rel: &str, bytes: &[u8], mode: Mode) -> Result<(), StoreError> {
