@@ -760,3 +760,51 @@ fn issue_never_blocks_on_a_fifo_or_reads_a_device_in_the_output_dir() {
         std::fs::write(&p, saved).unwrap();
     }
 }
+
+/// How many syncfs(2) calls a `kpki issue` into `out` makes (strace).
+fn syncfs_calls(spec: &Path, out: &Path, log: &Path) -> usize {
+    let (ok, _, e) = run(Command::new(tool("strace"))
+        .args(["-f", "-e", "trace=syncfs", "-o"])
+        .arg(log)
+        .arg(kpki_bin())
+        .arg("issue")
+        .arg("--spec")
+        .arg(spec)
+        .arg("--out")
+        .arg(out));
+    assert!(ok, "{e}");
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("syncfs(") && l.contains("= 0"))
+        .count()
+}
+
+#[test]
+fn every_file_system_the_output_spans_is_flushed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = write_spec(tmp.path(), "kpki.toml", 2, "ecdsa-p256");
+    // One file system: a flush before and after each batch of renames.
+    let one = syncfs_calls(&spec, &tmp.path().join("one"), &tmp.path().join("one.log"));
+    assert!(one >= 2 && one % 2 == 0, "{one}");
+    // nodes/ on another file system (tmpfs), reached through a symlink.
+    let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_ne!(
+        std::fs::metadata(shm.path()).unwrap().dev(),
+        std::fs::metadata(tmp.path()).unwrap().dev(),
+        "/dev/shm is the same file system here"
+    );
+    let out = tmp.path().join("two");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::symlink(shm.path(), out.join("nodes")).unwrap();
+    let two = syncfs_calls(&spec, &out, &tmp.path().join("two.log"));
+    assert!(
+        two > one,
+        "the second file system is flushed too ({one} vs {two})"
+    );
+    let logged = std::fs::read_to_string(tmp.path().join("two.log")).unwrap();
+    assert!(shm.path().join("w0").is_dir(), "the bundles went to tmpfs");
+    assert!(!logged.contains("= -1"), "{logged}");
+}

@@ -33,12 +33,24 @@ fn bad(path: &str, message: impl Into<String>) -> IssueError {
     }
 }
 
-fn read_text(store: &impl PkiStore, path: &str) -> Result<Option<String>, IssueError> {
+/// Reads a text file; the text is wiped from memory when dropped (it may be
+/// a private key), also when it is not UTF-8.
+fn read_text(
+    store: &impl PkiStore,
+    path: &str,
+) -> Result<Option<zeroize::Zeroizing<String>>, IssueError> {
     let bytes = store
         .read(path)
         .map_err(|e| bad(path, format!("cannot read: {}", e.message)))?;
     bytes
-        .map(|b| String::from_utf8(b).map_err(|_| bad(path, "is not a PEM text file")))
+        .map(|b| {
+            String::from_utf8(b)
+                .map(zeroize::Zeroizing::new)
+                .map_err(|e| {
+                    drop(zeroize::Zeroizing::new(e.into_bytes()));
+                    bad(path, "is not a PEM text file")
+                })
+        })
         .transpose()
 }
 

@@ -293,10 +293,28 @@ impl DirStore {
         Ok(())
     }
 
-    /// Flushes the file system holding the directory (syncfs(2)).
-    fn sync(&self) -> Result<(), StoreError> {
-        let d = File::open(&self.root).map_err(|e| err(&self.root, e))?;
-        rustix::fs::syncfs(&d).map_err(|e| err(&self.root, e))
+    /// One directory per file system among `dirs` (and the root), by device.
+    fn filesystems(
+        &self,
+        dirs: &std::collections::BTreeSet<PathBuf>,
+    ) -> Result<Vec<PathBuf>, StoreError> {
+        use std::os::unix::fs::MetadataExt;
+        let mut by_dev = std::collections::BTreeMap::new();
+        for d in std::iter::once(&self.root).chain(dirs) {
+            let dev = fs::metadata(d).map_err(|e| err(d, e))?.dev();
+            by_dev.entry(dev).or_insert_with(|| d.clone());
+        }
+        Ok(by_dev.into_values().collect())
+    }
+
+    /// syncfs(2) on each directory's file system. (Before Linux 5.8 syncfs
+    /// reports no write-back errors; nothing in user space can change that.)
+    fn sync_each(&self, dirs: &[PathBuf]) -> Result<(), StoreError> {
+        for d in dirs {
+            let f = File::open(d).map_err(|e| err(d, e))?;
+            rustix::fs::syncfs(&f).map_err(|e| err(d, e))?;
+        }
+        Ok(())
     }
 
     fn full(&self, rel: &str) -> Result<PathBuf, StoreError> {
@@ -369,11 +387,14 @@ impl PkiStore for DirStore {
         // One flush makes every temp file durable before any rename; a
         // second makes the renames durable. A crash in between leaves each
         // file either old or new, never partial.
-        self.sync()?;
+        // `nodes/` (or any directory) may be a mount or a symlink to
+        // another file system: flush every file system the batch touched.
+        let filesystems = self.filesystems(&dirs)?;
+        self.sync_each(&filesystems)?;
         for (p, tmp) in staged {
             tmp.persist(&p).map_err(|e| err(&p, e.error))?;
         }
-        self.sync()?;
+        self.sync_each(&filesystems)?;
         Ok(())
     }
 
