@@ -12,6 +12,9 @@
 //!   masked on both sides before comparing (dates, times, durations such as
 //!   `364d`, serials and fingerprints, base64 blobs, bootstrap tokens, the
 //!   temporary directory), and runs of blanks compare equal.
+//! - A fenced block whose info string has `file=NAME` (```` ```toml
+//!   file=kpki.toml ````) is written to NAME in the current directory when
+//!   the run reaches it, so the files a doc shows are the files it uses.
 //! - A block opts out only with ```` ```console no-run ````; the opted-out
 //!   blocks are counted and printed.
 //! - `KPKI_BLESS_DOCS=1 cargo test -p pki-cli --test docs` rewrites the
@@ -53,13 +56,43 @@ struct Block {
     cmds: Vec<Cmd>,
 }
 
-/// The console blocks of a markdown text.
-fn console_blocks(md: &str, name: &str) -> Vec<Block> {
+/// A fenced block that a doc's commands use, in document order.
+#[derive(Debug)]
+enum Item {
+    /// ```` ```console ````: commands and their output.
+    Console(Block),
+    /// ```` ```LANG file=NAME ````: written to NAME in the working
+    /// directory before the console blocks after it run.
+    File { name: String, content: String },
+}
+
+/// The console blocks and file blocks of a markdown text.
+fn console_blocks(md: &str, name: &str) -> Vec<Item> {
     let lines: Vec<&str> = md.lines().collect();
     let mut blocks = Vec::new();
     let mut i = 0;
     while i < lines.len() {
         let l = lines[i];
+        if let Some(file) = l
+            .strip_prefix("```")
+            .and_then(|info| info.split_whitespace().find_map(|w| w.strip_prefix("file=")))
+        {
+            let start = i;
+            let mut content = String::new();
+            i += 1;
+            while i < lines.len() && lines[i] != "```" {
+                content.push_str(lines[i]);
+                content.push('\n');
+                i += 1;
+            }
+            assert!(i < lines.len(), "{name}:{}: unclosed block", start + 1);
+            blocks.push(Item::File {
+                name: file.to_string(),
+                content,
+            });
+            i += 1;
+            continue;
+        }
         let Some(info) = l.strip_prefix("```console") else {
             i += 1;
             continue;
@@ -100,7 +133,7 @@ fn console_blocks(md: &str, name: &str) -> Vec<Block> {
             "{name}:{}: unclosed console block",
             block.line + 1
         );
-        blocks.push(block);
+        blocks.push(Item::Console(block));
         i += 1;
     }
     blocks
@@ -414,7 +447,14 @@ fn run_doc(path: &Path, bless: bool, tally: &mut Tally) -> Vec<String> {
     // (first line, end line exclusive, replacement) per command.
     let mut edits: Vec<(usize, usize, Vec<String>)> = Vec::new();
     let lines: Vec<&str> = md.lines().collect();
-    for b in &blocks {
+    for item in &blocks {
+        let b = match item {
+            Item::File { name, content } => {
+                std::fs::write(cwd.join(name), content).unwrap();
+                continue;
+            }
+            Item::Console(b) => b,
+        };
         if b.no_run {
             tally.no_run.push(format!("{name}:{}", b.line + 1));
             continue;
