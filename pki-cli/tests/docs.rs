@@ -21,6 +21,8 @@
 //!   expected output in the docs from the real run: lines that still match
 //!   (after masking) are kept as written, `…` lines are kept, the rest is
 //!   replaced by what the command printed (secrets masked).
+//!   `KPKI_BLESS_DOCS=full` writes every command's whole output instead (no
+//!   elisions), to trim by hand after a large change of format.
 //!
 //! Also: no doc refers to the contract outside this repository.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -304,7 +306,7 @@ struct Outcome {
     diff: Option<String>,
 }
 
-fn compare(doc: &str, cmd: &Cmd, raw: &str, tmp: &str) -> Outcome {
+fn compare(doc: &str, cmd: &Cmd, raw: &str, tmp: &str, full: bool) -> Outcome {
     let mut actual_raw: Vec<&str> = raw.lines().collect();
     while actual_raw.last().is_some_and(|l| l.trim().is_empty()) {
         actual_raw.pop();
@@ -335,6 +337,10 @@ fn compare(doc: &str, cmd: &Cmd, raw: &str, tmp: &str) -> Outcome {
                 blessed.push(l);
             }
         }
+    }
+    if full && steps.iter().any(|s| matches!(s, Step::Skip(..))) {
+        bad = true;
+        blessed = actual_raw.iter().map(|l| redact(l, tmp)).collect();
     }
     Outcome {
         blessed,
@@ -419,6 +425,15 @@ fn docs() -> Vec<PathBuf> {
     v
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Bless {
+    No,
+    /// Keep what matches and the elisions.
+    Keep,
+    /// Whole outputs.
+    Full,
+}
+
 #[derive(Default)]
 struct Tally {
     run: usize,
@@ -428,7 +443,7 @@ struct Tally {
 
 /// Runs every console block of one doc; returns the failures (bless mode:
 /// rewrites the doc instead).
-fn run_doc(path: &Path, bless: bool, tally: &mut Tally) -> Vec<String> {
+fn run_doc(path: &Path, bless: Bless, tally: &mut Tally) -> Vec<String> {
     let name = format!(
         "docs/{}",
         path.file_name().unwrap().to_string_lossy().into_owned()
@@ -465,7 +480,7 @@ fn run_doc(path: &Path, bless: bool, tally: &mut Tally) -> Vec<String> {
             let (out, st, next) = run(&c.text, &cwd, status, &tmp);
             status = st;
             cwd = next;
-            let o = compare(&name, c, &out, &tmp_str);
+            let o = compare(&name, c, &out, &tmp_str, bless == Bless::Full);
             if let Some(d) = o.diff {
                 let end = b.cmds.get(k + 1).map_or_else(
                     || {
@@ -481,7 +496,7 @@ fn run_doc(path: &Path, bless: bool, tally: &mut Tally) -> Vec<String> {
             }
         }
     }
-    if bless && !edits.is_empty() {
+    if bless != Bless::No && !edits.is_empty() {
         let mut new: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
         for (start, end, repl) in edits.into_iter().rev() {
             new.splice(start..end, repl);
@@ -498,7 +513,12 @@ fn run_doc(path: &Path, bless: bool, tally: &mut Tally) -> Vec<String> {
 
 #[test]
 fn console_blocks_print_what_the_docs_show() {
-    let bless = std::env::var_os("KPKI_BLESS_DOCS").is_some_and(|v| v == "1");
+    let bless = match std::env::var("KPKI_BLESS_DOCS").as_deref() {
+        Ok("1") => Bless::Keep,
+        Ok("full") => Bless::Full,
+        Ok(other) => panic!("KPKI_BLESS_DOCS is 1 or full, not {other:?}"),
+        Err(_) => Bless::No,
+    };
     let mut tally = Tally::default();
     let mut failures = Vec::new();
     for doc in docs() {
@@ -517,7 +537,7 @@ fn console_blocks_print_what_the_docs_show() {
         "too many `no-run` console blocks: {:?}",
         tally.no_run
     );
-    if bless {
+    if bless != Bless::No {
         return;
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
@@ -556,10 +576,10 @@ fn runner_masks_elides_and_reports_differences() {
             .collect(),
     };
     // `…` absorbs lines, inline `…` any text, dates are masked
-    let ok = compare("docs/x.md", &cmd, "a\nb\nc\nd 2099-12-31\ne: long\ngone\n", tmp);
+    let ok = compare("docs/x.md", &cmd, "a\nb\nc\nd 2099-12-31\ne: long\ngone\n", tmp, false);
     assert!(ok.diff.is_none());
     // a difference names the doc line and blessing keeps what matched
-    let bad = compare("docs/x.md", &cmd, "a\nb\nd 2099-12-31\ne: x\nnew\n", tmp);
+    let bad = compare("docs/x.md", &cmd, "a\nb\nd 2099-12-31\ne: x\nnew\n", tmp, false);
     let diff = bad.diff.unwrap();
     assert!(diff.contains("docs/x.md:15    - gone"), "{diff}");
     assert!(diff.contains("+ new"), "{diff}");
