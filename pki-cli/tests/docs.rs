@@ -15,7 +15,7 @@
 //! - A fenced block whose info string has `file=NAME` (```` ```toml
 //!   file=kpki.toml ````) is written to NAME in the current directory when
 //!   the run reaches it, so the files a doc shows are the files it uses.
-//! - A block opts out only with ```` ```console no-run ````; the opted-out
+//! - A block opts out only with ```` ```console manual ````; the opted-out
 //!   blocks are counted and printed.
 //! - `KPKI_BLESS_DOCS=1 cargo test -p pki-cli --test docs` rewrites the
 //!   expected output in the docs from the real run: lines that still match
@@ -75,10 +75,10 @@ fn console_blocks(md: &str, name: &str) -> Vec<Item> {
     let mut i = 0;
     while i < lines.len() {
         let l = lines[i];
-        if let Some(file) = l
-            .strip_prefix("```")
-            .and_then(|info| info.split_whitespace().find_map(|w| w.strip_prefix("file=")))
-        {
+        if let Some(file) = l.strip_prefix("```").and_then(|info| {
+            info.split_whitespace()
+                .find_map(|w| w.strip_prefix("file="))
+        }) {
             let start = i;
             let mut content = String::new();
             i += 1;
@@ -101,13 +101,13 @@ fn console_blocks(md: &str, name: &str) -> Vec<Item> {
         };
         let info = info.trim();
         assert!(
-            info.is_empty() || info == "no-run",
-            "{name}:{}: unknown console block marker `{info}` (only `no-run`)",
+            info.is_empty() || info == "manual",
+            "{name}:{}: unknown console block marker `{info}` (only `manual`)",
             i + 1
         );
         let mut block = Block {
             line: i,
-            no_run: info == "no-run",
+            no_run: info == "manual",
             cmds: Vec::new(),
         };
         i += 1;
@@ -151,9 +151,7 @@ static TOKEN_FIELD: LazyLock<Regex> =
     LazyLock::new(|| re(r#"(token-secret|token-id)(["']?:\s*["']?)[a-z0-9]+"#));
 static TOKEN_ID: LazyLock<Regex> = LazyLock::new(|| re(r"bootstrap-token-[a-z0-9]{6}\b"));
 static DATE: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2}| ?UTC)?)?",
-    )
+    re(r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2}| ?UTC)?)?")
 });
 static OPENSSL_DATE: LazyLock<Regex> =
     LazyLock::new(|| re(r"\b[A-Z][a-z]{2} +\d{1,2} \d{2}:\d{2}:\d{2} \d{4}(?: GMT)?"));
@@ -525,7 +523,7 @@ fn console_blocks_print_what_the_docs_show() {
         failures.extend(run_doc(&doc, bless, &mut tally));
     }
     eprintln!(
-        "docs: {} console block(s) executed ({} command(s)), {} opted out with `no-run`: {}",
+        "docs: {} console block(s) executed ({} command(s)), {} opted out with `manual`: {}",
         tally.run,
         tally.commands,
         tally.no_run.len(),
@@ -534,7 +532,7 @@ fn console_blocks_print_what_the_docs_show() {
     assert!(tally.run >= 10, "expected the docs to run console blocks");
     assert!(
         tally.no_run.len() <= 3,
-        "too many `no-run` console blocks: {:?}",
+        "too many `manual` console blocks: {:?}",
         tally.no_run
     );
     if bless != Bless::No {
@@ -559,7 +557,10 @@ fn runner_masks_elides_and_reports_differences() {
         redact(&format!("    client-key-data: {blob}"), tmp),
         "    client-key-data: <base64 …>"
     );
-    assert_eq!(redact("token: abcdef.0123456789abcdef", tmp), "token: <token>");
+    assert_eq!(
+        redact("token: abcdef.0123456789abcdef", tmp),
+        "token: <token>"
+    );
     assert_eq!(redact("/tmp/.tmpXYZ/out", tmp), "<tmp>/out");
     // paths are not blobs
     assert_eq!(
@@ -576,10 +577,22 @@ fn runner_masks_elides_and_reports_differences() {
             .collect(),
     };
     // `…` absorbs lines, inline `…` any text, dates are masked
-    let ok = compare("docs/x.md", &cmd, "a\nb\nc\nd 2099-12-31\ne: long\ngone\n", tmp, false);
+    let ok = compare(
+        "docs/x.md",
+        &cmd,
+        "a\nb\nc\nd 2099-12-31\ne: long\ngone\n",
+        tmp,
+        false,
+    );
     assert!(ok.diff.is_none());
     // a difference names the doc line and blessing keeps what matched
-    let bad = compare("docs/x.md", &cmd, "a\nb\nd 2099-12-31\ne: x\nnew\n", tmp, false);
+    let bad = compare(
+        "docs/x.md",
+        &cmd,
+        "a\nb\nd 2099-12-31\ne: x\nnew\n",
+        tmp,
+        false,
+    );
     let diff = bad.diff.unwrap();
     assert!(diff.contains("docs/x.md:15    - gone"), "{diff}");
     assert!(diff.contains("+ new"), "{diff}");
@@ -603,5 +616,37 @@ fn docs_do_not_refer_outside_the_repository() {
             }
         }
     }
-    assert!(bad.is_empty(), "docs refer outside the repository:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "docs refer outside the repository:\n{}",
+        bad.join("\n")
+    );
+}
+
+/// The embedding guide's Rust blocks are doc-tests of pki-core
+/// (`cargo test -p pki-core --doc` compiles and runs them), and none of the
+/// docs' Rust blocks is skipped with `ignore`.
+#[test]
+fn rust_blocks_are_compiled_by_doc_tests() {
+    let lib = std::fs::read_to_string(root().join("pki-core/src/lib.rs")).unwrap();
+    assert!(
+        lib.contains(r#"#[doc = include_str!("../../docs/embedding.md")]"#),
+        "pki-core/src/lib.rs must include docs/embedding.md as doc-tests"
+    );
+    let mut rust_blocks = 0;
+    for doc in docs() {
+        let text = std::fs::read_to_string(&doc).unwrap();
+        for (n, l) in text.lines().enumerate() {
+            if let Some(info) = l.strip_prefix("```rust") {
+                rust_blocks += usize::from(doc.ends_with("embedding.md"));
+                assert!(
+                    !info.contains("ignore"),
+                    "{}:{}: a Rust block is `ignore`d; use `no_run` for code that needs files",
+                    doc.display(),
+                    n + 1
+                );
+            }
+        }
+    }
+    assert!(rust_blocks >= 5, "the embedding guide shows its code");
 }
