@@ -231,9 +231,10 @@ impl Pattern {
 
 /// One step of the alignment of expected with actual lines.
 enum Step {
-    Match(usize, usize),
-    /// `…` (expected index) absorbing these actual lines.
-    Skip(usize, Vec<usize>),
+    /// An expected line (index) matched an actual one.
+    Match(usize),
+    /// `…` (expected index) absorbing zero or more actual lines.
+    Skip(usize),
     Missing(usize),
     Extra(usize),
 }
@@ -274,15 +275,13 @@ fn align(pats: &[Pattern], actual: &[String]) -> Vec<Step> {
             j += 1;
         } else if let Pattern::Any = pats[i] {
             // Absorb as much as an optimal alignment allows.
-            let mut absorbed = Vec::new();
             while j < n && cost[i][j] == cost[i][j + 1] {
-                absorbed.push(j);
                 j += 1;
             }
-            steps.push(Step::Skip(i, absorbed));
+            steps.push(Step::Skip(i));
             i += 1;
         } else if j < n && pats[i].matches(&actual[j]) && cost[i][j] == cost[i + 1][j + 1] {
-            steps.push(Step::Match(i, j));
+            steps.push(Step::Match(i));
             i += 1;
             j += 1;
         } else if cost[i][j] == 1 + cost[i + 1][j] {
@@ -321,8 +320,7 @@ fn compare(doc: &str, cmd: &Cmd, raw: &str, tmp: &str, full: bool) -> Outcome {
     let mut bad = false;
     for s in &steps {
         match s {
-            Step::Match(i, _) => blessed.push(expected[*i].1.clone()),
-            Step::Skip(i, _) => blessed.push(expected[*i].1.clone()),
+            Step::Match(i) | Step::Skip(i) => blessed.push(expected[*i].1.clone()),
             Step::Missing(i) => {
                 bad = true;
                 let (line, text) = expected[*i];
@@ -336,7 +334,7 @@ fn compare(doc: &str, cmd: &Cmd, raw: &str, tmp: &str, full: bool) -> Outcome {
             }
         }
     }
-    if full && steps.iter().any(|s| matches!(s, Step::Skip(..))) {
+    if full && steps.iter().any(|s| matches!(s, Step::Skip(_))) {
         bad = true;
         blessed = actual_raw.iter().map(|l| redact(l, tmp)).collect();
     }
