@@ -786,7 +786,7 @@ fn every_file_system_the_output_spans_is_flushed() {
     let spec = write_spec(tmp.path(), "kpki.toml", 2, "ecdsa-p256");
     // One file system: a flush before and after each batch of renames.
     let one = syncfs_calls(&spec, &tmp.path().join("one"), &tmp.path().join("one.log"));
-    assert!(one >= 2 && one % 2 == 0, "{one}");
+    assert!(one >= 2 && one.is_multiple_of(2), "{one}");
     // nodes/ on another file system (tmpfs), reached through a symlink.
     let shm = tempfile::tempdir_in("/dev/shm").unwrap();
     use std::os::unix::fs::MetadataExt;

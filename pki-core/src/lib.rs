@@ -57,13 +57,23 @@ pub use store::{
     DirStore, FileEntry, Layout, MemStore, Mode, Part, PkiStore, StoreError, StoreErrorKind,
     TEMP_PREFIX, stale_bundles,
 };
+/// The `time` crate, re-exported: `IssueOptions::now`, `document` and the
+/// renew window take its types, so an embedder needs no extra dependency.
+pub use time;
 pub use validate::{
     Code, Finding, Options, Report, Severity, When, rules_markdown, validate, validate_with,
 };
 pub use x509::{
-    Cidr, DnsName, ExtUsage, Host, KeyAlgorithm, KeySpec, KeyUsages, Lifetime, NodeName, Role, San,
-    SanSet, Subject, Usage, parse_san,
+    Cidr, DnsName, ExtUsage, Host, KeyAlgorithm, KeySpec, KeyUsages, Lifetime, NodeName,
+    ParseValueError, Role, San, SanSet, Subject, Usage, parse_san,
 };
+
+/// `docs/embedding.md`, included so that `cargo test --doc` compiles and
+/// runs every Rust block of the embedding guide: the guide fails the build
+/// when its code stops working.
+#[doc = include_str!("../../docs/embedding.md")]
+#[doc(hidden)]
+pub mod embedding_guide {}
 
 /// A spec, its profile, the graph and its findings: what `kpki plan` shows.
 #[derive(Clone, Debug)]

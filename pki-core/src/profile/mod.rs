@@ -392,14 +392,14 @@ impl Resolver<'_> {
         f(s.get_ref()).map_err(|m| self.err(s, field, m))
     }
 
-    fn opt<U>(
+    fn opt<U, E: Into<String>>(
         &self,
         s: &Option<Spanned<String>>,
         field: &str,
-        f: impl FnOnce(&str) -> Result<U, String>,
+        f: impl FnOnce(&str) -> Result<U, E>,
     ) -> Result<Option<U>, ProfileError> {
         s.as_ref()
-            .map(|s| self.parse(s, field, |v| f(v)))
+            .map(|s| self.parse(s, field, |v| f(v).map_err(Into::into)))
             .transpose()
     }
 

@@ -306,13 +306,13 @@ impl Resolver<'_> {
         self.err_at(s.span().start, field, message)
     }
 
-    fn parse_with<T, U>(
+    fn parse_with<T, U, E: Into<String>>(
         &self,
         s: &Spanned<T>,
         field: &str,
-        f: impl FnOnce(&T) -> Result<U, String>,
+        f: impl FnOnce(&T) -> Result<U, E>,
     ) -> Result<U, SpecError> {
-        f(s.get_ref()).map_err(|m| self.err(s, field, m))
+        f(s.get_ref()).map_err(|m| self.err(s, field, m.into()))
     }
 
     fn resolve(&self, raw: RawSpec) -> Result<ClusterSpec, SpecError> {

@@ -4,7 +4,7 @@
 mod names;
 mod usage;
 
-pub use names::{Cidr, DnsName, Host, Lifetime, NodeName, San, SanSet, parse_san};
+pub use names::{Cidr, DnsName, Host, Lifetime, NodeName, ParseValueError, San, SanSet, parse_san};
 pub use usage::{ExtUsage, KeyAlgorithm, KeySpec, KeyUsages, Role, Usage};
 
 /// The subject of a certificate as RBAC sees it (plus the optional

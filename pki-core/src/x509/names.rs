@@ -5,6 +5,27 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
+/// A value that does not parse as a [`NodeName`] or a [`Lifetime`]: the
+/// message says why (`` `CP_1` is not a DNS-1123 subdomain ... ``).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ParseValueError {
+    /// Why the value was refused.
+    pub message: String,
+}
+
+impl From<String> for ParseValueError {
+    fn from(message: String) -> Self {
+        Self { message }
+    }
+}
+
+impl From<ParseValueError> for String {
+    fn from(e: ParseValueError) -> Self {
+        e.message
+    }
+}
+
 /// A node name: a valid DNS-1123 subdomain (lower-case alphanumerics, `-`
 /// and `.`, each label starting and ending alphanumeric, at most 253 chars).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -47,6 +68,16 @@ impl NodeName {
     /// Wraps a name known to be valid (a literal).
     pub(crate) fn unchecked(s: &str) -> Self {
         Self(s.to_owned())
+    }
+}
+
+impl FromStr for NodeName {
+    type Err = ParseValueError;
+    /// As [`NodeName::parse`], with an error type that implements
+    /// `std::error::Error` (so `"cp-1".parse::<NodeName>()?` works in a
+    /// function returning `Box<dyn Error>`).
+    fn from_str(s: &str) -> Result<Self, ParseValueError> {
+        Self::parse(s).map_err(ParseValueError::from)
     }
 }
 
@@ -321,8 +352,14 @@ impl Lifetime {
 }
 
 impl FromStr for Lifetime {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ParseValueError;
+    fn from_str(s: &str) -> Result<Self, ParseValueError> {
+        Self::parse_str(s).map_err(ParseValueError::from)
+    }
+}
+
+impl Lifetime {
+    fn parse_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
         // Split before the last character (not byte: units may be any text).
         let split = s.char_indices().last().map_or(0, |(i, _)| i);
