@@ -50,8 +50,8 @@ pub use profile::{
     Profile, SanRule, ServerRule, SubjectTemplate, TargetKind, TrustBinding,
 };
 pub use spec::{
-    BootstrapSpec, ClusterInfo, ClusterSpec, CryptoSpec, Endpoint, EtcdTopology, NodeSpec,
-    OutputSpec, ProfileRef,
+    BootstrapSpec, ClusterInfo, ClusterSpec, CryptoSpec, Endpoint, EtcdTopology, KubeadmApi,
+    KubeadmSpec, NodeSpec, OutputSpec, ProfileRef,
 };
 pub use store::{
     DirStore, FileEntry, Layout, MemStore, Mode, Part, PkiStore, StoreError, TEMP_PREFIX,
