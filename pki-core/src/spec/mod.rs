@@ -196,7 +196,9 @@ impl std::str::FromStr for KubeadmApi {
         Self::ALL
             .into_iter()
             .find(|v| v.as_str() == t)
-            .ok_or_else(|| format!("`{s}` is not a kubeadm config API kpki writes (v1beta4, v1beta3, v1beta1)"))
+            .ok_or_else(|| {
+                format!("`{s}` is not a kubeadm config API kpki writes (v1beta4, v1beta3, v1beta1)")
+            })
     }
 }
 
