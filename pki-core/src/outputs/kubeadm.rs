@@ -364,7 +364,11 @@ pub(crate) fn gaps(plan: &Plan, flags: &[ComponentFlags]) -> Vec<Gap> {
                 }
             }
         }
-        let known: BTreeSet<&str> = mine.iter().map(|(_, n, _)| *n).collect();
+        let mut known: BTreeSet<&str> = mine.iter().map(|(_, n, _)| *n).collect();
+        if !stacked && c == Component::KubeApiserver {
+            // External etcd: kubeadm takes these from etcd.external as they are.
+            known.extend(["etcd-cafile", "etcd-certfile", "etcd-keyfile"]);
+        }
         let extra = f.flags.iter().map(|(k, v)| (k.clone(), v.clone())).chain(
             f.config
                 .iter()
