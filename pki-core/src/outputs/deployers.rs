@@ -17,6 +17,9 @@ use crate::spec::EtcdTopology;
 use crate::store::Part;
 use crate::validate::{Code, Finding};
 
+/// Bytes wiped on drop.
+type Bytes = Zeroizing<Vec<u8>>;
+
 /// One file for a deployer.
 pub(crate) struct DeployerFile {
     /// Output-relative paths.
@@ -79,7 +82,7 @@ pub(crate) fn deployer_files(
     if !capi::capi_gaps(cluster, &gaps).is_empty() {
         return Ok(out);
     }
-    let pem = |f: &Final| -> Result<(Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>), String> {
+    let pem = |f: &Final| -> Result<(Bytes, Bytes), String> {
         let key = f.key.to_pem().map_err(|e| e.to_string())?;
         Ok((
             Zeroizing::new(cert_to_pem(&f.cert_der).into_bytes()),
