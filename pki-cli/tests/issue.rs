@@ -277,7 +277,8 @@ fn rerun_changes_no_byte_and_modes_are_tight() {
         let meta = std::fs::metadata(pki.path(rel)).unwrap();
         let mode = meta.permissions().mode() & 0o777;
         let text = String::from_utf8_lossy(bytes);
-        if text.contains("PRIVATE KEY") || rel.ends_with(".conf") {
+        // Kubeconfigs are 0600; systemd drop-ins (flags only) are not secret.
+        if text.contains("PRIVATE KEY") || (rel.ends_with(".conf") && !rel.contains("/systemd/")) {
             assert_eq!(mode, 0o600, "{rel}");
         }
         let parent = std::fs::metadata(pki.path(rel).parent().unwrap()).unwrap();
@@ -344,7 +345,10 @@ fn extra_san_reissues_only_the_apiserver_certs() {
     assert!(!changed.is_empty());
     for c in &changed {
         assert!(
-            c.ends_with("pki/apiserver.crt") || *c == "kpki-manifest.json",
+            // kubeadm's init.yaml carries the apiserver SANs (certSANs).
+            c.ends_with("pki/apiserver.crt")
+                || *c == "kpki-manifest.json"
+                || *c == "cluster/kubeadm/init.yaml",
             "unexpected change: {c}"
         );
     }
@@ -467,8 +471,11 @@ fn bundles_follow_least_privilege() {
     assert!(files("w1").iter().any(|f| f.ends_with("pki/ca.crt")));
     // The external etcd member gets only etcd files.
     assert!(!files("etcd1").is_empty());
+    // (and its systemd drop-in, which holds flags, no key).
     assert!(
-        files("etcd1").iter().all(|f| f.contains("/pki/etcd/")),
+        files("etcd1")
+            .iter()
+            .all(|f| f.contains("/pki/etcd/") || f.contains("/etc/systemd/")),
         "{:?}",
         files("etcd1")
     );

@@ -45,13 +45,17 @@ pub use outputs::{
     BOOTSTRAP_GROUP, BootstrapToken, CertView, ComponentFlags, Document, KeyPairView,
     KubeconfigView, component_flags, document, flags_of, manifests,
 };
+pub use outputs::{
+    CAPI_DIR, CLUSTER_LABEL, DROP_IN, ENV_VAR, INIT_CONFIG, JOIN_CONFIG, KUBERNETES_DIR,
+    SECRET_TYPE, SYSTEMD_README, ca_cert_hash, drop_in, kubeadm_gaps, unit_of,
+};
 pub use profile::{
     CaTemplate, FanOut, KeyPairTemplate, KubeconfigTemplate, LeafTemplate, LiteralSan, PRESETS,
     Profile, SanRule, ServerRule, SubjectTemplate, TargetKind, TrustBinding,
 };
 pub use spec::{
-    BootstrapSpec, ClusterInfo, ClusterSpec, CryptoSpec, Endpoint, EtcdTopology, NodeSpec,
-    OutputSpec, ProfileRef,
+    BootstrapSpec, ClusterInfo, ClusterSpec, CryptoSpec, Endpoint, EtcdTopology, KubeadmApi,
+    KubeadmSpec, NodeSpec, OutputSpec, ProfileRef,
 };
 pub use store::{
     DirStore, FileEntry, Layout, MemStore, Mode, Part, PkiStore, StoreError, StoreErrorKind,
@@ -112,12 +116,15 @@ impl Plan {
         spec.warnings.extend(unused);
         let report = validate(&graph);
         let layout = Layout::compute(&graph, &spec, &profile);
-        Ok(Self {
+        let mut plan = Self {
             spec,
             profile,
             graph,
             report,
             layout,
-        })
+        };
+        let deployers = outputs::deployer_findings(&plan);
+        plan.report.add(deployers);
+        Ok(plan)
     }
 }

@@ -118,6 +118,14 @@ fn execute_pruning(
         out.display(),
         report.files.len() - changed
     );
+    let capi = format!("{}/", pki_core::CAPI_DIR);
+    if report.files.iter().any(|(p, _)| p.starts_with(&capi)) {
+        crate::out::outln!(
+            "Cluster API Secrets (they hold the CA private keys, mode 0600): {}; \
+             `kubectl apply -f` them before creating the Cluster",
+            out.join(pki_core::CAPI_DIR).display()
+        );
+    }
     Ok(Exit::Ok)
 }
 

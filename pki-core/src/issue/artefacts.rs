@@ -281,7 +281,7 @@ pub(crate) fn render(
     } else {
         None
     };
-    let extra = extras(plan, finals, &flags, token.as_ref())?;
+    let extra = extras(plan, finals, pairs, &flags, token.as_ref())?;
     let mut items = Vec::new();
     items.extend(keys_ca);
     items.extend(certs_ca);
@@ -335,10 +335,12 @@ fn bootstrap_token(
     }
 }
 
-/// components.json, the manifests, and bootstrap-kubelet.conf.
+/// components.json, the manifests, bootstrap-kubelet.conf, and the
+/// deployers' files (kubeadm, systemd, Cluster API).
 fn extras(
     plan: &Plan,
     finals: &BTreeMap<NodeId, Final>,
+    pairs: &BTreeMap<NodeId, PrivateKey>,
     flags: &[crate::outputs::ComponentFlags],
     token: Option<&crate::outputs::BootstrapToken>,
 ) -> Result<Vec<Artefact>, IssueError> {
@@ -405,6 +407,13 @@ fn extras(
             mode: Mode::Secret,
         });
     }
+    let deployers = crate::outputs::deployer_files(plan, flags, finals, pairs, token)
+        .map_err(|e| fail("deployer files", e))?;
+    out.extend(deployers.into_iter().map(|d| Artefact {
+        paths: d.paths,
+        bytes: d.bytes,
+        mode: if d.secret { Mode::Secret } else { Mode::Public },
+    }));
     Ok(out)
 }
 

@@ -427,6 +427,7 @@ pub(crate) fn infer(
             embed_certs: true,
         },
         bootstrap: crate::spec::BootstrapSpec::default(),
+        kubeadm: crate::spec::KubeadmSpec::default(),
         warnings: Vec::new(),
     };
     Ok((spec, profile))

@@ -157,6 +157,58 @@ impl Default for BootstrapSpec {
     }
 }
 
+/// The kubeadm configuration API version kpki writes (`[kubeadm] config_api`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum KubeadmApi {
+    /// `kubeadm.k8s.io/v1beta4` (kubeadm 1.31 and later).
+    #[default]
+    V1beta4,
+    /// `kubeadm.k8s.io/v1beta3` (kubeadm 1.22 and later).
+    V1beta3,
+    /// `kubeadm.k8s.io/v1beta1` (kubeadm 1.13 to 1.21).
+    V1beta1,
+}
+
+impl KubeadmApi {
+    /// Every version, newest first.
+    pub const ALL: [KubeadmApi; 3] = [Self::V1beta4, Self::V1beta3, Self::V1beta1];
+
+    /// The version as written in the spec (`v1beta4`).
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Self::V1beta4 => "v1beta4",
+            Self::V1beta3 => "v1beta3",
+            Self::V1beta1 => "v1beta1",
+        }
+    }
+
+    /// The `apiVersion` of the configuration documents.
+    pub fn api_version(&self) -> String {
+        format!("kubeadm.k8s.io/{}", self.as_str())
+    }
+}
+
+impl std::str::FromStr for KubeadmApi {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let t = t.strip_prefix("kubeadm.k8s.io/").unwrap_or(t);
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == t)
+            .ok_or_else(|| {
+                format!("`{s}` is not a kubeadm config API kpki writes (v1beta4, v1beta3, v1beta1)")
+            })
+    }
+}
+
+/// `[kubeadm]`: the kubeadm configuration files kpki writes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KubeadmSpec {
+    /// The API version of `init.yaml` and the join files (default v1beta4).
+    pub config_api: KubeadmApi,
+}
+
 /// A checked cluster spec.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterSpec {
@@ -182,6 +234,8 @@ pub struct ClusterSpec {
     pub output: OutputSpec,
     /// `[bootstrap]`.
     pub bootstrap: BootstrapSpec,
+    /// `[kubeadm]`.
+    pub kubeadm: KubeadmSpec,
     /// Warnings found while reading (e.g. an even etcd member count).
     pub warnings: Vec<InputError>,
 }
@@ -326,6 +380,7 @@ impl Resolver<'_> {
             worker,
             output,
             bootstrap,
+            kubeadm,
         } = raw;
         let mut warnings = Vec::new();
         let bootstrap = match bootstrap.and_then(|b| b.token_ttl) {
@@ -341,6 +396,12 @@ impl Resolver<'_> {
             }
             Some(t) => BootstrapSpec {
                 token_ttl: Some(self.parse_with(&t, "bootstrap.token_ttl", |s| s.parse())?),
+            },
+        };
+        let kubeadm = match kubeadm.and_then(|k| k.config_api) {
+            None => KubeadmSpec::default(),
+            Some(v) => KubeadmSpec {
+                config_api: self.parse_with(&v, "kubeadm.config_api", |s| s.parse())?,
             },
         };
 
@@ -465,6 +526,7 @@ impl Resolver<'_> {
             workers,
             output,
             bootstrap,
+            kubeadm,
             warnings,
         })
     }

@@ -15,6 +15,13 @@ pub(crate) struct RawSpec {
     pub worker: Option<Vec<Spanned<RawNode>>>,
     pub output: Option<RawOutput>,
     pub bootstrap: Option<RawBootstrap>,
+    pub kubeadm: Option<RawKubeadm>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawKubeadm {
+    pub config_api: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

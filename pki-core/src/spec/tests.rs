@@ -132,3 +132,29 @@ fn even_etcd_count_warns() {
     assert_eq!(s.warnings.len(), 1);
     assert_eq!(s.etcd_members().len(), 2);
 }
+
+#[test]
+fn kubeadm_config_api_defaults_to_v1beta4_and_refuses_unknown_versions() {
+    assert_eq!(
+        parse(MINIMAL).unwrap().kubeadm.config_api,
+        KubeadmApi::V1beta4
+    );
+    for v in KubeadmApi::ALL {
+        let s = parse(&format!(
+            "[kubeadm]\nconfig_api = \"{}\"\n{MINIMAL}",
+            v.as_str()
+        ))
+        .unwrap();
+        assert_eq!(s.kubeadm.config_api, v);
+    }
+    let e = parse(&format!("[kubeadm]\nconfig_api = \"v1alpha3\"\n{MINIMAL}")).unwrap_err();
+    assert_eq!(e.field, "kubeadm.config_api");
+    assert_eq!(e.location.line, 2);
+    assert!(
+        e.message.contains("v1beta4, v1beta3, v1beta1"),
+        "{}",
+        e.message
+    );
+    let e = parse(&format!("[kubeadm]\nversion = \"v1beta3\"\n{MINIMAL}")).unwrap_err();
+    assert!(e.message.contains("unknown field"), "{}", e.message);
+}

@@ -63,6 +63,13 @@ impl Report {
         self.findings.iter().filter(move |f| f.code == code)
     }
 
+    /// Adds findings decided outside the graph rules (the deployer checks),
+    /// keeping the order of [`validate_with`].
+    pub(crate) fn add(&mut self, more: Vec<Finding>) {
+        self.findings.extend(more);
+        sort(&mut self.findings);
+    }
+
     /// Counts by severity: (errors, warnings, infos).
     pub fn counts(&self) -> (usize, usize, usize) {
         let n = |s| self.findings.iter().filter(|f| f.severity == s).count();
@@ -125,9 +132,13 @@ pub fn validate_with(g: &CertGraph, opts: &Options) -> Report {
         rule(g, opts, &mut sink);
     }
     let mut findings = sink.out;
+    sort(&mut findings);
+    Report { findings }
+}
+
+fn sort(findings: &mut Vec<Finding>) {
     findings.sort_by(|a, b| {
         (a.severity, a.code, &a.nodes, &a.message).cmp(&(b.severity, b.code, &b.nodes, &b.message))
     });
     findings.dedup();
-    Report { findings }
 }
