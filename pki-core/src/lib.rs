@@ -92,9 +92,31 @@ pub struct Plan {
     pub report: Report,
     /// Where every file goes.
     pub layout: Layout,
+    /// The etcd membership the component flags are written for: a new
+    /// cluster's, until [`Plan::with_previous_members`] gives the members an
+    /// earlier issuance recorded.
+    pub membership: outputs::MembershipChange,
 }
 
 impl Plan {
+    /// Sets the etcd members an earlier issuance recorded (the manifest's
+    /// `etcd_members`): members added since join the running cluster, and a
+    /// change etcd cannot make in one step becomes an M001 error finding.
+    pub fn with_previous_members(&mut self, previous: &[outputs::EtcdMember]) {
+        self.membership = outputs::etcd_membership(self, Some(previous));
+        for why in &self.membership.refusals {
+            self.report.findings.push(Finding {
+                code: Code::M001,
+                severity: Code::M001.severity(),
+                nodes: Vec::new(),
+                message: why.clone(),
+                hint: "change one etcd member per `kpki issue`, and follow the steps it prints"
+                    .into(),
+                files: vec!["kpki-manifest.json".into()],
+            });
+        }
+    }
+
     /// Loads a spec file and its profile, expands and validates.
     pub fn load(spec_path: &std::path::Path) -> Result<Self, Error> {
         let spec = ClusterSpec::load(spec_path).map_err(Error::Spec)?;
@@ -122,7 +144,9 @@ impl Plan {
             graph,
             report,
             layout,
+            membership: outputs::MembershipChange::default(),
         };
+        plan.membership = outputs::etcd_membership(&plan, None);
         let deployers = outputs::deployer_findings(&plan);
         plan.report.add(deployers);
         Ok(plan)

@@ -28,6 +28,10 @@ pub struct ComponentFlags {
     /// with a service-account token instead of a client certificate).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// What to run before starting it for the first time (an etcd member
+    /// added to a running cluster: `etcdctl member add` on a current member).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub before_start: Vec<String>,
 }
 
 impl ComponentFlags {
@@ -40,8 +44,18 @@ impl ComponentFlags {
     }
 }
 
-/// Every component on every node, in node then component order.
+/// Every component on every node, in node then component order, for the
+/// etcd membership the plan carries ([`Plan::membership`]).
 pub fn component_flags(plan: &Plan) -> Vec<ComponentFlags> {
+    component_flags_with(plan, &plan.membership)
+}
+
+/// [`component_flags`] for a given etcd membership (an issuance computes it
+/// from the manifest of the directory it writes).
+pub fn component_flags_with(
+    plan: &Plan,
+    membership: &crate::outputs::MembershipChange,
+) -> Vec<ComponentFlags> {
     let spec = &plan.spec;
     let roles = Roles::of(plan);
     let kubeconfigs = kubeconfig_index(plan);
@@ -58,7 +72,7 @@ pub fn component_flags(plan: &Plan) -> Vec<ComponentFlags> {
         }
         for c in Component::ALL {
             if roles.runs(c, &node.name) {
-                out.push(flags_for(plan, &kubeconfigs, c, node));
+                out.push(flags_for(plan, &kubeconfigs, membership, c, node));
             }
         }
     }
@@ -71,7 +85,7 @@ pub fn flags_of(plan: &Plan, component: Component, node: &NodeName) -> Option<Co
     let n = spec.get(node)?;
     Roles::of(plan)
         .runs(component, node)
-        .then(|| flags_for(plan, &kubeconfig_index(plan), component, n))
+        .then(|| flags_for(plan, &kubeconfig_index(plan), &plan.membership, component, n))
 }
 
 /// Which nodes are etcd members, control-plane nodes and workers.
@@ -132,6 +146,7 @@ fn delegated_kubeconfig(flags: &mut BTreeMap<String, String>, path: Option<&Stri
 fn flags_for(
     plan: &Plan,
     kubeconfigs: &KubeconfigIndex,
+    membership: &crate::outputs::MembershipChange,
     c: Component,
     node: &NodeSpec,
 ) -> ComponentFlags {
@@ -141,6 +156,7 @@ fn flags_for(
     let mut flags = BTreeMap::new();
     let mut config = BTreeMap::new();
     let mut notes = Vec::new();
+    let mut before_start = Vec::new();
     for b in g
         .bindings_of(&node.name)
         .iter()
@@ -189,13 +205,35 @@ fn flags_for(
             flags.insert("advertise-client-urls".into(), client_url(node));
             flags.insert("listen-peer-urls".into(), peer_url(node));
             flags.insert("initial-advertise-peer-urls".into(), peer_url(node));
-            let cluster: Vec<String> = spec
-                .etcd_members()
-                .iter()
-                .map(|m| format!("{}={}", m.name, peer_url(m)))
-                .collect();
-            flags.insert("initial-cluster".into(), cluster.join(","));
-            flags.insert("initial-cluster-state".into(), "new".into());
+            // As recorded for this member: a member added to a running
+            // cluster joins it (`existing`) after `etcdctl member add`.
+            match membership.member(node.name.as_str()) {
+                Some(m) => {
+                    flags.insert("initial-cluster".into(), m.initial_cluster.clone());
+                    flags.insert(
+                        "initial-cluster-state".into(),
+                        m.initial_cluster_state.clone(),
+                    );
+                    if membership.added.iter().any(|a| a.name == m.name) {
+                        before_start.extend(
+                            membership
+                                .steps
+                                .iter()
+                                .filter(|s| s.contains(&format!("member add {} ", m.name)))
+                                .cloned(),
+                        );
+                    }
+                }
+                None => {
+                    let cluster: Vec<String> = spec
+                        .etcd_members()
+                        .iter()
+                        .map(|m| format!("{}={}", m.name, peer_url(m)))
+                        .collect();
+                    flags.insert("initial-cluster".into(), cluster.join(","));
+                    flags.insert("initial-cluster-state".into(), "new".into());
+                }
+            }
         }
         Component::Etcdctl => {
             flags.insert("endpoints".into(), client_url(node));
@@ -286,6 +324,7 @@ fn flags_for(
         flags,
         config,
         notes,
+        before_start,
     }
 }
 

@@ -8,11 +8,13 @@ mod deployers;
 mod json;
 mod kubeadm;
 mod manifests;
+mod membership;
 mod systemd;
 
 pub use capi::{CAPI_DIR, CLUSTER_LABEL, SECRET_TYPE};
-pub use components::{ComponentFlags, component_flags, flags_of};
+pub use components::{ComponentFlags, component_flags, component_flags_with, flags_of};
 pub(crate) use deployers::{deployer_files, deployer_findings};
+pub use membership::{EtcdMember, MembershipChange, etcd_membership, membership_markdown};
 pub use json::{CertView, Document, KeyPairView, KubeconfigView, document};
 pub use kubeadm::{INIT_CONFIG, JOIN_CONFIG, KUBERNETES_DIR, ca_cert_hash, kubeadm_gaps};
 pub use manifests::{

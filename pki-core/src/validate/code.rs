@@ -147,6 +147,8 @@ codes! {
         "Compares the plan with what `kubeadm init` and `kubeadm join` do with existing files: the PKI flags of kubeadm's static pods and kubelet configuration (file names under certificatesDir, kubeconfigs in /etc/kubernetes), the CA each certificate must chain to, the SANs kubeadm verifies on an existing certificate, the files it generates when missing, and the CA in each kubeconfig. The finding names what kubeadm would do differently.\nWhy: kubeadm keeps an existing file only if it matches its own layout and CA split; otherwise it stops or generates its own, and the cluster no longer runs on the planned PKI.\nSymptom: `kubeadm init` stops with `certificate apiserver is not signed by corresponding CA`, `certificate ... is invalid`, or `a kubeconfig file ... has got the wrong CA cert`, or prints `Generating ...` for a file kpki meant to provide.\nFix: none needed unless you deploy with kubeadm; kpki writes no kubeadm configuration for this plan. To deploy with kubeadm, use the kubeadm preset (or a profile with its file names and CA split)."),
     K002 => (Info, Plan, "Cluster API cannot take the plan's CAs",
         "Checks that the plan's CA split is the one Cluster API's kubeadm control-plane provider reads from `<cluster>-ca`, `<cluster>-etcd`, `<cluster>-proxy` and `<cluster>-sa` Secrets (one cluster CA for the apiserver, its kubelet client and every kubeconfig; an etcd CA; a front-proxy CA; the service-account keypair), and that the cluster name is a Kubernetes object name.\nWhy: Cluster API regenerates every leaf with kubeadm from those CAs; a separate serving CA or etcd peer CA has no Secret to go in.\nSymptom: the provider generates its own CAs, or machines join with certificates from a CA the rest of the PKI does not trust.\nFix: none needed unless you deploy with Cluster API; kpki writes no Secrets for this plan. Use the kubeadm preset and a lowercase cluster name for Cluster API."),
+    M001 => (Error, Check, "an etcd membership change etcd cannot make in one step",
+        "Compares the spec's etcd members with those the output directory's manifest recorded at the last issuance.\nWhy: etcd changes membership one member at a time (`etcdctl member add`/`member remove`), each with quorum; two changes at once, or going from 2 members to 1, can lose quorum or leave a member that cannot join.\nSymptom: a new member fails to join (`member count is unequal`, `cluster ID mismatch`) or forms a cluster of its own; a removal loses quorum.\nFix: change one member, run `kpki issue`, run the steps it prints (`etcdctl member add` before starting a new member), then the next change."),
 }
 
 impl fmt::Display for Code {
@@ -169,7 +171,7 @@ impl FromStr for Code {
             .iter()
             .copied()
             .find(|c| c.as_str() == up)
-            .ok_or_else(|| format!("`{s}` is not a rule code (S001-S005, U001-U006, T001-T008, N001-N006, I001-I004, C001-C005, F001, D001-D003, K001-K002)"))
+            .ok_or_else(|| format!("`{s}` is not a rule code (S001-S005, U001-U006, T001-T008, N001-N006, I001-I004, C001-C005, F001, D001-D003, K001-K002, M001)"))
     }
 }
 
