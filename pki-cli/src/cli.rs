@@ -145,6 +145,10 @@ pub struct FlagsArgs {
     /// Prefix every absolute path with this directory (e.g. a node bundle, for a chroot or a test).
     #[arg(long)]
     pub root: Option<PathBuf>,
+    /// The issued directory whose manifest records the etcd members
+    /// (default: the spec's output.dir).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// `kpki issue`.

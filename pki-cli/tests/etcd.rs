@@ -566,3 +566,215 @@ fn etcd_started_from_kpki_flags_serves_mutual_tls() {
         }
     }
 }
+
+/// Runs a step `kpki issue` printed (`on NODE: COMMAND`) against the test
+/// cluster: install paths point into `bundle`, member URLs at the test ports.
+fn run_step(step: &str, bundle: &Path, urls: &[(String, String)]) -> (bool, String, String) {
+    let (_, cmd) = step.split_once(": ").unwrap();
+    let mut cmd = cmd.replace(
+        "/etc/kubernetes",
+        &bundle.join("etc/kubernetes").display().to_string(),
+    );
+    for (from, to) in urls {
+        cmd = cmd.replace(from.as_str(), to);
+    }
+    let mut c = Command::new("bash");
+    clean_env(&mut c).arg("-c").arg(&cmd).stdin(Stdio::null());
+    run(&mut c)
+}
+
+/// The printed step that contains `what`.
+fn step_with(stdout: &str, what: &str) -> String {
+    stdout
+        .lines()
+        .find(|l| l.contains(what))
+        .map(|l| l.trim().split_once(". ").map_or(l, |(_, s)| s).to_owned())
+        .unwrap_or_else(|| panic!("no step with `{what}`:\n{stdout}"))
+}
+
+#[test]
+fn a_member_added_and_removed_on_a_running_cluster() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec_path = tmp.path().join("pki.toml");
+    let with_output = |members: &[&str]| format!("{}\n[output]\ndir = \"pki\"\n", spec(members));
+    let issue_spec = |members: &[&str]| {
+        fs::write(&spec_path, with_output(members)).unwrap();
+        let o = kpki().arg("issue").arg(&spec_path).output().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = issue_spec(&["e1", "e2", "e3"]);
+    assert_eq!(code, Some(0), "{err}");
+    let pki = tmp.path().join("pki");
+    let ports = free_ports(8);
+    let names = ["e1", "e2", "e3", "e4"];
+    // Spec URLs (member i on 127.0.0.(i+2)) -> the test's ports on 127.0.0.1.
+    let urls: Vec<(String, String)> = names
+        .iter()
+        .enumerate()
+        .flat_map(|(i, _)| {
+            [
+                (
+                    format!("https://127.0.0.{}:2379", i + 2),
+                    format!("https://127.0.0.1:{}", ports[2 * i]),
+                ),
+                (
+                    format!("https://127.0.0.{}:2380", i + 2),
+                    format!("https://127.0.0.1:{}", ports[2 * i + 1]),
+                ),
+            ]
+        })
+        .collect();
+    let initial = |n: usize| {
+        names[..n]
+            .iter()
+            .enumerate()
+            .map(|(i, m)| format!("{m}=https://127.0.0.1:{}", ports[2 * i + 1]))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut members: Vec<Etcd> = names[..3]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            start_from_kpki_flags(
+                &spec_path,
+                &pki.join(format!("nodes/{n}")),
+                n,
+                (ports[2 * i], ports[2 * i + 1]),
+                &initial(3),
+                tmp.path(),
+            )
+        })
+        .collect();
+    let d = pki.join("nodes/e1/etc/kubernetes/pki/etcd");
+    let client = Client::new(
+        &d.join("ca.crt"),
+        &d.join("healthcheck-client.crt"),
+        &d.join("healthcheck-client.key"),
+    );
+    let first = members[0].client_url.clone();
+    wait_healthy(&mut members, &client, &first, &["--cluster"]);
+    let (ok, out, err) = client.etcdctl(&first, &["put", "/kpki/membership", "before-e4"]);
+    assert!(ok, "{out}{err}");
+
+    // Two changes at once are refused before anything is written.
+    let before = common::snapshot(&pki);
+    let (code, _, err) = issue_spec(&["e1", "e2", "e3", "e4", "e5"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("M001") && err.contains("one member change at a time"),
+        "{err}"
+    );
+    assert_eq!(common::snapshot(&pki), before, "nothing written");
+
+    // Add e4: kpki prints `etcdctl member add`; run it, then start e4 from its flags.
+    let (code, stdout, err) = issue_spec(&names);
+    assert_eq!(code, Some(0), "{err}");
+    let add = step_with(&stdout, "member add e4 --peer-urls=https://127.0.0.5:2380");
+    assert!(
+        add.starts_with("on e1: ") && add.contains("--cacert="),
+        "{add}"
+    );
+    // etcd refuses a reconfiguration until every member has been connected
+    // for a few seconds ("unhealthy cluster"): retry, bounded.
+    let deadline = Instant::now() + HEALTH_TIMEOUT;
+    let (ok, out, err) = loop {
+        let (ok, out, err) = run_step(&add, &pki.join("nodes/e1"), &urls);
+        if ok || !err.contains("unhealthy cluster") || Instant::now() > deadline {
+            break (ok, out, err);
+        }
+        sleep(Duration::from_millis(500));
+    };
+    assert!(ok, "{add}\n{out}{err}");
+    let flags = kpki()
+        .args([
+            "flags", "etcd", "--node", "e4", "--format", "args", "--spec",
+        ])
+        .arg(&spec_path)
+        .output()
+        .unwrap();
+    let flags = String::from_utf8(flags.stdout).unwrap();
+    assert!(
+        flags.contains("--initial-cluster-state=existing"),
+        "{flags}"
+    );
+    assert!(
+        flags.contains("--initial-cluster=e1=https://127.0.0.2:2380,e2=https://127.0.0.3:2380,e3=https://127.0.0.4:2380,e4=https://127.0.0.5:2380"),
+        "{flags}"
+    );
+    // Members issued before keep their flags.
+    let e1 = kpki()
+        .args([
+            "flags", "etcd", "--node", "e1", "--format", "args", "--spec",
+        ])
+        .arg(&spec_path)
+        .output()
+        .unwrap();
+    let e1 = String::from_utf8(e1.stdout).unwrap();
+    assert!(e1.contains("--initial-cluster-state=new"), "{e1}");
+    assert!(!e1.contains("e4="), "{e1}");
+    assert!(
+        fs::read_to_string(pki.join("cluster/membership.md"))
+            .unwrap()
+            .contains("member add e4"),
+        "membership.md has the step"
+    );
+    members.push(start_from_kpki_flags(
+        &spec_path,
+        &pki.join("nodes/e4"),
+        "e4",
+        (ports[6], ports[7]),
+        &initial(4),
+        tmp.path(),
+    ));
+    let e4 = members[3].client_url.clone();
+    wait_healthy(&mut members, &client, &e4, &["--cluster"]);
+    let (ok, list, err) = client.etcdctl(&first, &["member", "list"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        list.lines().filter(|l| l.contains(", started, ")).count(),
+        4,
+        "{list}"
+    );
+    let (ok, out, err) = client.etcdctl(&e4, &["get", "/kpki/membership", "--print-value-only"]);
+    assert!(ok && out.trim() == "before-e4", "{out}{err}");
+
+    // Remove e4: kpki prints `etcdctl member remove`; run it and stop e4.
+    let (code, stdout, err) = issue_spec(&names[..3]);
+    assert_eq!(code, Some(0), "{err}");
+    let remove = step_with(&stdout, "member remove");
+    let deadline = Instant::now() + HEALTH_TIMEOUT;
+    let (ok, out, err) = loop {
+        let (ok, out, err) = run_step(&remove, &pki.join("nodes/e1"), &urls);
+        if ok || !err.contains("unhealthy cluster") || Instant::now() > deadline {
+            break (ok, out, err);
+        }
+        sleep(Duration::from_millis(500));
+    };
+    assert!(ok, "{remove}\n{out}{err}");
+    let mut gone = members.pop().unwrap();
+    let _ = gone.child.kill();
+    let _ = gone.child.wait();
+    wait_healthy(&mut members, &client, &first, &["--cluster"]);
+    let (ok, list, err) = client.etcdctl(&first, &["member", "list"]);
+    assert!(ok, "{err}");
+    assert_eq!(list.lines().count(), 3, "{list}");
+    assert!(!list.contains("e4"), "{list}");
+    // e4 leaves every --initial-cluster; its bundle stays until --prune.
+    let e1 = kpki()
+        .args([
+            "flags", "etcd", "--node", "e1", "--format", "args", "--spec",
+        ])
+        .arg(&spec_path)
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8(e1.stdout).unwrap().contains("e4"));
+    assert!(pki.join("nodes/e4").exists());
+    for m in &members {
+        assert!(m.tls_complaints().is_empty(), "{}", m.log_text());
+    }
+}

@@ -49,6 +49,9 @@ pub use outputs::{
     CAPI_DIR, CLUSTER_LABEL, DROP_IN, ENV_VAR, INIT_CONFIG, JOIN_CONFIG, KUBERNETES_DIR,
     SECRET_TYPE, SYSTEMD_README, ca_cert_hash, drop_in, kubeadm_gaps, unit_of,
 };
+pub use outputs::{
+    EtcdMember, MembershipChange, component_flags_with, etcd_membership, membership_markdown,
+};
 pub use profile::{
     CaTemplate, FanOut, KeyPairTemplate, KubeconfigTemplate, LeafTemplate, LiteralSan, PRESETS,
     Profile, SanRule, ServerRule, SubjectTemplate, TargetKind, TrustBinding,
@@ -102,8 +105,15 @@ impl Plan {
     /// Sets the etcd members an earlier issuance recorded (the manifest's
     /// `etcd_members`): members added since join the running cluster, and a
     /// change etcd cannot make in one step becomes an M001 error finding.
-    pub fn with_previous_members(&mut self, previous: &[outputs::EtcdMember]) {
+    pub fn with_previous_members(
+        &mut self,
+        previous: &[outputs::EtcdMember],
+        last_change: Option<&outputs::MembershipChange>,
+    ) {
         self.membership = outputs::etcd_membership(self, Some(previous));
+        if self.membership.refusals.is_empty() {
+            self.membership.carry(last_change);
+        }
         for why in &self.membership.refusals {
             self.report.findings.push(Finding {
                 code: Code::M001,

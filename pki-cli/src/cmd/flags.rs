@@ -1,11 +1,11 @@
 use super::Failure;
 use crate::Exit;
 use crate::cli::{FlagsArgs, FlagsFormat};
-use pki_core::{Component, NodeName, Plan};
+use pki_core::{Component, NodeName};
 
 pub fn run(a: &FlagsArgs) -> Result<Exit, Failure> {
     let component: Component = a.component.parse().map_err(Failure::input)?;
-    let plan = Plan::load(&a.spec)?;
+    let plan = super::load_plan(&a.spec, a.out.as_deref())?;
     let all = pki_core::component_flags(&plan);
     let set = match &a.node {
         Some(n) => {

@@ -4,7 +4,7 @@ use super::{Failure, print_spec_warnings};
 use crate::Exit;
 use crate::cli::IssueArgs;
 use pki_core::{
-    Action, DirStore, FileChange, IssueError, IssueOptions, Plan, StoreError, StoreErrorKind,
+    Action, DirStore, FileChange, IssueError, IssueOptions, StoreError, StoreErrorKind,
 };
 
 impl From<StoreError> for Failure {
@@ -47,7 +47,7 @@ fn execute_pruning(
     opts: &IssueOptions,
     prune: bool,
 ) -> Result<Exit, Failure> {
-    let plan = Plan::load(spec)?;
+    let plan = super::load_plan(spec, out)?;
     print_spec_warnings(&plan.spec);
     let out = out.map_or_else(|| plan.spec.output.dir.clone(), Path::to_path_buf);
     if plan.report.has_errors() {
@@ -125,6 +125,32 @@ fn execute_pruning(
              `kubectl apply -f` them before creating the Cluster",
             out.join(pki_core::CAPI_DIR).display()
         );
+    }
+    let m = &report.membership;
+    if !m.is_empty() {
+        let names = |v: &[pki_core::EtcdMember]| {
+            if v.is_empty() {
+                "none".to_owned()
+            } else {
+                v.iter()
+                    .map(|x| x.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        crate::out::outln!(
+            "etcd membership {}: adds {}, removes {}; run, in order (also in cluster/membership.md):",
+            if opts.dry_run {
+                "would change"
+            } else {
+                "changes"
+            },
+            names(&m.added),
+            names(&m.removed)
+        );
+        for (i, step) in m.steps.iter().enumerate() {
+            crate::out::outln!("  {}. {step}", i + 1);
+        }
     }
     Ok(Exit::Ok)
 }

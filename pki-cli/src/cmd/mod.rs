@@ -84,3 +84,32 @@ pub fn print_spec_warnings(spec: &pki_core::ClusterSpec) {
         eprintln!("warning: {w}");
     }
 }
+
+/// The etcd members the last issuance into `out` recorded in its manifest
+/// (empty when there is none, or it cannot be read as a regular file).
+pub fn recorded_members(out: &std::path::Path) -> Option<pki_core::Manifest> {
+    let p = out.join("kpki-manifest.json");
+    let meta = std::fs::metadata(&p).ok()?;
+    if !meta.is_file() || meta.len() > 256 << 20 {
+        return None;
+    }
+    let bytes = std::fs::read(&p).ok()?;
+    serde_json::from_slice::<pki_core::Manifest>(&bytes).ok()
+}
+
+/// Loads a plan and gives it the etcd membership recorded in `out` (or the
+/// spec's output directory), so that flags and findings follow the cluster.
+pub fn load_plan(
+    spec: &std::path::Path,
+    out: Option<&std::path::Path>,
+) -> Result<pki_core::Plan, Failure> {
+    let mut plan = pki_core::Plan::load(spec)?;
+    let out = out.map_or_else(
+        || plan.spec.output.dir.clone(),
+        std::path::Path::to_path_buf,
+    );
+    if let Some(m) = recorded_members(&out) {
+        plan.with_previous_members(&m.etcd_members, m.etcd_change.as_ref());
+    }
+    Ok(plan)
+}

@@ -4,7 +4,7 @@ use crate::cli::{PlanArgs, PlanFormat};
 use crate::render;
 
 pub fn run(a: &PlanArgs) -> Result<Exit, Failure> {
-    let plan = pki_core::Plan::load(a.spec())?;
+    let plan = super::load_plan(a.spec(), None)?;
     print_spec_warnings(&plan.spec);
     let out = match a.format {
         PlanFormat::Tree => render::tree::plan(&plan, render::width()),

@@ -71,6 +71,14 @@ pub struct Manifest {
     /// Every `kpki renew` that re-issued something, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub renewals: Vec<Renewal>,
+    /// The etcd members this issuance handed flags to (the next issuance
+    /// compares the spec with them: members added later join the cluster).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub etcd_members: Vec<crate::outputs::EtcdMember>,
+    /// The last etcd membership change and its steps (kept until the next
+    /// change: they may not have been run yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd_change: Option<crate::outputs::MembershipChange>,
 }
 
 /// One renewal, as recorded in the manifest.
@@ -133,6 +141,7 @@ pub(crate) fn render(
     existing: &super::existing::Existing,
     renewals: Vec<Renewal>,
     now: time::OffsetDateTime,
+    membership: &crate::outputs::MembershipChange,
 ) -> Result<Rendered, IssueError> {
     let g = &plan.graph;
     let layout = &plan.layout;
@@ -155,6 +164,8 @@ pub(crate) fn render(
         entries: Vec::new(),
         kubeconfigs: BTreeMap::new(),
         renewals,
+        etcd_members: membership.members.clone(),
+        etcd_change: membership.record(),
     };
     for (id, n) in g.iter() {
         match n {
@@ -275,7 +286,7 @@ pub(crate) fn render(
             }
         }
     }
-    let flags = crate::outputs::component_flags(plan);
+    let flags = crate::outputs::component_flags_with(plan, membership);
     let token = if crate::outputs::uses_tls_bootstrap(&flags) {
         Some(bootstrap_token(plan, existing, now)?)
     } else {
@@ -290,6 +301,13 @@ pub(crate) fn render(
     items.extend(pair_files);
     items.extend(kubeconfigs);
     items.extend(extra);
+    if !plan.spec.etcd_members().is_empty() {
+        items.push(Artefact {
+            paths: vec!["cluster/membership.md".into()],
+            bytes: Zeroizing::new(crate::outputs::membership_markdown(membership).into_bytes()),
+            mode: Mode::Public,
+        });
+    }
     let json = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| IssueError::Order(format!("manifest: {e}")))?;
     let mut json = json;

@@ -24,6 +24,10 @@ pub(crate) struct Existing {
     pending: BTreeSet<NodeId>,
     /// Renewals recorded by earlier runs.
     pub(crate) renewals: Vec<super::artefacts::Renewal>,
+    /// The etcd members the last issuance recorded (None: no manifest).
+    pub(crate) etcd_members: Option<Vec<crate::outputs::EtcdMember>>,
+    /// The last membership change the manifest recorded.
+    pub(crate) etcd_change: Option<crate::outputs::MembershipChange>,
 }
 
 fn bad(path: &str, message: impl Into<String>) -> IssueError {
@@ -75,6 +79,8 @@ impl Existing {
             certs: BTreeMap::new(),
             bootstrap_token: None,
             renewals: Vec::new(),
+            etcd_members: None,
+            etcd_change: None,
             interrupted: Default::default(),
             replaced: BTreeMap::new(),
             pending: BTreeSet::new(),
@@ -166,6 +172,8 @@ impl Existing {
             && let Ok(m) = serde_json::from_slice::<super::artefacts::Manifest>(&bytes)
         {
             e.renewals = m.renewals;
+            e.etcd_members = Some(m.etcd_members);
+            e.etcd_change = m.etcd_change;
         }
         // A run killed while re-keying leaves new keys beside old certificates;
         // its journal names those keys, so they are finished, not refused.

@@ -126,6 +126,10 @@ pub enum IssueError {
     /// The signing graph cannot be ordered (S001/S002).
     #[error("cannot order issuance: {0}")]
     Order(String),
+    /// An etcd membership change etcd cannot make in one step (M001);
+    /// nothing was written.
+    #[error("M001: {0}; nothing was written")]
+    Membership(String),
 }
 
 /// What happened to one certificate or keypair.
@@ -164,6 +168,8 @@ pub struct IssueReport {
     /// The manifest written.
     #[serde(skip)]
     pub manifest: Manifest,
+    /// The etcd membership change and its steps.
+    pub membership: crate::outputs::MembershipChange,
 }
 
 impl IssueReport {
@@ -208,6 +214,13 @@ pub fn issue(
         )
     })?;
     let mut existing = Existing::load(plan, store)?;
+    // etcd membership against the members the last issuance recorded: a
+    // change etcd cannot make in one step stops here, before anything is written.
+    let mut membership = crate::outputs::etcd_membership(plan, existing.etcd_members.as_deref());
+    if !membership.refusals.is_empty() {
+        return Err(IssueError::Membership(membership.refusals.join("; ")));
+    }
+    membership.carry(existing.etcd_change.as_ref());
 
     // Decide, per certificate, whether its key is kept or generated.
     let mut need_key: Vec<(NodeId, KeyAlgorithm)> = Vec::new();
@@ -380,7 +393,16 @@ pub fn issue(
             });
         }
     }
-    let files = artefacts::render(plan, &finals, &pairs, &existing, renewals, opts.now)?;
+    let files = artefacts::render(
+        plan,
+        &finals,
+        &pairs,
+        &existing,
+        renewals,
+        opts.now,
+        &membership,
+    )?;
+    report.membership = membership;
     report.manifest = files.manifest.clone();
     // Journal the keys about to replace existing ones, so that a run killed
     // between a key and its certificate (or a CA and its leaves, or a

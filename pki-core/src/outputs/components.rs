@@ -83,9 +83,15 @@ pub fn component_flags_with(
 pub fn flags_of(plan: &Plan, component: Component, node: &NodeName) -> Option<ComponentFlags> {
     let spec = plan.spec.all_nodes();
     let n = spec.get(node)?;
-    Roles::of(plan)
-        .runs(component, node)
-        .then(|| flags_for(plan, &kubeconfig_index(plan), &plan.membership, component, n))
+    Roles::of(plan).runs(component, node).then(|| {
+        flags_for(
+            plan,
+            &kubeconfig_index(plan),
+            &plan.membership,
+            component,
+            n,
+        )
+    })
 }
 
 /// Which nodes are etcd members, control-plane nodes and workers.

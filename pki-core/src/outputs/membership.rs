@@ -30,7 +30,7 @@ pub struct EtcdMember {
 }
 
 /// What a spec change does to the etcd membership.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MembershipChange {
     /// The members from now on (recorded in the manifest), in spec order.
     pub members: Vec<EtcdMember>,
@@ -42,6 +42,7 @@ pub struct MembershipChange {
     pub steps: Vec<String>,
     /// Why the change cannot be made in one step (etcd's quorum rule); empty
     /// when it can.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refusals: Vec<String>,
 }
 
@@ -49,6 +50,26 @@ impl MembershipChange {
     /// Whether anything changes.
     pub fn is_empty(&self) -> bool {
         self.added.is_empty() && self.removed.is_empty()
+    }
+
+    /// When the spec changes nothing, the last change (as recorded) stays
+    /// the one to show: its steps may not have been run yet.
+    pub fn carry(&mut self, last: Option<&MembershipChange>) {
+        if self.is_empty()
+            && let Some(l) = last
+        {
+            self.added = l.added.clone();
+            self.removed = l.removed.clone();
+            self.steps = l.steps.clone();
+        }
+    }
+
+    /// The change without its member list (what the manifest records).
+    pub fn record(&self) -> Option<MembershipChange> {
+        (!self.is_empty()).then(|| MembershipChange {
+            members: Vec::new(),
+            ..self.clone()
+        })
     }
 
     /// The record of `name`.
@@ -91,7 +112,8 @@ pub fn etcd_membership(plan: &Plan, previous: Option<&[EtcdMember]>) -> Membersh
         };
     };
     // A member is the same when its name and peer URL are.
-    let same = |p: &EtcdMember, m: &NodeSpec| p.name == m.name.as_str() && p.peer_url == peer_url(m);
+    let same =
+        |p: &EtcdMember, m: &NodeSpec| p.name == m.name.as_str() && p.peer_url == peer_url(m);
     let kept: Vec<&EtcdMember> = previous
         .iter()
         .filter(|p| spec_members.iter().any(|m| same(p, m)))
