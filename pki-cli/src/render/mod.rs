@@ -132,7 +132,11 @@ pub fn findings_wrapped(report: &pki_core::Report, width: usize) -> String {
         out.push_str(&wrap(
             "  ",
             "          ",
-            &format!("{severity:<7} {code} [{ids}] {message}"),
+            &if ids.is_empty() {
+                format!("{severity:<7} {code} {message}")
+            } else {
+                format!("{severity:<7} {code} [{ids}] {message}")
+            },
             width,
         ));
         if !files.is_empty() {
