@@ -491,3 +491,20 @@ fn n002_asks_for_the_primary_family_service_ip_only() {
             .is_some()
     );
 }
+
+#[test]
+fn k001_k002_a_profile_kubeadm_and_cluster_api_cannot_express() {
+    // The kubeadm preset is what kubeadm and Cluster API take as it is.
+    let base = plan_with(&preset());
+    assert!(!codes(&base).contains(&Code::K001), "{:#?}", base.report);
+    assert!(!codes(&base).contains(&Code::K002), "{:#?}", base.report);
+    // The isolated preset's separate serving CA is neither's split.
+    let isolated = pki_core::PRESETS
+        .iter()
+        .find(|(n, _)| *n == "isolated")
+        .unwrap()
+        .1;
+    let p = plan_with(isolated);
+    assert!(codes(&p).contains(&Code::K001), "{:#?}", p.report);
+    assert!(codes(&p).contains(&Code::K002), "{:#?}", p.report);
+}
