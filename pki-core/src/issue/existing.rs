@@ -28,6 +28,8 @@ pub(crate) struct Existing {
     pub(crate) etcd_members: Option<Vec<crate::outputs::EtcdMember>>,
     /// The last membership change the manifest recorded.
     pub(crate) etcd_change: Option<crate::outputs::MembershipChange>,
+    /// The manifest's certificates: id -> (SHA-256 of the DER, issuer id).
+    recorded: BTreeMap<String, (String, String)>,
 }
 
 fn bad(path: &str, message: impl Into<String>) -> IssueError {
@@ -84,6 +86,7 @@ impl Existing {
             interrupted: Default::default(),
             replaced: BTreeMap::new(),
             pending: BTreeSet::new(),
+            recorded: BTreeMap::new(),
         };
         let g = &plan.graph;
         let first = |id: NodeId, part: Part| {
@@ -174,6 +177,11 @@ impl Existing {
             e.renewals = m.renewals;
             e.etcd_members = Some(m.etcd_members);
             e.etcd_change = m.etcd_change;
+            e.recorded = m
+                .entries
+                .into_iter()
+                .map(|x| (x.id, (x.sha256, x.issuer)))
+                .collect();
         }
         // A run killed while re-keying leaves new keys beside old certificates;
         // its journal names those keys, so they are finished, not refused.
@@ -277,6 +285,20 @@ impl Existing {
         })
     }
 
+    /// Whether the certificate and its CA certificate are byte for byte the
+    /// ones the manifest recorded (their DER digests match): an earlier run
+    /// issued or checked that signature, so it need not be verified again.
+    /// A certificate or CA edited on disk has another digest and is verified.
+    fn signed_as_recorded(&self, id: &str, cert: &ParsedCert, parent: &Final) -> bool {
+        let Some((sha, issuer)) = self.recorded.get(id) else {
+            return false;
+        };
+        let Some((issuer_sha, _)) = self.recorded.get(issuer) else {
+            return false;
+        };
+        *sha == cert.sha256_fingerprint() && *issuer_sha == parent.parsed.sha256_fingerprint()
+    }
+
     /// Why the certificate must be (re)issued, or None to keep it.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn judge(
@@ -300,6 +322,7 @@ impl Existing {
             };
         }
         if let Some(p) = parent
+            && !self.signed_as_recorded(&c.id, cert, p)
             && !cert.verify_signed_by(&p.key.public_key())
         {
             if parent_changed {

@@ -205,9 +205,15 @@ impl DirStore {
     fn sweep(&self, dir: &Path) -> Result<(), StoreError> {
         let entries = fs::read_dir(dir).map_err(|e| err(dir, e))?;
         for e in entries.flatten() {
+            let temp = e.file_name().to_string_lossy().starts_with(TEMP_PREFIX);
+            // The type readdir reports (no stat per file): a regular file
+            // that is not a temp file needs nothing here, and at fleet scale
+            // the tree holds tens of thousands of them.
+            if !temp && e.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
             let p = e.path();
             let Ok(meta) = e.metadata() else { continue };
-            let temp = e.file_name().to_string_lossy().starts_with(TEMP_PREFIX);
             if temp && !meta.is_dir() {
                 // Unlinking never follows a symlink: whoever planted it, it goes.
                 fs::remove_file(&p).map_err(|x| err(&p, x))?;
