@@ -94,30 +94,54 @@ impl Existing {
                 .part(id, part)
                 .and_then(|f| f.output_paths().into_iter().next())
         };
+        // Read every key and certificate (in order), then parse them in
+        // parallel: deriving each EC public key is a scalar multiplication.
+        enum Kind {
+            Key,
+            Cert,
+        }
+        let mut texts = Vec::new();
         for (id, n) in g.iter() {
-            match n {
-                Node::Cert(_) => {
-                    if let Some(p) = first(id, Part::Key)
-                        && let Some(t) = read_text(store, &p)?
-                    {
-                        e.keys.insert(id, parse_key(&p, &t)?);
-                        e.key_paths.insert(id, p);
-                    }
-                    if let Some(p) = first(id, Part::Cert)
-                        && let Some(t) = read_text(store, &p)?
-                    {
-                        e.certs.insert(id, (parse_cert(&p, &t)?, p));
-                    }
+            let parts: &[(Part, Kind)] = match n {
+                Node::Cert(_) => &[(Part::Key, Kind::Key), (Part::Cert, Kind::Cert)],
+                Node::KeyPair(_) => &[(Part::PrivateKey, Kind::Key)],
+                Node::Kubeconfig(_) => &[],
+            };
+            for (part, kind) in parts {
+                if let Some(p) = first(id, *part)
+                    && let Some(t) = read_text(store, &p)?
+                {
+                    texts.push((id, kind, p, t));
                 }
-                Node::KeyPair(_) => {
-                    if let Some(p) = first(id, Part::PrivateKey)
-                        && let Some(t) = read_text(store, &p)?
-                    {
-                        e.keys.insert(id, parse_key(&p, &t)?);
-                        e.key_paths.insert(id, p);
-                    }
+            }
+        }
+        enum Parsed {
+            Key(PrivateKey),
+            Cert(ParsedCert),
+        }
+        use rayon::prelude::*;
+        let parsed: Vec<(NodeId, String, Parsed)> = texts
+            .into_par_iter()
+            .map(|(id, kind, p, t)| {
+                let x = match kind {
+                    Kind::Key => Parsed::Key(parse_key(&p, &t)?),
+                    Kind::Cert => Parsed::Cert(parse_cert(&p, &t)?),
+                };
+                Ok((id, p, x))
+            })
+            .collect::<Vec<Result<_, IssueError>>>()
+            // In order: the error reported is the first one, as when serial.
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        for (id, p, x) in parsed {
+            match x {
+                Parsed::Key(k) => {
+                    e.keys.insert(id, k);
+                    e.key_paths.insert(id, p);
                 }
-                Node::Kubeconfig(_) => {}
+                Parsed::Cert(c) => {
+                    e.certs.insert(id, (c, p));
+                }
             }
         }
         // Certificates that live only inside kubeconfigs (kubeadm's admin.conf...).

@@ -341,19 +341,21 @@ impl PkiStore for DirStore {
     /// and the journal, which grow with the node count).
     fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let p = self.full(rel)?;
-        match fs::metadata(&p) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(err(&p, e)),
-            Ok(_) => {}
-        }
         let cap = if rel.starts_with("kpki-") {
             256 << 20
         } else {
             crate::observe::walk::MAX_FILE_BYTES
         };
-        crate::observe::walk::read_regular_capped(&p, cap)
-            .map(Some)
-            .map_err(|m| err(&p, m))
+        // No stat first (a fleet's tree has tens of thousands of files): a
+        // failed read asks whether the file is simply not there.
+        match crate::observe::walk::read_regular_capped(&p, cap) {
+            Ok(b) => Ok(Some(b)),
+            Err(m) => match fs::metadata(&p) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(err(&p, e)),
+                Ok(_) => Err(err(&p, m)),
+            },
+        }
     }
 
     fn write(&mut self, rel: &str, bytes: &[u8], mode: Mode) -> Result<(), StoreError> {
