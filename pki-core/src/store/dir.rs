@@ -366,6 +366,11 @@ impl PkiStore for DirStore {
     /// the file system is flushed once (syncfs), the temp files are renamed
     /// in the given order, and the file system is flushed again.
     fn write_batch(&mut self, items: &[(&str, &[u8], Mode)]) -> Result<(), StoreError> {
+        // Nothing to write, nothing to flush: a re-run that changes nothing
+        // must not wait for other writers' data on the same file system.
+        if items.is_empty() {
+            return Ok(());
+        }
         let mut staged = Vec::with_capacity(items.len());
         let mut dirs = std::collections::BTreeSet::new();
         for (rel, bytes, mode) in items {
