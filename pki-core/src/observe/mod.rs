@@ -230,18 +230,37 @@ pub fn read_dir(
         .filter(|(_, p)| p.is_ca == Some(true))
         .map(|(i, p)| (*i, p.public_key.clone(), p.subject.clone()))
         .collect();
-    for (id, pc) in &parsed {
-        let Some(Node::Cert(n)) = keep.get_mut(id) else {
+    // Signatures are verified in parallel, and a CA's signature only when
+    // its name is the certificate's issuer (a fleet has ten thousand leaves
+    // and several CAs: trying every CA's key first made this quadratic work).
+    let links: Vec<(NodeId, Option<IssuerRef>)> = {
+        use rayon::prelude::*;
+        let all: Vec<(&NodeId, &ParsedCert)> = parsed.iter().collect();
+        all.into_par_iter()
+            .map(|(id, pc)| {
+                let by_ca = || {
+                    cas.iter()
+                        .find(|(ca, k, name)| {
+                            ca != id && pc.issuer == *name && pc.verify_signed_by(k)
+                        })
+                        .map(|(ca, _, _)| IssuerRef::Node(*ca))
+                };
+                let own = || pc.verify_signed_by(&pc.public_key).then_some(IssuerRef::SelfSigned);
+                let link = if pc.issuer == pc.subject {
+                    own().or_else(by_ca)
+                } else {
+                    by_ca().or_else(own)
+                };
+                (*id, link)
+            })
+            .collect()
+    };
+    for (id, link) in links {
+        let Some(Node::Cert(n)) = keep.get_mut(&id) else {
             continue;
         };
-        n.issuer = if pc.is_self_signed() && pc.verify_signed_by(&pc.public_key) {
-            IssuerRef::SelfSigned
-        } else if let Some((ca, _, _)) = cas
-            .iter()
-            .find(|(ca, k, name)| ca != id && pc.verify_signed_by(k) && pc.issuer == *name)
-        {
-            IssuerRef::Node(*ca)
-        } else {
+        let Some(pc) = parsed.get(&id) else { continue };
+        n.issuer = link.unwrap_or_else(|| {
             if let Some(o) = n.observed.as_mut() {
                 o.bad_signature = true;
             }
@@ -249,7 +268,7 @@ pub fn read_dir(
                 "CN={} (not among the CAs found)",
                 pc.issuer.common_name
             ))
-        };
+        });
     }
     let (graph, map) = compact(&skeleton, keep);
     obs.graph = graph;
