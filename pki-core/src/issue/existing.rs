@@ -333,6 +333,7 @@ impl Existing {
         fresh_key: bool,
         parent: Option<&Final>,
         parent_changed: bool,
+        parent_fresh_key: bool,
         opts: &IssueOptions,
     ) -> Result<Option<String>, IssueError> {
         let Some((cert, path)) = self.certs.get(&id) else {
@@ -344,6 +345,10 @@ impl Existing {
             } else {
                 Err(bad(path, "does not match its key"))
             };
+        }
+        // A CA key made in this run signed nothing on disk: no need to try.
+        if parent.is_some() && parent_changed && parent_fresh_key {
+            return Ok(Some("its CA changed".into()));
         }
         if let Some(p) = parent
             && !self.signed_as_recorded(&c.id, cert, p)
