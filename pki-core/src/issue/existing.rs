@@ -117,7 +117,7 @@ impl Existing {
         }
         enum Parsed {
             Key(PrivateKey),
-            Cert(ParsedCert),
+            Cert(Box<ParsedCert>),
         }
         use rayon::prelude::*;
         let parsed: Vec<(NodeId, String, Parsed)> = texts
@@ -125,7 +125,7 @@ impl Existing {
             .map(|(id, kind, p, t)| {
                 let x = match kind {
                     Kind::Key => Parsed::Key(parse_key(&p, &t)?),
-                    Kind::Cert => Parsed::Cert(parse_cert(&p, &t)?),
+                    Kind::Cert => Parsed::Cert(Box::new(parse_cert(&p, &t)?)),
                 };
                 Ok((id, p, x))
             })
@@ -140,7 +140,7 @@ impl Existing {
                     e.key_paths.insert(id, p);
                 }
                 Parsed::Cert(c) => {
-                    e.certs.insert(id, (c, p));
+                    e.certs.insert(id, (*c, p));
                 }
             }
         }
