@@ -52,7 +52,7 @@ fn euid() -> u32 {
 /// Refuses what another user owns: only the caller and root are trusted.
 fn check_owner(path: &Path, meta: &fs::Metadata, what: &str) -> Result<(), StoreError> {
     let uid = meta.uid();
-    if uid != euid() && uid != 0 {
+    if uid != 0 && uid != euid() {
         return Err(refuse(
             path,
             format!(
