@@ -154,13 +154,34 @@ impl PrivateKey {
             Inner::Rsa(k, _) => k
                 .to_pkcs1_pem(le)
                 .map_err(|e| CryptoError::Encode(e.to_string())),
-            Inner::P256(k) => k
-                .to_sec1_pem(le)
-                .map_err(|e| CryptoError::Encode(e.to_string())),
-            Inner::P384(k) => k
-                .to_sec1_pem(le)
-                .map_err(|e| CryptoError::Encode(e.to_string())),
+            Inner::P256(k) => self.ec_pem(&k.to_bytes(), OID_SECP256R1),
+            Inner::P384(k) => self.ec_pem(&k.to_bytes(), OID_SECP384R1),
         }
+    }
+
+    /// SEC1 `EC PRIVATE KEY` PEM from the scalar and the cached public key:
+    /// the same bytes as `SecretKey::to_sec1_pem`, without the scalar
+    /// multiplication that would derive the public point again.
+    fn ec_pem(
+        &self,
+        scalar: &[u8],
+        curve: ObjectIdentifier,
+    ) -> Result<Zeroizing<String>, CryptoError> {
+        let scalar = Zeroizing::new(scalar.to_vec());
+        let spki = SubjectPublicKeyInfoRef::from_der(&self.public.der)
+            .map_err(|e| CryptoError::Encode(e.to_string()))?;
+        let point = spki
+            .subject_public_key
+            .as_bytes()
+            .ok_or_else(|| CryptoError::Encode("public key bit string".into()))?;
+        let doc = der::SecretDocument::encode_msg(&sec1::EcPrivateKey {
+            private_key: &scalar,
+            parameters: Some(sec1::EcParameters::NamedCurve(curve)),
+            public_key: Some(point),
+        })
+        .map_err(|e| CryptoError::Encode(e.to_string()))?;
+        doc.to_pem("EC PRIVATE KEY", der::pem::LineEnding::LF)
+            .map_err(|e| CryptoError::Encode(e.to_string()))
     }
 
     /// Parse the first private key found in `pem`. Accepts PKCS#1
@@ -410,5 +431,32 @@ impl PublicKey {
             out.copy_from_slice(&digest);
         }
         out
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use p256::pkcs8::der::pem::LineEnding;
+
+    /// The cached-point SEC1 encoding is byte-identical to the crate's own
+    /// (which derives the point again), and parses back to the same key.
+    #[test]
+    fn ec_pem_is_the_crates_sec1_pem() {
+        for alg in [KeyAlgorithm::EcdsaP256, KeyAlgorithm::EcdsaP384] {
+            let k = PrivateKey::generate(alg).unwrap();
+            let theirs = match &k.inner {
+                Inner::P256(s) => s.to_sec1_pem(LineEnding::LF).unwrap(),
+                Inner::P384(s) => s.to_sec1_pem(LineEnding::LF).unwrap(),
+                Inner::Rsa(..) => unreachable!(),
+            };
+            let ours = k.to_pem().unwrap();
+            assert_eq!(*ours, *theirs, "{alg:?}");
+            assert_eq!(
+                PrivateKey::from_pem(&ours).unwrap().public_key(),
+                k.public_key()
+            );
+        }
     }
 }

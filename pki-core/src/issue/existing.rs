@@ -28,6 +28,8 @@ pub(crate) struct Existing {
     pub(crate) etcd_members: Option<Vec<crate::outputs::EtcdMember>>,
     /// The last membership change the manifest recorded.
     pub(crate) etcd_change: Option<crate::outputs::MembershipChange>,
+    /// The manifest's certificates: id -> (SHA-256 of the DER, issuer id).
+    recorded: BTreeMap<String, (String, String)>,
 }
 
 fn bad(path: &str, message: impl Into<String>) -> IssueError {
@@ -84,6 +86,7 @@ impl Existing {
             interrupted: Default::default(),
             replaced: BTreeMap::new(),
             pending: BTreeSet::new(),
+            recorded: BTreeMap::new(),
         };
         let g = &plan.graph;
         let first = |id: NodeId, part: Part| {
@@ -91,30 +94,54 @@ impl Existing {
                 .part(id, part)
                 .and_then(|f| f.output_paths().into_iter().next())
         };
+        // Read every key and certificate (in order), then parse them in
+        // parallel: deriving each EC public key is a scalar multiplication.
+        enum Kind {
+            Key,
+            Cert,
+        }
+        let mut texts = Vec::new();
         for (id, n) in g.iter() {
-            match n {
-                Node::Cert(_) => {
-                    if let Some(p) = first(id, Part::Key)
-                        && let Some(t) = read_text(store, &p)?
-                    {
-                        e.keys.insert(id, parse_key(&p, &t)?);
-                        e.key_paths.insert(id, p);
-                    }
-                    if let Some(p) = first(id, Part::Cert)
-                        && let Some(t) = read_text(store, &p)?
-                    {
-                        e.certs.insert(id, (parse_cert(&p, &t)?, p));
-                    }
+            let parts: &[(Part, Kind)] = match n {
+                Node::Cert(_) => &[(Part::Key, Kind::Key), (Part::Cert, Kind::Cert)],
+                Node::KeyPair(_) => &[(Part::PrivateKey, Kind::Key)],
+                Node::Kubeconfig(_) => &[],
+            };
+            for (part, kind) in parts {
+                if let Some(p) = first(id, *part)
+                    && let Some(t) = read_text(store, &p)?
+                {
+                    texts.push((id, kind, p, t));
                 }
-                Node::KeyPair(_) => {
-                    if let Some(p) = first(id, Part::PrivateKey)
-                        && let Some(t) = read_text(store, &p)?
-                    {
-                        e.keys.insert(id, parse_key(&p, &t)?);
-                        e.key_paths.insert(id, p);
-                    }
+            }
+        }
+        enum Parsed {
+            Key(PrivateKey),
+            Cert(Box<ParsedCert>),
+        }
+        use rayon::prelude::*;
+        let parsed: Vec<(NodeId, String, Parsed)> = texts
+            .into_par_iter()
+            .map(|(id, kind, p, t)| {
+                let x = match kind {
+                    Kind::Key => Parsed::Key(parse_key(&p, &t)?),
+                    Kind::Cert => Parsed::Cert(Box::new(parse_cert(&p, &t)?)),
+                };
+                Ok((id, p, x))
+            })
+            .collect::<Vec<Result<_, IssueError>>>()
+            // In order: the error reported is the first one, as when serial.
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        for (id, p, x) in parsed {
+            match x {
+                Parsed::Key(k) => {
+                    e.keys.insert(id, k);
+                    e.key_paths.insert(id, p);
                 }
-                Node::Kubeconfig(_) => {}
+                Parsed::Cert(c) => {
+                    e.certs.insert(id, (*c, p));
+                }
             }
         }
         // Certificates that live only inside kubeconfigs (kubeadm's admin.conf...).
@@ -174,6 +201,11 @@ impl Existing {
             e.renewals = m.renewals;
             e.etcd_members = Some(m.etcd_members);
             e.etcd_change = m.etcd_change;
+            e.recorded = m
+                .entries
+                .into_iter()
+                .map(|x| (x.id, (x.sha256, x.issuer)))
+                .collect();
         }
         // A run killed while re-keying leaves new keys beside old certificates;
         // its journal names those keys, so they are finished, not refused.
@@ -277,6 +309,20 @@ impl Existing {
         })
     }
 
+    /// Whether the certificate and its CA certificate are byte for byte the
+    /// ones the manifest recorded (their DER digests match): an earlier run
+    /// issued or checked that signature, so it need not be verified again.
+    /// A certificate or CA edited on disk has another digest and is verified.
+    fn signed_as_recorded(&self, id: &str, cert: &ParsedCert, parent: &Final) -> bool {
+        let Some((sha, issuer)) = self.recorded.get(id) else {
+            return false;
+        };
+        let Some((issuer_sha, _)) = self.recorded.get(issuer) else {
+            return false;
+        };
+        *sha == cert.sha256_fingerprint() && *issuer_sha == parent.parsed.sha256_fingerprint()
+    }
+
     /// Why the certificate must be (re)issued, or None to keep it.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn judge(
@@ -287,6 +333,7 @@ impl Existing {
         fresh_key: bool,
         parent: Option<&Final>,
         parent_changed: bool,
+        parent_fresh_key: bool,
         opts: &IssueOptions,
     ) -> Result<Option<String>, IssueError> {
         let Some((cert, path)) = self.certs.get(&id) else {
@@ -299,7 +346,12 @@ impl Existing {
                 Err(bad(path, "does not match its key"))
             };
         }
+        // A CA key made in this run signed nothing on disk: no need to try.
+        if parent.is_some() && parent_changed && parent_fresh_key {
+            return Ok(Some("its CA changed".into()));
+        }
         if let Some(p) = parent
+            && !self.signed_as_recorded(&c.id, cert, p)
             && !cert.verify_signed_by(&p.key.public_key())
         {
             if parent_changed {

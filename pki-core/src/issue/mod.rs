@@ -298,6 +298,8 @@ pub fn issue(
     let mut finals: BTreeMap<NodeId, Final> = BTreeMap::new();
     let mut pairs: BTreeMap<NodeId, PrivateKey> = BTreeMap::new();
     let mut changed: std::collections::BTreeSet<NodeId> = std::collections::BTreeSet::new();
+    // CAs given a key made in this run (it signed nothing on disk).
+    let mut fresh_cas: std::collections::BTreeSet<NodeId> = std::collections::BTreeSet::new();
     // CAs (and keypairs) first, in order; then every leaf in parallel: leaves
     // depend only on their CA, whose final certificate is known by then.
     let mut leaf_jobs = Vec::new();
@@ -321,12 +323,15 @@ pub fn issue(
                 let (action, f) = settle(
                     &existing,
                     &finals,
-                    &changed,
+                    (&changed, &fresh_cas),
                     opts,
                     (id, c, key, fresh_key, had_key),
                 )?;
                 if action != Action::Kept {
                     changed.insert(id);
+                    if fresh_key {
+                        fresh_cas.insert(id);
+                    }
                 }
                 report.actions.push((c.id.clone(), action));
                 finals.insert(id, f);
@@ -357,7 +362,8 @@ pub fn issue(
         .into_par_iter()
         .map(|job| {
             let (id, c) = (job.0, job.1);
-            settle(&existing, &finals, &changed, opts, job).map(|(a, f)| (id, c.id.clone(), a, f))
+            settle(&existing, &finals, (&changed, &fresh_cas), opts, job)
+                .map(|(a, f)| (id, c.id.clone(), a, f))
         })
         .collect::<Result<_, _>>()?;
     let mut rekeyed = rekeyed_pairs;
@@ -474,7 +480,10 @@ type Job<'g> = (NodeId, &'g CertNode, PrivateKey, bool, bool);
 fn settle(
     existing: &Existing,
     finals: &BTreeMap<NodeId, Final>,
-    changed: &std::collections::BTreeSet<NodeId>,
+    (changed, fresh_cas): (
+        &std::collections::BTreeSet<NodeId>,
+        &std::collections::BTreeSet<NodeId>,
+    ),
     opts: &IssueOptions,
     (id, c, key, fresh_key, had_key): Job<'_>,
 ) -> Result<(Action, Final), IssueError> {
@@ -486,7 +495,17 @@ fn settle(
     // A CA whose journalled new key is on disk was replaced by a killed run:
     // the certificates the old key signed are re-issued under it.
     let parent_rekeyed = parent.is_some_and(|p| changed.contains(&p) || existing.replaced(p));
-    let verdict = existing.judge(id, c, &key, fresh_key, parent_final, parent_rekeyed, opts)?;
+    let parent_fresh_key = parent.is_some_and(|p| fresh_cas.contains(&p));
+    let verdict = existing.judge(
+        id,
+        c,
+        &key,
+        fresh_key,
+        parent_final,
+        parent_rekeyed,
+        parent_fresh_key,
+        opts,
+    )?;
     let action = match (verdict, fresh_key) {
         (None, _) => Action::Kept,
         (Some(_), true) if existing.cert(id).is_none() && !had_key => Action::Issued,

@@ -74,6 +74,7 @@ pub fn read_dir(
         dir: dir.to_path_buf(),
         problems: &mut problems,
         cache: BTreeMap::new(),
+        keys: BTreeMap::new(),
     };
     let (spec, profile) = match planned {
         Some((s, p)) => (s.clone(), p.clone()),
@@ -124,6 +125,15 @@ pub fn read_dir(
     let mut keep: BTreeMap<NodeId, Node> = BTreeMap::new();
     let mut parsed: BTreeMap<NodeId, ParsedCert> = BTreeMap::new();
     let mut used_files = std::collections::BTreeSet::new();
+    let key_files: Vec<String> = skeleton
+        .iter()
+        .filter_map(|(id, node)| match node {
+            Node::Cert(c) if !elsewhere(&c.node) => locate.cert(id, c).and_then(|(_, k)| k),
+            Node::KeyPair(_) => locate.keypair(id).map(|(k, _)| k),
+            _ => None,
+        })
+        .collect();
+    reader.prefetch_keys(&key_files);
     for (id, node) in skeleton.iter() {
         match node {
             Node::Cert(c) if elsewhere(&c.node) => {}
@@ -230,18 +240,78 @@ pub fn read_dir(
         .filter(|(_, p)| p.is_ca == Some(true))
         .map(|(i, p)| (*i, p.public_key.clone(), p.subject.clone()))
         .collect();
-    for (id, pc) in &parsed {
-        let Some(Node::Cert(n)) = keep.get_mut(id) else {
+    // Signatures are verified in parallel, and a CA's signature only when
+    // its name is the certificate's issuer (a fleet has ten thousand leaves
+    // and several CAs: trying every CA's key first made this quadratic work).
+    // In a kpki directory, a certificate and its CA that are byte for byte
+    // what the manifest recorded (DER digests match) were signed by kpki:
+    // linked as recorded, without verifying again. Any certificate edited on
+    // disk has another digest and is verified like any other.
+    let recorded: BTreeMap<String, (String, String)> = match &kind {
+        DirKind::Kpki { .. } => {
+            walk::read_regular_capped(&dir.join("kpki-manifest.json"), 64 * walk::MAX_FILE_BYTES)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<crate::issue::Manifest>(&b).ok())
+                .map(|m| {
+                    m.entries
+                        .into_iter()
+                        .map(|e| (e.id, (e.sha256, e.issuer)))
+                        .collect()
+                })
+                .unwrap_or_default()
+        }
+        _ => BTreeMap::new(),
+    };
+    let as_recorded = |id: &NodeId, pc: &ParsedCert| -> Option<IssuerRef> {
+        let gid = skeleton.id_of(*id);
+        let (sha, issuer) = recorded.get(&gid)?;
+        if *sha != pc.sha256_fingerprint() {
+            return None;
+        }
+        if *issuer == gid {
+            return (pc.issuer == pc.subject).then_some(IssuerRef::SelfSigned);
+        }
+        let (issuer_sha, _) = recorded.get(issuer)?;
+        let (ca, _, _) = cas.iter().find(|(ca, _, name)| {
+            ca != id && pc.issuer == *name && skeleton.id_of(*ca) == *issuer
+        })?;
+        let ca_cert = parsed.get(ca)?;
+        (*issuer_sha == ca_cert.sha256_fingerprint()).then_some(IssuerRef::Node(*ca))
+    };
+    let links: Vec<(NodeId, Option<IssuerRef>)> = {
+        use rayon::prelude::*;
+        let all: Vec<(&NodeId, &ParsedCert)> = parsed.iter().collect();
+        all.into_par_iter()
+            .map(|(id, pc)| {
+                if let Some(link) = as_recorded(id, pc) {
+                    return (*id, Some(link));
+                }
+                let by_ca = || {
+                    cas.iter()
+                        .find(|(ca, k, name)| {
+                            ca != id && pc.issuer == *name && pc.verify_signed_by(k)
+                        })
+                        .map(|(ca, _, _)| IssuerRef::Node(*ca))
+                };
+                let own = || {
+                    pc.verify_signed_by(&pc.public_key)
+                        .then_some(IssuerRef::SelfSigned)
+                };
+                let link = if pc.issuer == pc.subject {
+                    own().or_else(by_ca)
+                } else {
+                    by_ca().or_else(own)
+                };
+                (*id, link)
+            })
+            .collect()
+    };
+    for (id, link) in links {
+        let Some(Node::Cert(n)) = keep.get_mut(&id) else {
             continue;
         };
-        n.issuer = if pc.is_self_signed() && pc.verify_signed_by(&pc.public_key) {
-            IssuerRef::SelfSigned
-        } else if let Some((ca, _, _)) = cas
-            .iter()
-            .find(|(ca, k, name)| ca != id && pc.verify_signed_by(k) && pc.issuer == *name)
-        {
-            IssuerRef::Node(*ca)
-        } else {
+        let Some(pc) = parsed.get(&id) else { continue };
+        n.issuer = link.unwrap_or_else(|| {
             if let Some(o) = n.observed.as_mut() {
                 o.bad_signature = true;
             }
@@ -249,7 +319,7 @@ pub fn read_dir(
                 "CN={} (not among the CAs found)",
                 pc.issuer.common_name
             ))
-        };
+        });
     }
     let (graph, map) = compact(&skeleton, keep);
     obs.graph = graph;
@@ -392,6 +462,10 @@ pub(crate) struct Reader<'a> {
     pub(crate) dir: PathBuf,
     pub(crate) problems: &'a mut Vec<FileProblem>,
     cache: BTreeMap<String, Option<String>>,
+    /// Private keys parsed so far, by the SHA-256 of their PEM text: a key
+    /// file and the kubeconfig embedding the same key cost one parse (and
+    /// one scalar multiplication) between them.
+    keys: BTreeMap<[u8; 32], PrivateKey>,
 }
 
 impl Reader<'_> {
@@ -449,9 +523,40 @@ impl Reader<'_> {
         }
     }
 
+    /// Parses a private key, or takes it from the keys already parsed.
+    fn parse_key(&mut self, text: &str) -> Result<PrivateKey, crate::crypto::CryptoError> {
+        use sha2::Digest;
+        let h: [u8; 32] = sha2::Sha256::digest(text.as_bytes()).into();
+        if let Some(k) = self.keys.get(&h) {
+            return Ok(k.duplicate());
+        }
+        let k = PrivateKey::from_pem(text)?;
+        self.keys.insert(h, k.duplicate());
+        Ok(k)
+    }
+
+    /// Reads and parses these key files in parallel into the key cache.
+    /// Only what reads and parses cleanly is kept: anything else is read
+    /// again when asked for, and its problem recorded then, in order.
+    fn prefetch_keys(&mut self, rels: &[String]) {
+        use rayon::prelude::*;
+        use sha2::Digest;
+        let dir = &self.dir;
+        let found: Vec<([u8; 32], PrivateKey)> = rels
+            .par_iter()
+            .filter_map(|rel| {
+                let b = zeroize::Zeroizing::new(walk::read_regular(&dir.join(rel)).ok()?);
+                let t = std::str::from_utf8(&b).ok()?;
+                let k = PrivateKey::from_pem(t).ok()?;
+                Some((sha2::Sha256::digest(t.as_bytes()).into(), k))
+            })
+            .collect();
+        self.keys.extend(found);
+    }
+
     pub(crate) fn key(&mut self, rel: &str) -> Option<PrivateKey> {
         let t = zeroize::Zeroizing::new(self.text(rel)?);
-        match PrivateKey::from_pem(&t) {
+        match self.parse_key(&t) {
             Ok(k) => Some(k),
             Err(e) => {
                 self.problem(rel, format!("is not a usable private key: {e}"));
@@ -544,7 +649,7 @@ impl Reader<'_> {
                 parse(cert).map(|c| {
                     let k = self
                         .material(rel, &base, key, "client-key")
-                        .and_then(|t| PrivateKey::from_pem(&t).ok());
+                        .and_then(|t| self.parse_key(&t).ok());
                     (c, k)
                 })
             }
