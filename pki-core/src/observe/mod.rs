@@ -243,49 +243,14 @@ pub fn read_dir(
     // Signatures are verified in parallel, and a CA's signature only when
     // its name is the certificate's issuer (a fleet has ten thousand leaves
     // and several CAs: trying every CA's key first made this quadratic work).
-    // In a kpki directory, a certificate and its CA that are byte for byte
-    // what the manifest recorded (DER digests match) were signed by kpki:
-    // linked as recorded, without verifying again. Any certificate edited on
-    // disk has another digest and is verified like any other.
-    let recorded: BTreeMap<String, (String, String)> = match &kind {
-        DirKind::Kpki { .. } => {
-            walk::read_regular_capped(&dir.join("kpki-manifest.json"), 64 * walk::MAX_FILE_BYTES)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<crate::issue::Manifest>(&b).ok())
-                .map(|m| {
-                    m.entries
-                        .into_iter()
-                        .map(|e| (e.id, (e.sha256, e.issuer)))
-                        .collect()
-                })
-                .unwrap_or_default()
-        }
-        _ => BTreeMap::new(),
-    };
-    let as_recorded = |id: &NodeId, pc: &ParsedCert| -> Option<IssuerRef> {
-        let gid = skeleton.id_of(*id);
-        let (sha, issuer) = recorded.get(&gid)?;
-        if *sha != pc.sha256_fingerprint() {
-            return None;
-        }
-        if *issuer == gid {
-            return (pc.issuer == pc.subject).then_some(IssuerRef::SelfSigned);
-        }
-        let (issuer_sha, _) = recorded.get(issuer)?;
-        let (ca, _, _) = cas.iter().find(|(ca, _, name)| {
-            ca != id && pc.issuer == *name && skeleton.id_of(*ca) == *issuer
-        })?;
-        let ca_cert = parsed.get(ca)?;
-        (*issuer_sha == ca_cert.sha256_fingerprint()).then_some(IssuerRef::Node(*ca))
-    };
+    // Every signature is verified: an audit never trusts a digest recorded
+    // in the directory it audits (whoever could edit a certificate could
+    // edit the manifest beside it).
     let links: Vec<(NodeId, Option<IssuerRef>)> = {
         use rayon::prelude::*;
         let all: Vec<(&NodeId, &ParsedCert)> = parsed.iter().collect();
         all.into_par_iter()
             .map(|(id, pc)| {
-                if let Some(link) = as_recorded(id, pc) {
-                    return (*id, Some(link));
-                }
                 let by_ca = || {
                     cas.iter()
                         .find(|(ca, k, name)| {
