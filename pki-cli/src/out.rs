@@ -1,6 +1,6 @@
 //! Standard output that ends the process quietly when the reader goes away
 //! (`kpki plan | head -1`), as ripgrep and git do: exit status 0, no panic,
-//! no message. Every command prints through [`print`] or the `out!` and
+//! no message. Every command prints through [`print()`] or the `out!` and
 //! `outln!` macros instead of `print!`, which panics on a closed pipe.
 
 use std::io::{ErrorKind, Write};
