@@ -620,3 +620,105 @@ fn cluster_api_secrets_hold_the_pki_bytes_and_kubectl_reads_them() {
         assert_eq!(from_key, from_cert, "{purpose}");
     }
 }
+
+/// A minimal API discovery endpoint on 127.0.0.1 (plain HTTP): enough for
+/// `kubectl apply --dry-run=client` to map a Secret and find that it does not
+/// exist yet. It serves `/api`, `/apis`, `/api/v1` and answers 404 to any
+/// object GET; it stops when the returned guard drops.
+struct FakeApi {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeApi {
+    fn start() -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+            while !flag.load(std::sync::atomic::Ordering::SeqCst)
+                && std::time::Instant::now() < deadline
+            {
+                let Ok((stream, _)) = listener.accept() else {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
+                };
+                stream.set_nonblocking(false).unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                let path = path.split('?').next().unwrap_or("/").to_owned();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).map_or(true, |n| n == 0) || h == "\r\n" {
+                        break;
+                    }
+                }
+                let (status, body) = match path.as_str() {
+                    "/api" => ("200 OK", r#"{"kind":"APIVersions","versions":["v1"],"serverAddressByClientCIDRs":[{"clientCIDR":"0.0.0.0/0","serverAddress":"127.0.0.1"}]}"#.to_owned()),
+                    "/apis" => ("200 OK", r#"{"kind":"APIGroupList","apiVersion":"v1","groups":[]}"#.to_owned()),
+                    "/api/v1" => ("200 OK", r#"{"kind":"APIResourceList","groupVersion":"v1","resources":[{"name":"secrets","singularName":"secret","namespaced":true,"kind":"Secret","verbs":["create","delete","get","list","patch","update","watch"]}]}"#.to_owned()),
+                    p => ("404 Not Found", format!(r#"{{"kind":"Status","apiVersion":"v1","status":"Failure","message":"{p} not found","reason":"NotFound","code":404}}"#)),
+                };
+                let mut s = reader.into_inner();
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.flush();
+            }
+        });
+        Self {
+            port,
+            stop,
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Drop for FakeApi {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+#[test]
+fn kubectl_apply_dry_run_client_accepts_the_cluster_api_secrets() {
+    let (_t, _s, out, _) = issue(SPEC);
+    let api = FakeApi::start();
+    for purpose in ["ca", "etcd", "proxy", "sa", "kubeconfig"] {
+        let file = out
+            .join("cluster/capi")
+            .join(format!("prod-{purpose}.yaml"));
+        let (ok, stdout, err) = run(Command::new(tool("kubectl"))
+            .arg(format!("--server=http://127.0.0.1:{}", api.port))
+            .args([
+                "--namespace",
+                "default",
+                "apply",
+                "--dry-run=client",
+                "--validate=false",
+                "-f",
+            ])
+            .arg(&file)
+            .env("KUBECONFIG", "/dev/null")
+            .env_remove("HOME"));
+        assert!(ok, "{purpose}: {stdout}{err}");
+        assert!(
+            stdout.contains(&format!("secret/prod-{purpose} created (dry run)")),
+            "{purpose}: {stdout}{err}"
+        );
+    }
+}
