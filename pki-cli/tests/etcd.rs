@@ -583,6 +583,24 @@ fn run_step(step: &str, bundle: &Path, urls: &[(String, String)]) -> (bool, Stri
     run(&mut c)
 }
 
+/// [`run_step`], retried while etcd refuses a reconfiguration because not
+/// every member has been connected for a few seconds ("unhealthy cluster"),
+/// bounded by [`HEALTH_TIMEOUT`].
+fn run_step_retrying(
+    step: &str,
+    bundle: &Path,
+    urls: &[(String, String)],
+) -> (bool, String, String) {
+    let deadline = Instant::now() + HEALTH_TIMEOUT;
+    loop {
+        let (ok, out, err) = run_step(step, bundle, urls);
+        if ok || !err.contains("unhealthy cluster") || Instant::now() > deadline {
+            return (ok, out, err);
+        }
+        sleep(Duration::from_millis(500));
+    }
+}
+
 /// The printed step that contains `what`.
 fn step_with(stdout: &str, what: &str) -> String {
     stdout
@@ -680,16 +698,7 @@ fn a_member_added_and_removed_on_a_running_cluster() {
         add.starts_with("on e1: ") && add.contains("--cacert="),
         "{add}"
     );
-    // etcd refuses a reconfiguration until every member has been connected
-    // for a few seconds ("unhealthy cluster"): retry, bounded.
-    let deadline = Instant::now() + HEALTH_TIMEOUT;
-    let (ok, out, err) = loop {
-        let (ok, out, err) = run_step(&add, &pki.join("nodes/e1"), &urls);
-        if ok || !err.contains("unhealthy cluster") || Instant::now() > deadline {
-            break (ok, out, err);
-        }
-        sleep(Duration::from_millis(500));
-    };
+    let (ok, out, err) = run_step_retrying(&add, &pki.join("nodes/e1"), &urls);
     assert!(ok, "{add}\n{out}{err}");
     let flags = kpki()
         .args([
@@ -748,14 +757,7 @@ fn a_member_added_and_removed_on_a_running_cluster() {
     let (code, stdout, err) = issue_spec(&names[..3]);
     assert_eq!(code, Some(0), "{err}");
     let remove = step_with(&stdout, "member remove");
-    let deadline = Instant::now() + HEALTH_TIMEOUT;
-    let (ok, out, err) = loop {
-        let (ok, out, err) = run_step(&remove, &pki.join("nodes/e1"), &urls);
-        if ok || !err.contains("unhealthy cluster") || Instant::now() > deadline {
-            break (ok, out, err);
-        }
-        sleep(Duration::from_millis(500));
-    };
+    let (ok, out, err) = run_step_retrying(&remove, &pki.join("nodes/e1"), &urls);
     assert!(ok, "{remove}\n{out}{err}");
     let mut gone = members.pop().unwrap();
     let _ = gone.child.kill();
