@@ -50,7 +50,8 @@ pub use outputs::{
     SECRET_TYPE, SYSTEMD_README, ca_cert_hash, drop_in, kubeadm_gaps, unit_of,
 };
 pub use outputs::{
-    EtcdMember, MembershipChange, component_flags_with, etcd_membership, membership_markdown,
+    EtcdMember, MembershipChange, component_flags_with, etcd_membership, member_names,
+    membership_markdown,
 };
 pub use profile::{
     CaTemplate, FanOut, KeyPairTemplate, KubeconfigTemplate, LeafTemplate, LiteralSan, PRESETS,

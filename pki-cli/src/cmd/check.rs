@@ -161,7 +161,7 @@ fn table(
                     .report
                     .findings
                     .iter()
-                    .any(|f| f.code.to_string() == "T006" && f.nodes.contains(&k.id));
+                    .any(|f| f.code == pki_core::Code::T006 && f.nodes.contains(&k.id));
                 rows.push([
                     k.id.clone(),
                     format!("{} + {}", k.private_path, k.public_path),

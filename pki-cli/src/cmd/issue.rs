@@ -128,16 +128,6 @@ fn execute_pruning(
     }
     let m = &report.membership;
     if !m.is_empty() {
-        let names = |v: &[pki_core::EtcdMember]| {
-            if v.is_empty() {
-                "none".to_owned()
-            } else {
-                v.iter()
-                    .map(|x| x.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }
-        };
         crate::out::outln!(
             "etcd membership {}: adds {}, removes {}; run, in order (also in cluster/membership.md):",
             if opts.dry_run {
@@ -145,8 +135,8 @@ fn execute_pruning(
             } else {
                 "changes"
             },
-            names(&m.added),
-            names(&m.removed)
+            pki_core::member_names(&m.added),
+            pki_core::member_names(&m.removed)
         );
         for (i, step) in m.steps.iter().enumerate() {
             crate::out::outln!("  {}. {step}", i + 1);

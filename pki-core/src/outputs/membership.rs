@@ -171,8 +171,8 @@ pub fn etcd_membership(plan: &Plan, previous: Option<&[EtcdMember]>) -> Membersh
             "the spec changes {changes} etcd members at once (adds {}, removes {}): etcd \
              allows one member change at a time; change one member, run `kpki issue`, \
              follow its steps, then the next",
-            names(&change.added),
-            names(&change.removed)
+            member_names(&change.added),
+            member_names(&change.removed)
         ));
     }
     if previous.len() == 2 && change.members.len() == 1 && changes == 1 {
@@ -194,7 +194,8 @@ pub fn etcd_membership(plan: &Plan, previous: Option<&[EtcdMember]>) -> Membersh
     change
 }
 
-fn names(ms: &[EtcdMember]) -> String {
+/// The members' names, comma-separated, or `none`.
+pub fn member_names(ms: &[EtcdMember]) -> String {
     if ms.is_empty() {
         return "none".into();
     }
@@ -283,8 +284,8 @@ pub fn membership_markdown(change: &MembershipChange) -> String {
     } else {
         s.push_str(&format!(
             "## Last change\n\nAdded: {}. Removed: {}.\n\nRun, in order:\n\n",
-            names(&change.added),
-            names(&change.removed)
+            member_names(&change.added),
+            member_names(&change.removed)
         ));
         for (i, st) in change.steps.iter().enumerate() {
             s.push_str(&format!("{}. {st}\n", i + 1));

@@ -19,5 +19,7 @@ pub use kubeadm::{INIT_CONFIG, JOIN_CONFIG, KUBERNETES_DIR, ca_cert_hash, kubead
 pub use manifests::{
     BOOTSTRAP_GROUP, BOOTSTRAP_TOKEN_MANIFEST, BootstrapToken, manifests, uses_tls_bootstrap,
 };
-pub use membership::{EtcdMember, MembershipChange, etcd_membership, membership_markdown};
+pub use membership::{
+    EtcdMember, MembershipChange, etcd_membership, member_names, membership_markdown,
+};
 pub use systemd::{DROP_IN, ENV_VAR, README as SYSTEMD_README, drop_in, unit_of};
