@@ -220,6 +220,7 @@ fn table(
         }
         pki_core::DirKind::Kubeadm { pki_only: true } => "kubeadm layout (pki/)".to_owned(),
         pki_core::DirKind::Cfssl => "cfssl layout".to_owned(),
+        pki_core::DirKind::Files => "files recognised by content".to_owned(),
     };
     let width = if wide { usize::MAX } else { TABLE_WIDTH };
     let mut out = crate::render::wrap(

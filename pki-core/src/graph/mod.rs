@@ -61,6 +61,9 @@ pub struct Observed {
     pub key_mismatch: bool,
     /// The signature does not verify with the issuer's key.
     pub bad_signature: bool,
+    /// The issuer is not among the certificates read (one node's bundle
+    /// holds only the CAs that node trusts): the signature is not judged.
+    pub issuer_absent: bool,
     /// Serial number, hex.
     pub serial: String,
 }

@@ -17,6 +17,45 @@ pub struct CheckReport {
     pub report: Report,
 }
 
+/// D003 for each copy of a planned file whose bytes differ from the first
+/// copy found (`cluster/` first). Keys are compared too, never shown.
+fn differing_copies(dir: &Path, plan: &Plan) -> Vec<Finding> {
+    use rayon::prelude::*;
+    plan.layout
+        .files
+        .par_iter()
+        .filter(|f| f.nodes.len() + usize::from(f.cluster_path.is_some()) > 1)
+        .flat_map_iter(|f| {
+            let mut first: Option<(String, zeroize::Zeroizing<Vec<u8>>)> = None;
+            let mut out = Vec::new();
+            for p in f.output_paths() {
+                let Ok(b) = super::walk::read_regular(&dir.join(&p)) else {
+                    continue;
+                };
+                let b = zeroize::Zeroizing::new(b);
+                match &first {
+                    None => first = Some((p, b)),
+                    Some((reference, fb)) if **fb != *b => {
+                        let id = plan.graph.id_of(f.node);
+                        out.push(Finding {
+                            code: Code::D003,
+                            severity: Code::D003.severity(),
+                            nodes: vec![id.clone()],
+                            message: format!(
+                                "{p} differs from {reference}: the copies of {id} must be identical (one was changed after kpki wrote it)"
+                            ),
+                            hint: "run `kpki issue` to rewrite the copies, after finding out who changed it".into(),
+                            files: vec![p.clone(), reference.clone()],
+                        });
+                    }
+                    Some(_) => {}
+                }
+            }
+            out
+        })
+        .collect()
+}
+
 /// Checks a directory; never writes.
 /// `node` names the node a single-node directory belongs to (default: inferred from its files).
 pub fn check(
@@ -38,6 +77,27 @@ pub fn check(
             files: vec![p.path.clone()],
         });
     }
+    for u in &obs.unrecognised {
+        extra.push(Finding {
+            code: Code::D004,
+            severity: Code::D004.severity(),
+            nodes: vec![u.file.clone()],
+            message: format!(
+                "{} holds a certificate that fits no role of the {} profile: CN={}{} (issued by CN={})",
+                u.file,
+                obs.profile.name,
+                u.subject.common_name,
+                if u.subject.organizations.is_empty() {
+                    String::new()
+                } else {
+                    format!(" O={}", u.subject.organizations.join(","))
+                },
+                u.issuer
+            ),
+            hint: "remove it if nothing uses it; kpki does not judge it".into(),
+            files: u.files.clone(),
+        });
+    }
     if let Some(plan) = plan {
         let failed: BTreeSet<&str> = obs.problems.iter().map(|p| p.path.as_str()).collect();
         // In a kpki directory every planned copy (cluster/ and each bundle) must exist.
@@ -56,6 +116,11 @@ pub fn check(
                     }
                 }
             }
+        }
+        // Every copy of a planned file (cluster/ and each node's bundle, the
+        // first node's included) must equal the copy the graph was read from.
+        if matches!(obs.kind, super::DirKind::Kpki { .. }) {
+            extra.extend(differing_copies(dir, plan));
         }
         // Bundles of nodes no longer in the spec (with their keys).
         if matches!(obs.kind, super::DirKind::Kpki { .. }) {

@@ -1,18 +1,11 @@
 //! Recognising a directory's layout and mapping its files to profile templates.
 
 use std::collections::BTreeSet;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use super::Reader;
-use crate::Location;
 use crate::graph::{CertNode, NodeId};
 use crate::profile::Profile;
-use crate::spec::{
-    ClusterInfo, ClusterSpec, CryptoSpec, Endpoint, EtcdTopology, NodeSpec, OutputSpec, ProfileRef,
-};
 use crate::store::{Layout, Part};
-use crate::x509::{Cidr, DnsName, Host, KeyAlgorithm, Lifetime, NodeName, Subject};
 
 /// The layouts `kpki check` recognises.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -30,6 +23,8 @@ pub enum DirKind {
     },
     /// The seeds' cfssl output: flat `NAME.pem` + `NAME-key.pem`.
     Cfssl,
+    /// Any other directory: its files are recognised by content alone.
+    Files,
 }
 
 /// Recognises the layout of `dir`.
@@ -62,7 +57,7 @@ pub fn detect(dir: &Path) -> Result<DirKind, String> {
     if has_cfssl {
         return Ok(DirKind::Cfssl);
     }
-    Err("no PKI recognised here: expected a kpki output dir, kubeadm's /etc/kubernetes or pki/, or cfssl NAME.pem + NAME-key.pem files".into())
+    Ok(DirKind::Files)
 }
 
 /// cfssl file names by template id, most common first (seeds 000-003).
@@ -166,7 +161,7 @@ fn rel_for(kind: &DirKind, install_root: &str, path: &str) -> Option<String> {
         DirKind::Kpki { .. } => Some(format!("cluster/{rel}")),
         DirKind::Kubeadm { pki_only: false } => Some(rel.to_owned()),
         DirKind::Kubeadm { pki_only: true } => rel.strip_prefix("pki/").map(str::to_owned),
-        DirKind::Cfssl => None,
+        DirKind::Cfssl | DirKind::Files => None,
     }
 }
 
@@ -302,133 +297,4 @@ impl<'a> Locator<'a> {
         });
         out
     }
-}
-
-/// With no spec: the profile from the layout, and cluster facts from the files
-/// (kubeadm defaults for what files cannot tell: service CIDR 10.96.0.0/12,
-/// domain cluster.local).
-pub(crate) fn infer(
-    kind: &DirKind,
-    r: &mut Reader<'_>,
-) -> Result<(ClusterSpec, Profile), crate::Error> {
-    let preset = match kind {
-        DirKind::Kpki { profile: Some(p) }
-            if crate::profile::PRESETS.iter().any(|(n, _)| n == p) =>
-        {
-            p.clone()
-        }
-        DirKind::Cfssl => "single-ca".into(),
-        _ => "kubeadm".into(),
-    };
-    let profile = Profile::preset(&preset).map_err(crate::Error::Profile)?;
-    let pick = |names: &[&str]| -> Vec<String> {
-        names
-            .iter()
-            .map(|n| match kind {
-                DirKind::Kpki { .. } => format!("cluster/{n}"),
-                DirKind::Kubeadm { pki_only: true } => n.trim_start_matches("pki/").to_owned(),
-                _ => (*n).to_owned(),
-            })
-            .collect()
-    };
-    let mut node_name = None;
-    let mut endpoint = None;
-    for f in pick(&[
-        "kubelet.conf",
-        "kubelet.kubeconfig",
-        "admin.conf",
-        "admin.kubeconfig",
-        "kube.config",
-    ]) {
-        if !r.dir.join(&f).is_file() {
-            continue;
-        }
-        if let Some(k) = r.kubeconfig(&f) {
-            if endpoint.is_none() {
-                endpoint = Endpoint::parse(k.server.trim_start_matches("https://")).ok();
-            }
-            if let Some((c, _)) = &k.client
-                && let Some(n) = c.subject.common_name.strip_prefix("system:node:")
-            {
-                node_name = NodeName::parse(n).ok();
-            }
-        }
-    }
-    let mut address = None;
-    for f in pick(&[
-        "pki/etcd/server.crt",
-        "etcd-server.pem",
-        "etcd.pem",
-        "pki/apiserver.crt",
-        "apiserver.pem",
-    ]) {
-        if !r.dir.join(&f).is_file() {
-            continue;
-        }
-        if let Some(c) = r.cert(&f) {
-            if node_name.is_none() && f.contains("etcd") {
-                node_name = NodeName::parse(&c.subject.common_name).ok();
-            }
-            let service: Cidr = Cidr {
-                network: IpAddr::V4([10, 96, 0, 0].into()),
-                prefix: 12,
-            };
-            let in_service = |ip: &IpAddr| match (ip, service.network) {
-                (IpAddr::V4(a), IpAddr::V4(n)) => u32::from(*a) >> 20 == u32::from(n) >> 20,
-                _ => false,
-            };
-            address = c
-                .ip_sans
-                .iter()
-                .find(|ip| !ip.is_loopback() && !in_service(ip))
-                .copied();
-            if address.is_some() {
-                break;
-            }
-        }
-    }
-    let address = address.unwrap_or(IpAddr::V4([127, 0, 0, 1].into()));
-    let name = node_name.unwrap_or_else(|| NodeName::unchecked("node"));
-    let endpoint = endpoint.unwrap_or(Endpoint {
-        host: Host::Ip(address),
-        port: 6443,
-    });
-    let node = NodeSpec {
-        name,
-        address,
-        extra_ips: Vec::new(),
-        hostnames: Vec::new(),
-    };
-    let spec = ClusterSpec {
-        source: r.dir.clone(),
-        profile: ProfileRef::Preset(preset),
-        profile_location: Location::file(r.dir.clone()),
-        cluster: ClusterInfo {
-            name: "kubernetes".into(),
-            dns_domain: DnsName::unchecked("cluster.local"),
-            service_cidrs: vec![Cidr {
-                network: IpAddr::V4([10, 96, 0, 0].into()),
-                prefix: 12,
-            }],
-            endpoint,
-            extra_sans: Vec::new(),
-        },
-        crypto: CryptoSpec {
-            algorithm: KeyAlgorithm::EcdsaP256,
-            ca_validity: Lifetime::from_days(3650),
-            leaf_validity: Lifetime::from_days(365),
-        },
-        subject: Subject::default(),
-        control_plane: vec![node],
-        etcd: EtcdTopology::Stacked,
-        workers: Vec::new(),
-        output: OutputSpec {
-            dir: r.dir.clone(),
-            embed_certs: true,
-        },
-        bootstrap: crate::spec::BootstrapSpec::default(),
-        kubeadm: crate::spec::KubeadmSpec::default(),
-        warnings: Vec::new(),
-    };
-    Ok((spec, profile))
 }

@@ -10,6 +10,7 @@
 
 mod check;
 mod layout;
+mod recognise;
 pub(crate) mod walk;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ use crate::store::Layout;
 use crate::x509::{DnsName, KeySpec, Lifetime, San, SanSet, Usage};
 pub use check::{CheckReport, check};
 pub use layout::{DirKind, detect};
+pub use recognise::{AuditedFile, FileKind};
 
 /// A file that could not be used, with the reason.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -52,11 +54,33 @@ pub struct Observation {
     pub extra: Vec<String>,
     /// Files that could not be read or parsed.
     pub problems: Vec<FileProblem>,
+    /// Every file of the directory, with what it holds and what it was
+    /// recognised as: an audit accounts for every file.
+    pub inventory: Vec<AuditedFile>,
+    /// Certificates that fit no role of the profile (without a spec).
+    pub unrecognised: Vec<Unrecognised>,
+}
+
+/// A certificate that fits no role.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Unrecognised {
+    /// Its subject.
+    pub subject: crate::x509::Subject,
+    /// Its issuer's common name.
+    pub issuer: String,
+    /// The file it is named by.
+    pub file: String,
+    /// Every file holding it.
+    pub files: Vec<String>,
 }
 
 /// Reads `dir`. With a spec (and its profile), files are compared with the
-/// plan; without, kubeadm defaults are assumed (service CIDR 10.96.0.0/12,
-/// domain cluster.local) and the cluster facts are inferred from the files.
+/// plan; without, the profile that fits the files best is chosen and the
+/// cluster facts are inferred from them (kubeadm defaults where they tell
+/// nothing: service CIDR 10.96.0.0/12, domain cluster.local).
+///
+/// A kpki output directory checked with its spec is read by its layout
+/// (every planned path); anything else is recognised by content.
 pub fn read_dir(
     dir: &Path,
     planned: Option<(&ClusterSpec, &Profile)>,
@@ -76,41 +100,94 @@ pub fn read_dir(
         cache: BTreeMap::new(),
         keys: BTreeMap::new(),
     };
-    let (spec, profile) = match planned {
-        Some((s, p)) => (s.clone(), p.clone()),
-        None => layout::infer(&kind, &mut reader)?,
+    let by_layout = matches!(kind, DirKind::Kpki { .. }) && planned.is_some();
+    let inv = if by_layout {
+        None
+    } else {
+        Some(recognise::inventory(&mut reader, &walked.files))
     };
-    // A kubeadm or cfssl directory is one node's: with a spec, judge only that
-    // node's per-node certificates (the node the files name, or the first
+    if let Some(inv) = &inv
+        && inv.certs.is_empty()
+        && inv.keys.is_empty()
+        && inv.kubeconfigs.is_empty()
+    {
+        return Err(crate::Error::Io {
+            path: dir.to_path_buf(),
+            message: "holds no certificate, key or kubeconfig (looked at every file, at any depth)"
+                .into(),
+        });
+    }
+    // A directory other than a whole kpki output is one node's when checked
+    // with a spec: only that node's per-node certificates are judged (the
+    // node given, else the node its certificates name, else the first
     // control-plane node).
-    let only_node: Option<crate::x509::NodeName> = match (&kind, planned) {
-        (DirKind::Kpki { .. }, _) | (_, None) => None,
-        (_, Some(_)) if node.is_some() => node.cloned(),
-        (_, Some((s, _))) => {
-            let guess = layout::infer(&kind, &mut reader)
-                .ok()
-                .map(|(g, _)| g.control_plane.into_iter().map(|n| n.name));
-            let known = s.all_nodes();
-            guess
-                .into_iter()
-                .flatten()
-                .find(|n| known.contains_key(n))
-                .or_else(|| s.control_plane.first().map(|n| n.name.clone()))
+    let planned_layout = match planned {
+        Some((s, p)) if inv.is_some() => {
+            let g = expand(s, p).map_err(crate::Error::Profile)?;
+            Some(Layout::compute(&g, s, p))
+        }
+        _ => None,
+    };
+    let mount = planned_layout
+        .as_ref()
+        .and_then(|l| recognise::mount_point(l, &walked.files));
+    let only_node: Option<crate::x509::NodeName> = match (&inv, planned, &planned_layout) {
+        (Some(inv), Some((s, _)), Some(l)) => node
+            .cloned()
+            .or_else(|| recognise::node_of_dir(inv, s))
+            .or_else(|| recognise::node_by_layout(l, &walked.files, mount.as_deref()))
+            .or_else(|| s.control_plane.first().map(|n| n.name.clone())),
+        _ => None,
+    };
+    let fitted = match (&inv, planned) {
+        (None, _) => None,
+        (Some(inv), Some((s, p))) => Some(recognise::fit(
+            inv,
+            s.clone(),
+            p.clone(),
+            only_node.as_ref(),
+        )?),
+        (Some(inv), None) => Some(recognise::best_fit(inv, dir, candidates(&kind)?)?),
+    };
+    let (spec, profile) = match (planned, &fitted) {
+        (Some((s, p)), _) => (s.clone(), p.clone()),
+        (None, Some(f)) => (f.spec.clone(), f.profile.clone()),
+        (None, None) => {
+            return Err(crate::Error::Io {
+                path: dir.to_path_buf(),
+                message: "nothing to fit the files to".into(),
+            });
         }
     };
     let elsewhere = |node: &Option<crate::x509::NodeName>| matches!((&only_node, node), (Some(o), Some(n)) if o != n);
-    let skeleton = expand(&spec, &profile).map_err(crate::Error::Profile)?;
+    let skeleton = match &fitted {
+        Some(f) => f.skeleton.clone(),
+        None => expand(&spec, &profile).map_err(crate::Error::Profile)?,
+    };
     let skel_layout = Layout::compute(&skeleton, &spec, &profile);
-    // With one node's directory, only what that node's bundle holds can be missing.
+    // With one node's directory, only what that node's bundle holds, under
+    // the part of the node's tree the directory is, can be missing.
+    let mount = mount.map(|m| format!("{m}/"));
     let belongs = |id: NodeId| -> bool {
         let Some(o) = &only_node else { return true };
-        let in_bundle = |i: NodeId| skel_layout.of(i).any(|f| f.nodes.contains(o));
+        let in_bundle = |i: NodeId| {
+            skel_layout.of(i).any(|f| {
+                f.nodes.contains(o)
+                    && mount
+                        .as_ref()
+                        .is_none_or(|m| f.install_path.starts_with(m.as_str()))
+            })
+        };
         in_bundle(id)
             || skeleton
                 .kubeconfigs()
                 .any(|(k, kc)| kc.client == id && in_bundle(k))
     };
     let locate = layout::Locator::new(&kind, dir, &skel_layout, &profile, planned.is_some());
+    let source = match (&fitted, &inv) {
+        (Some(f), Some(i)) => Source::Content(f, i),
+        _ => Source::Layout(&locate),
+    };
     let mut obs = Observation {
         kind: kind.clone(),
         profile: profile.clone(),
@@ -120,50 +197,62 @@ pub fn read_dir(
         missing: Vec::new(),
         extra: Vec::new(),
         problems: Vec::new(),
+        inventory: Vec::new(),
+        unrecognised: Vec::new(),
     };
     // Which skeleton nodes have files, and their facts.
     let mut keep: BTreeMap<NodeId, Node> = BTreeMap::new();
     let mut parsed: BTreeMap<NodeId, ParsedCert> = BTreeMap::new();
     let mut used_files = std::collections::BTreeSet::new();
-    let key_files: Vec<String> = skeleton
-        .iter()
-        .filter_map(|(id, node)| match node {
-            Node::Cert(c) if !elsewhere(&c.node) => locate.cert(id, c).and_then(|(_, k)| k),
-            Node::KeyPair(_) => locate.keypair(id).map(|(k, _)| k),
-            _ => None,
-        })
-        .collect();
-    reader.prefetch_keys(&key_files);
+    // File -> the graph nodes it was recognised as.
+    let mut roles: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    let mut role = |file: &str, id: &str| {
+        roles
+            .entry(file.to_owned())
+            .or_default()
+            .insert(id.to_owned());
+    };
+    if let Source::Layout(locate) = &source {
+        let key_files: Vec<String> = skeleton
+            .iter()
+            .filter_map(|(id, node)| match node {
+                Node::Cert(c) if !elsewhere(&c.node) => locate.cert(id, c).and_then(|(_, k)| k),
+                Node::KeyPair(_) => locate.keypair(id).map(|(k, _)| k),
+                _ => None,
+            })
+            .collect();
+        reader.prefetch_keys(&key_files);
+    }
     for (id, node) in skeleton.iter() {
         match node {
             Node::Cert(c) if elsewhere(&c.node) => {}
             Node::Kubeconfig(k) if elsewhere(&k.node) => {}
             Node::Cert(c) => {
                 // Missing ones are counted at the end: a kubeconfig may carry it.
-                let Some((cert_path, key_path)) = locate.cert(id, c) else {
+                let Some(seen) = source.cert(&mut reader, id, c) else {
                     continue;
                 };
-                let Some(pc) = reader.cert(&cert_path) else {
-                    continue;
-                };
-                used_files.insert(cert_path.clone());
+                used_files.extend(seen.files.iter().cloned());
+                for f in seen.files.iter().chain(seen.key.iter()) {
+                    role(f, &c.id);
+                }
                 let mut n = c.clone();
-                let key_mismatch = match key_path.as_ref().and_then(|k| {
+                let key_mismatch = match seen.key.as_ref().and_then(|k| {
                     used_files.insert(k.clone());
                     reader.key(k)
                 }) {
-                    Some(k) => !k.matches(&pc.public_key),
+                    Some(k) => !k.matches(&seen.pc.public_key),
                     None => false,
                 };
-                fill(&mut n, &pc, key_mismatch);
-                n.cert_path = Some(cert_path.clone());
-                n.key_path = key_path;
-                obs.files.insert(id, cert_path);
-                parsed.insert(id, pc);
+                fill(&mut n, &seen.pc, key_mismatch);
+                n.cert_path = (!seen.embedded).then(|| seen.file.clone());
+                n.key_path = seen.key;
+                obs.files.insert(id, seen.file);
+                parsed.insert(id, seen.pc);
                 keep.insert(id, Node::Cert(n));
             }
             Node::KeyPair(k) => {
-                let Some((private, public)) = locate.keypair(id) else {
+                let Some((private, public)) = source.keypair(id) else {
                     if belongs(id) {
                         obs.missing.push(k.id.clone());
                     }
@@ -171,6 +260,8 @@ pub fn read_dir(
                 };
                 used_files.insert(private.clone());
                 used_files.insert(public.clone());
+                role(&private, &k.id);
+                role(&public, &k.id);
                 let (Some(sk), Some(pk)) = (reader.key(&private), reader.public(&public)) else {
                     continue;
                 };
@@ -183,7 +274,7 @@ pub fn read_dir(
                 keep.insert(id, Node::KeyPair(n));
             }
             Node::Kubeconfig(k) => {
-                let Some(path) = locate.kubeconfig(id) else {
+                let Some(path) = source.kubeconfig(id) else {
                     if belongs(id) {
                         obs.missing.push(k.id.clone());
                     }
@@ -193,6 +284,7 @@ pub fn read_dir(
                     continue;
                 };
                 used_files.insert(path.clone());
+                role(&path, &k.id);
                 // The client cert of a kubeconfig: from the file unless a file of its own was found.
                 if let Some((cert, key)) = cfg.client
                     && !keep.contains_key(&k.client)
@@ -231,6 +323,59 @@ pub fn read_dir(
     for (id, n) in skeleton.certs() {
         if !keep.contains_key(&id) && !elsewhere(&n.node) && belongs(id) {
             obs.missing.push(n.id.clone());
+        }
+    }
+    // Recognised by content: CAs no template took still sign what they
+    // signed (they join the graph under their own name), and every other
+    // certificate that fits no role is listed, never dropped.
+    let mut next = NodeId(u32::try_from(skeleton.nodes.len()).unwrap_or(u32::MAX));
+    if let (Some(f), Some(inv)) = (&fitted, &inv) {
+        let taken: std::collections::BTreeSet<usize> = f.certs.values().copied().collect();
+        for (i, found) in inv.certs.iter().enumerate() {
+            if taken.contains(&i) {
+                continue;
+            }
+            if found.pc.is_ca == Some(true) {
+                let mut n = CertNode {
+                    id: format!("ca:{}", found.pc.subject.common_name),
+                    template: String::new(),
+                    is_ca: true,
+                    node: None,
+                    role: None,
+                    subject: found.pc.subject.clone(),
+                    sans: SanSet::default(),
+                    key: key_spec(&found.pc.public_key),
+                    usage: Usage::default(),
+                    issuer: IssuerRef::SelfSigned,
+                    validity: Validity {
+                        lifetime: Lifetime::from_hours(0),
+                        not_before: None,
+                        not_after: None,
+                    },
+                    cert_path: Some(found.file()),
+                    key_path: found.key_file(),
+                    observed: None,
+                };
+                fill(&mut n, &found.pc, false);
+                used_files.extend(found.files.iter().cloned());
+                used_files.extend(found.key_files.iter().cloned());
+                for f in found.files.iter().chain(found.key_files.iter()) {
+                    role(f, &n.id);
+                }
+                obs.files.insert(next, found.file());
+                parsed.insert(next, found.pc.clone());
+                keep.insert(next, Node::Cert(n));
+                next = NodeId(next.0.saturating_add(1));
+            } else if planned.is_none() {
+                let file = found.file();
+                used_files.extend(found.files.iter().cloned());
+                obs.unrecognised.push(Unrecognised {
+                    subject: found.pc.subject.clone(),
+                    issuer: found.pc.issuer.common_name.clone(),
+                    files: found.files.clone(),
+                    file,
+                });
+            }
         }
     }
     // Link issuers by signature among the observed CAs.
@@ -277,18 +422,53 @@ pub fn read_dir(
         };
         let Some(pc) = parsed.get(&id) else { continue };
         n.issuer = link.unwrap_or_else(|| {
+            // A CA of that name is here, yet its key does not verify the
+            // signature: a fault. No CA of that name here (one node's
+            // bundle holds only the CAs that node trusts): nothing to judge.
+            let present = cas.iter().any(|(_, _, name)| *name == pc.issuer);
             if let Some(o) = n.observed.as_mut() {
-                o.bad_signature = true;
+                o.bad_signature = present;
+                o.issuer_absent = !present;
             }
-            IssuerRef::Unknown(format!(
-                "CN={} (not among the CAs found)",
-                pc.issuer.common_name
-            ))
+            IssuerRef::Unknown(if present {
+                format!(
+                    "CN={} (whose key does not verify its signature)",
+                    pc.issuer.common_name
+                )
+            } else {
+                format!("CN={} (not in this directory)", pc.issuer.common_name)
+            })
         });
     }
     let (graph, map) = compact(&skeleton, keep);
     obs.graph = graph;
-    obs.extra = locate.extra(&used_files, &walked.files);
+    obs.extra = match (&inv, planned) {
+        (None, _) => locate.extra(&used_files, &walked.files),
+        (Some(inv), Some(_)) => inv
+            .entries
+            .iter()
+            .filter(|e| e.kind.is_pki() && !used_files.contains(&e.path))
+            .map(|e| e.path.clone())
+            .collect(),
+        (Some(_), None) => Vec::new(),
+    };
+    obs.inventory = match inv {
+        Some(inv) => inv.entries,
+        None => walked
+            .files
+            .iter()
+            .map(|f| recognise::AuditedFile {
+                path: f.clone(),
+                kind: recognise::FileKind::Other,
+                roles: Vec::new(),
+            })
+            .collect(),
+    };
+    for e in &mut obs.inventory {
+        if let Some(r) = roles.get(&e.path) {
+            e.roles = r.iter().cloned().collect();
+        }
+    }
     obs.problems = problems;
     obs.files = obs
         .files
@@ -296,6 +476,94 @@ pub fn read_dir(
         .filter_map(|(old, f)| map.get(old).map(|i| (*i, f.clone())))
         .collect();
     Ok(obs)
+}
+
+/// The profiles a directory may be fitted to, without a spec: the one its
+/// manifest names (a kpki directory), else every preset.
+fn candidates(kind: &DirKind) -> Result<Vec<Profile>, crate::Error> {
+    let names: Vec<&str> = match kind {
+        DirKind::Kpki { profile: Some(p) }
+            if crate::profile::PRESETS.iter().any(|(n, _)| n == p) =>
+        {
+            vec![p.as_str()]
+        }
+        _ => crate::profile::PRESETS.iter().map(|(n, _)| *n).collect(),
+    };
+    names
+        .into_iter()
+        .map(|n| Profile::preset(n).map_err(crate::Error::Profile))
+        .collect()
+}
+
+/// A certificate as one template's source gives it.
+struct Seen {
+    pc: ParsedCert,
+    /// The file it is named by.
+    file: String,
+    /// Every file holding it.
+    files: Vec<String>,
+    /// Its private key file.
+    key: Option<String>,
+    /// It is only inside a kubeconfig.
+    embedded: bool,
+}
+
+/// Where a template's files come from: the plan's layout (a kpki directory
+/// checked with its spec) or recognition by content.
+enum Source<'a> {
+    Layout(&'a layout::Locator<'a>),
+    Content(&'a recognise::Fit, &'a recognise::Inventory),
+}
+
+impl Source<'_> {
+    fn cert(&self, reader: &mut Reader<'_>, id: NodeId, c: &CertNode) -> Option<Seen> {
+        match self {
+            Self::Layout(l) => {
+                let (file, key) = l.cert(id, c)?;
+                let pc = reader.cert(&file)?;
+                Some(Seen {
+                    pc,
+                    files: vec![file.clone()],
+                    file,
+                    key,
+                    embedded: false,
+                })
+            }
+            Self::Content(fit, inv) => {
+                let found = inv.certs.get(*fit.certs.get(&id)?)?;
+                let file = found.file();
+                // A key named like any copy that does not match it is the
+                // one to show (T007); else the key that matches.
+                let beside_bad = found
+                    .files
+                    .iter()
+                    .filter_map(|f| inv.key_named_like(f))
+                    .find(|k| !found.key_files.contains(k));
+                let key = beside_bad.or_else(|| found.key_file());
+                Some(Seen {
+                    pc: found.pc.clone(),
+                    files: found.files.clone(),
+                    embedded: !found.alone && inv.is_kubeconfig(&file),
+                    file,
+                    key,
+                })
+            }
+        }
+    }
+
+    fn keypair(&self, id: NodeId) -> Option<(String, String)> {
+        match self {
+            Self::Layout(l) => l.keypair(id),
+            Self::Content(fit, _) => fit.keypairs.get(&id).cloned(),
+        }
+    }
+
+    fn kubeconfig(&self, id: NodeId) -> Option<String> {
+        match self {
+            Self::Layout(l) => l.kubeconfig(id),
+            Self::Content(fit, _) => fit.kubeconfigs.get(&id).cloned(),
+        }
+    }
 }
 
 fn key_spec(k: &PublicKey) -> KeySpec {
@@ -349,6 +617,7 @@ fn fill(n: &mut CertNode, pc: &ParsedCert, key_mismatch: bool) {
             .then(|| pc.signature_algorithm.name().to_owned()),
         key_mismatch,
         bad_signature: false,
+        issuer_absent: false,
         serial: pc.serial_hex.clone(),
     });
 }

@@ -8,6 +8,7 @@ use crate::graph::{CertGraph, IssuerRef, Node, NodeId};
 pub(super) fn check(g: &CertGraph, _: &Options, s: &mut Sink<'_>) {
     for (id, c) in g.certs() {
         match &c.issuer {
+            IssuerRef::Unknown(_) if c.observed.as_ref().is_some_and(|o| o.issuer_absent) => {}
             IssuerRef::Unknown(name) => s.push(
                 Code::S001,
                 &[id],

@@ -1,0 +1,1127 @@
+//! Recognition by content: every walked file is classified by what it holds,
+//! certificates are fitted to the profile's templates by their identity,
+//! usages, SANs and issuer (the file name only breaks ties), and the profile
+//! itself is chosen by structure (which CA signs which roles), never by
+//! names.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use super::{FileProblem, Reader, walk};
+use crate::crypto::{ParsedCert, PrivateKey, PublicKey, certs_from_pem, parse_certificate};
+use crate::graph::{CertGraph, CertNode, Node, NodeId, expand};
+use crate::profile::Profile;
+use crate::spec::{
+    ClusterInfo, ClusterSpec, CryptoSpec, Endpoint, EtcdTopology, NodeSpec, OutputSpec, ProfileRef,
+};
+use crate::x509::{Cidr, DnsName, ExtUsage, Host, KeyAlgorithm, Lifetime, NodeName, Subject};
+
+/// What a file holds, as the inventory of a check reports it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileKind {
+    /// One or more certificates (several: a bundle).
+    Certificates {
+        /// How many.
+        count: usize,
+    },
+    /// A private key.
+    PrivateKey,
+    /// A public key.
+    PublicKey,
+    /// A kubeconfig.
+    Kubeconfig,
+    /// Something else (a manifest, a unit, a config file, kpki's own records).
+    Other,
+    /// A file that could not be read or parsed (see its F001 finding).
+    Unreadable,
+}
+
+impl FileKind {
+    /// Certificates, keys and kubeconfigs: what a plan accounts for.
+    pub fn is_pki(&self) -> bool {
+        matches!(
+            self,
+            Self::Certificates { .. } | Self::PrivateKey | Self::PublicKey | Self::Kubeconfig
+        )
+    }
+}
+
+/// One file of the audited directory and what became of it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AuditedFile {
+    /// The path, relative to the checked directory.
+    pub path: String,
+    /// What it holds.
+    pub kind: FileKind,
+    /// The graph nodes it was recognised as (empty: it fits no role).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+}
+
+/// One distinct certificate and every place it was found.
+#[derive(Clone, Debug)]
+pub(crate) struct Found {
+    pub(crate) pc: ParsedCert,
+    /// Files holding it (a PEM file, a bundle, or a kubeconfig embedding it).
+    pub(crate) files: Vec<String>,
+    /// Private key files whose public key is this certificate's.
+    pub(crate) key_files: Vec<String>,
+    /// Whether any copy is a certificate of its own (not only in a bundle or kubeconfig).
+    pub(crate) alone: bool,
+    /// The certificate that signed it (index into the pool), when found.
+    pub(crate) issuer: Option<usize>,
+    /// It verifies under its own key.
+    pub(crate) self_signed: bool,
+}
+
+impl Found {
+    fn is_ca(&self) -> bool {
+        self.pc.is_ca == Some(true)
+    }
+
+    /// The file to name it by: a file of its own, else the first copy.
+    pub(crate) fn file(&self) -> String {
+        self.files
+            .iter()
+            .find(|f| !f.ends_with(".conf") && !f.ends_with(".kubeconfig"))
+            .or_else(|| self.files.first())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The key file best paired with it (same directory and name stem first).
+    pub(crate) fn key_file(&self) -> Option<String> {
+        let file = self.file();
+        let stem = stem(&file);
+        let dir = parent(&file);
+        self.key_files
+            .iter()
+            .max_by_key(|k| {
+                (
+                    parent(k) == dir,
+                    stem_of_key(k) == stem,
+                    std::cmp::Reverse((*k).clone()),
+                )
+            })
+            .cloned()
+    }
+}
+
+/// Everything the directory holds, by content.
+#[derive(Default)]
+pub(crate) struct Inventory {
+    pub(crate) certs: Vec<Found>,
+    /// Private key files: (file, public key).
+    pub(crate) keys: Vec<(String, PublicKey)>,
+    /// Public key files.
+    pub(crate) publics: Vec<(String, PublicKey)>,
+    /// Kubeconfig files: (file, server, client certificate index, CA certificate index).
+    pub(crate) kubeconfigs: Vec<Kubeconfig>,
+    /// Every file, classified.
+    pub(crate) entries: Vec<AuditedFile>,
+}
+
+impl Inventory {
+    /// The private key file named like certificate file `cert` (`x.crt` ->
+    /// `x.key`, `x.pem` -> `x-key.pem`), when there is one: a key beside a
+    /// certificate that does not match it is a finding (T007), not a stranger.
+    pub(crate) fn key_named_like(&self, cert: &str) -> Option<String> {
+        let dir = parent(cert);
+        let s = stem(cert);
+        self.keys
+            .iter()
+            .map(|(f, _)| f)
+            .find(|f| parent(f) == dir && stem_of_key(f) == s)
+            .cloned()
+    }
+
+    /// Whether `file` is a kubeconfig.
+    pub(crate) fn is_kubeconfig(&self, file: &str) -> bool {
+        self.kubeconfigs.iter().any(|k| k.file == file)
+    }
+}
+
+/// A kubeconfig as recognition needs it.
+#[derive(Clone, Debug)]
+pub(crate) struct Kubeconfig {
+    pub(crate) file: String,
+    pub(crate) server: String,
+    pub(crate) client: Option<usize>,
+}
+
+/// A file's contents, classified (in parallel, before anything is linked).
+enum Classified {
+    Certs(Vec<ParsedCert>),
+    Key(PublicKey),
+    Public(PublicKey),
+    Kubeconfig,
+    Other,
+    Problem(String),
+}
+
+fn classify(dir: &std::path::Path, rel: &str) -> Classified {
+    let bytes = match walk::read_regular(&dir.join(rel)) {
+        Ok(b) => zeroize::Zeroizing::new(b),
+        Err(message) => return Classified::Problem(message),
+    };
+    let pki_name = walk::PKI_EXTENSIONS.iter().any(|e| rel.ends_with(e));
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        return if pki_name && !rel.ends_with(".conf") {
+            Classified::Problem("is not a text (PEM) file".into())
+        } else {
+            Classified::Other
+        };
+    };
+    if text.contains("-----BEGIN") {
+        if text.contains("PRIVATE KEY-----") {
+            return match PrivateKey::from_pem(text) {
+                Ok(k) => Classified::Key(k.public_key()),
+                Err(e) => Classified::Problem(format!("is not a usable private key: {e}")),
+            };
+        }
+        if text.contains("-----BEGIN PUBLIC KEY-----")
+            || text.contains("-----BEGIN RSA PUBLIC KEY-----")
+        {
+            return match PublicKey::from_pem(text) {
+                Ok(k) => Classified::Public(k),
+                Err(e) => Classified::Problem(format!("is not a public key: {e}")),
+            };
+        }
+        if text.contains("-----BEGIN CERTIFICATE-----") {
+            let ders = match certs_from_pem(text) {
+                Ok(d) if !d.is_empty() => d,
+                Ok(_) => return Classified::Problem("holds no certificate".into()),
+                Err(e) => return Classified::Problem(format!("is not a PEM certificate: {e}")),
+            };
+            let mut out = Vec::with_capacity(ders.len());
+            for der in ders {
+                match parse_certificate(&der) {
+                    Ok(p) => out.push(p),
+                    Err(e) => {
+                        return Classified::Problem(format!("is not a valid certificate: {e}"));
+                    }
+                }
+            }
+            return Classified::Certs(out);
+        }
+    }
+    let looks_kubeconfig = text.contains("kind: Config")
+        || text.contains("\"kind\": \"Config\"")
+        || text.contains("clusters:") && text.contains("users:")
+        || rel.ends_with(".kubeconfig");
+    if looks_kubeconfig {
+        return Classified::Kubeconfig;
+    }
+    if pki_name && !rel.ends_with(".conf") {
+        return Classified::Problem("holds no PEM certificate or key".into());
+    }
+    Classified::Other
+}
+
+/// Reads and classifies every file, links issuers by signature and pairs
+/// keys with certificates by public key.
+pub(crate) fn inventory(reader: &mut Reader<'_>, files: &[String]) -> Inventory {
+    use rayon::prelude::*;
+    let dir = reader.dir.clone();
+    let classified: Vec<(String, Classified)> = files
+        .par_iter()
+        .map(|rel| (rel.clone(), classify(&dir, rel)))
+        .collect();
+    let mut inv = Inventory::default();
+    let mut by_der: BTreeMap<[u8; 32], usize> = BTreeMap::new();
+    let mut add_cert = |inv: &mut Inventory, pc: ParsedCert, file: &str, alone: bool| {
+        use sha2::Digest;
+        let h: [u8; 32] = sha2::Sha256::digest(&pc.der).into();
+        let i = *by_der.entry(h).or_insert_with(|| {
+            inv.certs.push(Found {
+                pc,
+                files: Vec::new(),
+                key_files: Vec::new(),
+                alone: false,
+                issuer: None,
+                self_signed: false,
+            });
+            inv.certs.len() - 1
+        });
+        if let Some(f) = inv.certs.get_mut(i) {
+            if !f.files.iter().any(|x| x == file) {
+                f.files.push(file.to_owned());
+            }
+            f.alone |= alone;
+        }
+        i
+    };
+    for (rel, c) in classified {
+        let kind = match c {
+            Classified::Certs(list) => {
+                let count = list.len();
+                for pc in list {
+                    add_cert(&mut inv, pc, &rel, count == 1);
+                }
+                FileKind::Certificates { count }
+            }
+            Classified::Key(k) => {
+                inv.keys.push((rel.clone(), k));
+                FileKind::PrivateKey
+            }
+            Classified::Public(k) => {
+                inv.publics.push((rel.clone(), k));
+                FileKind::PublicKey
+            }
+            Classified::Kubeconfig => match reader.kubeconfig(&rel) {
+                Some(k) => {
+                    let client = k.client.map(|(c, _)| add_cert(&mut inv, c, &rel, false));
+                    if let Some(ca) = k.ca {
+                        add_cert(&mut inv, ca, &rel, false);
+                    }
+                    inv.kubeconfigs.push(Kubeconfig {
+                        file: rel.clone(),
+                        server: k.server,
+                        client,
+                    });
+                    FileKind::Kubeconfig
+                }
+                None => FileKind::Unreadable,
+            },
+            Classified::Other => FileKind::Other,
+            Classified::Problem(message) => {
+                push_problem(reader.problems, &rel, message);
+                FileKind::Unreadable
+            }
+        };
+        inv.entries.push(AuditedFile {
+            path: rel,
+            kind,
+            roles: Vec::new(),
+        });
+    }
+    // Keys pair with certificates by public key.
+    let mut by_key: BTreeMap<&[u8], Vec<usize>> = BTreeMap::new();
+    for (i, f) in inv.certs.iter().enumerate() {
+        by_key.entry(&f.pc.public_key.der).or_default().push(i);
+    }
+    let pairs: Vec<(usize, String)> = inv
+        .keys
+        .iter()
+        .flat_map(|(file, k)| {
+            by_key
+                .get(k.der.as_slice())
+                .into_iter()
+                .flatten()
+                .map(move |i| (*i, file.clone()))
+        })
+        .collect();
+    for (i, file) in pairs {
+        if let Some(f) = inv.certs.get_mut(i) {
+            f.key_files.push(file);
+        }
+    }
+    link_issuers(&mut inv.certs);
+    inv
+}
+
+fn push_problem(problems: &mut Vec<FileProblem>, rel: &str, message: String) {
+    if !problems.iter().any(|p| p.path == rel) {
+        problems.push(FileProblem {
+            path: rel.to_owned(),
+            message,
+        });
+    }
+}
+
+/// Links each certificate to the CA whose key verifies its signature (the
+/// CA's name must be the certificate's issuer: a chain needs both).
+fn link_issuers(certs: &mut [Found]) {
+    use rayon::prelude::*;
+    let cas: Vec<usize> = (0..certs.len())
+        .filter(|i| certs.get(*i).is_some_and(Found::is_ca))
+        .collect();
+    let view: &[Found] = certs;
+    let links: Vec<(Option<usize>, bool)> = view
+        .par_iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let own = f.pc.issuer == f.pc.subject && f.pc.verify_signed_by(&f.pc.public_key);
+            if own {
+                return (None, true);
+            }
+            let by = cas.iter().copied().find(|c| {
+                *c != i
+                    && view.get(*c).is_some_and(|ca| {
+                        ca.pc.subject == f.pc.issuer && f.pc.verify_signed_by(&ca.pc.public_key)
+                    })
+            });
+            (by, false)
+        })
+        .collect();
+    for (f, (issuer, own)) in certs.iter_mut().zip(links) {
+        f.issuer = issuer;
+        f.self_signed = own;
+    }
+}
+
+fn parent(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(d, _)| d)
+}
+
+/// A file's name without directory and extension.
+fn stem(path: &str) -> String {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let name = name.strip_suffix(".crt").unwrap_or(name);
+    let name = name.strip_suffix(".pem").unwrap_or(name);
+    let name = name.strip_suffix(".cert").unwrap_or(name);
+    name.to_owned()
+}
+
+/// A key file's name without directory, extension and `-key` suffix.
+fn stem_of_key(path: &str) -> String {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let name = name.strip_suffix(".key").unwrap_or(name);
+    let name = name.strip_suffix(".pem").unwrap_or(name);
+    let name = name.strip_suffix("-key").unwrap_or(name);
+    name.to_owned()
+}
+
+/// File-name hints per template: a tie-breaker, never the deciding fact.
+const NAME_HINTS: &[(&str, &[&str])] = &[
+    ("etcd-peer", &["peer"]),
+    (
+        "etcd-server",
+        &["etcd/server", "etcd-server", "etcd.pem", "server"],
+    ),
+    ("etcd-healthcheck-client", &["healthcheck", "etcd-client"]),
+    (
+        "apiserver-etcd-client",
+        &["apiserver-etcd-client", "etcd-client-apiserver"],
+    ),
+    (
+        "apiserver-kubelet-client",
+        &["kubelet-client-apiserver", "apiserver-kubelet-client"],
+    ),
+    ("admin", &["admin"]),
+    ("super-admin", &["super-admin"]),
+    (
+        "front-proxy-client",
+        &["proxy-client", "front-proxy-client"],
+    ),
+];
+
+fn name_hint(template: &str, path: &str) -> bool {
+    NAME_HINTS
+        .iter()
+        .filter(|(t, _)| *t == template)
+        .flat_map(|(_, names)| names.iter())
+        .any(|n| path.contains(n))
+        || path.contains(template)
+}
+
+fn strip_system(cn: &str) -> &str {
+    cn.strip_prefix("system:").unwrap_or(cn)
+}
+
+fn has(f: &Found, u: ExtUsage) -> bool {
+    f.pc.ext_key_usage.contains(&u)
+}
+
+/// How well a found leaf fits a leaf template (higher is better; below
+/// [`MIN_SCORE`] it does not fit).
+fn score(t: &CertNode, f: &Found, cert_file: &str) -> i64 {
+    let mut s = 0i64;
+    let (tcn, fcn) = (&t.subject.common_name, &f.pc.subject.common_name);
+    if tcn == fcn {
+        s += 40;
+    } else if !fcn.is_empty() && strip_system(tcn) == strip_system(fcn) {
+        s += 25;
+    }
+    let (to, fo) = (&t.subject.organizations, &f.pc.subject.organizations);
+    if !to.is_empty() && to == fo {
+        s += 10;
+    } else if !fo.is_empty() && to.iter().all(|o| !fo.contains(o)) {
+        s -= 4;
+    }
+    for u in [ExtUsage::ServerAuth, ExtUsage::ClientAuth] {
+        match (t.usage.ext.contains(&u), has(f, u)) {
+            (true, true) => s += 8,
+            (true, false) => s -= 4,
+            (false, true) => s -= 3,
+            (false, false) => {}
+        }
+    }
+    if !t.sans.is_empty() {
+        let want = t.sans.dns.len() + t.sans.ip.len();
+        let dns: BTreeSet<String> =
+            f.pc.dns_sans
+                .iter()
+                .map(|d| d.to_ascii_lowercase())
+                .collect();
+        let ips: BTreeSet<IpAddr> = f.pc.ip_sans.iter().map(|i| i.to_canonical()).collect();
+        let got = t
+            .sans
+            .dns
+            .iter()
+            .filter(|d| dns.contains(d.as_str()))
+            .count()
+            + t.sans.ip.iter().filter(|i| ips.contains(i)).count();
+        if let Some(share) = (got * 30).checked_div(want) {
+            s += i64::try_from(share).unwrap_or(0);
+        }
+    } else if !f.pc.dns_sans.is_empty() || !f.pc.ip_sans.is_empty() {
+        s -= 3;
+    }
+    if let Some(n) = &t.node
+        && (fcn == n.as_str()
+            || fcn.strip_prefix("system:node:") == Some(n.as_str())
+            || f.pc
+                .dns_sans
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(n.as_str())))
+    {
+        s += 10;
+    }
+    if name_hint(&t.template, cert_file) {
+        s += 6;
+    }
+    s
+}
+
+/// The node a certificate names as its own (`system:node:X`, or a server
+/// cert whose CN is one of its DNS SANs), if any.
+fn node_named(f: &Found) -> Option<&str> {
+    let cn = f.pc.subject.common_name.as_str();
+    cn.strip_prefix("system:node:").or_else(|| {
+        (!NOT_NODES.contains(&cn)
+            && !cn.contains(':')
+            && f.pc.dns_sans.iter().any(|d| d.eq_ignore_ascii_case(cn)))
+        .then_some(cn)
+    })
+}
+
+/// The node of `spec` a one-node directory belongs to: the one its
+/// certificates name most often (etcd and kubelet certs name their node).
+pub(crate) fn node_of_dir(inv: &Inventory, spec: &ClusterSpec) -> Option<NodeName> {
+    let known = spec.all_nodes();
+    let mut votes: BTreeMap<&NodeName, usize> = BTreeMap::new();
+    for f in &inv.certs {
+        if let Some(n) = node_named(f)
+            && let Some((k, _)) = known.get_key_value(&NodeName::unchecked(n))
+        {
+            *votes.entry(*k).or_default() += 1;
+        }
+    }
+    votes
+        .into_iter()
+        .max_by_key(|(n, v)| (*v, std::cmp::Reverse((*n).clone())))
+        .map(|(n, _)| n.clone())
+}
+
+/// Where the directory sits on a node: the install-path prefix under which
+/// its files are found (`/etc/kubernetes` for a copy of that directory, `/`
+/// for a whole node root), judged by the planned paths it holds.
+pub(crate) fn mount_point(layout: &crate::store::Layout, files: &[String]) -> Option<String> {
+    let mut votes: BTreeMap<String, usize> = BTreeMap::new();
+    for e in &layout.files {
+        for f in files {
+            if let Some(prefix) = e.install_path.strip_suffix(f.as_str())
+                && (prefix.is_empty() || prefix.ends_with('/'))
+            {
+                *votes
+                    .entry(prefix.trim_end_matches('/').to_owned())
+                    .or_default() += 1;
+            }
+        }
+    }
+    votes
+        .into_iter()
+        .max_by_key(|(p, v)| (*v, std::cmp::Reverse(p.len())))
+        .map(|(p, _)| p)
+}
+
+/// The node whose planned bundle the directory's files match best (found
+/// minus missing), for a node directory whose certificates name no node (a
+/// worker that bootstraps its kubelet certificate holds only CA files).
+pub(crate) fn node_by_layout(
+    layout: &crate::store::Layout,
+    files: &[String],
+    mount: Option<&str>,
+) -> Option<NodeName> {
+    let have: BTreeSet<&str> = files.iter().map(String::as_str).collect();
+    let mut score: BTreeMap<&NodeName, i64> = BTreeMap::new();
+    for e in &layout.files {
+        let rel = match mount {
+            Some(m) => e
+                .install_path
+                .strip_prefix(m)
+                .map(|r| r.trim_start_matches('/')),
+            None => Some(e.install_path.trim_start_matches('/')),
+        };
+        let Some(rel) = rel else { continue };
+        let found = have.contains(rel);
+        for n in &e.nodes {
+            *score.entry(n).or_default() += if found { 1 } else { -1 };
+        }
+    }
+    score
+        .into_iter()
+        .max_by_key(|(n, v)| (*v, std::cmp::Reverse((*n).clone())))
+        .map(|(n, _)| n.clone())
+}
+
+/// The least score a leaf must reach to take a template.
+const MIN_SCORE: i64 = 20;
+
+/// Certificates, key pairs and kubeconfigs fitted to one profile's skeleton.
+pub(crate) struct Fit {
+    pub(crate) profile: Profile,
+    pub(crate) spec: ClusterSpec,
+    pub(crate) skeleton: CertGraph,
+    /// Template node -> found certificate.
+    pub(crate) certs: BTreeMap<NodeId, usize>,
+    /// Key-pair node -> (private, public) files.
+    pub(crate) keypairs: BTreeMap<NodeId, (String, String)>,
+    /// Kubeconfig node -> file.
+    pub(crate) kubeconfigs: BTreeMap<NodeId, String>,
+    score: i64,
+}
+
+/// Fits the inventory to `profile` with `spec` (given, or inferred).
+/// With `node`, the directory is that node's: per-node templates of other
+/// nodes take nothing.
+pub(crate) fn fit(
+    inv: &Inventory,
+    spec: ClusterSpec,
+    profile: Profile,
+    node: Option<&NodeName>,
+) -> Result<Fit, crate::Error> {
+    let skeleton = expand(&spec, &profile).map_err(crate::Error::Profile)?;
+    let leaves: Vec<(NodeId, &CertNode)> = skeleton
+        .certs()
+        .filter(|(_, c)| {
+            !c.is_ca && (node.is_none() || c.node.is_none() || c.node.as_ref() == node)
+        })
+        .collect();
+    let found_leaves: Vec<usize> = (0..inv.certs.len())
+        .filter(|i| inv.certs.get(*i).is_some_and(|f| !f.is_ca()))
+        .collect();
+    let files: Vec<String> = inv.certs.iter().map(Found::file).collect();
+    let base: Vec<Vec<i64>> = leaves
+        .iter()
+        .map(|(_, t)| {
+            found_leaves
+                .iter()
+                .map(|i| match (inv.certs.get(*i), files.get(*i)) {
+                    (Some(f), Some(file)) => score(t, f, file),
+                    _ => i64::MIN,
+                })
+                .collect()
+        })
+        .collect();
+    let assign_leaves = |bonus: &dyn Fn(usize, usize) -> i64| -> (BTreeMap<NodeId, usize>, i64) {
+        let mut pairs: Vec<(i64, usize, usize)> = Vec::new();
+        for (ti, row) in base.iter().enumerate() {
+            for (fi, s) in row.iter().enumerate() {
+                let s = s.saturating_add(bonus(ti, fi));
+                if s >= MIN_SCORE {
+                    pairs.push((s, ti, fi));
+                }
+            }
+        }
+        pairs.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        let mut taken_t = BTreeSet::new();
+        let mut taken_f: BTreeMap<usize, &str> = BTreeMap::new();
+        let mut out = BTreeMap::new();
+        let mut total = 0;
+        for (s, ti, fi) in &pairs {
+            if taken_t.contains(ti) || taken_f.contains_key(fi) {
+                continue;
+            }
+            let (Some((id, t)), Some(found)) = (leaves.get(*ti), found_leaves.get(*fi)) else {
+                continue;
+            };
+            taken_t.insert(*ti);
+            taken_f.insert(*fi, t.template.as_str());
+            out.insert(*id, *found);
+            total += s;
+        }
+        // One certificate shared by every node's copy of a template (one
+        // etcd cert listing every member, one apiserver cert for all).
+        for (s, ti, fi) in &pairs {
+            if taken_t.contains(ti) {
+                continue;
+            }
+            let (Some((id, t)), Some(found)) = (leaves.get(*ti), found_leaves.get(*fi)) else {
+                continue;
+            };
+            let other_node = t.node.as_ref().is_some_and(|n| {
+                inv.certs
+                    .get(*found)
+                    .and_then(|f| node_named(f))
+                    .is_some_and(|m| m != n.as_str())
+            });
+            if taken_f.get(fi) == Some(&t.template.as_str()) && !other_node {
+                taken_t.insert(*ti);
+                out.insert(*id, *found);
+                total += s / 2;
+            }
+        }
+        (out, total)
+    };
+    let (first, _) = assign_leaves(&|_, _| 0);
+    let cas = assign_cas(inv, &skeleton, &first);
+    // Second round: a leaf signed by the CA that fills its template's issuer
+    // fits better (etcd peer and server certs differ only by their CA).
+    let ca_of: BTreeMap<NodeId, usize> = cas.clone();
+    let bonus = |ti: usize, fi: usize| -> i64 {
+        let (Some((_, t)), Some(found)) = (leaves.get(ti), found_leaves.get(fi)) else {
+            return 0;
+        };
+        let crate::graph::IssuerRef::Node(tca) = t.issuer else {
+            return 0;
+        };
+        match (
+            ca_of.get(&tca),
+            inv.certs.get(*found).and_then(|f| f.issuer),
+        ) {
+            (Some(a), Some(b)) if *a == b => 15,
+            _ => 0,
+        }
+    };
+    let (leaf_fit, total) = assign_leaves(&bonus);
+    let mut certs = leaf_fit;
+    let cas = assign_cas(inv, &skeleton, &certs);
+    let observed_cas = inv.certs.iter().filter(|f| f.is_ca()).count();
+    let template_cas = skeleton.certs().filter(|(_, c)| c.is_ca).count();
+    let mut score = total;
+    score -= 10 * i64::try_from(observed_cas.saturating_sub(cas.len())).unwrap_or(0);
+    score -= 5 * i64::try_from(template_cas.saturating_sub(cas.len())).unwrap_or(0);
+    certs.extend(cas);
+    let keypairs = fit_keypairs(inv, &skeleton);
+    let kubeconfigs = fit_kubeconfigs(inv, &skeleton, &certs);
+    Ok(Fit {
+        profile,
+        spec,
+        skeleton,
+        certs,
+        keypairs,
+        kubeconfigs,
+        score,
+    })
+}
+
+/// Observed CAs to CA templates, by the leaves each signs.
+fn assign_cas(
+    inv: &Inventory,
+    skeleton: &CertGraph,
+    leaves: &BTreeMap<NodeId, usize>,
+) -> BTreeMap<NodeId, usize> {
+    let mut votes: BTreeMap<(NodeId, usize), i64> = BTreeMap::new();
+    for (tid, found) in leaves {
+        let Some(t) = skeleton.cert(*tid) else {
+            continue;
+        };
+        let crate::graph::IssuerRef::Node(tca) = t.issuer else {
+            continue;
+        };
+        if let Some(ca) = inv.certs.get(*found).and_then(|f| f.issuer) {
+            *votes.entry((tca, ca)).or_default() += 10;
+        }
+    }
+    // A CA's own name is a weak vote; a CA that signs another CA the
+    // template way (an intermediate) too.
+    for (tid, t) in skeleton.certs().filter(|(_, c)| c.is_ca) {
+        for (i, f) in inv.certs.iter().enumerate() {
+            if !f.is_ca() {
+                continue;
+            }
+            if f.pc.subject.common_name == t.subject.common_name {
+                *votes.entry((tid, i)).or_default() += 3;
+            } else {
+                votes.entry((tid, i)).or_default();
+            }
+        }
+    }
+    let mut pairs: Vec<(i64, NodeId, usize)> =
+        votes.into_iter().map(|((t, c), v)| (v, t, c)).collect();
+    pairs.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let mut out = BTreeMap::new();
+    let mut used = BTreeSet::new();
+    for (v, t, c) in pairs {
+        if v <= 0 || out.contains_key(&t) || used.contains(&c) {
+            continue;
+        }
+        used.insert(c);
+        out.insert(t, c);
+    }
+    out
+}
+
+/// The service-account key pair: a public key file and the private key
+/// that matches it (by name when none matches: then T006 tells).
+fn fit_keypairs(inv: &Inventory, skeleton: &CertGraph) -> BTreeMap<NodeId, (String, String)> {
+    let mut out = BTreeMap::new();
+    let cert_keys: BTreeSet<&[u8]> = inv
+        .certs
+        .iter()
+        .map(|f| f.pc.public_key.der.as_slice())
+        .collect();
+    let lone: Vec<&(String, PublicKey)> = inv
+        .keys
+        .iter()
+        .filter(|(_, k)| !cert_keys.contains(k.der.as_slice()))
+        .collect();
+    for (id, node) in skeleton.iter() {
+        let Node::KeyPair(_) = node else { continue };
+        let by_key = inv.publics.iter().find_map(|(pubf, pk)| {
+            lone.iter()
+                .find(|(_, k)| k == pk)
+                .map(|(privf, _)| (privf.clone(), pubf.clone()))
+        });
+        let by_name = || {
+            inv.publics.iter().find_map(|(pubf, _)| {
+                let s = stem_of_key(pubf.trim_end_matches(".pub"));
+                lone.iter()
+                    .find(|(privf, _)| stem_of_key(privf) == s)
+                    .map(|(privf, _)| (privf.clone(), pubf.clone()))
+            })
+        };
+        if let Some(p) = by_key.or_else(by_name) {
+            out.insert(id, p);
+        }
+    }
+    out
+}
+
+/// Kubeconfigs to kubeconfig templates, by the client certificate they carry.
+fn fit_kubeconfigs(
+    inv: &Inventory,
+    skeleton: &CertGraph,
+    certs: &BTreeMap<NodeId, usize>,
+) -> BTreeMap<NodeId, String> {
+    let mut out = BTreeMap::new();
+    let mut used = BTreeSet::new();
+    for (id, k) in skeleton.kubeconfigs() {
+        let Some(found) = certs.get(&k.client) else {
+            continue;
+        };
+        let file = inv
+            .kubeconfigs
+            .iter()
+            .filter(|c| c.client == Some(*found) && !used.contains(&c.file))
+            .map(|c| c.file.clone())
+            .next();
+        if let Some(f) = file {
+            used.insert(f.clone());
+            out.insert(id, f);
+        }
+    }
+    out
+}
+
+/// Picks the profile that explains the inventory best: the given one, or
+/// the best-fitting preset (by structure: which CA signs which roles).
+pub(crate) fn best_fit(
+    inv: &Inventory,
+    dir: &std::path::Path,
+    candidates: Vec<Profile>,
+) -> Result<Fit, crate::Error> {
+    let mut best: Option<Fit> = None;
+    for profile in candidates {
+        let spec = infer_spec(inv, dir, &profile);
+        let f = fit(inv, spec, profile, None)?;
+        if best.as_ref().is_none_or(|b| f.score > b.score) {
+            best = Some(f);
+        }
+    }
+    best.ok_or_else(|| crate::Error::Io {
+        path: dir.to_path_buf(),
+        message: "no profile to fit the files to".into(),
+    })
+}
+
+/// The apiserver serving certificates, found by content: server certs
+/// naming `kubernetes.default`.
+fn apiserver_certs(inv: &Inventory) -> impl Iterator<Item = &Found> {
+    inv.certs.iter().filter(|f| {
+        has(f, ExtUsage::ServerAuth)
+            && f.pc
+                .dns_sans
+                .iter()
+                .any(|d| d.starts_with("kubernetes.default"))
+    })
+}
+
+/// An etcd member's cert: server and client at once, valid on loopback.
+fn is_etcd_like(f: &Found) -> bool {
+    !f.is_ca()
+        && has(f, ExtUsage::ServerAuth)
+        && has(f, ExtUsage::ClientAuth)
+        && f.pc.ip_sans.iter().any(IpAddr::is_loopback)
+        && !f
+            .pc
+            .dns_sans
+            .iter()
+            .any(|d| d.starts_with("kubernetes.default"))
+}
+
+/// Component names that are not node names even where they sit in a CN.
+const NOT_NODES: &[&str] = &[
+    "kubernetes",
+    "kube-apiserver",
+    "apiserver",
+    "etcd",
+    "etcd-server",
+    "etcd-peer",
+    "front-proxy-client",
+    "localhost",
+];
+
+/// Whether `ip` lies in `c`.
+fn cidr_contains(c: &Cidr, ip: IpAddr) -> bool {
+    match (c.network, ip) {
+        (IpAddr::V4(n), IpAddr::V4(a)) => {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(c.prefix.min(32)))
+                .unwrap_or(0);
+            u32::from(n) & mask == u32::from(a) & mask
+        }
+        (IpAddr::V6(n), IpAddr::V6(a)) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(c.prefix.min(128)))
+                .unwrap_or(0);
+            u128::from(n) & mask == u128::from(a) & mask
+        }
+        _ => false,
+    }
+}
+
+fn is_service_ip(ip: &IpAddr, cidrs: &[Cidr]) -> bool {
+    cidrs.iter().any(|c| cidr_contains(c, *ip))
+}
+
+/// The cluster facts the files tell (kubeadm's defaults where they cannot:
+/// service CIDR 10.96.0.0/12, domain cluster.local).
+pub(crate) fn infer_spec(inv: &Inventory, dir: &std::path::Path, profile: &Profile) -> ClusterSpec {
+    let api = apiserver_certs(inv).next();
+    let dns_domain = api
+        .and_then(|f| {
+            f.pc.dns_sans
+                .iter()
+                .find_map(|d| d.strip_prefix("kubernetes.default.svc."))
+                .map(DnsName::unchecked)
+        })
+        .unwrap_or_else(|| DnsName::unchecked("cluster.local"));
+    // Node names: kubelet identities, and server certs named after their node.
+    let mut nodes: BTreeMap<NodeName, Vec<IpAddr>> = BTreeMap::new();
+    let mut etcd: BTreeSet<NodeName> = BTreeSet::new();
+    for f in &inv.certs {
+        if f.is_ca() {
+            continue;
+        }
+        let cn = f.pc.subject.common_name.as_str();
+        if let Some(n) = cn.strip_prefix("system:node:")
+            && let Ok(name) = NodeName::parse(n)
+        {
+            nodes.entry(name).or_default();
+            continue;
+        }
+        let named_after_node = has(f, ExtUsage::ServerAuth)
+            && !NOT_NODES.contains(&cn)
+            && !cn.contains(':')
+            && f.pc.dns_sans.iter().any(|d| d.eq_ignore_ascii_case(cn));
+        if named_after_node && let Ok(name) = NodeName::parse(cn) {
+            let e = nodes.entry(name.clone()).or_default();
+            for ip in f.pc.ip_sans.iter().map(|i| i.to_canonical()) {
+                if !ip.is_loopback() && !e.contains(&ip) {
+                    e.push(ip);
+                }
+            }
+            // etcd certs (server and client at once, loopback too).
+            if is_etcd_like(f) {
+                etcd.insert(name);
+            }
+        }
+    }
+    // Control-plane nodes: those an apiserver cert names.
+    let mut control: BTreeSet<NodeName> = BTreeSet::new();
+    for a in apiserver_certs(inv) {
+        for d in &a.pc.dns_sans {
+            if let Ok(n) = NodeName::parse(&d.to_ascii_lowercase())
+                && nodes.contains_key(&n)
+            {
+                control.insert(n);
+            }
+        }
+    }
+    if control.is_empty() {
+        control = etcd.clone();
+    }
+    let service_cidrs = infer_service_cidrs(api);
+    // The endpoint: where kubeconfigs point, else the apiserver cert's first address.
+    let endpoint = inv
+        .kubeconfigs
+        .iter()
+        .find_map(|k| Endpoint::parse(k.server.trim_start_matches("https://")).ok())
+        .or_else(|| {
+            api.and_then(|a| {
+                a.pc.ip_sans
+                    .iter()
+                    .map(|i| i.to_canonical())
+                    .find(|i| !i.is_loopback() && !is_service_ip(i, &service_cidrs))
+                    .map(|ip| Endpoint {
+                        host: Host::Ip(ip),
+                        port: 6443,
+                    })
+            })
+        });
+    if control.is_empty() {
+        // No node names in the files (cfssl sets often have none): one node
+        // per address of the etcd or apiserver cert, named after it.
+        let source = inv.certs.iter().find(|f| is_etcd_like(f)).or(api);
+        let endpoint_ip = endpoint.as_ref().and_then(|e| match &e.host {
+            Host::Ip(ip) => Some(*ip),
+            Host::Dns(_) => None,
+        });
+        for ip in source.iter().flat_map(|f| f.pc.ip_sans.iter()) {
+            let ip = ip.to_canonical();
+            if ip.is_loopback() || is_service_ip(&ip, &service_cidrs) || Some(ip) == endpoint_ip {
+                continue;
+            }
+            let name = format!("node-{}", ip.to_string().replace(['.', ':'], "-"));
+            if let Ok(n) = NodeName::parse(&name) {
+                nodes.entry(n.clone()).or_default().push(ip);
+                control.insert(n);
+            }
+        }
+    }
+    if control.is_empty() {
+        let first = nodes
+            .keys()
+            .next()
+            .cloned()
+            .unwrap_or_else(|| NodeName::unchecked("node"));
+        nodes.entry(first.clone()).or_default();
+        control.insert(first);
+    }
+    let spec_of = |name: &NodeName| {
+        let ips = nodes.get(name).cloned().unwrap_or_default();
+        NodeSpec {
+            name: name.clone(),
+            address: ips
+                .first()
+                .copied()
+                .unwrap_or(IpAddr::V4([127, 0, 0, 1].into())),
+            extra_ips: ips.iter().skip(1).copied().collect(),
+            hostnames: Vec::new(),
+        }
+    };
+    let control_plane: Vec<NodeSpec> = control.iter().map(spec_of).collect();
+    // etcd members on nodes of their own: an external etcd.
+    let external: Vec<NodeSpec> = etcd
+        .iter()
+        .filter(|n| !control.contains(*n))
+        .map(spec_of)
+        .collect();
+    let etcd_topology = if external.is_empty() {
+        EtcdTopology::Stacked
+    } else {
+        EtcdTopology::External(etcd.iter().map(spec_of).collect())
+    };
+    let workers: Vec<NodeSpec> = nodes
+        .keys()
+        .filter(|n| !control.contains(*n) && !etcd.contains(*n))
+        .map(spec_of)
+        .collect();
+    let endpoint = endpoint.unwrap_or_else(|| Endpoint {
+        host: Host::Ip(
+            control_plane
+                .first()
+                .map_or(IpAddr::V4([127, 0, 0, 1].into()), |n| n.address),
+        ),
+        port: 6443,
+    });
+    let algorithm = infer_algorithm(inv);
+    let lifetime = |ca: bool| {
+        inv.certs
+            .iter()
+            .filter(|f| f.is_ca() == ca)
+            .map(|f| (f.pc.not_after - f.pc.not_before).whole_hours().max(1))
+            .max()
+            .and_then(|h| u64::try_from(h).ok())
+            .map(Lifetime::from_hours)
+    };
+    ClusterSpec {
+        source: dir.to_path_buf(),
+        profile: ProfileRef::Preset(profile.name.clone()),
+        profile_location: crate::Location::file(dir.to_path_buf()),
+        cluster: ClusterInfo {
+            name: "kubernetes".into(),
+            dns_domain,
+            service_cidrs,
+            endpoint,
+            extra_sans: Vec::new(),
+        },
+        crypto: CryptoSpec {
+            algorithm,
+            ca_validity: lifetime(true).unwrap_or(Lifetime::from_days(3650)),
+            leaf_validity: lifetime(false).unwrap_or(Lifetime::from_days(365)),
+        },
+        subject: Subject::default(),
+        control_plane,
+        etcd: etcd_topology,
+        workers,
+        output: OutputSpec {
+            dir: dir.to_path_buf(),
+            embed_certs: true,
+        },
+        bootstrap: crate::spec::BootstrapSpec::default(),
+        kubeadm: crate::spec::KubeadmSpec::default(),
+        warnings: Vec::new(),
+    }
+}
+
+/// The service CIDR whose first address the apiserver cert carries.
+fn infer_service_cidrs(api: Option<&Found>) -> Vec<Cidr> {
+    let default = Cidr {
+        network: IpAddr::V4([10, 96, 0, 0].into()),
+        prefix: 12,
+    };
+    let Some(api) = api else { return vec![default] };
+    let ips: Vec<IpAddr> = api.pc.ip_sans.iter().map(|i| i.to_canonical()).collect();
+    if ips.iter().any(|i| default.first_ip() == Some(*i)) {
+        return vec![default];
+    }
+    // x.y.0.1 is the first address of x.y.0.0/16; x.y.z.1 of x.y.z.0/24.
+    for ip in ips {
+        if let IpAddr::V4(v4) = ip {
+            let o = v4.octets();
+            if o[3] == 1 && !v4.is_loopback() && (o[0] == 10 || o[0] == 172 || o[0] == 192) {
+                let (network, prefix) = if o[2] == 0 {
+                    ([o[0], o[1], 0, 0], 16)
+                } else {
+                    ([o[0], o[1], o[2], 0], 24)
+                };
+                // Only an address no node holds (node addresses rarely end in .0.1).
+                if o[2] == 0 {
+                    return vec![Cidr {
+                        network: IpAddr::V4(network.into()),
+                        prefix,
+                    }];
+                }
+            }
+        }
+    }
+    vec![default]
+}
+
+fn infer_algorithm(inv: &Inventory) -> KeyAlgorithm {
+    let mut counts: BTreeMap<String, (usize, KeyAlgorithm)> = BTreeMap::new();
+    for f in &inv.certs {
+        if let Ok(a) = f.pc.public_key.algorithm() {
+            counts.entry(format!("{a:?}")).or_insert((0, a)).0 += 1;
+        }
+    }
+    counts
+        .into_values()
+        .max_by_key(|(n, _)| *n)
+        .map_or(KeyAlgorithm::EcdsaP256, |(_, a)| a)
+}
