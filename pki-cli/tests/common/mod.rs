@@ -84,3 +84,38 @@ pub fn existing_pki() -> PathBuf {
     })
     .clone()
 }
+
+/// The real-world installation fixtures of `fixtures/installs/NAME`
+/// (seed-000 .. seed-003, kubeadm-etc, systemd-units): the install root that
+/// `fixtures/installs/NAME/make.sh` builds, generated once per test process
+/// and fixture under CARGO_TARGET_TMPDIR so that validity starts "now".
+/// make.sh checks its own output (openssl verify, key pairs, `kubectl config
+/// view --raw`) and fails if the tree is not as documented.
+pub fn installs(name: &str) -> PathBuf {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    type Cell = Arc<OnceLock<PathBuf>>;
+    static DIRS: OnceLock<Mutex<HashMap<String, Cell>>> = OnceLock::new();
+    let cell = DIRS
+        .get_or_init(|| Mutex::new(HashMap::new()))
+        .lock()
+        .unwrap()
+        .entry(name.to_owned())
+        .or_default()
+        .clone();
+    cell.get_or_init(|| {
+        for t in ["openssl", "cfssl", "cfssljson", "kubectl"] {
+            tool(t);
+        }
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("installs")
+            .join(name);
+        let (ok, out, err) = run(Command::new("bash")
+            .arg(root().join("fixtures/installs").join(name).join("make.sh"))
+            .arg(&dir)
+            .arg("--quiet"));
+        assert!(ok, "fixtures/installs/{name}/make.sh failed:\n{out}\n{err}");
+        dir
+    })
+    .clone()
+}
