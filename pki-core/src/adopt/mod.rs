@@ -1,0 +1,8 @@
+//! Adopting an existing PKI: `[[existing_ca]]` entries (CAs used as they
+//! are) and, from an [`Observation`](crate::Observation) of a directory, a
+//! spec that describes it (`kpki init --from DIR`).
+
+mod existing;
+
+pub use existing::ExistingCa;
+pub(crate) use existing::{findings, load as load_existing};
