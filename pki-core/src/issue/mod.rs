@@ -144,6 +144,8 @@ pub enum Action {
     Reissued(String),
     /// Re-issued with a new key (reason given).
     Rekeyed(String),
+    /// An `[[existing_ca]]` written from its files (the file it came from).
+    Adopted(String),
 }
 
 /// What happened to one file.
@@ -191,6 +193,8 @@ pub(crate) struct Final {
     pub(crate) key: PrivateKey,
     pub(crate) cert_der: Vec<u8>,
     pub(crate) parsed: ParsedCert,
+    /// An adopted CA: its files are written byte for byte.
+    pub(crate) adopted: Option<crate::ExistingCa>,
 }
 
 /// Issues a plan into a store.
@@ -226,6 +230,8 @@ pub fn issue(
     let mut need_key: Vec<(NodeId, KeyAlgorithm)> = Vec::new();
     for &id in &order {
         match g.node(id) {
+            // An adopted CA is used as it is: never a new key.
+            Some(Node::Cert(c)) if c.is_ca && plan.existing_ca(id).is_some() => {}
             Some(Node::Cert(c)) => {
                 let alg = algorithm(c)?;
                 let keep = existing.key(id).filter(|k| k.algorithm() == alg);
@@ -307,6 +313,35 @@ pub fn issue(
     for &id in &order {
         let Some(node) = g.node(id) else { continue };
         match node {
+            Node::Cert(c) if c.is_ca && plan.existing_ca(id).is_some() => {
+                let Some(a) = plan.existing_ca(id) else {
+                    continue;
+                };
+                let (action, replaced) = adopt(&mut existing, id, a);
+                if replaced && opts.renew != RenewPolicy::Never {
+                    return Err(IssueError::Existing {
+                        path: existing.key_path(id).unwrap_or_else(|| c.id.clone()),
+                        message: format!(
+                            "renew never replaces a CA, and the output holds another {} than [[existing_ca]] {}; run `kpki issue`",
+                            c.id,
+                            a.cert_path.display()
+                        ),
+                    });
+                }
+                if replaced {
+                    changed.insert(id);
+                }
+                report.actions.push((c.id.clone(), action));
+                finals.insert(
+                    id,
+                    Final {
+                        key: a.key().duplicate(),
+                        cert_der: a.cert().der.clone(),
+                        parsed: a.cert().clone(),
+                        adopted: Some(a.clone()),
+                    },
+                );
+            }
             Node::Cert(c) => {
                 let had_key = existing.key(id).is_some();
                 let (key, fresh_key) = match keys.remove(&id) {
@@ -472,6 +507,22 @@ pub(crate) fn key_hash(k: &PrivateKey) -> String {
         .collect()
 }
 
+/// What an adopted CA does to the output: kept when the output holds its
+/// certificate and key already, else adopted; and whether it replaces
+/// another CA there (whose certificates are then re-issued under it).
+fn adopt(existing: &mut Existing, id: NodeId, a: &crate::ExistingCa) -> (Action, bool) {
+    let old_key = existing.take_key(id);
+    let same_cert = existing.cert(id).map(|x| x.der == a.cert().der);
+    let same_key = old_key.map(|k| k.public_key() == a.key().public_key());
+    let replaced = same_cert == Some(false) || same_key == Some(false);
+    let action = if same_cert == Some(true) && same_key == Some(true) {
+        Action::Kept
+    } else {
+        Action::Adopted(a.cert_path.display().to_string())
+    };
+    (action, replaced)
+}
+
 /// One certificate to settle: its id, node, key, whether the key is new,
 /// and whether a key existed before.
 type Job<'g> = (NodeId, &'g CertNode, PrivateKey, bool, bool);
@@ -617,5 +668,6 @@ fn sign(
         key,
         cert_der: der,
         parsed,
+        adopted: None,
     })
 }
