@@ -24,7 +24,7 @@ mod store;
 mod validate;
 mod x509;
 
-pub use adopt::ExistingCa;
+pub use adopt::{Adoption, ExistingCa, adopt};
 pub use crypto::{
     CertParams, CryptoBackend, CryptoError, DistinguishedName, ParsedCert, PrivateKey, PublicKey,
     RustCrypto, SignatureAlgorithm, Signer, build_certificate, cert_to_pem, certs_from_pem,
