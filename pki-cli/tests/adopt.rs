@@ -53,7 +53,11 @@ extra_ips = ["10.2.0.11"]
 "#,
         )
         .unwrap();
-        kpki().args(["issue", "--spec"]).arg(&spec).assert().success();
+        kpki()
+            .args(["issue", "--spec"])
+            .arg(&spec)
+            .assert()
+            .success();
         base.join("out/cluster")
     })
     .clone()
@@ -122,8 +126,16 @@ fn adopt_check_issue_renew_on_every_fixture() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
         assert!(o.status.success(), "{}: {stderr}", fx.name);
-        assert!(stderr.contains("found:   CA kubernetes-ca"), "{}: {stderr}", fx.name);
-        assert!(!stderr.contains("PRIVATE KEY"), "{}: key material printed", fx.name);
+        assert!(
+            stderr.contains("found:   CA kubernetes-ca"),
+            "{}: {stderr}",
+            fx.name
+        );
+        assert!(
+            !stderr.contains("PRIVATE KEY"),
+            "{}: key material printed",
+            fx.name
+        );
         let text = std::fs::read_to_string(&spec).unwrap();
         assert!(!text.contains("PRIVATE KEY"));
         // The written spec parses with kpki's own parser (plan reads its CAs).
@@ -236,7 +248,11 @@ fn adopt_check_issue_renew_on_every_fixture() {
                 _ => {}
             }
         }
-        assert!(leaves >= 5, "{}: only {leaves} leaf files verified", fx.name);
+        assert!(
+            leaves >= 5,
+            "{}: only {leaves} leaf files verified",
+            fx.name
+        );
 
         // A second issue is a no-op; renew --all re-issues leaves, never the CAs.
         let first = snapshot(&out);
@@ -247,7 +263,12 @@ fn adopt_check_issue_renew_on_every_fixture() {
             .arg(&out)
             .assert()
             .success();
-        assert_eq!(snapshot(&out), first, "{}: second issue changed files", fx.name);
+        assert_eq!(
+            snapshot(&out),
+            first,
+            "{}: second issue changed files",
+            fx.name
+        );
         kpki()
             .args(["renew", "--all", "--spec"])
             .arg(&spec)
@@ -347,7 +368,8 @@ fn a_ca_without_its_key_is_named_and_blocks_issue() {
     assert_eq!(o.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(
-        stderr.contains("existing_ca[2].key") && stderr.contains("front-proxy-ca.key: no such file"),
+        stderr.contains("existing_ca[2].key")
+            && stderr.contains("front-proxy-ca.key: no such file"),
         "{stderr}"
     );
     assert!(!out.exists(), "nothing may be written");
@@ -372,7 +394,11 @@ fn existing_ca_errors_name_file_line_and_field_and_write_nothing() {
     let p = |f: &str| fx.join(f).display().to_string();
     let cases: Vec<(String, &str, String)> = vec![
         (
-            format!("id = \"no-such-ca\"\ncert = \"{}\"\nkey = \"{}\"\n", p("ca.crt"), p("ca.key")),
+            format!(
+                "id = \"no-such-ca\"\ncert = \"{}\"\nkey = \"{}\"\n",
+                p("ca.crt"),
+                p("ca.key")
+            ),
             "existing_ca[0].id",
             "`no-such-ca` is not a CA of profile `kubeadm`".into(),
         ),
@@ -392,7 +418,11 @@ fn existing_ca_errors_name_file_line_and_field_and_write_nothing() {
                 p("etcd/ca.key")
             ),
             "existing_ca[0].key",
-            format!("{}: is not the private key of {}", p("etcd/ca.key"), p("ca.crt")),
+            format!(
+                "{}: is not the private key of {}",
+                p("etcd/ca.key"),
+                p("ca.crt")
+            ),
         ),
         (
             format!(
@@ -404,7 +434,11 @@ fn existing_ca_errors_name_file_line_and_field_and_write_nothing() {
             format!("{}: no such file", p("missing.crt")),
         ),
         (
-            format!("id = \"kubernetes-ca\"\ncert = \"{}\"\nkey = \"{}\"\n", p("ca.crt"), p("ca.crt")),
+            format!(
+                "id = \"kubernetes-ca\"\ncert = \"{}\"\nkey = \"{}\"\n",
+                p("ca.crt"),
+                p("ca.crt")
+            ),
             "existing_ca[0].key",
             format!("{}: is not a usable private key", p("ca.crt")),
         ),

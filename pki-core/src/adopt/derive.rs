@@ -54,13 +54,16 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
     });
     // DNS domain.
     let domain = apiserver.and_then(|c| {
-        c.sans
-            .dns
-            .iter()
-            .find_map(|d| d.as_str().strip_prefix("kubernetes.default.svc.").map(str::to_owned))
+        c.sans.dns.iter().find_map(|d| {
+            d.as_str()
+                .strip_prefix("kubernetes.default.svc.")
+                .map(str::to_owned)
+        })
     });
     match &domain {
-        Some(d) => a.found.push(format!("DNS domain {d} (apiserver SAN kubernetes.default.svc.{d})")),
+        Some(d) => a.found.push(format!(
+            "DNS domain {d} (apiserver SAN kubernetes.default.svc.{d})"
+        )),
         None => a.assumed.push(format!(
             "DNS domain {} (no apiserver SAN kubernetes.default.svc.<domain>)",
             obs.spec.cluster.dns_domain
@@ -117,7 +120,11 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
         EtcdTopology::External(m) => m.iter().map(node_of).collect(),
     };
     let workers: Vec<NodeSpec> = obs.spec.workers.iter().map(node_of).collect();
-    for (list, nodes) in [("control-plane", &cp), ("etcd", &etcd), ("worker", &workers)] {
+    for (list, nodes) in [
+        ("control-plane", &cp),
+        ("etcd", &etcd),
+        ("worker", &workers),
+    ] {
         for n in nodes {
             let src = if node_ips.contains_key(&n.name) {
                 "from its certificates' IP SANs"
@@ -164,7 +171,10 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
     });
     let service_cidr = match service_ip {
         Some(IpAddr::V4(v)) if v.octets() == [10, 96, 0, 1] => {
-            a.found.push("service CIDR 10.96.0.0/12 (apiserver SAN 10.96.0.1, kubeadm's default range)".into());
+            a.found.push(
+                "service CIDR 10.96.0.0/12 (apiserver SAN 10.96.0.1, kubeadm's default range)"
+                    .into(),
+            );
             "10.96.0.0/12".to_owned()
         }
         Some(IpAddr::V4(v)) => {
@@ -233,7 +243,9 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
         .map(|(_, c)| days(c.validity.lifetime));
     let mut lifetimes: BTreeMap<u64, usize> = BTreeMap::new();
     for (_, c) in certs.iter().filter(|(_, c)| !c.is_ca) {
-        *lifetimes.entry(days(c.validity.lifetime).hours()).or_default() += 1;
+        *lifetimes
+            .entry(days(c.validity.lifetime).hours())
+            .or_default() += 1;
     }
     let leaf_validity = lifetimes
         .iter()
@@ -301,7 +313,9 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
         });
     }
     let profile_name = &obs.profile.name;
-    let preset = crate::profile::PRESETS.iter().any(|(n, _)| n == profile_name);
+    let preset = crate::profile::PRESETS
+        .iter()
+        .any(|(n, _)| n == profile_name);
     a.found.push(format!(
         "profile {profile_name} ({:?} layout){}",
         obs.kind,
@@ -343,20 +357,28 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
                 ("country", &s.country),
                 ("state", &s.state),
                 ("locality", &s.locality),
-                ("organizational_unit", &s.organizational_units.first().cloned()),
+                (
+                    "organizational_unit",
+                    &s.organizational_units.first().cloned(),
+                ),
             ] {
                 if let Some(v) = v {
                     let _ = writeln!(t, "{k} = {}", quote(v));
                 }
             }
         }
-        for (table, nodes) in [("control_plane", &cp), ("etcd", &etcd), ("worker", &workers)] {
+        for (table, nodes) in [
+            ("control_plane", &cp),
+            ("etcd", &etcd),
+            ("worker", &workers),
+        ] {
             for n in nodes {
                 let _ = writeln!(t, "\n[[{table}]]");
                 let _ = writeln!(t, "name = {}", quote(n.name.as_str()));
                 let _ = writeln!(t, "address = {}", quote(&n.address.to_string()));
                 if !n.extra_ips.is_empty() {
-                    let l: Vec<String> = n.extra_ips.iter().map(|i| quote(&i.to_string())).collect();
+                    let l: Vec<String> =
+                        n.extra_ips.iter().map(|i| quote(&i.to_string())).collect();
                     let _ = writeln!(t, "extra_ips = [{}]", l.join(", "));
                 }
                 if !n.hostnames.is_empty() {

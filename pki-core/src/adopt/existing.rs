@@ -105,11 +105,21 @@ pub(crate) fn key_spec(k: &PublicKey) -> KeySpec {
 
 fn load_one(e: &ExistingCaSpec, node: NodeId) -> Result<ExistingCa, InputError> {
     let shown = |p: &Path| p.display().to_string();
-    let cert_pem = read_file(&e.cert).map_err(|m| e.error("cert", format!("{}: {m}", shown(&e.cert))))?;
-    let cert_text = std::str::from_utf8(&cert_pem)
-        .map_err(|_| e.error("cert", format!("{}: is not a PEM text file", shown(&e.cert))))?;
+    let cert_pem =
+        read_file(&e.cert).map_err(|m| e.error("cert", format!("{}: {m}", shown(&e.cert))))?;
+    let cert_text = std::str::from_utf8(&cert_pem).map_err(|_| {
+        e.error(
+            "cert",
+            format!("{}: is not a PEM text file", shown(&e.cert)),
+        )
+    })?;
     let der = certs_from_pem(cert_text)
-        .map_err(|x| e.error("cert", format!("{}: is not a PEM certificate ({x})", shown(&e.cert))))?
+        .map_err(|x| {
+            e.error(
+                "cert",
+                format!("{}: is not a PEM certificate ({x})", shown(&e.cert)),
+            )
+        })?
         .into_iter()
         .next()
         .ok_or_else(|| e.error("cert", format!("{}: holds no certificate", shown(&e.cert))))?;
@@ -216,7 +226,10 @@ pub(crate) fn load(
                         g.id_of(p),
                         match parent {
                             Some(x) => format!("{} did not sign it", x.cert_path.display()),
-                            None => format!("that CA is not adopted: add an [[existing_ca]] for `{}`", g.id_of(p)),
+                            None => format!(
+                                "that CA is not adopted: add an [[existing_ca]] for `{}`",
+                                g.id_of(p)
+                            ),
                         }
                     ),
                 ));

@@ -568,21 +568,24 @@ impl Resolver<'_> {
             },
         };
         let existing_cas = self.existing_cas(existing_ca.unwrap_or_default())?;
-        Ok((ClusterSpec {
-            source: self.path.to_owned(),
-            profile,
-            profile_location,
-            cluster,
-            crypto,
-            subject,
-            control_plane,
-            etcd,
-            workers,
-            output,
-            bootstrap,
-            kubeadm,
-            warnings,
-        }, existing_cas))
+        Ok((
+            ClusterSpec {
+                source: self.path.to_owned(),
+                profile,
+                profile_location,
+                cluster,
+                crypto,
+                subject,
+                control_plane,
+                etcd,
+                workers,
+                output,
+                bootstrap,
+                kubeadm,
+                warnings,
+            },
+            existing_cas,
+        ))
     }
 
     fn existing_cas(
