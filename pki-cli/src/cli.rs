@@ -16,7 +16,7 @@ pub struct Cli {
 /// kpki's commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Write a commented starter spec, or one that adopts an existing PKI (--from DIR).
+    /// Write a commented starter spec, or adopt a PKI (--from DIR).
     Init(InitArgs),
     /// Print the certificate graph and its findings; writes nothing.
     Plan(PlanArgs),
@@ -183,9 +183,7 @@ pub struct InitArgs {
     /// Where to write the spec (refuses to overwrite).
     #[arg(long, default_value = "kpki.toml")]
     pub out: PathBuf,
-    /// Adopt an existing PKI: write a spec that describes DIR (kubeadm's
-    /// /etc/kubernetes or pki/, cfssl files, a kpki output), with its CAs as
-    /// [[existing_ca]] entries that `kpki issue` keeps byte for byte.
+    /// Adopt an existing PKI: a spec that describes DIR, its CAs as [[existing_ca]]
     #[arg(long, value_name = "DIR")]
     pub from: Option<PathBuf>,
 }
