@@ -440,10 +440,95 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
         }
     }
     a.spec = render(&extra);
+    // A preset whose SAN rules leave out what the directory's leaves hold
+    // (an etcd peer certificate with loopback SANs): a profile file, the
+    // preset with those rules added, next to the spec.
+    let planned =
+        crate::graph::expand(&parse(&a.spec)?, &obs.profile).map_err(crate::Error::Profile)?;
+    let loopback: BTreeSet<String> = ["localhost", "127.0.0.1", "::1"].map(str::to_owned).into();
+    let mut add_loopback: BTreeSet<String> = BTreeSet::new();
+    for (_, c) in certs.iter().filter(|(_, c)| !c.is_ca) {
+        let Some((_, p)) = planned
+            .certs()
+            .find(|(_, p)| p.template == c.template && p.node == c.node)
+        else {
+            continue;
+        };
+        let more: BTreeSet<String> = c
+            .sans
+            .dns
+            .difference(&p.sans.dns)
+            .map(ToString::to_string)
+            .chain(c.sans.ip.difference(&p.sans.ip).map(ToString::to_string))
+            .collect();
+        if !more.is_empty() && more.is_subset(&loopback) {
+            add_loopback.insert(c.template.clone());
+        }
+    }
+    if preset && !add_loopback.is_empty() {
+        let file = format!(
+            "{}.profile.toml",
+            spec_path
+                .file_stem()
+                .map_or_else(|| "kpki".into(), |s| s.to_string_lossy().into_owned())
+        );
+        if let Some(text) = profile_with_loopback(profile_name, &add_loopback) {
+            let names: Vec<&str> = add_loopback.iter().map(String::as_str).collect();
+            a.found.push(format!(
+                "loopback SANs on {} beyond preset {profile_name}: profile file {file} (the preset with the `loopback` SAN rule there)",
+                names.join(", ")
+            ));
+            a.spec = a.spec.replacen(
+                &format!("profile = {}", quote(profile_name)),
+                &format!("profile = {}", quote(&file)),
+                1,
+            );
+            a.profile = Some((file, text));
+        }
+    }
     parse(&a.spec)?;
     a.assumed.push(format!(
         "output directory `out` next to the spec (new files; {} itself is never written)",
         dir.display()
     ));
     Ok(a)
+}
+
+/// Preset `name`'s TOML with the `loopback` SAN rule added to these leaf
+/// templates, renamed `<name>-adopted` (None when the preset cannot be read).
+fn profile_with_loopback(name: &str, templates: &BTreeSet<String>) -> Option<String> {
+    let (_, text) = crate::profile::PRESETS.iter().find(|(n, _)| *n == name)?;
+    let mut t: toml::Table = text.parse().ok()?;
+    t.insert(
+        "name".into(),
+        toml::Value::String(format!("{name}-adopted")),
+    );
+    t.insert(
+        "description".into(),
+        toml::Value::String(format!(
+            "preset {name}, with the loopback SANs of an adopted PKI on {}",
+            templates.iter().cloned().collect::<Vec<_>>().join(", ")
+        )),
+    );
+    for leaf in t.get_mut("leaf")?.as_array_mut()? {
+        let Some(l) = leaf.as_table_mut() else {
+            continue;
+        };
+        if !l
+            .get("id")
+            .and_then(toml::Value::as_str)
+            .is_some_and(|id| templates.contains(id))
+        {
+            continue;
+        }
+        if let Some(sans) = l.get_mut("sans").and_then(toml::Value::as_array_mut)
+            && !sans.iter().any(|v| v.as_str() == Some("loopback"))
+        {
+            sans.insert(0, toml::Value::String("loopback".into()));
+        }
+    }
+    let body = toml::to_string(&t).ok()?;
+    Some(format!(
+        "# Written by `kpki init --from`: preset {name} with the SAN rules the adopted\n# directory's certificates need (format: docs/profile-format.md).\n{body}"
+    ))
 }
