@@ -562,3 +562,64 @@ fn relative_paths_resolve_against_the_spec_directory() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("(existing CA:"), "{text}");
 }
+
+#[test]
+fn non_canonical_ca_files_are_written_byte_for_byte() {
+    // A PKCS#8 key and a certificate file with openssl's text dump before
+    // the PEM: kpki's own encoding of either would differ.
+    let openssl = tool("openssl");
+    let src = existing_pki().join("kubeadm/pki");
+    let tmp = tempfile::tempdir().unwrap();
+    let (ok, _, err) = run(Command::new(&openssl)
+        .args(["pkcs8", "-topk8", "-nocrypt", "-in"])
+        .arg(src.join("ca.key"))
+        .arg("-out")
+        .arg(tmp.path().join("ca.key")));
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(Command::new(&openssl)
+        .args(["x509", "-text", "-in"])
+        .arg(src.join("ca.crt"))
+        .arg("-out")
+        .arg(tmp.path().join("ca.crt")));
+    assert!(ok, "{err}");
+    let cert = std::fs::read(tmp.path().join("ca.crt")).unwrap();
+    let key = std::fs::read(tmp.path().join("ca.key")).unwrap();
+    assert!(cert.starts_with(b"Certificate:"));
+    assert!(key.starts_with(b"-----BEGIN PRIVATE KEY-----"));
+    let spec = spec_with(
+        tmp.path(),
+        "id = \"kubernetes-ca\"\ncert = \"ca.crt\"\nkey = \"ca.key\"\n",
+    );
+    let o = kpki()
+        .args(["issue", "--spec"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("adopt   kubernetes-ca: from "), "{stdout}");
+    let out = tmp.path().join("out");
+    for dir in ["cluster/pki", "nodes/cp1/etc/kubernetes/pki"] {
+        assert_eq!(
+            std::fs::read(out.join(dir).join("ca.crt")).unwrap(),
+            cert,
+            "{dir}"
+        );
+    }
+    assert_eq!(std::fs::read(out.join("cluster/pki/ca.key")).unwrap(), key);
+    let (ok, msg) = verify(
+        &tmp.path().join("ca.crt"),
+        &out.join("cluster/pki/apiserver.crt"),
+    );
+    assert!(ok, "{msg}");
+    // Re-run: no file changes, the CA is kept.
+    let before = snapshot(&out);
+    let o = kpki()
+        .args(["issue", "--spec"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains(" 0 issued, 0 re-issued"));
+    assert_eq!(snapshot(&out), before);
+}
