@@ -623,3 +623,61 @@ fn non_canonical_ca_files_are_written_byte_for_byte() {
     assert!(String::from_utf8_lossy(&o.stdout).contains(" 0 issued, 0 re-issued"));
     assert_eq!(snapshot(&out), before);
 }
+
+#[test]
+fn adopting_over_a_generated_ca_reissues_its_leaves_and_renew_refuses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = tmp.path().join("kpki.toml");
+    let plain = "[[control_plane]]\nname = \"cp1\"\naddress = \"10.0.0.10\"\n";
+    std::fs::write(&spec, plain).unwrap();
+    kpki()
+        .args(["issue", "--spec"])
+        .arg(&spec)
+        .assert()
+        .success();
+    let out = tmp.path().join("out");
+    let generated = snapshot(&out);
+    let fx = existing_pki().join("kubeadm/pki");
+    spec_with(
+        tmp.path(),
+        &format!(
+            "id = \"kubernetes-ca\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            fx.join("ca.crt").display(),
+            fx.join("ca.key").display()
+        ),
+    );
+    // renew never replaces a CA: refused, nothing written.
+    let o = kpki()
+        .args(["renew", "--all", "--spec"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("renew never replaces a CA"), "{stderr}");
+    assert_eq!(snapshot(&out), generated);
+    // issue adopts it and re-issues what the generated CA had signed.
+    let o = kpki()
+        .args(["issue", "--spec"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("adopt   kubernetes-ca"), "{stdout}");
+    assert!(
+        stdout.contains("reissue apiserver@cp1: its CA changed"),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read(out.join("cluster/pki/ca.crt")).unwrap(),
+        std::fs::read(fx.join("ca.crt")).unwrap()
+    );
+    let (ok, msg) = verify(&fx.join("ca.crt"), &out.join("cluster/pki/apiserver.crt"));
+    assert!(ok, "{msg}");
+    // The etcd CA, not adopted, was kept.
+    assert_eq!(
+        snapshot(&out)["cluster/pki/etcd/ca.crt"],
+        generated["cluster/pki/etcd/ca.crt"]
+    );
+}
