@@ -304,6 +304,27 @@ fn adopt_check_issue_renew_on_every_fixture() {
             "{}: only {leaves} leaf files verified",
             fx.name
         );
+        // The new PKI is what the spec plans: no drift at all.
+        let o = kpki()
+            .arg("check")
+            .arg(&out)
+            .arg("--spec")
+            .arg(&spec)
+            .args(["--format", "json"])
+            .output()
+            .unwrap();
+        let doc = json(&o);
+        let drift: Vec<&Value> = doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["code"].as_str().unwrap().starts_with('D'))
+            .collect();
+        assert!(
+            drift.is_empty(),
+            "{}: issued PKI drifts: {drift:?}",
+            fx.name
+        );
 
         // A second issue is a no-op; renew --all re-issues leaves, never the CAs.
         let first = snapshot(&out);
@@ -680,4 +701,63 @@ fn adopting_over_a_generated_ca_reissues_its_leaves_and_renew_refuses() {
         snapshot(&out)["cluster/pki/etcd/ca.crt"],
         generated["cluster/pki/etcd/ca.crt"]
     );
+}
+
+#[test]
+fn an_adopted_ca_expiring_before_its_leaves_is_an_s003_error() {
+    // A CA valid for 30 days, leaves planned for a year: S003 at plan time,
+    // whatever the date (both are counted from now).
+    let openssl = tool("openssl");
+    let tmp = tempfile::tempdir().unwrap();
+    let (ok, _, err) = run(Command::new(&openssl)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "30", "-subj", "/CN=short-lived"])
+        .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+        .args([
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+        ])
+        .arg("-keyout")
+        .arg(tmp.path().join("ca.key"))
+        .arg("-out")
+        .arg(tmp.path().join("ca.crt")));
+    assert!(ok, "{err}");
+    let spec = spec_with(
+        tmp.path(),
+        "id = \"kubernetes-ca\"\ncert = \"ca.crt\"\nkey = \"ca.key\"\n",
+    );
+    let o = kpki()
+        .args(["plan", "--format", "json", "--spec"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let doc = json(&o);
+    let s003 = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "S003" && f["nodes"][0] == "kubernetes-ca")
+        .unwrap_or_else(|| panic!("no S003: {doc}"));
+    assert!(
+        s003["message"]
+            .as_str()
+            .unwrap()
+            .contains("existing CA that expires"),
+        "{s003}"
+    );
+    let o = kpki()
+        .args(["issue", "--spec"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!tmp.path().join("out").exists());
 }
