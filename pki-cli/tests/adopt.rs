@@ -677,6 +677,19 @@ fn adopting_over_a_generated_ca_reissues_its_leaves_and_renew_refuses() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("renew never replaces a CA"), "{stderr}");
     assert_eq!(snapshot(&out), generated);
+    // --replace-ca-keys never replaces an adopted CA: refused, nothing written.
+    let o = kpki()
+        .args(["issue", "--replace-ca-keys", "--spec"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("kubernetes-ca is an [[existing_ca]]"),
+        "{stderr}"
+    );
+    assert_eq!(snapshot(&out), generated);
     // issue adopts it and re-issues what the generated CA had signed.
     let o = kpki()
         .args(["issue", "--spec"])

@@ -317,6 +317,15 @@ pub fn issue(
                 let Some(a) = plan.existing_ca(id) else {
                     continue;
                 };
+                if opts.replace_ca_keys {
+                    return Err(IssueError::Existing {
+                        path: a.key_path.display().to_string(),
+                        message: format!(
+                            "{} is an [[existing_ca]]: --replace-ca-keys never replaces it; remove its entry from the spec to have kpki generate a new CA",
+                            c.id
+                        ),
+                    });
+                }
                 let (action, replaced) = adopt(&mut existing, id, a);
                 if replaced && opts.renew != RenewPolicy::Never {
                     return Err(IssueError::Existing {
