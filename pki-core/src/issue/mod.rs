@@ -419,10 +419,13 @@ pub fn issue(
         finals.insert(id, f);
     }
     for (id, c) in g.certs().filter(|(_, c)| c.is_ca) {
-        if report
-            .action(&c.id)
-            .is_some_and(|a| matches!(a, Action::Rekeyed(_)))
-            && let Some(f) = finals.get(&id)
+        // An adopted CA that replaces another one on disk is journalled
+        // like a re-keyed CA: a run killed before its leaves are rewritten
+        // is finished by the next one.
+        if report.action(&c.id).is_some_and(|a| {
+            matches!(a, Action::Rekeyed(_))
+                || (matches!(a, Action::Adopted(_)) && changed.contains(&id))
+        }) && let Some(f) = finals.get(&id)
         {
             rekeyed.push((c.id.clone(), key_hash(&f.key)));
         }
