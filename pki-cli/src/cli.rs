@@ -183,7 +183,7 @@ pub struct InitArgs {
     /// Where to write the spec (refuses to overwrite).
     #[arg(long, default_value = "kpki.toml")]
     pub out: PathBuf,
-    /// Adopt an existing PKI: a spec that describes DIR, its CAs as [[existing_ca]]
+    /// Adopt an existing PKI: a spec that describes DIR, its CAs as `[[existing_ca]]`
     #[arg(long, value_name = "DIR")]
     pub from: Option<PathBuf>,
 }
