@@ -16,7 +16,7 @@ pub struct Cli {
 /// kpki's commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Write a commented starter spec.
+    /// Write a commented starter spec, or adopt a PKI (--from DIR).
     Init(InitArgs),
     /// Print the certificate graph and its findings; writes nothing.
     Plan(PlanArgs),
@@ -183,6 +183,9 @@ pub struct InitArgs {
     /// Where to write the spec (refuses to overwrite).
     #[arg(long, default_value = "kpki.toml")]
     pub out: PathBuf,
+    /// Adopt an existing PKI: a spec that describes DIR, its CAs as `[[existing_ca]]`
+    #[arg(long, value_name = "DIR")]
+    pub from: Option<PathBuf>,
 }
 
 /// Output format of `plan`.

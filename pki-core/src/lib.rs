@@ -10,6 +10,7 @@
 //!
 //! Every stage is a value; only the store and the CLI touch the disk.
 
+mod adopt;
 mod crypto;
 mod error;
 mod graph;
@@ -23,6 +24,7 @@ mod store;
 mod validate;
 mod x509;
 
+pub use adopt::{Adoption, ExistingCa, adopt};
 pub use crypto::{
     CertParams, CryptoBackend, CryptoError, DistinguishedName, ParsedCert, PrivateKey, PublicKey,
     RustCrypto, SignatureAlgorithm, Signer, build_certificate, cert_to_pem, certs_from_pem,
@@ -61,8 +63,8 @@ pub use profile::{
     Profile, SanRule, ServerRule, SubjectTemplate, TargetKind, TrustBinding,
 };
 pub use spec::{
-    BootstrapSpec, ClusterInfo, ClusterSpec, CryptoSpec, Endpoint, EtcdTopology, KubeadmApi,
-    KubeadmSpec, NodeSpec, OutputSpec, ProfileRef,
+    BootstrapSpec, ClusterInfo, ClusterSpec, CryptoSpec, Endpoint, EtcdTopology, ExistingCaSpec,
+    KubeadmApi, KubeadmSpec, NodeSpec, OutputSpec, ProfileRef,
 };
 pub use store::{
     DirStore, FileEntry, Layout, MemStore, Mode, Part, PkiStore, StoreError, StoreErrorKind,
@@ -103,9 +105,17 @@ pub struct Plan {
     /// cluster's, until [`Plan::with_previous_members`] gives the members an
     /// earlier issuance recorded.
     pub membership: outputs::MembershipChange,
+    /// The CAs adopted from `[[existing_ca]]` entries (used as they are,
+    /// never generated).
+    pub existing: Vec<ExistingCa>,
 }
 
 impl Plan {
+    /// The adopted CA a graph node stands for, if any.
+    pub fn existing_ca(&self, id: NodeId) -> Option<&ExistingCa> {
+        self.existing.iter().find(|e| e.node == id)
+    }
+
     /// Sets the etcd members an earlier issuance recorded (the manifest's
     /// `etcd_members`): members added since join the running cluster, and a
     /// change etcd cannot make in one step becomes an M001 error finding.
@@ -132,25 +142,50 @@ impl Plan {
     }
 
     /// Loads a spec file and its profile, expands and validates.
+    /// The spec's `[[existing_ca]]` files are read and checked.
     pub fn load(spec_path: &std::path::Path) -> Result<Self, Error> {
-        let spec = ClusterSpec::load(spec_path).map_err(Error::Spec)?;
-        Self::from_spec(spec)
+        let (spec, existing) = ClusterSpec::load_with_existing(spec_path).map_err(Error::Spec)?;
+        let profile =
+            Profile::load(&spec.profile, &spec.profile_location).map_err(Error::Profile)?;
+        Self::with_existing(spec, profile, &existing)
     }
 
-    /// Plans a spec built in code (or loaded).
+    /// Plans a spec built in code (or loaded), with no `[[existing_ca]]`
+    /// (see [`Plan::with_existing`]).
     pub fn from_spec(spec: ClusterSpec) -> Result<Self, Error> {
         let profile =
             Profile::load(&spec.profile, &spec.profile_location).map_err(Error::Profile)?;
         Self::with_profile(spec, profile)
     }
 
-    /// Plans a spec with an explicit profile.
+    /// Plans a spec with an explicit profile, with no `[[existing_ca]]`.
     pub fn with_profile(spec: ClusterSpec, profile: Profile) -> Result<Self, Error> {
-        let graph = expand(&spec, &profile).map_err(Error::Profile)?;
+        Self::with_existing(spec, profile, &[])
+    }
+
+    /// Plans a spec with an explicit profile and the spec's
+    /// `[[existing_ca]]` entries ([`ClusterSpec::parse_with_existing`]):
+    /// their files are read and checked (an id that is no CA of the
+    /// profile, an unreadable file, a certificate that is not a CA or a key
+    /// that is not its own is a [`Error::Spec`] naming the field and the
+    /// file), and each adopted CA is judged by the rules with its real
+    /// subject, usages, key and dates.
+    pub fn with_existing(
+        spec: ClusterSpec,
+        profile: Profile,
+        existing: &[ExistingCaSpec],
+    ) -> Result<Self, Error> {
+        let mut graph = expand(&spec, &profile).map_err(Error::Profile)?;
+        let existing = adopt::load_existing(existing, &mut graph, &profile).map_err(Error::Spec)?;
         let mut spec = spec;
         let unused = spec::unused_fields(&spec, &graph, &profile.name);
         spec.warnings.extend(unused);
-        let report = validate(&graph);
+        let mut report = validate(&graph);
+        report.add(adopt::findings(
+            &graph,
+            &existing,
+            time::OffsetDateTime::now_utc(),
+        ));
         let layout = Layout::compute(&graph, &spec, &profile);
         let mut plan = Self {
             spec,
@@ -159,6 +194,7 @@ impl Plan {
             report,
             layout,
             membership: outputs::MembershipChange::default(),
+            existing,
         };
         plan.membership = outputs::etcd_membership(&plan, None);
         let deployers = outputs::deployer_findings(&plan);

@@ -8,6 +8,9 @@ use crate::cli::InitArgs;
 pub const STARTER: &str = include_str!("../../../fixtures/specs/starter.toml");
 
 pub fn run(a: &InitArgs) -> Result<Exit, Failure> {
+    if let Some(dir) = &a.from {
+        return adopt(dir, &a.out);
+    }
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -29,6 +32,67 @@ pub fn run(a: &InitArgs) -> Result<Exit, Failure> {
         "wrote {}; edit it, then run `kpki plan --spec {}`",
         a.out.display(),
         a.out.display()
+    );
+    Ok(Exit::Ok)
+}
+
+/// Creates `path` with `text`; never overwrites.
+fn create(path: &std::path::Path, text: &str) -> Result<(), Failure> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path);
+    let mut file = match file {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Failure::input(format!(
+                "{} exists; kpki init never overwrites (use --out)",
+                path.display()
+            )));
+        }
+        Err(e) => return Err(Failure::failed(format!("{}: {e}", path.display()))),
+    };
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Failure::failed(format!("{}: {e}", path.display())))
+}
+
+/// `kpki init --from DIR`: a spec that describes DIR, its CAs adopted.
+fn adopt(dir: &std::path::Path, out: &std::path::Path) -> Result<Exit, Failure> {
+    if out.exists() {
+        return Err(Failure::input(format!(
+            "{} exists; kpki init never overwrites (use --out)",
+            out.display()
+        )));
+    }
+    let dir = std::fs::canonicalize(dir)
+        .map_err(|e| Failure::input(format!("{}: {e}", dir.display())))?;
+    let obs = pki_core::read_dir(&dir, None, None)?;
+    let adoption = pki_core::adopt(&obs, &dir, out)?;
+    for line in &adoption.found {
+        eprintln!("found:   {line}");
+    }
+    for line in &adoption.assumed {
+        eprintln!("assumed: {line}");
+    }
+    for p in &obs.problems {
+        eprintln!("warning: {}: {} (not adopted)", p.path, p.message);
+    }
+    for line in &adoption.warnings {
+        eprintln!("warning: {line}");
+    }
+    if let Some((name, text)) = &adoption.profile {
+        let path = out.parent().unwrap_or(std::path::Path::new(".")).join(name);
+        create(&path, text)?;
+        eprintln!("wrote {}", path.display());
+    }
+    create(out, &adoption.spec)?;
+    eprintln!(
+        "wrote {}; check it with `kpki check {} --spec {}`, then `kpki issue --spec {}`",
+        out.display(),
+        dir.display(),
+        out.display(),
+        out.display()
     );
     Ok(Exit::Ok)
 }

@@ -81,6 +81,7 @@ fn execute_pruning(
         match a {
             Action::Reissued(why) => crate::out::outln!("reissue {id}: {why}"),
             Action::Rekeyed(why) => crate::out::outln!("rekey   {id}: {why}"),
+            Action::Adopted(from) => crate::out::outln!("adopt   {id}: from {from}"),
             _ => {}
         }
     }

@@ -315,11 +315,14 @@ pub fn plan(p: &Plan, width: usize) -> String {
         if !root {
             continue;
         }
-        let tag = if let IssuerRef::Unknown(n) = &c.issuer {
+        let mut tag = if let IssuerRef::Unknown(n) = &c.issuer {
             format!("  (issuer `{n}` unknown)")
         } else {
             String::new()
         };
+        if let Some(src) = &c.existing {
+            tag.push_str(&format!("  (existing CA: {})", src.display()));
+        }
         let (header, details, _) = group_lines(&[(id, c)], &addrs);
         out.push_str(&wrap("", "    ", &format!("{header}{tag}"), w));
         for d in details {

@@ -117,6 +117,7 @@ impl Expander<'_> {
                 cert_path: Some(ca.cert.clone()),
                 key_path: Some(ca.key.clone()),
                 observed: None,
+                existing: None,
             });
             self.push(&ca.id, None, node);
         }
@@ -207,6 +208,7 @@ impl Expander<'_> {
                     cert_path: path(&leaf.cert).or(cert_default),
                     key_path: path(&leaf.key).or(key_default),
                     observed: None,
+                    existing: None,
                 };
                 self.push(&leaf.id, n.map(|n| &n.name), Node::Cert(cert));
             }

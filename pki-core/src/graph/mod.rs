@@ -99,6 +99,9 @@ pub struct CertNode {
     pub key_path: Option<String>,
     /// Facts read from disk.
     pub observed: Option<Observed>,
+    /// The certificate file of the `[[existing_ca]]` this CA is adopted
+    /// from (used as is, never generated).
+    pub existing: Option<std::path::PathBuf>,
 }
 
 /// A bare keypair (service-account key).

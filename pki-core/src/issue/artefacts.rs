@@ -172,14 +172,22 @@ pub(crate) fn render(
             Node::Cert(c) => {
                 let Some(f) = finals.get(&id) else { continue };
                 let (kp, cp) = (paths(id, Part::Key), paths(id, Part::Cert));
+                // An adopted CA's files are written byte for byte.
+                let (key_bytes, cert_bytes) = match &f.adopted {
+                    Some(a) => (a.key_pem().clone(), Zeroizing::new(a.cert_pem().to_vec())),
+                    None => (
+                        key_pem(&c.id, &f.key)?,
+                        Zeroizing::new(cert_to_pem(&f.cert_der).into_bytes()),
+                    ),
+                };
                 let key = Artefact {
                     paths: kp.clone(),
-                    bytes: key_pem(&c.id, &f.key)?,
+                    bytes: key_bytes,
                     mode: Mode::Secret,
                 };
                 let cert = Artefact {
                     paths: cp.clone(),
-                    bytes: Zeroizing::new(cert_to_pem(&f.cert_der).into_bytes()),
+                    bytes: cert_bytes,
                     mode: Mode::Public,
                 };
                 let (k, ce) = if c.is_ca {

@@ -306,6 +306,7 @@ impl Existing {
             key,
             cert_der: parsed.der.clone(),
             parsed: parsed.clone(),
+            adopted: None,
         })
     }
 

@@ -144,6 +144,8 @@ pub enum Action {
     Reissued(String),
     /// Re-issued with a new key (reason given).
     Rekeyed(String),
+    /// An `[[existing_ca]]` written from its files (the file it came from).
+    Adopted(String),
 }
 
 /// What happened to one file.
@@ -191,6 +193,8 @@ pub(crate) struct Final {
     pub(crate) key: PrivateKey,
     pub(crate) cert_der: Vec<u8>,
     pub(crate) parsed: ParsedCert,
+    /// An adopted CA: its files are written byte for byte.
+    pub(crate) adopted: Option<crate::ExistingCa>,
 }
 
 /// Issues a plan into a store.
@@ -226,6 +230,8 @@ pub fn issue(
     let mut need_key: Vec<(NodeId, KeyAlgorithm)> = Vec::new();
     for &id in &order {
         match g.node(id) {
+            // An adopted CA is used as it is: never a new key.
+            Some(Node::Cert(c)) if c.is_ca && plan.existing_ca(id).is_some() => {}
             Some(Node::Cert(c)) => {
                 let alg = algorithm(c)?;
                 let keep = existing.key(id).filter(|k| k.algorithm() == alg);
@@ -307,6 +313,44 @@ pub fn issue(
     for &id in &order {
         let Some(node) = g.node(id) else { continue };
         match node {
+            Node::Cert(c) if c.is_ca && plan.existing_ca(id).is_some() => {
+                let Some(a) = plan.existing_ca(id) else {
+                    continue;
+                };
+                if opts.replace_ca_keys {
+                    return Err(IssueError::Existing {
+                        path: a.key_path.display().to_string(),
+                        message: format!(
+                            "{} is an [[existing_ca]]: --replace-ca-keys never replaces it; remove its entry from the spec to have kpki generate a new CA",
+                            c.id
+                        ),
+                    });
+                }
+                let (action, replaced) = adopt(&mut existing, id, a);
+                if replaced && opts.renew != RenewPolicy::Never {
+                    return Err(IssueError::Existing {
+                        path: existing.key_path(id).unwrap_or_else(|| c.id.clone()),
+                        message: format!(
+                            "renew never replaces a CA, and the output holds another {} than [[existing_ca]] {}; run `kpki issue`",
+                            c.id,
+                            a.cert_path.display()
+                        ),
+                    });
+                }
+                if replaced {
+                    changed.insert(id);
+                }
+                report.actions.push((c.id.clone(), action));
+                finals.insert(
+                    id,
+                    Final {
+                        key: a.key().duplicate(),
+                        cert_der: a.cert().der.clone(),
+                        parsed: a.cert().clone(),
+                        adopted: Some(a.clone()),
+                    },
+                );
+            }
             Node::Cert(c) => {
                 let had_key = existing.key(id).is_some();
                 let (key, fresh_key) = match keys.remove(&id) {
@@ -375,10 +419,13 @@ pub fn issue(
         finals.insert(id, f);
     }
     for (id, c) in g.certs().filter(|(_, c)| c.is_ca) {
-        if report
-            .action(&c.id)
-            .is_some_and(|a| matches!(a, Action::Rekeyed(_)))
-            && let Some(f) = finals.get(&id)
+        // An adopted CA that replaces another one on disk is journalled
+        // like a re-keyed CA: a run killed before its leaves are rewritten
+        // is finished by the next one.
+        if report.action(&c.id).is_some_and(|a| {
+            matches!(a, Action::Rekeyed(_))
+                || (matches!(a, Action::Adopted(_)) && changed.contains(&id))
+        }) && let Some(f) = finals.get(&id)
         {
             rekeyed.push((c.id.clone(), key_hash(&f.key)));
         }
@@ -470,6 +517,22 @@ pub(crate) fn key_hash(k: &PrivateKey) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// What an adopted CA does to the output: kept when the output holds its
+/// certificate and key already, else adopted; and whether it replaces
+/// another CA there (whose certificates are then re-issued under it).
+fn adopt(existing: &mut Existing, id: NodeId, a: &crate::ExistingCa) -> (Action, bool) {
+    let old_key = existing.take_key(id);
+    let same_cert = existing.cert(id).map(|x| x.der == a.cert().der);
+    let same_key = old_key.map(|k| k.public_key() == a.key().public_key());
+    let replaced = same_cert == Some(false) || same_key == Some(false);
+    let action = if same_cert == Some(true) && same_key == Some(true) {
+        Action::Kept
+    } else {
+        Action::Adopted(a.cert_path.display().to_string())
+    };
+    (action, replaced)
 }
 
 /// One certificate to settle: its id, node, key, whether the key is new,
@@ -617,5 +680,6 @@ fn sign(
         key,
         cert_der: der,
         parsed,
+        adopted: None,
     })
 }

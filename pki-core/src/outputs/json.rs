@@ -40,6 +40,12 @@ pub struct CertView {
     pub serial: Option<String>,
     /// Output-relative files.
     pub files: Vec<String>,
+    /// An adopted CA (`[[existing_ca]]`): used as it is, never generated.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub existing: bool,
+    /// The certificate file an adopted CA comes from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// A keypair in the JSON contract.
@@ -129,6 +135,8 @@ pub fn document(
                     .and_then(rfc3339),
                 serial: c.observed.as_ref().map(|o| o.serial.clone()),
                 files,
+                existing: c.existing.is_some(),
+                source: c.existing.as_ref().map(|p| p.display().to_string()),
             }),
             Node::KeyPair(k) => d.keypairs.push(KeyPairView {
                 id: k.id.clone(),

@@ -209,6 +209,41 @@ pub struct KubeadmSpec {
     pub config_api: KubeadmApi,
 }
 
+/// `[[existing_ca]]`: a CA of an existing PKI that kpki uses instead of
+/// generating one (written by `kpki init --from`). Only the paths are
+/// checked here; the files are read when the spec is planned (the profile
+/// says which ids are CAs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExistingCaSpec {
+    /// The profile's CA template id (`kubernetes-ca`).
+    pub id: String,
+    /// The CA certificate file, resolved against the spec file's directory.
+    pub cert: PathBuf,
+    /// The CA private key file, resolved against the spec file's directory.
+    pub key: PathBuf,
+    /// The index in the spec's `[[existing_ca]]` list (for field names).
+    pub index: usize,
+    /// Where `id`, `cert` and `key` are written.
+    pub locations: [Location; 3],
+}
+
+impl ExistingCaSpec {
+    /// An error about one of this entry's fields (`id`, `cert` or `key`),
+    /// located at that field's line in the spec.
+    pub fn error(&self, field: &str, message: impl Into<String>) -> InputError {
+        let at = match field {
+            "cert" => 1,
+            "key" => 2,
+            _ => 0,
+        };
+        InputError {
+            location: self.locations[at].clone(),
+            field: format!("existing_ca[{}].{field}", self.index),
+            message: message.into(),
+        }
+    }
+}
+
 /// A checked cluster spec.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterSpec {
@@ -243,6 +278,12 @@ pub struct ClusterSpec {
 impl ClusterSpec {
     /// Reads and checks a spec file.
     pub fn load(path: &Path) -> Result<Self, SpecError> {
+        Self::load_with_existing(path).map(|(s, _)| s)
+    }
+
+    /// Reads and checks a spec file, with its `[[existing_ca]]` entries
+    /// (what [`Plan::load`](crate::Plan::load) plans).
+    pub fn load_with_existing(path: &Path) -> Result<(Self, Vec<ExistingCaSpec>), SpecError> {
         let text = std::fs::read_to_string(path).map_err(|e| InputError {
             location: Location::file(path),
             field: "spec".into(),
@@ -254,12 +295,23 @@ impl ClusterSpec {
                 format!("cannot read the spec: {e}")
             },
         })?;
-        Self::parse(&text, path)
+        Self::parse_with_existing(&text, path)
     }
 
     /// Parses and checks spec text; `path` names it in errors and anchors
-    /// relative paths.
+    /// relative paths. `[[existing_ca]]` entries are checked but not
+    /// returned: see [`ClusterSpec::parse_with_existing`].
     pub fn parse(text: &str, path: &Path) -> Result<Self, SpecError> {
+        Self::parse_with_existing(text, path).map(|(s, _)| s)
+    }
+
+    /// Parses and checks spec text, returning its `[[existing_ca]]` entries
+    /// too (their files are read when planned:
+    /// [`Plan::with_existing`](crate::Plan::with_existing)).
+    pub fn parse_with_existing(
+        text: &str,
+        path: &Path,
+    ) -> Result<(Self, Vec<ExistingCaSpec>), SpecError> {
         let raw: RawSpec = toml::from_str(text).map_err(|e| toml_error(&e, text, path))?;
         Resolver { text, path }.resolve(raw)
     }
@@ -369,7 +421,7 @@ impl Resolver<'_> {
         f(s.get_ref()).map_err(|m| self.err(s, field, m.into()))
     }
 
-    fn resolve(&self, raw: RawSpec) -> Result<ClusterSpec, SpecError> {
+    fn resolve(&self, raw: RawSpec) -> Result<(ClusterSpec, Vec<ExistingCaSpec>), SpecError> {
         let RawSpec {
             profile,
             cluster,
@@ -381,6 +433,7 @@ impl Resolver<'_> {
             output,
             bootstrap,
             kubeadm,
+            existing_ca,
         } = raw;
         let mut warnings = Vec::new();
         let bootstrap = match bootstrap.and_then(|b| b.token_ttl) {
@@ -514,21 +567,64 @@ impl Resolver<'_> {
                 embed_certs: o.embed_certs.unwrap_or(true),
             },
         };
-        Ok(ClusterSpec {
-            source: self.path.to_owned(),
-            profile,
-            profile_location,
-            cluster,
-            crypto,
-            subject,
-            control_plane,
-            etcd,
-            workers,
-            output,
-            bootstrap,
-            kubeadm,
-            warnings,
-        })
+        let existing_cas = self.existing_cas(existing_ca.unwrap_or_default())?;
+        Ok((
+            ClusterSpec {
+                source: self.path.to_owned(),
+                profile,
+                profile_location,
+                cluster,
+                crypto,
+                subject,
+                control_plane,
+                etcd,
+                workers,
+                output,
+                bootstrap,
+                kubeadm,
+                warnings,
+            },
+            existing_cas,
+        ))
+    }
+
+    fn existing_cas(
+        &self,
+        raw: Vec<Spanned<raw::RawExistingCa>>,
+    ) -> Result<Vec<ExistingCaSpec>, SpecError> {
+        let mut out: Vec<ExistingCaSpec> = Vec::new();
+        for (i, e) in raw.into_iter().enumerate() {
+            let raw::RawExistingCa { id, cert, key } = e.into_inner();
+            let f = |k: &str| format!("existing_ca[{i}].{k}");
+            let v = id.get_ref().trim();
+            if v.is_empty() {
+                return Err(self.err(&id, f("id"), "the CA id is empty"));
+            }
+            if out.iter().any(|o| o.id == v) {
+                return Err(self.err(
+                    &id,
+                    f("id"),
+                    format!("`{v}` is already adopted by an earlier [[existing_ca]]"),
+                ));
+            }
+            let path = |p: &Spanned<String>, k: &str| {
+                let t = p.get_ref().trim();
+                if t.is_empty() {
+                    Err(self.err(p, f(k), "the path is empty"))
+                } else {
+                    Ok(self.base_dir().join(t))
+                }
+            };
+            let loc = |s: &Spanned<String>| Location::at(self.path, self.text, s.span().start);
+            out.push(ExistingCaSpec {
+                id: v.to_owned(),
+                cert: path(&cert, "cert")?,
+                key: path(&key, "key")?,
+                index: i,
+                locations: [loc(&id), loc(&cert), loc(&key)],
+            });
+        }
+        Ok(out)
     }
 
     fn base_dir(&self) -> PathBuf {

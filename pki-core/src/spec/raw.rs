@@ -16,6 +16,15 @@ pub(crate) struct RawSpec {
     pub output: Option<RawOutput>,
     pub bootstrap: Option<RawBootstrap>,
     pub kubeadm: Option<RawKubeadm>,
+    pub existing_ca: Option<Vec<Spanned<RawExistingCa>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawExistingCa {
+    pub id: Spanned<String>,
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
 }
 
 #[derive(Deserialize)]

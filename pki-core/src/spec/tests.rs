@@ -158,3 +158,41 @@ fn kubeadm_config_api_defaults_to_v1beta4_and_refuses_unknown_versions() {
     let e = parse(&format!("[kubeadm]\nversion = \"v1beta3\"\n{MINIMAL}")).unwrap_err();
     assert!(e.message.contains("unknown field"), "{}", e.message);
 }
+
+#[test]
+fn existing_ca_paths_resolve_against_the_spec_and_errors_name_their_field() {
+    let text = format!(
+        "{MINIMAL}\n[[existing_ca]]\nid = \"kubernetes-ca\"\ncert = \"old/ca.crt\"\nkey = \"/etc/kubernetes/pki/ca.key\"\n"
+    );
+    let (_, ex) =
+        ClusterSpec::parse_with_existing(&text, Path::new("/tmp/specs/kpki.toml")).unwrap();
+    assert_eq!(ex.len(), 1);
+    assert_eq!(ex[0].id, "kubernetes-ca");
+    assert_eq!(ex[0].cert, PathBuf::from("/tmp/specs/old/ca.crt"));
+    assert_eq!(ex[0].key, PathBuf::from("/etc/kubernetes/pki/ca.key"));
+    assert_eq!(ex[0].locations[1].line, 8);
+    let e = ex[0].error("key", "boom");
+    assert_eq!(e.field, "existing_ca[0].key");
+    assert_eq!(e.location.line, 9);
+
+    let dup =
+        format!("{text}\n[[existing_ca]]\nid = \"kubernetes-ca\"\ncert = \"a\"\nkey = \"b\"\n");
+    let e = err_of(&dup);
+    assert_eq!(e.field, "existing_ca[1].id", "{e}");
+    assert_eq!(e.location.line, 12, "{e}");
+
+    let empty = format!("{MINIMAL}\n[[existing_ca]]\nid = \"etcd-ca\"\ncert = \"\"\nkey = \"k\"\n");
+    let e = err_of(&empty);
+    assert_eq!(e.field, "existing_ca[0].cert", "{e}");
+    assert!(e.message.contains("empty"), "{e}");
+
+    let missing = format!("{MINIMAL}\n[[existing_ca]]\nid = \"etcd-ca\"\ncert = \"c\"\n");
+    let e = err_of(&missing);
+    assert!(e.message.contains("missing field `key`"), "{e}");
+
+    let unknown = format!(
+        "{MINIMAL}\n[[existing_ca]]\nid = \"etcd-ca\"\ncert = \"c\"\nkey = \"k\"\npassword = \"x\"\n"
+    );
+    let e = err_of(&unknown);
+    assert_eq!(e.field, "existing_ca.password", "{e}");
+}

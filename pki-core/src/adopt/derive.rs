@@ -1,0 +1,534 @@
+//! `kpki init --from DIR`: a spec (and, when no preset fits, a profile)
+//! that describes an observed directory, with its CAs as `[[existing_ca]]`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::path::Path;
+
+use crate::graph::{CertNode, NodeId};
+use crate::observe::Observation;
+use crate::spec::{ClusterSpec, EtcdTopology, NodeSpec};
+use crate::x509::{Cidr, Host, KeyAlgorithm, Lifetime, NodeName};
+
+/// What `kpki init --from` writes, and what it found and assumed.
+#[derive(Clone, Debug, Default)]
+pub struct Adoption {
+    /// The spec text (TOML, parsed by kpki's own parser before it is returned).
+    pub spec: String,
+    /// A profile to write next to the spec (file name, TOML), when no preset fits.
+    pub profile: Option<(String, String)>,
+    /// What was read from the files, one line each.
+    pub found: Vec<String>,
+    /// What the files could not tell (a default was written), one line each.
+    pub assumed: Vec<String>,
+    /// What the user must act on (a CA without its key), one line each.
+    pub warnings: Vec<String>,
+}
+
+/// An adopted CA entry.
+struct CaEntry {
+    id: String,
+    cert: String,
+    key: String,
+    key_found: bool,
+}
+
+fn quote(s: &str) -> String {
+    // TOML basic string: JSON string escaping is a subset TOML accepts.
+    serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
+}
+
+/// The observed directory's kpki spec. `dir` anchors the files' absolute
+/// paths (pass an absolute directory); `spec_path` is where the spec will
+/// be written (its text is parsed against it).
+pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption, crate::Error> {
+    let mut a = Adoption::default();
+    let g = &obs.graph;
+    let certs: Vec<(NodeId, &CertNode)> = g.certs().collect();
+    let apiserver = certs.iter().map(|(_, c)| *c).find(|c| {
+        c.sans
+            .dns
+            .iter()
+            .any(|d| d.as_str().starts_with("kubernetes.default.svc."))
+    });
+    // DNS domain.
+    let domain = apiserver.and_then(|c| {
+        c.sans.dns.iter().find_map(|d| {
+            d.as_str()
+                .strip_prefix("kubernetes.default.svc.")
+                .map(str::to_owned)
+        })
+    });
+    match &domain {
+        Some(d) => a.found.push(format!(
+            "DNS domain {d} (apiserver SAN kubernetes.default.svc.{d})"
+        )),
+        None => a.assumed.push(format!(
+            "DNS domain {} (no apiserver SAN kubernetes.default.svc.<domain>)",
+            obs.spec.cluster.dns_domain
+        )),
+    }
+    let domain = domain.unwrap_or_else(|| obs.spec.cluster.dns_domain.to_string());
+    // Endpoint.
+    let endpoint = &obs.spec.cluster.endpoint;
+    let endpoint_text = match endpoint.host {
+        Host::Ip(IpAddr::V6(ip)) => format!("[{ip}]:{}", endpoint.port),
+        _ => format!("{}:{}", endpoint.host, endpoint.port),
+    };
+    a.found
+        .push(format!("control-plane endpoint {}", endpoint.url()));
+    let endpoint_ip = match endpoint.host {
+        Host::Ip(ip) => Some(ip),
+        Host::Dns(_) => None,
+    };
+    // Node addresses: the IP SANs of each node's certificates, but the
+    // apiserver's (it also holds the endpoint, the service IP and extras).
+    let mut node_ips: BTreeMap<NodeName, Vec<IpAddr>> = BTreeMap::new();
+    for (_, c) in &certs {
+        let Some(n) = &c.node else { continue };
+        if apiserver.is_some_and(|x| x.id == c.id) {
+            continue;
+        }
+        let ips = node_ips.entry(n.clone()).or_default();
+        for ip in &c.sans.ip {
+            if !ip.is_loopback() && Some(*ip) != endpoint_ip && !ips.contains(ip) {
+                ips.push(*ip);
+            }
+        }
+    }
+    let node_of = |n: &NodeSpec| -> NodeSpec {
+        let mut ips = node_ips.get(&n.name).cloned().unwrap_or_default();
+        if ips.is_empty() {
+            ips.push(n.address);
+        }
+        let address = if ips.contains(&n.address) {
+            n.address
+        } else {
+            ips[0]
+        };
+        NodeSpec {
+            name: n.name.clone(),
+            address,
+            extra_ips: ips.into_iter().filter(|i| *i != address).collect(),
+            hostnames: n.hostnames.clone(),
+        }
+    };
+    let cp: Vec<NodeSpec> = obs.spec.control_plane.iter().map(node_of).collect();
+    let etcd: Vec<NodeSpec> = match &obs.spec.etcd {
+        EtcdTopology::Stacked => Vec::new(),
+        EtcdTopology::External(m) => m.iter().map(node_of).collect(),
+    };
+    let workers: Vec<NodeSpec> = obs.spec.workers.iter().map(node_of).collect();
+    for (list, nodes) in [
+        ("control-plane", &cp),
+        ("etcd", &etcd),
+        ("worker", &workers),
+    ] {
+        for n in nodes {
+            let src = if node_ips.contains_key(&n.name) {
+                "from its certificates' IP SANs"
+            } else {
+                "no certificate of its own names an address: the layout's guess"
+            };
+            a.found.push(format!(
+                "{list} node {} at {}{} ({src})",
+                n.name,
+                n.address,
+                if n.extra_ips.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", also {}",
+                        n.extra_ips
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            ));
+        }
+    }
+    let all_node_ips: BTreeSet<IpAddr> = cp
+        .iter()
+        .chain(&etcd)
+        .chain(&workers)
+        .flat_map(|n| n.ips().collect::<Vec<_>>())
+        .collect();
+    // Service CIDR: the apiserver's first service IP (x.y.z.1 that is no
+    // node's address and not the endpoint).
+    let service_ip = apiserver.and_then(|c| {
+        c.sans.ip.iter().copied().find(|ip| {
+            !ip.is_loopback()
+                && !all_node_ips.contains(ip)
+                && Some(*ip) != endpoint_ip
+                && match ip {
+                    IpAddr::V4(v) => v.octets()[3] == 1,
+                    IpAddr::V6(v) => v.segments()[7] == 1,
+                }
+        })
+    });
+    let service_cidr = match service_ip {
+        Some(IpAddr::V4(v)) if v.octets() == [10, 96, 0, 1] => {
+            a.found.push(
+                "service CIDR 10.96.0.0/12 (apiserver SAN 10.96.0.1, kubeadm's default range)"
+                    .into(),
+            );
+            "10.96.0.0/12".to_owned()
+        }
+        Some(IpAddr::V4(v)) => {
+            let o = v.octets();
+            let cidr = if o[2] == 0 {
+                format!("{}.{}.0.0/16", o[0], o[1])
+            } else {
+                format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+            };
+            a.found.push(format!("service IP {v} (apiserver SAN)"));
+            a.assumed.push(format!(
+                "service CIDR {cidr}: certificates hold only its first IP; set the real range (kube-apiserver --service-cluster-ip-range)"
+            ));
+            cidr
+        }
+        Some(IpAddr::V6(v)) => {
+            let net = std::net::Ipv6Addr::from(u128::from(v) - 1);
+            let cidr = format!("{net}/112");
+            a.found.push(format!("service IP {v} (apiserver SAN)"));
+            a.assumed.push(format!(
+                "service CIDR {cidr}: certificates hold only its first IP; set the real range"
+            ));
+            cidr
+        }
+        None => {
+            let c = obs
+                .spec
+                .cluster
+                .service_cidrs
+                .first()
+                .map_or_else(|| "10.96.0.0/12".to_owned(), Cidr::to_string);
+            a.assumed.push(format!(
+                "service CIDR {c} (the apiserver certificate holds no service IP)"
+            ));
+            c
+        }
+    };
+    // Key algorithm: the leaves' most common, else the CAs'.
+    let mut algs: BTreeMap<String, (usize, KeyAlgorithm)> = BTreeMap::new();
+    for (_, c) in certs.iter().filter(|(_, c)| !c.is_ca) {
+        if let Some(k) = c.key.algorithm() {
+            algs.entry(k.as_str().to_owned()).or_insert((0, k)).0 += 1;
+        }
+    }
+    let algorithm = algs
+        .values()
+        .max_by_key(|(n, _)| *n)
+        .map(|(_, k)| *k)
+        .or_else(|| certs.iter().find_map(|(_, c)| c.key.algorithm()));
+    match algorithm {
+        Some(k) => a.found.push(format!("key algorithm {k} (most leaf keys)")),
+        None => a
+            .assumed
+            .push("key algorithm ecdsa-p256 (no key kpki can generate was found)".into()),
+    }
+    let algorithm = algorithm.unwrap_or(KeyAlgorithm::EcdsaP256);
+    // Validities: the first CA's lifetime, the leaves' most common one.
+    let days = |l: Lifetime| {
+        let h = l.hours();
+        // openssl and cfssl count days; round to whole days when within an hour.
+        Lifetime::from_hours((h + 1) / 24 * 24).max(Lifetime::from_hours(1))
+    };
+    let ca_validity = certs
+        .iter()
+        .find(|(_, c)| c.is_ca)
+        .map(|(_, c)| days(c.validity.lifetime));
+    let mut lifetimes: BTreeMap<u64, usize> = BTreeMap::new();
+    for (_, c) in certs.iter().filter(|(_, c)| !c.is_ca) {
+        *lifetimes
+            .entry(days(c.validity.lifetime).hours())
+            .or_default() += 1;
+    }
+    let leaf_validity = lifetimes
+        .iter()
+        .max_by_key(|(h, n)| (**n, std::cmp::Reverse(**h)))
+        .map(|(h, _)| Lifetime::from_hours(*h));
+    let ca_validity = ca_validity.unwrap_or(obs.spec.crypto.ca_validity);
+    let leaf_validity = leaf_validity.unwrap_or(obs.spec.crypto.leaf_validity);
+    a.found.push(format!(
+        "validity: CAs {ca_validity}, leaves {leaf_validity} (the most common leaf lifetime)"
+    ));
+    // Subject fields of the CAs.
+    let subject = certs
+        .iter()
+        .filter(|(_, c)| c.is_ca)
+        .map(|(_, c)| &c.subject)
+        .find(|s| {
+            s.country.is_some()
+                || s.state.is_some()
+                || s.locality.is_some()
+                || !s.organizational_units.is_empty()
+        });
+    // The CAs, with their files (absolute).
+    let mut cas: Vec<CaEntry> = Vec::new();
+    for (id, c) in certs.iter().filter(|(_, c)| c.is_ca) {
+        if !obs.profile.cas.iter().any(|t| t.id == c.template) {
+            continue;
+        }
+        let Some(file) = obs.files.get(id) else {
+            continue;
+        };
+        let cert = dir.join(file);
+        let (key, key_found) = match &c.key_path {
+            Some(k) => (dir.join(k), true),
+            None => {
+                let guess = if let Some(stem) = file.strip_suffix(".pem") {
+                    format!("{stem}-key.pem")
+                } else if let Some(stem) = file.strip_suffix(".crt") {
+                    format!("{stem}.key")
+                } else {
+                    format!("{file}.key")
+                };
+                (dir.join(guess), false)
+            }
+        };
+        a.found.push(format!(
+            "CA {} (CN={}) in {}{}",
+            c.template,
+            c.subject.common_name,
+            file,
+            if key_found { ", with its key" } else { "" }
+        ));
+        if !key_found {
+            a.warnings.push(format!(
+                "CA {} has no private key in {}: kpki needs it to sign leaves; put it at {} (the spec names that path) before `kpki issue`",
+                c.template,
+                dir.display(),
+                key.display()
+            ));
+        }
+        cas.push(CaEntry {
+            id: c.template.clone(),
+            cert: cert.display().to_string(),
+            key: key.display().to_string(),
+            key_found,
+        });
+    }
+    let profile_name = &obs.profile.name;
+    let preset = crate::profile::PRESETS
+        .iter()
+        .any(|(n, _)| n == profile_name);
+    let layout = match &obs.kind {
+        crate::observe::DirKind::Kpki { .. } => "kpki output".to_owned(),
+        crate::observe::DirKind::Kubeadm { pki_only: false } => "kubeadm /etc/kubernetes".into(),
+        crate::observe::DirKind::Kubeadm { pki_only: true } => "kubeadm pki/".into(),
+        crate::observe::DirKind::Cfssl => "cfssl".into(),
+        #[allow(unreachable_patterns)]
+        other => format!("{other:?}"),
+    };
+    a.found.push(format!(
+        "profile {profile_name} ({layout} layout){}",
+        if preset { "" } else { ": not a preset" }
+    ));
+    if !preset {
+        a.warnings.push(format!(
+            "profile {profile_name} is not a preset: write it as a profile file and set `profile` to its path"
+        ));
+    }
+    let render = |extra: &[String]| -> String {
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "# Written by `kpki init --from {}`: a spec that describes that PKI.",
+            dir.display()
+        );
+        let _ = writeln!(
+            t,
+            "# Its CAs are adopted ([[existing_ca]]): `kpki issue` keeps them byte for byte."
+        );
+        let _ = writeln!(t, "profile = {}\n", quote(profile_name));
+        let _ = writeln!(t, "[cluster]");
+        let _ = writeln!(t, "name = {}", quote(&obs.spec.cluster.name));
+        let _ = writeln!(t, "dns_domain = {}", quote(&domain));
+        let _ = writeln!(t, "service_cidr = {}", quote(&service_cidr));
+        let _ = writeln!(t, "endpoint = {}", quote(&endpoint_text));
+        if !extra.is_empty() {
+            let list: Vec<String> = extra.iter().map(|s| quote(s)).collect();
+            let _ = writeln!(t, "extra_sans = [{}]", list.join(", "));
+        }
+        let _ = writeln!(t, "\n[crypto]");
+        let _ = writeln!(t, "algorithm = {}", quote(algorithm.as_str()));
+        let _ = writeln!(t, "ca_validity = {}", quote(&ca_validity.to_string()));
+        let _ = writeln!(t, "leaf_validity = {}", quote(&leaf_validity.to_string()));
+        if let Some(s) = subject {
+            let _ = writeln!(t, "\n[subject]");
+            for (k, v) in [
+                ("country", &s.country),
+                ("state", &s.state),
+                ("locality", &s.locality),
+                (
+                    "organizational_unit",
+                    &s.organizational_units.first().cloned(),
+                ),
+            ] {
+                if let Some(v) = v {
+                    let _ = writeln!(t, "{k} = {}", quote(v));
+                }
+            }
+        }
+        for (table, nodes) in [
+            ("control_plane", &cp),
+            ("etcd", &etcd),
+            ("worker", &workers),
+        ] {
+            for n in nodes {
+                let _ = writeln!(t, "\n[[{table}]]");
+                let _ = writeln!(t, "name = {}", quote(n.name.as_str()));
+                let _ = writeln!(t, "address = {}", quote(&n.address.to_string()));
+                if !n.extra_ips.is_empty() {
+                    let l: Vec<String> =
+                        n.extra_ips.iter().map(|i| quote(&i.to_string())).collect();
+                    let _ = writeln!(t, "extra_ips = [{}]", l.join(", "));
+                }
+                if !n.hostnames.is_empty() {
+                    let l: Vec<String> = n.hostnames.iter().map(|h| quote(h.as_str())).collect();
+                    let _ = writeln!(t, "hostnames = [{}]", l.join(", "));
+                }
+            }
+        }
+        for c in &cas {
+            let _ = writeln!(t);
+            if !c.key_found {
+                let _ = writeln!(
+                    t,
+                    "# NO KEY FOUND for this CA: put its private key at `key` (kpki signs leaves with it);\n# until then `kpki plan` and `kpki issue` stop with an error naming the file."
+                );
+            }
+            let _ = writeln!(t, "[[existing_ca]]");
+            let _ = writeln!(t, "id = {}", quote(&c.id));
+            let _ = writeln!(t, "cert = {}", quote(&c.cert));
+            let _ = writeln!(t, "key = {}", quote(&c.key));
+        }
+        t
+    };
+    let parse = |text: &str| -> Result<ClusterSpec, crate::Error> {
+        ClusterSpec::parse_with_existing(text, spec_path)
+            .map(|(s, _)| s)
+            .map_err(crate::Error::Spec)
+    };
+    // Extra SANs: what the apiserver certificate holds beyond what kpki
+    // puts there itself for this spec.
+    let first = parse(&render(&[]))?;
+    let mut extra = Vec::new();
+    if let Some(api) = apiserver {
+        let planned = crate::graph::expand(&first, &obs.profile).map_err(crate::Error::Profile)?;
+        let mine = planned
+            .certs()
+            .find(|(_, c)| c.template == api.template && c.node == api.node)
+            .map(|(_, c)| c.sans.clone())
+            .unwrap_or_default();
+        for d in api.sans.dns.difference(&mine.dns) {
+            extra.push(d.to_string());
+        }
+        for ip in api.sans.ip.difference(&mine.ip) {
+            // The service IP kpki derives from the CIDR, a node's own address: not extras.
+            if Some(*ip) != service_ip {
+                extra.push(ip.to_string());
+            }
+        }
+        if !extra.is_empty() {
+            a.found
+                .push(format!("apiserver extra SANs: {}", extra.join(", ")));
+        }
+    }
+    a.spec = render(&extra);
+    // A preset whose SAN rules leave out what the directory's leaves hold
+    // (an etcd peer certificate with loopback SANs): a profile file, the
+    // preset with those rules added, next to the spec.
+    let planned =
+        crate::graph::expand(&parse(&a.spec)?, &obs.profile).map_err(crate::Error::Profile)?;
+    let loopback: BTreeSet<String> = ["localhost", "127.0.0.1", "::1"].map(str::to_owned).into();
+    let mut add_loopback: BTreeSet<String> = BTreeSet::new();
+    for (_, c) in certs.iter().filter(|(_, c)| !c.is_ca) {
+        let Some((_, p)) = planned
+            .certs()
+            .find(|(_, p)| p.template == c.template && p.node == c.node)
+        else {
+            continue;
+        };
+        let more: BTreeSet<String> = c
+            .sans
+            .dns
+            .difference(&p.sans.dns)
+            .map(ToString::to_string)
+            .chain(c.sans.ip.difference(&p.sans.ip).map(ToString::to_string))
+            .collect();
+        if !more.is_empty() && more.is_subset(&loopback) {
+            add_loopback.insert(c.template.clone());
+        }
+    }
+    if preset && !add_loopback.is_empty() {
+        let file = format!(
+            "{}.profile.toml",
+            spec_path
+                .file_stem()
+                .map_or_else(|| "kpki".into(), |s| s.to_string_lossy().into_owned())
+        );
+        if let Some(text) = profile_with_loopback(profile_name, &add_loopback) {
+            let names: Vec<&str> = add_loopback.iter().map(String::as_str).collect();
+            a.found.push(format!(
+                "loopback SANs on {} beyond preset {profile_name}: profile file {file} (the preset with the `loopback` SAN rule there)",
+                names.join(", ")
+            ));
+            a.spec = a.spec.replacen(
+                &format!("profile = {}", quote(profile_name)),
+                &format!("profile = {}", quote(&file)),
+                1,
+            );
+            a.profile = Some((file, text));
+        }
+    }
+    parse(&a.spec)?;
+    a.assumed.push(format!(
+        "output directory `out` next to the spec (new files; {} itself is never written)",
+        dir.display()
+    ));
+    Ok(a)
+}
+
+/// Preset `name`'s TOML with the `loopback` SAN rule added to these leaf
+/// templates, renamed `<name>-adopted` (None when the preset cannot be read).
+fn profile_with_loopback(name: &str, templates: &BTreeSet<String>) -> Option<String> {
+    let (_, text) = crate::profile::PRESETS.iter().find(|(n, _)| *n == name)?;
+    let mut t: toml::Table = text.parse().ok()?;
+    t.insert(
+        "name".into(),
+        toml::Value::String(format!("{name}-adopted")),
+    );
+    t.insert(
+        "description".into(),
+        toml::Value::String(format!(
+            "preset {name}, with the loopback SANs of an adopted PKI on {}",
+            templates.iter().cloned().collect::<Vec<_>>().join(", ")
+        )),
+    );
+    for leaf in t.get_mut("leaf")?.as_array_mut()? {
+        let Some(l) = leaf.as_table_mut() else {
+            continue;
+        };
+        if !l
+            .get("id")
+            .and_then(toml::Value::as_str)
+            .is_some_and(|id| templates.contains(id))
+        {
+            continue;
+        }
+        if let Some(sans) = l.get_mut("sans").and_then(toml::Value::as_array_mut)
+            && !sans.iter().any(|v| v.as_str() == Some("loopback"))
+        {
+            sans.insert(0, toml::Value::String("loopback".into()));
+        }
+    }
+    let body = toml::to_string(&t).ok()?;
+    Some(format!(
+        "# Written by `kpki init --from`: preset {name} with the SAN rules the adopted\n# directory's certificates need (format: docs/profile-format.md).\n{body}"
+    ))
+}

@@ -1,0 +1,11 @@
+//! Adopting an existing PKI: `[[existing_ca]]` entries (CAs used as they
+//! are) and, from an [`Observation`](crate::Observation) of a directory, a
+//! spec that describes it (`kpki init --from DIR`).
+
+mod derive;
+mod existing;
+
+pub use derive::{Adoption, adopt};
+
+pub use existing::ExistingCa;
+pub(crate) use existing::{findings, load as load_existing};
