@@ -27,13 +27,40 @@ pub fn run(a: &CheckArgs) -> Result<Exit, Failure> {
             let layout = pki_core::Layout::default();
             let mut doc = pki_core::document(&obs.graph, &layout, &result.report, now);
             for c in &mut doc.certificates {
-                if let Some(id) = obs.graph.find(&c.id)
+                // Every file it was recognised in (copies, bundles, kubeconfigs).
+                let mut files: Vec<String> = obs
+                    .inventory
+                    .iter()
+                    .filter(|e| e.roles.contains(&c.id))
+                    .map(|e| e.path.clone())
+                    .collect();
+                if files.is_empty()
+                    && let Some(id) = obs.graph.find(&c.id)
                     && let Some(f) = obs.files.get(&id)
                 {
-                    c.files = vec![f.clone()];
+                    files.push(f.clone());
                 }
+                c.files = files;
             }
-            crate::out::out!("{}", crate::render::json(&doc)?);
+            let mut v = serde_json::to_value(&doc)
+                .map_err(|e| Failure::failed(format!("cannot encode JSON: {e}")))?;
+            if let Some(m) = v.as_object_mut() {
+                m.insert(
+                    "directory".into(),
+                    serde_json::json!({
+                        "layout": obs.kind,
+                        "profile": obs.profile.name,
+                        "profile_from": if plan.is_some() { "spec" } else { "fitted by structure" },
+                    }),
+                );
+                // Every file walked, with what it holds and what it was recognised as.
+                m.insert(
+                    "files".into(),
+                    serde_json::to_value(&obs.inventory)
+                        .map_err(|e| Failure::failed(format!("cannot encode JSON: {e}")))?,
+                );
+            }
+            crate::out::out!("{}", crate::render::json(&v)?);
         }
         CheckFormat::Text => crate::out::out!("{}", table(&a.dir, &result, now, a.wide)),
     }

@@ -541,6 +541,20 @@ pub fn cert_to_pem(der: &[u8]) -> String {
     pem::encode("CERTIFICATE", der).unwrap_or_default()
 }
 
+/// The CERTIFICATE blocks of a file that also holds a private key (the
+/// kubelet's `kubelet-client-<date>.pem`), as DER; the key blocks are skipped
+/// unread.
+pub fn certs_beside_key(pem: &str) -> Result<Vec<Vec<u8>>, CryptoError> {
+    let blocks = pem::decode_all(pem)?;
+    let mut out = Vec::new();
+    for block in blocks.into_iter().filter(|b| b.label == "CERTIFICATE") {
+        Certificate::from_der(&block.der)
+            .map_err(|e| CryptoError::CertParse(format!("certificate #{}: {e}", out.len() + 1)))?;
+        out.push(block.der.to_vec());
+    }
+    Ok(out)
+}
+
 /// All CERTIFICATE blocks in `pem`, as DER. Any other block type is an error
 /// naming the type; each block must decode as an X.509 certificate.
 pub fn certs_from_pem(pem: &str) -> Result<Vec<Vec<u8>>, CryptoError> {

@@ -187,12 +187,14 @@ impl PrivateKey {
     /// Parse the first private key found in `pem`. Accepts PKCS#1
     /// (`RSA PRIVATE KEY`), SEC1 (`EC PRIVATE KEY`) and unencrypted PKCS#8
     /// (`PRIVATE KEY`). `EC PARAMETERS` blocks (as written by
-    /// `openssl ecparam -genkey`) are skipped; any other block type is an error.
+    /// `openssl ecparam -genkey`) and `CERTIFICATE` blocks (a certificate
+    /// and its key in one file, as the kubelet writes them) are skipped; any
+    /// other block type is an error.
     pub fn from_pem(pem: &str) -> Result<Self, CryptoError> {
         let blocks = pem::decode_all(pem)?;
         for block in &blocks {
             match block.label.as_str() {
-                "EC PARAMETERS" => continue,
+                "EC PARAMETERS" | "CERTIFICATE" => continue,
                 "RSA PRIVATE KEY" => return Self::from_pkcs1_der(&block.der),
                 "EC PRIVATE KEY" => return Self::from_sec1_der(&block.der, None),
                 "PRIVATE KEY" => return Self::from_pkcs8_der(&block.der),

@@ -7,8 +7,8 @@ mod parse;
 mod pem;
 
 pub use cert::{
-    CertParams, DistinguishedName, Signer, build_certificate, cert_to_pem, certs_from_pem,
-    random_serial, try_random_serial,
+    CertParams, DistinguishedName, Signer, build_certificate, cert_to_pem, certs_beside_key,
+    certs_from_pem, random_serial, try_random_serial,
 };
 pub use keys::{PrivateKey, PublicKey};
 pub use parse::{ParsedCert, SignatureAlgorithm, parse_certificate};

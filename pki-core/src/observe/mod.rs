@@ -355,6 +355,7 @@ pub fn read_dir(
                     cert_path: Some(found.file()),
                     key_path: found.key_file(),
                     observed: None,
+                    existing: None,
                 };
                 fill(&mut n, &found.pc, false);
                 used_files.extend(found.files.iter().cloned());
@@ -440,7 +441,12 @@ pub fn read_dir(
             })
         });
     }
-    let (graph, map) = compact(&skeleton, keep);
+    let (mut graph, map) = compact(&skeleton, keep);
+    if fitted.is_some() && planned.is_none() {
+        // The names the apiserver accepts from its front proxy are a flag
+        // value, not something certificates tell: unknown here.
+        graph.facts.requestheader_allowed_names.clear();
+    }
     obs.graph = graph;
     obs.extra = match (&inv, planned) {
         (None, _) => locate.extra(&used_files, &walked.files),

@@ -153,6 +153,7 @@ pub(crate) struct Kubeconfig {
 /// A file's contents, classified (in parallel, before anything is linked).
 enum Classified {
     Certs(Vec<ParsedCert>),
+    CertsAndKey(Vec<ParsedCert>, PublicKey),
     Key(PublicKey),
     Public(PublicKey),
     Kubeconfig,
@@ -174,7 +175,7 @@ fn classify(dir: &std::path::Path, rel: &str) -> Classified {
         };
     };
     if text.contains("-----BEGIN") {
-        if text.contains("PRIVATE KEY-----") {
+        if text.contains("PRIVATE KEY-----") && !text.contains("-----BEGIN CERTIFICATE-----") {
             return match PrivateKey::from_pem(text) {
                 Ok(k) => Classified::Key(k.public_key()),
                 Err(e) => Classified::Problem(format!("is not a usable private key: {e}")),
@@ -189,7 +190,13 @@ fn classify(dir: &std::path::Path, rel: &str) -> Classified {
             };
         }
         if text.contains("-----BEGIN CERTIFICATE-----") {
-            let ders = match certs_from_pem(text) {
+            let with_key = text.contains("PRIVATE KEY-----");
+            let ders = if with_key {
+                crate::crypto::certs_beside_key(text)
+            } else {
+                certs_from_pem(text)
+            };
+            let ders = match ders {
                 Ok(d) if !d.is_empty() => d,
                 Ok(_) => return Classified::Problem("holds no certificate".into()),
                 Err(e) => return Classified::Problem(format!("is not a PEM certificate: {e}")),
@@ -202,6 +209,14 @@ fn classify(dir: &std::path::Path, rel: &str) -> Classified {
                         return Classified::Problem(format!("is not a valid certificate: {e}"));
                     }
                 }
+            }
+            // A certificate and its key in one file (the kubelet's rotated
+            // `kubelet-client-<date>.pem`): the key pairs by public key.
+            if with_key {
+                return match PrivateKey::from_pem(text) {
+                    Ok(k) => Classified::CertsAndKey(out, k.public_key()),
+                    Err(e) => Classified::Problem(format!("is not a usable private key: {e}")),
+                };
             }
             return Classified::Certs(out);
         }
@@ -259,6 +274,14 @@ pub(crate) fn inventory(reader: &mut Reader<'_>, files: &[String]) -> Inventory 
                 for pc in list {
                     add_cert(&mut inv, pc, &rel, count == 1);
                 }
+                FileKind::Certificates { count }
+            }
+            Classified::CertsAndKey(list, k) => {
+                let count = list.len();
+                for pc in list {
+                    add_cert(&mut inv, pc, &rel, count == 1);
+                }
+                inv.keys.push((rel.clone(), k));
                 FileKind::Certificates { count }
             }
             Classified::Key(k) => {
@@ -399,7 +422,7 @@ const NAME_HINTS: &[(&str, &[&str])] = &[
         "apiserver-kubelet-client",
         &["kubelet-client-apiserver", "apiserver-kubelet-client"],
     ),
-    ("admin", &["admin"]),
+    ("admin", &["admin", ".kube/config"]),
     ("super-admin", &["super-admin"]),
     (
         "front-proxy-client",
@@ -433,12 +456,41 @@ fn score(t: &CertNode, f: &Found, cert_file: &str) -> i64 {
         s += 40;
     } else if !fcn.is_empty() && strip_system(tcn) == strip_system(fcn) {
         s += 25;
+    } else {
+        // Shared words: `admin` is half of `kubernetes-admin`.
+        let words = |x: &str| -> BTreeSet<String> {
+            x.split(['-', ':', '.', '_', ' '])
+                .filter(|w| !w.is_empty() && *w != "system")
+                .map(str::to_ascii_lowercase)
+                .collect()
+        };
+        let (tw, fw) = (words(tcn), words(fcn));
+        if let Some(share) = (tw.intersection(&fw).count() * 20).checked_div(tw.len()) {
+            s += i64::try_from(share).unwrap_or(0);
+        }
     }
     let (to, fo) = (&t.subject.organizations, &f.pc.subject.organizations);
+    /// Groups that make an identity: a cert in them is that kind of user.
+    const ADMIN_GROUPS: &[&str] = &["system:masters", "kubeadm:cluster-admins"];
     if !to.is_empty() && to == fo {
-        s += 10;
-    } else if !fo.is_empty() && to.iter().all(|o| !fo.contains(o)) {
+        s += if to
+            .iter()
+            .any(|o| ADMIN_GROUPS.contains(&o.as_str()) || o == "system:nodes")
+        {
+            25
+        } else {
+            10
+        };
+    } else if to.iter().any(|o| ADMIN_GROUPS.contains(&o.as_str()))
+        && fo.iter().any(|o| ADMIN_GROUPS.contains(&o.as_str()))
+    {
+        s += 15;
+    } else if !to.is_empty() && !fo.is_empty() && to.iter().all(|o| !fo.contains(o)) {
         s -= 4;
+    }
+    // The break-glass identity is only taken on evidence of its name.
+    if t.template == "super-admin" && !fcn.contains("super") && !cert_file.contains("super") {
+        s -= 20;
     }
     for u in [ExtUsage::ServerAuth, ExtUsage::ClientAuth] {
         match (t.usage.ext.contains(&u), has(f, u)) {
@@ -739,6 +791,27 @@ fn assign_cas(
                 votes.entry((tid, i)).or_default();
             }
         }
+    }
+    // CA templates no leaf voted for: the CA whose leaves look most like the
+    // template's leaves (a front-proxy CA whose only leaf has another CN).
+    for ((t, c), v) in votes.iter_mut() {
+        if *v > 0 {
+            continue;
+        }
+        *v = inv
+            .certs
+            .iter()
+            .filter(|f| f.issuer == Some(*c))
+            .map(|f| {
+                skeleton
+                    .signed_by(*t)
+                    .map(|(_, lt)| score(lt, f, &f.file()))
+                    .max()
+                    .unwrap_or(0)
+                    .max(0)
+            })
+            .sum::<i64>()
+            / 4;
     }
     let mut pairs: Vec<(i64, NodeId, usize)> =
         votes.into_iter().map(|((t, c), v)| (v, t, c)).collect();

@@ -115,6 +115,9 @@ fn paths(g: &CertGraph, s: &mut Sink<'_>) {
     let mut by_path: BTreeMap<&str, Vec<(Option<&str>, NodeId)>> = BTreeMap::new();
     for (id, n) in g.iter() {
         let (scope, files): (Option<&str>, Vec<&str>) = match n {
+            // Files read back exist already: one holding a certificate and
+            // its key (the kubelet's rotated client file) is not a clash.
+            Node::Cert(c) if c.observed.is_some() => continue,
             Node::Cert(c) => (
                 c.node.as_ref().map(|n| n.as_str()),
                 c.cert_path
