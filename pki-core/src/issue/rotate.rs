@@ -136,6 +136,8 @@ fn restarts(plan: &Plan, r: &Rotation) -> Vec<Restart> {
     }
     crate::outputs::component_flags(plan)
         .into_iter()
+        // etcdctl is a client run on demand, not a daemon to restart.
+        .filter(|c| c.component != Component::Etcdctl)
         .filter(|c| {
             c.flags.values().any(|v| touched.contains(v))
                 || c.config
