@@ -94,6 +94,7 @@ struct ClusterCfg {
     certificates_dir: String,
     networking: Networking,
     api_server: ApiServer,
+    controller_manager: serde_json::Value,
     etcd: Etcd,
 }
 

@@ -141,7 +141,9 @@ impl Layout {
         let mut uses: BTreeMap<(NodeId, Part), BTreeSet<NodeName>> = BTreeMap::new();
         for b in &g.bindings {
             let parts: &[Part] = match (b.flag.kind(), g.node(b.target)) {
-                _ if b.flag.one_cert() => &[Part::SigningCert, Part::SigningKey],
+                // The CA key stays beside its certificate too (kubeadm and
+                // `kubeadm certs renew` look for it there).
+                _ if b.flag.one_cert() => &[Part::Key, Part::SigningCert, Part::SigningKey],
                 (FlagKind::TrustedCa, _) => &[Part::Cert],
                 (FlagKind::CertAndKey, _) => &[Part::Cert, Part::Key],
                 (FlagKind::PublicKey, _) => &[Part::PublicKey],
