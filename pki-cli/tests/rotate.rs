@@ -519,6 +519,11 @@ fn phases_out_of_order_are_refused_naming_the_next() {
     let before = snapshot(&s.out);
     rotate_ok(&s, &["begin", "--ca", "etcd-ca"]);
     assert_eq!(snapshot(&s.out), before);
+    // No CA key replacement in the middle of a rotation.
+    let (ok, _, err) = run(Command::new(assert_cmd::cargo::cargo_bin("kpki"))
+        .args(["issue", "--replace-ca-keys", "--spec"])
+        .arg(&s.spec));
+    assert!(!ok && err.contains("rotation is in progress"), "{err}");
     rotate_ok(&s, &["switch"]);
     let (ok, _, err) = rotate(&s, &["begin", "--all-cas"]);
     assert!(!ok && err.contains("kpki rotate finish"), "{err}");
@@ -619,8 +624,8 @@ fn killed(s: &Setup, args: &[&str], n: usize) {
 fn killed_at_three_moments_of_each_phase_then_run_again() {
     // (begin, switch, finish): after the first write (the manifest's "in
     // progress"), in the middle, and just before the last write ("done";
-    // kubeadm preset: begin writes 36 files, switch 46, finish 29).
-    for (b, sw, f) in [(1, 1, 1), (14, 23, 9), (35, 45, 28)] {
+    // kubeadm preset: begin writes 36 files, switch 53, finish 29).
+    for (b, sw, f) in [(1, 1, 1), (18, 26, 14), (35, 52, 28)] {
         let s = setup("kubeadm");
         let old_leaves = save_leaves(&s.out, &s.scratch.join("old"));
         std::fs::copy(

@@ -220,6 +220,12 @@ pub fn issue(
         )
     })?;
     let mut existing = Existing::load(plan, store)?;
+    if opts.replace_ca_keys && existing.rotation.is_some() {
+        return Err(IssueError::Rotation(
+            "a CA rotation is in progress (`kpki rotate status`); finish it before --replace-ca-keys"
+                .into(),
+        ));
+    }
     // etcd membership against the members the last issuance recorded: a
     // change etcd cannot make in one step stops here, before anything is written.
     let mut membership = crate::outputs::etcd_membership(plan, existing.etcd_members.as_deref());
