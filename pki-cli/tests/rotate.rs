@@ -369,9 +369,6 @@ fn full_rotation(profile: &str) {
         "begin: old JWT"
     );
     // Leaves are untouched by begin.
-    for (_, _, leaf) in &old_leaves {
-        let _ = leaf;
-    }
     assert_eq!(
         save_leaves(&s.out, &s.scratch.join("after-begin"))
             .iter()

@@ -189,7 +189,7 @@ pub fn rotate(
             ));
         }
     };
-    if !(repeat) {
+    if !repeat {
         r.phase = phase;
         r.done = false;
         if phase == RotationPhase::Switch {
