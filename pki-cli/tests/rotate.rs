@@ -620,9 +620,10 @@ fn killed(s: &Setup, args: &[&str], n: usize) {
 #[test]
 fn killed_at_three_moments_of_each_phase_then_run_again() {
     // (begin, switch, finish): after the first write (the manifest's "in
-    // progress"), in the middle, and just before the last write ("done";
-    // kubeadm preset: begin writes 36 files, switch 53, finish 29).
-    for (b, sw, f) in [(1, 1, 1), (18, 26, 14), (35, 52, 28)] {
+    // progress"), in the middle, and at the end (kubeadm preset: begin
+    // writes 36 files, switch 53, finish 29; killed before begin's and
+    // switch's "done", and right after finish's last write).
+    for (b, sw, f) in [(1, 1, 1), (18, 26, 14), (35, 52, 29)] {
         let s = setup("kubeadm");
         let old_leaves = save_leaves(&s.out, &s.scratch.join("old"));
         std::fs::copy(
@@ -673,5 +674,9 @@ fn killed_at_three_moments_of_each_phase_then_run_again() {
         let m = manifest(&s.out);
         assert!(m.get("rotation").is_none());
         assert_eq!(m["rotations"].as_array().unwrap().len(), 1);
+        // A completed finish run again changes nothing.
+        let before = snapshot(&s.out);
+        rotate_ok(&s, &["finish"]);
+        assert_eq!(snapshot(&s.out), before);
     }
 }

@@ -166,10 +166,14 @@ pub fn rotate(
         refuse("nothing was issued in this directory yet; run `kpki issue` first")
     })?;
     let next = next_phase(m.rotation.as_ref());
+    // A completed phase run again changes nothing (also `finish`, whose
+    // completion clears the rotation).
+    let finished = m.rotation.is_none() && phase == RotationPhase::Finish;
     let repeat = m
         .rotation
         .as_ref()
-        .is_some_and(|r| r.done && r.phase == phase);
+        .is_some_and(|r| r.done && r.phase == phase)
+        || (finished && !m.rotations.is_empty());
     if phase != next && !repeat {
         let what = match &m.rotation {
             None => "no rotation is in progress".to_owned(),
@@ -183,6 +187,11 @@ pub fn rotate(
     let mut r = match (phase, m.rotation.clone()) {
         (RotationPhase::Begin, None) => new_rotation(plan, req, opts)?,
         (_, Some(r)) => r,
+        (RotationPhase::Finish, None) if repeat => m
+            .rotations
+            .last()
+            .cloned()
+            .ok_or_else(|| refuse("no rotation"))?,
         (_, None) => {
             return Err(refuse(
                 "no rotation is in progress; run `kpki rotate begin`",
