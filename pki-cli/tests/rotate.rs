@@ -224,9 +224,16 @@ fn assert_cas(out: &Path, n: usize, what: &str) {
 /// its client certificate verifies against that CA data.
 fn assert_kubeconfigs(out: &Path, scratch: &Path, n: usize, what: &str) {
     let m = manifest(out);
-    let kcs = m["kubeconfigs"].as_object().unwrap();
+    let mut kcs = m["kubeconfigs"].as_object().unwrap().clone();
     assert!(kcs.len() >= 3, "{what}: kubeconfigs {kcs:?}");
-    for (id, files) in kcs {
+    // The bootstrap kubeconfig (kubeadm preset: the worker joins with it) too.
+    if out.join("cluster/bootstrap-kubelet.conf").exists() {
+        kcs.insert(
+            "bootstrap".into(),
+            serde_json::json!(["cluster/bootstrap-kubelet.conf"]),
+        );
+    }
+    for (id, files) in &kcs {
         for f in files.as_array().unwrap() {
             let f = out.join(f.as_str().unwrap());
             let get = |path: &str| {
@@ -258,7 +265,7 @@ fn assert_kubeconfigs(out: &Path, scratch: &Path, n: usize, what: &str) {
             // file (in the isolated preset the server CA differs; a kubelet
             // kubeconfig holds the kubelet-client leaf: any CA that accepts it).
             let es = entries(out);
-            let issuers: Vec<&str> = match es.get(id).and_then(|e| e["issuer"].as_str()) {
+            let issuers: Vec<&str> = match es.get(id.as_str()).and_then(|e| e["issuer"].as_str()) {
                 Some(i) => vec![i],
                 None => es
                     .values()
@@ -353,6 +360,10 @@ fn full_rotation(profile: &str) {
     std::fs::copy(&sa_key, s.scratch.join("sa-old.key")).unwrap();
     let old_jwt = jwt_sign(&s.scratch.join("sa-old.key"), &s.scratch, "old");
     assert_cas(&s.out, 1, "before");
+    if profile == "kubeadm" {
+        // Its CA data is checked with the other kubeconfigs'.
+        assert!(s.out.join("cluster/bootstrap-kubelet.conf").exists());
+    }
 
     rotate_ok(&s, &["begin", "--all-cas", "--sa"]);
     check_clean(&s, "begin");
