@@ -691,3 +691,34 @@ fn killed_at_three_moments_of_each_phase_then_run_again() {
         assert_eq!(snapshot(&s.out), before);
     }
 }
+
+/// `kpki check` understands trust bundles: while the CA file holds old +
+/// new, a leaf still signed by the old CA (a node not yet redeployed) is
+/// trusted; after finish it is not.
+#[test]
+fn check_trusts_each_ca_of_a_bundle() {
+    let s = setup("kubeadm");
+    let leaf = s.out.join("cluster/pki/apiserver.crt");
+    let old = s.scratch.join("old-apiserver.crt");
+    std::fs::copy(&leaf, &old).unwrap();
+    rotate_ok(&s, &["begin", "--ca", "kubernetes-ca"]);
+    rotate_ok(&s, &["switch"]);
+    let new = std::fs::read(&leaf).unwrap();
+    assert_ne!(new, std::fs::read(&old).unwrap());
+    std::fs::copy(&old, &leaf).unwrap();
+    check_clean(&s, "switch, old leaf back");
+    std::fs::write(&leaf, &new).unwrap();
+    rotate_ok(&s, &["finish"]);
+    check_clean(&s, "finish");
+    std::fs::copy(&old, &leaf).unwrap();
+    let (ok, out, _) = run(Command::new(assert_cmd::cargo::cargo_bin("kpki"))
+        .arg("check")
+        .arg(&s.out)
+        .arg("--spec")
+        .arg(&s.spec));
+    assert!(!ok, "an old-CA leaf after finish must be an error: {out}");
+    assert!(
+        out.contains("S001") && out.contains("apiserver@cp1"),
+        "{out}"
+    );
+}
