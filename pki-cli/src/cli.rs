@@ -26,6 +26,9 @@ pub enum Command {
     Check(CheckArgs),
     /// Re-issue leaf certificates that expire soon, under the existing CAs.
     Renew(RenewArgs),
+    /// Rotate CAs and the service-account key in three phases, with no downtime.
+    #[command(subcommand)]
+    Rotate(RotateCommand),
     /// Print one kubeconfig from the issued directory.
     Kubeconfig(KubeconfigArgs),
     /// Print the flags that point one component at its PKI files.
@@ -101,6 +104,69 @@ pub struct RenewArgs {
     /// Say what would change; write nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// `kpki rotate`.
+#[derive(Debug, Subcommand)]
+pub enum RotateCommand {
+    /// Phase 1: new CAs / SA key; every trust anchor holds old + new; leaves untouched.
+    Begin(RotateBeginArgs),
+    /// Phase 2: leaves re-issued under the new CAs, the new SA key signs; trust holds old + new.
+    Switch(RotateSwitchArgs),
+    /// Phase 3: the old CAs and SA public key leave every trust anchor (archived under archive/).
+    Finish(RotateCommon),
+    /// Which CAs rotate, the phase, what comes next and what to restart.
+    Status(RotateStatusArgs),
+}
+
+/// What every `kpki rotate` subcommand takes.
+#[derive(Debug, clap::Args)]
+pub struct RotateCommon {
+    /// The cluster spec.
+    #[arg(long, default_value = "kpki.toml")]
+    pub spec: PathBuf,
+    /// Output directory (default: the spec's output.dir).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `kpki rotate begin`.
+#[derive(Debug, clap::Args)]
+pub struct RotateBeginArgs {
+    /// A CA to rotate, by its id (repeatable).
+    #[arg(long = "ca", value_name = "ID")]
+    pub cas: Vec<String>,
+    /// Rotate every CA.
+    #[arg(long)]
+    pub all_cas: bool,
+    /// Rotate the service-account key.
+    #[arg(long)]
+    pub sa: bool,
+    /// Spec and output directory.
+    #[command(flatten)]
+    pub common: RotateCommon,
+}
+
+/// `kpki rotate switch`.
+#[derive(Debug, clap::Args)]
+pub struct RotateSwitchArgs {
+    /// Generate new keys for the re-issued leaves (default: keep each key).
+    #[arg(long)]
+    pub new_keys: bool,
+    /// Spec and output directory.
+    #[command(flatten)]
+    pub common: RotateCommon,
+}
+
+/// `kpki rotate status`.
+#[derive(Debug, clap::Args)]
+pub struct RotateStatusArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+    pub format: CheckFormat,
+    /// Spec and output directory.
+    #[command(flatten)]
+    pub common: RotateCommon,
 }
 
 /// `kpki kubeconfig`.

@@ -94,6 +94,7 @@ struct ClusterCfg {
     certificates_dir: String,
     networking: Networking,
     api_server: ApiServer,
+    controller_manager: serde_json::Value,
     etcd: Etcd,
 }
 
@@ -265,6 +266,20 @@ fn kubeadm_init_and_join_round_trip_to_the_plan() {
         "kubelet.conf",
     ] {
         assert!(bundle.join(f).exists(), "{f}");
+    }
+    // The controller-manager signs with its own one-certificate copy of
+    // the CA (never a trust bundle during a CA rotation).
+    let args = cluster.controller_manager["extraArgs"].as_array().unwrap();
+    for (name, file) in [
+        ("cluster-signing-cert-file", "pki/signing/ca.crt"),
+        ("cluster-signing-key-file", "pki/signing/ca.key"),
+    ] {
+        assert!(
+            args.iter().any(|a| a["name"] == name
+                && a["value"].as_str() == Some(&format!("/etc/kubernetes/{file}"))),
+            "{args:?}"
+        );
+        assert!(bundle.join(file).exists(), "{file}");
     }
     // certSANs are exactly apiserver.crt's SANs (one control-plane node).
     let sans: BTreeSet<String> = cluster.api_server.cert_sans.iter().cloned().collect();

@@ -785,3 +785,164 @@ fn a_member_added_and_removed_on_a_running_cluster() {
         assert!(m.tls_complaints().is_empty(), "{}", m.log_text());
     }
 }
+
+/// Stops a member gracefully (SIGTERM: it hands leadership over) and waits for it.
+fn stop_gracefully(m: &mut Etcd) {
+    let (ok, _, err) = run(Command::new(tool("kill")).args(["-TERM", &m.child.id().to_string()]));
+    assert!(ok, "kill -TERM: {err}");
+    let deadline = Instant::now() + HEALTH_TIMEOUT;
+    while m.child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "etcd did not stop: {}",
+            m.log_text()
+        );
+        sleep(Duration::from_millis(50));
+    }
+}
+
+/// Staged rotation of both etcd CAs of the isolated preset (peer and client
+/// CAs differ) on a running 3-member cluster started only from `kpki flags
+/// etcd`: after each phase every member restarts, one at a time, while a
+/// writer holding all three endpoints keeps writing. No write may fail and
+/// every member stays in the cluster.
+#[test]
+fn rotating_both_etcd_cas_with_rolling_restarts_loses_no_write() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let tmp = tempfile::tempdir().unwrap();
+    let names = ["e1", "e2", "e3"];
+    let spec_path = tmp.path().join("rot.toml");
+    fs::write(
+        &spec_path,
+        spec(&names).replace("profile = \"kubeadm\"", "profile = \"isolated\""),
+    )
+    .unwrap();
+    let pki = tmp.path().join("rot");
+    let o = kpki()
+        .arg("issue")
+        .arg("--spec")
+        .arg(&spec_path)
+        .arg("--out")
+        .arg(&pki)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let etcd_dir = |n: &str| pki.join(format!("nodes/{n}/etc/kubernetes/pki/etcd"));
+    let peer_ca_before = fs::read(etcd_dir("e1").join("peer-ca.crt")).unwrap();
+    let ca_before = fs::read(etcd_dir("e1").join("ca.crt")).unwrap();
+    assert_ne!(
+        peer_ca_before, ca_before,
+        "isolated: peer and client CAs differ"
+    );
+    let ports = free_ports(6);
+    let initial = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("{n}=https://127.0.0.1:{}", ports[2 * i + 1]))
+        .collect::<Vec<_>>()
+        .join(",");
+    let start = |i: usize| {
+        start_from_kpki_flags(
+            &spec_path,
+            &pki.join(format!("nodes/{}", names[i])),
+            names[i],
+            (ports[2 * i], ports[2 * i + 1]),
+            &initial,
+            tmp.path(),
+        )
+    };
+    let mut members: Vec<Etcd> = (0..3).map(start).collect();
+    let d = etcd_dir("e1");
+    let client = || {
+        Client::new(
+            &d.join("ca.crt"),
+            &d.join("healthcheck-client.crt"),
+            &d.join("healthcheck-client.key"),
+        )
+    };
+    let endpoints = members
+        .iter()
+        .map(|m| m.client_url.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    wait_healthy(&mut members, &client(), &endpoints, &["--cluster"]);
+
+    // The writer: every put through all three endpoints, each a new etcdctl
+    // (so it reads the client certificate and CA bundle as they are now).
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, endpoints, c) = (stop.clone(), endpoints.clone(), client());
+        std::thread::spawn(move || {
+            let (mut ok_count, mut failures) = (0u32, Vec::new());
+            let mut i = 0u32;
+            while !stop.load(Ordering::SeqCst) {
+                i += 1;
+                let (ok, out, err) =
+                    c.etcdctl(&endpoints, &["put", "/kpki/rotation", &i.to_string()]);
+                if ok {
+                    ok_count += 1;
+                } else {
+                    failures.push(format!("put {i}: {out}{err}"));
+                }
+                sleep(Duration::from_millis(20));
+            }
+            (ok_count, failures, i)
+        })
+    };
+    for phase in [
+        &["begin", "--ca", "etcd-ca", "--ca", "etcd-peer-ca"][..],
+        &["switch"][..],
+        &["finish"][..],
+    ] {
+        let o = kpki()
+            .arg("rotate")
+            .args(phase)
+            .arg("--spec")
+            .arg(&spec_path)
+            .arg("--out")
+            .arg(&pki)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "rotate {phase:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        // Rolling restart, one member at a time, each healthy before the next.
+        for i in 0..3 {
+            stop_gracefully(&mut members[i]);
+            members[i] = start(i);
+            wait_healthy(&mut members, &client(), &endpoints, &["--cluster"]);
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (ok_count, failures, last) = writer.join().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} failed writes:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(ok_count >= 20, "only {ok_count} writes during the rotation");
+    println!("{ok_count} writes, none failed, across 3 phases x 3 restarts");
+    let (ok, out, err) =
+        client().etcdctl(&endpoints, &["get", "/kpki/rotation", "--print-value-only"]);
+    assert!(ok && out.trim() == last.to_string(), "{out}{err}");
+    let (ok, list, err) = client().etcdctl(&endpoints, &["member", "list"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        list.lines().filter(|l| l.contains(", started, ")).count(),
+        3,
+        "{list}"
+    );
+    // Both CAs were replaced: one certificate each, not the old one.
+    for (f, before) in [("peer-ca.crt", &peer_ca_before), ("ca.crt", &ca_before)] {
+        let now = fs::read_to_string(etcd_dir("e1").join(f)).unwrap();
+        assert_eq!(now.matches("BEGIN CERTIFICATE").count(), 1, "{f}");
+        assert_ne!(now.as_bytes(), before.as_slice(), "{f} not rotated");
+    }
+    for m in &members {
+        assert!(m.tls_complaints().is_empty(), "{}", m.log_text());
+    }
+}

@@ -191,6 +191,12 @@ flags! {
 }
 
 impl Flag {
+    /// Whether the file must hold exactly one certificate (a signer loads
+    /// it next to its key): it never gets a trust bundle.
+    pub const fn one_cert(&self) -> bool {
+        matches!(self, Flag::ControllerManagerClusterSigningCertFile)
+    }
+
     /// Looks a flag up by component and name.
     pub fn lookup(component: Component, name: &str) -> Result<Flag, String> {
         let name = name.trim_start_matches('-');

@@ -37,7 +37,8 @@ pub use graph::{
 };
 pub use issue::{
     Action, Artefact, FileChange, IssueError, IssueOptions, IssueReport, Manifest, ManifestEntry,
-    Progress, RenewPolicy, Renewal, issue,
+    Progress, RenewPolicy, Renewal, Restart, RotateRequest, Rotation, RotationPhase,
+    RotationStatus, issue, rotate, rotation_status,
 };
 pub use k8s::{
     CertSource, Component, Flag, FlagKind, KubeconfigUser, Link, LinkEnds, Placement, TrustSource,
@@ -68,7 +69,7 @@ pub use spec::{
 };
 pub use store::{
     DirStore, FileEntry, Layout, MemStore, Mode, Part, PkiStore, StoreError, StoreErrorKind,
-    TEMP_PREFIX, stale_bundles,
+    TEMP_PREFIX, signing_path, stale_bundles,
 };
 /// The `time` crate, re-exported: `IssueOptions::now`, `document` and the
 /// renew window take its types, so an embedder needs no extra dependency.

@@ -22,6 +22,7 @@ pub fn run(a: &CheckArgs) -> Result<Exit, Failure> {
         .map_err(Failure::input)?;
     let result = pki_core::check(&a.dir, plan.as_ref(), node.as_ref(), &opts)?;
     let obs = &result.observation;
+    let rotation = super::recorded_members(&a.dir).and_then(|m| m.rotation);
     match a.format {
         CheckFormat::Json => {
             let layout = pki_core::Layout::default();
@@ -42,6 +43,7 @@ pub fn run(a: &CheckArgs) -> Result<Exit, Failure> {
                 }
                 c.files = files;
             }
+            doc.rotation = rotation;
             let mut v = serde_json::to_value(&doc)
                 .map_err(|e| Failure::failed(format!("cannot encode JSON: {e}")))?;
             if let Some(m) = v.as_object_mut() {
@@ -62,7 +64,12 @@ pub fn run(a: &CheckArgs) -> Result<Exit, Failure> {
             }
             crate::out::out!("{}", crate::render::json(&v)?);
         }
-        CheckFormat::Text => crate::out::out!("{}", table(&a.dir, &result, now, a.wide)),
+        CheckFormat::Text => {
+            crate::out::out!("{}", table(&a.dir, &result, now, a.wide));
+            if let Some(r) = &rotation {
+                crate::out::out!("{}", super::rotation_line(r));
+            }
+        }
     }
     Ok(if result.report.has_errors() {
         Exit::Failed

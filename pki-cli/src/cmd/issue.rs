@@ -19,7 +19,9 @@ impl From<StoreError> for Failure {
 impl From<IssueError> for Failure {
     fn from(e: IssueError) -> Self {
         match e {
-            IssueError::Existing { .. } | IssueError::Store(_) => Failure::input(e.to_string()),
+            IssueError::Existing { .. } | IssueError::Store(_) | IssueError::Rotation(_) => {
+                Failure::input(e.to_string())
+            }
             _ => Failure::failed(e.to_string()),
         }
     }

@@ -8,6 +8,7 @@ mod issue;
 mod kubeconfig;
 mod plan;
 mod renew;
+mod rotate;
 
 use crate::Exit;
 use crate::cli::{Cli, Command};
@@ -60,6 +61,7 @@ pub fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Issue(a) => issue::run(&a),
         Command::Check(a) => check::run(&a),
         Command::Renew(a) => renew::run(&a),
+        Command::Rotate(a) => rotate::run(&a),
         Command::Kubeconfig(a) => kubeconfig::run(&a),
         Command::Flags(a) => flags::run(&a),
         Command::Explain(a) => explain::run(&a),
@@ -112,4 +114,23 @@ pub fn load_plan(
         plan.with_previous_members(&m.etcd_members, m.etcd_change.as_ref());
     }
     Ok(plan)
+}
+
+/// One line on a rotation in progress, for `plan` and `check`.
+pub fn rotation_line(r: &pki_core::Rotation) -> String {
+    let next = if !r.done {
+        r.phase
+    } else if r.phase == pki_core::RotationPhase::Begin {
+        pki_core::RotationPhase::Switch
+    } else {
+        pki_core::RotationPhase::Finish
+    };
+    let mut what = r.cas.clone();
+    what.extend(r.keypairs.iter().cloned());
+    format!(
+        "rotation in progress ({}): phase {} {}; next: `kpki rotate {next}` (see `kpki rotate status`)\n",
+        what.join(", "),
+        r.phase,
+        if r.done { "done" } else { "interrupted" }
+    )
 }

@@ -79,6 +79,64 @@ pub struct Manifest {
     /// change: they may not have been run yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etcd_change: Option<crate::outputs::MembershipChange>,
+    /// The CA / service-account key rotation in progress, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<Rotation>,
+    /// Finished rotations, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rotations: Vec<Rotation>,
+}
+
+/// A phase of a staged rotation (`kpki rotate begin|switch|finish`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RotationPhase {
+    /// New CAs and keys exist; every trust anchor holds old + new.
+    Begin,
+    /// Leaves are signed by the new CAs, the new SA key signs tokens;
+    /// trust anchors still hold old + new.
+    Switch,
+    /// The old CAs and SA public keys leave every trust anchor.
+    Finish,
+}
+
+impl RotationPhase {
+    /// The subcommand name.
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Self::Begin => "begin",
+            Self::Switch => "switch",
+            Self::Finish => "finish",
+        }
+    }
+}
+
+impl std::fmt::Display for RotationPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A staged rotation of CAs and service-account keys, as recorded in the manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Rotation {
+    /// The last phase started.
+    pub phase: RotationPhase,
+    /// Whether that phase completed (false: it was interrupted; run it again).
+    pub done: bool,
+    /// The rotating CAs (graph ids).
+    pub cas: Vec<String>,
+    /// The rotating keypairs (the service-account key).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keypairs: Vec<String>,
+    /// `switch --new-keys`: leaves under the new CAs got new keys.
+    #[serde(default)]
+    pub new_keys: bool,
+    /// When `begin` started, RFC 3339.
+    pub started: String,
+    /// Where `finish` archives the old material (output-relative).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<String>,
 }
 
 /// One renewal, as recorded in the manifest.
@@ -166,6 +224,17 @@ pub(crate) fn render(
         renewals,
         etcd_members: membership.members.clone(),
         etcd_change: membership.record(),
+        rotation: existing.rotation.clone(),
+        rotations: existing.rotations.clone(),
+    };
+    // The PEM every trust anchor of a CA holds: its certificate, and during
+    // a rotation the other generation too (old + new).
+    let trust_pem = |id: NodeId, f: &Final| {
+        let mut pem = cert_to_pem(&f.cert_der).into_bytes();
+        if let Some(extra) = existing.trust_extra(id) {
+            pem.extend(cert_to_pem(extra).into_bytes());
+        }
+        pem
     };
     for (id, n) in g.iter() {
         match n {
@@ -175,9 +244,14 @@ pub(crate) fn render(
                 // An adopted CA's files are written byte for byte.
                 let (key_bytes, cert_bytes) = match &f.adopted {
                     Some(a) => (a.key_pem().clone(), Zeroizing::new(a.cert_pem().to_vec())),
+                    // A CA's trust file holds both generations during a rotation.
                     None => (
                         key_pem(&c.id, &f.key)?,
-                        Zeroizing::new(cert_to_pem(&f.cert_der).into_bytes()),
+                        Zeroizing::new(if c.is_ca {
+                            trust_pem(id, f)
+                        } else {
+                            cert_to_pem(&f.cert_der).into_bytes()
+                        }),
                     ),
                 };
                 let key = Artefact {
@@ -190,6 +264,20 @@ pub(crate) fn render(
                     bytes: cert_bytes,
                     mode: Mode::Public,
                 };
+                // A signer's own copy: one certificate, and its key.
+                let (skp, scp) = (paths(id, Part::SigningKey), paths(id, Part::SigningCert));
+                if c.is_ca && !scp.is_empty() {
+                    keys_ca.push(Artefact {
+                        paths: skp.clone(),
+                        bytes: key_pem(&c.id, &f.key)?,
+                        mode: Mode::Secret,
+                    });
+                    certs_ca.push(Artefact {
+                        paths: scp.clone(),
+                        bytes: Zeroizing::new(cert_to_pem(&f.cert_der).into_bytes()),
+                        mode: Mode::Public,
+                    });
+                }
                 let (k, ce) = if c.is_ca {
                     (&mut keys_ca, &mut certs_ca)
                 } else {
@@ -203,6 +291,10 @@ pub(crate) fn render(
                 }
                 let mut files = cp;
                 files.extend(kp);
+                if c.is_ca {
+                    files.extend(scp);
+                    files.extend(skp);
+                }
                 manifest.entries.push(ManifestEntry {
                     id: c.id.clone(),
                     kind: if c.is_ca { "ca" } else { "leaf" }.into(),
@@ -220,10 +312,17 @@ pub(crate) fn render(
             Node::KeyPair(k) => {
                 let Some(key) = pairs.get(&id) else { continue };
                 let public = key.public_key();
-                let pub_pem = public.to_pem().map_err(|source| IssueError::Crypto {
+                let mut pub_pem = public.to_pem().map_err(|source| IssueError::Crypto {
                     id: k.id.clone(),
                     source,
                 })?;
+                // During a rotation the public-key file holds both keys.
+                if let Some(extra) = existing.pair_extra(id) {
+                    pub_pem.push_str(&extra.to_pem().map_err(|source| IssueError::Crypto {
+                        id: k.id.clone(),
+                        source,
+                    })?);
+                }
                 let (pp, qp) = (paths(id, Part::PrivateKey), paths(id, Part::PublicKey));
                 pair_files.push(Artefact {
                     paths: pp.clone(),
@@ -269,7 +368,7 @@ pub(crate) fn render(
                 let cfg = kubeconfig::Kubeconfig::single(
                     &k.cluster,
                     &k.server,
-                    material(k.ca, Part::Cert, cert_to_pem(&ca.cert_der).into_bytes()),
+                    material(k.ca, Part::Cert, trust_pem(k.ca, ca)),
                     &user,
                     kubeconfig::Credential::ClientCert {
                         cert: material(
@@ -300,7 +399,12 @@ pub(crate) fn render(
     } else {
         None
     };
-    let extra = extras(plan, finals, pairs, &flags, token.as_ref())?;
+    let trust: BTreeMap<NodeId, Vec<u8>> = finals
+        .iter()
+        .filter(|(id, _)| existing.trust_extra(**id).is_some())
+        .map(|(id, f)| (*id, trust_pem(*id, f)))
+        .collect();
+    let extra = extras(plan, finals, pairs, &flags, token.as_ref(), &trust)?;
     let mut items = Vec::new();
     items.extend(keys_ca);
     items.extend(certs_ca);
@@ -369,6 +473,7 @@ fn extras(
     pairs: &BTreeMap<NodeId, PrivateKey>,
     flags: &[crate::outputs::ComponentFlags],
     token: Option<&crate::outputs::BootstrapToken>,
+    trust: &BTreeMap<NodeId, Vec<u8>>,
 ) -> Result<Vec<Artefact>, IssueError> {
     let g = &plan.graph;
     let fail = |what: &str, e: String| IssueError::Crypto {
@@ -403,12 +508,16 @@ fn extras(
                 .and_then(|(_, a)| g.issuer_of(*a))
         });
     if let Some(token) = token
-        && let Some(ca) = ca.and_then(|c| finals.get(&c))
+        && let Some((ca_id, ca)) = ca.and_then(|c| finals.get(&c).map(|f| (c, f)))
     {
+        let pem = trust
+            .get(&ca_id)
+            .cloned()
+            .unwrap_or_else(|| cert_to_pem(&ca.cert_der).into_bytes());
         let cfg = kubeconfig::Kubeconfig::single(
             &plan.spec.cluster.name,
             &plan.spec.cluster.endpoint.url(),
-            kubeconfig::Material::Embedded(cert_to_pem(&ca.cert_der).into_bytes()),
+            kubeconfig::Material::Embedded(pem),
             "tls-bootstrap-token-user",
             kubeconfig::Credential::Token(token.token()),
         );

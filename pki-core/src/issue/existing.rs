@@ -30,6 +30,23 @@ pub(crate) struct Existing {
     pub(crate) etcd_change: Option<crate::outputs::MembershipChange>,
     /// The manifest's certificates: id -> (SHA-256 of the DER, issuer id).
     recorded: BTreeMap<String, (String, String)>,
+    /// The rotation in progress (from the manifest).
+    pub(crate) rotation: Option<super::artefacts::Rotation>,
+    /// Finished rotations (from the manifest).
+    pub(crate) rotations: Vec<super::artefacts::Rotation>,
+    /// Rotating CAs: the other generation's certificate every trust anchor
+    /// also holds (the new one after begin, the old one after switch).
+    trust_extra: BTreeMap<NodeId, Vec<u8>>,
+    /// Rotating keypairs: the other generation's public key.
+    pair_extra: BTreeMap<NodeId, PublicKey>,
+    /// Rotating CAs and keypairs whose new key signs from switch on.
+    switched: BTreeSet<NodeId>,
+}
+
+/// Where a rotation stages one generation of a CA or keypair:
+/// `rotation/<id>.<old|new>.<crt|key>` (0700 directory, keys 0600).
+pub(crate) fn staged_path(id: &str, generation: &str, ext: &str) -> String {
+    format!("rotation/{id}.{generation}.{ext}")
 }
 
 fn bad(path: &str, message: impl Into<String>) -> IssueError {
@@ -87,6 +104,11 @@ impl Existing {
             replaced: BTreeMap::new(),
             pending: BTreeSet::new(),
             recorded: BTreeMap::new(),
+            rotation: None,
+            rotations: Vec::new(),
+            trust_extra: BTreeMap::new(),
+            pair_extra: BTreeMap::new(),
+            switched: BTreeSet::new(),
         };
         let g = &plan.graph;
         let first = |id: NodeId, part: Part| {
@@ -201,12 +223,15 @@ impl Existing {
             e.renewals = m.renewals;
             e.etcd_members = Some(m.etcd_members);
             e.etcd_change = m.etcd_change;
+            e.rotation = m.rotation;
+            e.rotations = m.rotations;
             e.recorded = m
                 .entries
                 .into_iter()
                 .map(|x| (x.id, (x.sha256, x.issuer)))
                 .collect();
         }
+        e.load_rotation(plan, store)?;
         // A run killed while re-keying leaves new keys beside old certificates;
         // its journal names those keys, so they are finished, not refused.
         let journal: BTreeMap<String, String> = match store.read(super::JOURNAL) {
@@ -252,12 +277,114 @@ impl Existing {
                     .map_err(|x| bad(&p, format!("is not a public key ({x})")))?;
                 // A killed run may have replaced the private key but not yet
                 // the public one: the journal says so, and this run rewrites it.
-                if public != k.public_key() && !e.replaced.contains_key(&id) {
+                if public != k.public_key()
+                    && !e.replaced.contains_key(&id)
+                    && !e.pair_extra.contains_key(&id)
+                    && !e.switched.contains(&id)
+                {
                     return Err(bad(&p, "does not match the private key next to it"));
                 }
             }
         }
         Ok(e)
+    }
+
+    /// Reads the staged generations of a rotation in progress. From switch
+    /// on, the new key and certificate are the CA's own whatever a killed
+    /// run left in its files; until finish, the other generation stays in
+    /// every trust anchor.
+    fn load_rotation(&mut self, plan: &Plan, store: &impl PkiStore) -> Result<(), IssueError> {
+        use super::artefacts::RotationPhase;
+        let Some(r) = self.rotation.clone() else {
+            return Ok(());
+        };
+        let g = &plan.graph;
+        let cert_at = |p: &str| -> Result<Option<ParsedCert>, IssueError> {
+            read_text(store, p)?.map(|t| parse_cert(p, &t)).transpose()
+        };
+        let key_at = |p: &str| -> Result<Option<PrivateKey>, IssueError> {
+            read_text(store, p)?.map(|t| parse_key(p, &t)).transpose()
+        };
+        let switched = r.phase >= RotationPhase::Switch;
+        for name in &r.cas {
+            let Some(id) = g.find(name) else { continue };
+            let old = cert_at(&staged_path(name, "old", "crt"))?;
+            let new = cert_at(&staged_path(name, "new", "crt"))?;
+            let new_key = key_at(&staged_path(name, "new", "key"))?;
+            if switched {
+                if let (Some(c), Some(k)) = (new, new_key) {
+                    let path = self
+                        .certs
+                        .get(&id)
+                        .map(|(_, p)| p.clone())
+                        .unwrap_or_default();
+                    self.certs.insert(id, (c, path));
+                    self.keys.insert(id, k);
+                    self.switched.insert(id);
+                }
+                if r.phase == RotationPhase::Switch
+                    && let Some(o) = old
+                {
+                    self.trust_extra.insert(id, o.der);
+                }
+            } else if let Some(n) = new {
+                self.trust_extra.insert(id, n.der);
+            }
+        }
+        for name in &r.keypairs {
+            let Some(id) = g.find(name) else { continue };
+            let old = key_at(&staged_path(name, "old", "key"))?;
+            let new = key_at(&staged_path(name, "new", "key"))?;
+            if switched {
+                if let Some(k) = new {
+                    self.keys.insert(id, k);
+                    self.switched.insert(id);
+                }
+                if r.phase == RotationPhase::Switch
+                    && let Some(o) = old
+                {
+                    self.pair_extra.insert(id, o.public_key());
+                }
+            } else if let Some(n) = new {
+                self.pair_extra.insert(id, n.public_key());
+            }
+        }
+        Ok(())
+    }
+
+    /// The other generation's certificate (DER) a rotating CA's trust anchors also hold.
+    pub(crate) fn trust_extra(&self, id: NodeId) -> Option<&[u8]> {
+        self.trust_extra.get(&id).map(Vec::as_slice)
+    }
+
+    /// The other generation's public key a rotating keypair's public-key file also holds.
+    pub(crate) fn pair_extra(&self, id: NodeId) -> Option<&PublicKey> {
+        self.pair_extra.get(&id)
+    }
+
+    /// Whether a rotating CA's new key signs (switch and later): what the
+    /// old one signed is re-issued.
+    pub(crate) fn switched(&self, id: NodeId) -> bool {
+        self.switched.contains(&id)
+    }
+
+    /// `rotate switch --new-keys`: whether this leaf still needs its new key
+    /// (its certificate on disk is not yet signed by its CA's new key).
+    pub(crate) fn rotation_rekey(&self, id: NodeId, c: &CertNode) -> bool {
+        let Some(r) = &self.rotation else {
+            return false;
+        };
+        let crate::graph::IssuerRef::Node(p) = c.issuer else {
+            return false;
+        };
+        r.new_keys
+            && r.phase == super::artefacts::RotationPhase::Switch
+            && !c.is_ca
+            && self.switched.contains(&p)
+            && match (self.certs.get(&id), self.keys.get(&p)) {
+                (Some((cert, _)), Some(k)) => !cert.verify_signed_by(&k.public_key()),
+                _ => false,
+            }
     }
 
     /// Whether the key on disk is one a killed run journalled (its

@@ -6,6 +6,7 @@
 
 mod artefacts;
 mod existing;
+mod rotate;
 
 use std::collections::BTreeMap;
 
@@ -21,7 +22,8 @@ use crate::store::{PkiStore, StoreError};
 use crate::x509::KeyAlgorithm;
 use existing::Existing;
 
-pub use artefacts::{Artefact, Manifest, ManifestEntry, Renewal};
+pub use artefacts::{Artefact, Manifest, ManifestEntry, Renewal, Rotation, RotationPhase};
+pub use rotate::{Restart, RotateRequest, RotationStatus, rotate, rotation_status};
 
 /// How to issue.
 #[derive(Clone)]
@@ -126,6 +128,10 @@ pub enum IssueError {
     /// The signing graph cannot be ordered (S001/S002).
     #[error("cannot order issuance: {0}")]
     Order(String),
+    /// A rotation phase run out of order, or a rotation request that names
+    /// nothing rotatable; nothing was written.
+    #[error("{0}")]
+    Rotation(String),
     /// An etcd membership change etcd cannot make in one step (M001);
     /// nothing was written.
     #[error("M001: {0}; nothing was written")]
@@ -218,6 +224,12 @@ pub fn issue(
         )
     })?;
     let mut existing = Existing::load(plan, store)?;
+    if opts.replace_ca_keys && existing.rotation.is_some() {
+        return Err(IssueError::Rotation(
+            "a CA rotation is in progress (`kpki rotate status`); finish it before --replace-ca-keys"
+                .into(),
+        ));
+    }
     // etcd membership against the members the last issuance recorded: a
     // change etcd cannot make in one step stops here, before anything is written.
     let mut membership = crate::outputs::etcd_membership(plan, existing.etcd_members.as_deref());
@@ -247,9 +259,10 @@ pub fn issue(
                 // A CA key a killed --replace-ca-keys run journalled but never
                 // wrote is replaced now: the run is finished, not half-kept.
                 let replace_ca = opts.replace_ca_keys || existing.pending(id);
+                let rotation_rekey = existing.rotation_rekey(id, c);
                 let keep = match (c.is_ca, keep) {
                     (true, Some(_)) if replace_ca => None,
-                    (false, Some(_)) if renew_due => None,
+                    (false, Some(_)) if renew_due || rotation_rekey => None,
                     (_, k) => k,
                 };
                 if c.is_ca && keep.is_none() && existing.key(id).is_some() && !replace_ca {
@@ -557,7 +570,8 @@ fn settle(
     let parent_final = parent.and_then(|p| finals.get(&p));
     // A CA whose journalled new key is on disk was replaced by a killed run:
     // the certificates the old key signed are re-issued under it.
-    let parent_rekeyed = parent.is_some_and(|p| changed.contains(&p) || existing.replaced(p));
+    let parent_rekeyed = parent
+        .is_some_and(|p| changed.contains(&p) || existing.replaced(p) || existing.switched(p));
     let parent_fresh_key = parent.is_some_and(|p| fresh_cas.contains(&p));
     let verdict = existing.judge(
         id,

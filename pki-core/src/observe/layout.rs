@@ -289,6 +289,15 @@ impl<'a> Locator<'a> {
                 .collect(),
             _ => files.to_vec(),
         };
+        // A signer's single-certificate copy of a CA (pki/signing/) is planned.
+        let signing: BTreeSet<String> = self
+            .layout
+            .files
+            .iter()
+            .filter(|f| matches!(f.part, Part::SigningCert | Part::SigningKey))
+            .flat_map(|f| f.output_paths())
+            .collect();
+        out.retain(|f| !signing.contains(f));
         out.retain(|f| {
             let interesting = super::walk::PKI_EXTENSIONS.iter().any(|e| f.ends_with(e));
             // kpki's own non-graph outputs are not strays.

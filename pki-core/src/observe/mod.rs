@@ -386,6 +386,20 @@ pub fn read_dir(
         .filter(|(_, p)| p.is_ca == Some(true))
         .map(|(i, p)| (*i, p.public_key.clone(), p.subject.clone()))
         .collect();
+    // A trust bundle (old + new CA during a rotation) trusts each of its
+    // certificates: a leaf signed by any CA of its issuer's file links to it.
+    let mut cas = cas;
+    let bundles: Vec<(NodeId, String)> = cas
+        .iter()
+        .filter_map(|(i, _, _)| obs.files.get(i).map(|f| (*i, f.clone())))
+        .collect();
+    for (i, f) in bundles {
+        for other in reader.bundle_rest(&f) {
+            if other.is_ca == Some(true) {
+                cas.push((i, other.public_key, other.subject));
+            }
+        }
+    }
     // Signatures are verified in parallel, and a CA's signature only when
     // its name is the certificate's issuer (a fleet has ten thousand leaves
     // and several CAs: trying every CA's key first made this quadratic work).
@@ -739,6 +753,20 @@ impl Reader<'_> {
         };
         self.cache.insert(rel.to_owned(), t.clone());
         t
+    }
+
+    /// The certificates after the first in a file (a trust bundle); those
+    /// that do not parse are left out (the first one is what is judged).
+    pub(crate) fn bundle_rest(&mut self, rel: &str) -> Vec<ParsedCert> {
+        let Some(t) = self.text(rel) else {
+            return Vec::new();
+        };
+        certs_from_pem(&t)
+            .unwrap_or_default()
+            .iter()
+            .skip(1)
+            .filter_map(|d| parse_certificate(d).ok())
+            .collect()
     }
 
     pub(crate) fn cert(&mut self, rel: &str) -> Option<ParsedCert> {

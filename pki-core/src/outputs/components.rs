@@ -178,6 +178,12 @@ fn flags_for(
             }
         };
         match b.flag.kind() {
+            _ if b.flag.one_cert() => {
+                set(b.flag.name(), install(b.target, Part::SigningCert));
+                if let Some(k) = b.flag.key_flag() {
+                    set(k, install(b.target, Part::SigningKey));
+                }
+            }
             FlagKind::TrustedCa => set(b.flag.name(), install(b.target, Part::Cert)),
             FlagKind::CertAndKey => {
                 set(b.flag.name(), install(b.target, Part::Cert));

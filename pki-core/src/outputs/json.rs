@@ -85,6 +85,10 @@ pub struct Document {
     pub kubeconfigs: Vec<KubeconfigView>,
     /// Findings, errors first.
     pub findings: Vec<Finding>,
+    /// The CA / service-account key rotation in progress in the output
+    /// directory (`kpki rotate`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<crate::issue::Rotation>,
 }
 
 fn rfc3339(t: time::OffsetDateTime) -> Option<String> {
@@ -106,6 +110,7 @@ pub fn document(
         keypairs: Vec::new(),
         kubeconfigs: Vec::new(),
         findings: report.findings.clone(),
+        rotation: None,
     };
     for (id, n) in g.iter() {
         let files: Vec<String> = layout.of(id).flat_map(|f| f.output_paths()).collect();

@@ -74,6 +74,33 @@ fn stacked(plan: &Plan) -> bool {
 
 /// The PKI flags kubeadm's static pods and kubelet configuration set, for
 /// certificates directory `d`: (component, flag or config key, value).
+/// The signer copy of the cluster CA, under `certificatesDir`.
+const SIGNING_CERT: &str = "signing/ca.crt";
+/// Its key.
+const SIGNING_KEY: &str = "signing/ca.key";
+
+/// controllerManager.extraArgs naming the signer copy of the cluster CA:
+/// a list of name/value pairs from v1beta4 on, a map before.
+fn controller_manager_args(api: KubeadmApi, d: &str) -> Value {
+    let args = [
+        ("cluster-signing-cert-file", format!("{d}/{SIGNING_CERT}")),
+        ("cluster-signing-key-file", format!("{d}/{SIGNING_KEY}")),
+    ];
+    if api == KubeadmApi::V1beta4 {
+        Value::Array(
+            args.iter()
+                .map(|(n, v)| json!({"name": n, "value": v}))
+                .collect(),
+        )
+    } else {
+        Value::Object(
+            args.iter()
+                .map(|(n, v)| ((*n).to_owned(), json!(v)))
+                .collect(),
+        )
+    }
+}
+
 fn kubeadm_flags(d: &str, stacked: bool) -> Vec<(Component, &'static str, String)> {
     use Component::*;
     let p = |f: &str| format!("{d}/{f}");
@@ -114,15 +141,17 @@ fn kubeadm_flags(d: &str, stacked: bool) -> Vec<(Component, &'static str, String
             p("sa.key"),
         ),
         (KubeControllerManager, "client-ca-file", p("ca.crt")),
+        // kpki's own signer copy (never a trust bundle during a CA
+        // rotation), handed to kubeadm as controllerManager.extraArgs.
         (
             KubeControllerManager,
             "cluster-signing-cert-file",
-            p("ca.crt"),
+            p(SIGNING_CERT),
         ),
         (
             KubeControllerManager,
             "cluster-signing-key-file",
-            p("ca.key"),
+            p(SIGNING_KEY),
         ),
         (
             KubeControllerManager,
@@ -612,6 +641,7 @@ pub(crate) fn kubeadm_files(
         "certificatesDir": d,
         "networking": networking,
         "apiServer": {"certSANs": common_sans(plan, &files, &format!("{d}/apiserver.crt"))},
+        "controllerManager": {"extraArgs": controller_manager_args(api, &d)},
         "etcd": etcd,
     });
     let mut init = json!({

@@ -335,6 +335,27 @@ impl DirStore {
     }
 }
 
+/// Test-only crash injection: with `KPKI_TEST_ABORT_AFTER_WRITES=N` in the
+/// environment, the process aborts (no clean-up, like `kill -9`) right after
+/// the Nth file it puts in place. The crash-safety tests use it to stop a
+/// run at an exact point; it is never set in production.
+fn crash_point() {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static LIMIT: OnceLock<Option<usize>> = OnceLock::new();
+    static DONE: AtomicUsize = AtomicUsize::new(0);
+    let limit = LIMIT.get_or_init(|| {
+        std::env::var("KPKI_TEST_ABORT_AFTER_WRITES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    if let Some(n) = limit
+        && DONE.fetch_add(1, Ordering::SeqCst) + 1 >= *n
+    {
+        std::process::abort();
+    }
+}
+
 impl PkiStore for DirStore {
     /// Reads an existing file: only a regular file (a FIFO never blocks, a
     /// device is never read), up to a cap (4 MiB; 256 MiB for the manifest
@@ -406,6 +427,7 @@ impl PkiStore for DirStore {
         self.sync_each(&filesystems)?;
         for (p, tmp) in staged {
             tmp.persist(&p).map_err(|e| err(&p, e.error))?;
+            crash_point();
         }
         self.sync_each(&filesystems)?;
         Ok(())

@@ -24,12 +24,30 @@ pub enum Part {
     PrivateKey,
     /// A kubeconfig.
     Kubeconfig,
+    /// A CA certificate a signer loads next to its key
+    /// (`--cluster-signing-cert-file`): exactly one certificate, never a
+    /// trust bundle, so it has a path of its own.
+    SigningCert,
+    /// The CA key going with [`Part::SigningCert`].
+    SigningKey,
+}
+
+/// Where a signer's single-certificate copy of a CA file goes:
+/// `pki/ca.crt` -> `pki/signing/ca.crt`.
+pub fn signing_path(path: &str) -> String {
+    match path.rsplit_once('/') {
+        Some((dir, file)) => format!("{dir}/signing/{file}"),
+        None => format!("signing/{path}"),
+    }
 }
 
 impl Part {
     /// Whether the file holds a private key (mode 0600, never printed).
     pub fn is_secret(&self) -> bool {
-        matches!(self, Part::Key | Part::PrivateKey | Part::Kubeconfig)
+        matches!(
+            self,
+            Part::Key | Part::PrivateKey | Part::Kubeconfig | Part::SigningKey
+        )
     }
 }
 
@@ -79,7 +97,7 @@ impl Layout {
     /// The files of one graph node.
     pub fn of(&self, id: NodeId) -> impl Iterator<Item = &FileEntry> {
         self.index
-            .range((id, Part::Cert)..=(id, Part::Kubeconfig))
+            .range((id, Part::Cert)..=(id, Part::SigningKey))
             .filter_map(|(_, i)| self.files.get(*i))
     }
 
@@ -123,6 +141,9 @@ impl Layout {
         let mut uses: BTreeMap<(NodeId, Part), BTreeSet<NodeName>> = BTreeMap::new();
         for b in &g.bindings {
             let parts: &[Part] = match (b.flag.kind(), g.node(b.target)) {
+                // The CA key stays beside its certificate too (kubeadm and
+                // `kubeadm certs renew` look for it there).
+                _ if b.flag.one_cert() => &[Part::Key, Part::SigningCert, Part::SigningKey],
                 (FlagKind::TrustedCa, _) => &[Part::Cert],
                 (FlagKind::CertAndKey, _) => &[Part::Cert, Part::Key],
                 (FlagKind::PublicKey, _) => &[Part::PublicKey],
@@ -207,6 +228,27 @@ impl Layout {
                     }
                     if let Some(p) = &c.key_path {
                         add(Part::Key, p, in_cluster, used(Part::Key), own);
+                    }
+                    // A signer's copy of a CA: paths of their own, so that
+                    // a trust bundle (during a CA rotation) never lands there.
+                    let signing = used(Part::SigningCert);
+                    if let (Some(cp), Some(kp), false) =
+                        (&c.cert_path, &c.key_path, signing.is_empty())
+                    {
+                        add(
+                            Part::SigningCert,
+                            &signing_path(cp),
+                            in_cluster,
+                            signing,
+                            None,
+                        );
+                        add(
+                            Part::SigningKey,
+                            &signing_path(kp),
+                            in_cluster,
+                            used(Part::SigningKey),
+                            None,
+                        );
                     }
                 }
                 Node::KeyPair(k) => {
