@@ -699,18 +699,32 @@ fn killed_at_three_moments_of_each_phase_then_run_again() {
 fn check_trusts_each_ca_of_a_bundle() {
     let s = setup("kubeadm");
     let leaf = s.out.join("cluster/pki/apiserver.crt");
+    // Every copy of the leaf changes together (check compares the copies).
+    let copies: Vec<PathBuf> = std::iter::once(leaf.clone())
+        .chain(
+            std::fs::read_dir(s.out.join("nodes"))
+                .unwrap()
+                .map(|e| e.unwrap().path().join("etc/kubernetes/pki/apiserver.crt"))
+                .filter(|p| p.exists()),
+        )
+        .collect();
+    let put = |bytes: &[u8]| {
+        for c in &copies {
+            std::fs::write(c, bytes).unwrap();
+        }
+    };
     let old = s.scratch.join("old-apiserver.crt");
     std::fs::copy(&leaf, &old).unwrap();
     rotate_ok(&s, &["begin", "--ca", "kubernetes-ca"]);
     rotate_ok(&s, &["switch"]);
     let new = std::fs::read(&leaf).unwrap();
     assert_ne!(new, std::fs::read(&old).unwrap());
-    std::fs::copy(&old, &leaf).unwrap();
+    put(&std::fs::read(&old).unwrap());
     check_clean(&s, "switch, old leaf back");
-    std::fs::write(&leaf, &new).unwrap();
+    put(&new);
     rotate_ok(&s, &["finish"]);
     check_clean(&s, "finish");
-    std::fs::copy(&old, &leaf).unwrap();
+    put(&std::fs::read(&old).unwrap());
     let (ok, out, _) = run(Command::new(assert_cmd::cargo::cargo_bin("kpki"))
         .arg("check")
         .arg(&s.out)

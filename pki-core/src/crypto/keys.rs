@@ -187,14 +187,23 @@ impl PrivateKey {
     /// Parse the first private key found in `pem`. Accepts PKCS#1
     /// (`RSA PRIVATE KEY`), SEC1 (`EC PRIVATE KEY`) and unencrypted PKCS#8
     /// (`PRIVATE KEY`). `EC PARAMETERS` blocks (as written by
-    /// `openssl ecparam -genkey`) and `CERTIFICATE` blocks (a certificate
-    /// and its key in one file, as the kubelet writes them) are skipped; any
-    /// other block type is an error.
+    /// `openssl ecparam -genkey`) are skipped; any other block type is an error.
     pub fn from_pem(pem: &str) -> Result<Self, CryptoError> {
+        Self::from_pem_skipping(pem, &["EC PARAMETERS"])
+    }
+
+    /// Like [`PrivateKey::from_pem`], for a file that holds certificates and
+    /// their key (the kubelet's `kubelet-client-<date>.pem`): `CERTIFICATE`
+    /// blocks are skipped too.
+    pub fn from_pem_beside_certs(pem: &str) -> Result<Self, CryptoError> {
+        Self::from_pem_skipping(pem, &["EC PARAMETERS", "CERTIFICATE"])
+    }
+
+    fn from_pem_skipping(pem: &str, skip: &[&str]) -> Result<Self, CryptoError> {
         let blocks = pem::decode_all(pem)?;
         for block in &blocks {
             match block.label.as_str() {
-                "EC PARAMETERS" | "CERTIFICATE" => continue,
+                l if skip.contains(&l) => continue,
                 "RSA PRIVATE KEY" => return Self::from_pkcs1_der(&block.der),
                 "EC PRIVATE KEY" => return Self::from_sec1_der(&block.der, None),
                 "PRIVATE KEY" => return Self::from_pkcs8_der(&block.der),

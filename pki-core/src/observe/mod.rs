@@ -562,7 +562,13 @@ impl Source<'_> {
                 let key = beside_bad.or_else(|| found.key_file());
                 Some(Seen {
                     pc: found.pc.clone(),
-                    files: found.files.clone(),
+                    // Every copy of it and of its key (a signer's own copy included).
+                    files: found
+                        .files
+                        .iter()
+                        .chain(found.key_files.iter())
+                        .cloned()
+                        .collect(),
                     embedded: !found.alone && inv.is_kubeconfig(&file),
                     file,
                     key,

@@ -213,7 +213,7 @@ fn classify(dir: &std::path::Path, rel: &str) -> Classified {
             // A certificate and its key in one file (the kubelet's rotated
             // `kubelet-client-<date>.pem`): the key pairs by public key.
             if with_key {
-                return match PrivateKey::from_pem(text) {
+                return match PrivateKey::from_pem_beside_certs(text) {
                     Ok(k) => Classified::CertsAndKey(out, k.public_key()),
                     Err(e) => Classified::Problem(format!("is not a usable private key: {e}")),
                 };
@@ -794,8 +794,19 @@ fn assign_cas(
     }
     // CA templates no leaf voted for: the CA whose leaves look most like the
     // template's leaves (a front-proxy CA whose only leaf has another CN).
+    let voted_t: BTreeSet<NodeId> = votes
+        .iter()
+        .filter(|(_, v)| **v > 0)
+        .map(|((t, _), _)| *t)
+        .collect();
+    let voted_c: BTreeSet<usize> = votes
+        .iter()
+        .filter(|(_, v)| **v > 0)
+        .map(|((_, c), _)| *c)
+        .collect();
     for ((t, c), v) in votes.iter_mut() {
-        if *v > 0 {
+        // Only between a template and a CA that no leaf and no name tied.
+        if *v > 0 || voted_t.contains(t) || voted_c.contains(c) {
             continue;
         }
         *v = inv
