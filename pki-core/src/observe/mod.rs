@@ -9,6 +9,8 @@
 //! signature, not by name.
 
 mod check;
+pub mod config;
+mod flags;
 mod layout;
 pub(crate) mod walk;
 

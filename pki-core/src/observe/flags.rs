@@ -1,0 +1,1 @@
+//! Applying the components' real flags to an observation.
