@@ -75,6 +75,10 @@ pub struct CheckArgs {
     /// Print every column at full width (default: fit 120 columns).
     #[arg(long)]
     pub wide: bool,
+    /// A directory of systemd units (and drop-ins) kept outside DIR: their
+    /// flags are read like those of DIR's manifests and units.
+    #[arg(long, value_name = "UNITS")]
+    pub config_dir: Option<PathBuf>,
 }
 
 /// `kpki renew`.

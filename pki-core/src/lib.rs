@@ -40,7 +40,10 @@ pub use issue::{
 pub use k8s::{
     CertSource, Component, Flag, FlagKind, KubeconfigUser, Link, LinkEnds, Placement, TrustSource,
 };
-pub use observe::{CheckReport, DirKind, FileProblem, Observation, check, detect, read_dir};
+pub use observe::{
+    AppliedFlag, CheckReport, DirKind, FileProblem, MissingFile, Observation, TrustOrigin, check,
+    check_with, detect, read_dir,
+};
 pub use outputs::{
     BOOTSTRAP_GROUP, BootstrapToken, CertView, ComponentFlags, Document, KeyPairView,
     KubeconfigView, component_flags, document, flags_of, manifests,

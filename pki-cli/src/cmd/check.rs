@@ -20,7 +20,13 @@ pub fn run(a: &CheckArgs) -> Result<Exit, Failure> {
         .map(pki_core::NodeName::parse)
         .transpose()
         .map_err(Failure::input)?;
-    let result = pki_core::check(&a.dir, plan.as_ref(), node.as_ref(), &opts)?;
+    let result = pki_core::check_with(
+        &a.dir,
+        plan.as_ref(),
+        node.as_ref(),
+        &opts,
+        a.config_dir.as_deref(),
+    )?;
     let obs = &result.observation;
     match a.format {
         CheckFormat::Json => {
@@ -33,7 +39,27 @@ pub fn run(a: &CheckArgs) -> Result<Exit, Failure> {
                     c.files = vec![f.clone()];
                 }
             }
-            crate::out::out!("{}", crate::render::json(&doc)?);
+            /// The check document: the plan/check shape plus where trust came from.
+            #[derive(serde::Serialize)]
+            struct CheckDoc<'a> {
+                #[serde(flatten)]
+                doc: pki_core::Document,
+                trust: TrustView<'a>,
+            }
+            #[derive(serde::Serialize)]
+            struct TrustView<'a> {
+                header: String,
+                #[serde(flatten)]
+                origin: &'a pki_core::TrustOrigin,
+            }
+            let out = CheckDoc {
+                doc,
+                trust: TrustView {
+                    header: result.trust.header(),
+                    origin: &result.trust,
+                },
+            };
+            crate::out::out!("{}", crate::render::json(&out)?);
         }
         CheckFormat::Text => crate::out::out!("{}", table(&a.dir, &result, now, a.wide)),
     }
@@ -236,6 +262,8 @@ fn table(
         ),
         width,
     );
+    out.push('\n');
+    out.push_str(&crate::render::wrap("", "    ", &r.trust.header(), width));
     out.push('\n');
     for row in &rows {
         let line: Vec<String> = row

@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use super::flags::TrustOrigin;
 use super::{Observation, read_dir};
 use crate::Plan;
 use crate::graph::Node;
@@ -15,6 +16,8 @@ pub struct CheckReport {
     pub observation: Observation,
     /// Every finding: the rules, unreadable files, and drift from the plan.
     pub report: Report,
+    /// Where trust was judged from: the components' flags, or the profile.
+    pub trust: TrustOrigin,
 }
 
 /// Checks a directory; never writes.
@@ -25,7 +28,50 @@ pub fn check(
     node: Option<&crate::x509::NodeName>,
     opts: &Options,
 ) -> Result<CheckReport, crate::Error> {
-    let obs = read_dir(dir, plan.map(|p| (&p.spec, &p.profile)), node)?;
+    check_with(dir, plan, node, opts, None)
+}
+
+/// [`check`], with a second directory of component configuration (systemd
+/// units kept outside `dir`: `kpki check DIR --config-dir UNITS`).
+pub fn check_with(
+    dir: &Path,
+    plan: Option<&Plan>,
+    node: Option<&crate::x509::NodeName>,
+    opts: &Options,
+    config_dir: Option<&Path>,
+) -> Result<CheckReport, crate::Error> {
+    // An install root (DIR/etc/kubernetes/pki) is read at DIR/etc/kubernetes,
+    // its paths named from DIR.
+    let (pki_dir, prefix) = super::flags::pki_dir(dir);
+    let mut obs = read_dir(&pki_dir, plan.map(|p| (&p.spec, &p.profile)), node)?;
+    if let Some(prefix) = prefix {
+        super::flags::rebase(&mut obs, prefix);
+    }
+    let mut roots = vec![super::config::Root {
+        dir: dir.to_path_buf(),
+        shown: String::new(),
+        whole: false,
+    }];
+    if let Some(c) = config_dir {
+        if !c.is_dir() {
+            return Err(crate::Error::Io {
+                path: c.to_path_buf(),
+                message: "--config-dir: not a directory".into(),
+            });
+        }
+        roots.push(super::config::Root {
+            dir: c.to_path_buf(),
+            shown: c.display().to_string(),
+            whole: true,
+        });
+    }
+    let cfg = super::config::read(&roots);
+    for p in &cfg.problems {
+        if !obs.problems.iter().any(|q| q.path == p.path) {
+            obs.problems.push(p.clone());
+        }
+    }
+    let trust = super::flags::apply(&mut obs, dir, cfg);
     let mut report = validate_with(&obs.graph, opts);
     let mut extra = Vec::new();
     for p in &obs.problems {
@@ -181,11 +227,13 @@ pub fn check(
             f.files.dedup();
         }
     }
+    super::flags::annotate(&mut report, &trust, dir);
     report
         .findings
         .sort_by(|a, b| (a.severity, a.code, &a.nodes).cmp(&(b.severity, b.code, &b.nodes)));
     Ok(CheckReport {
         observation: obs,
         report,
+        trust,
     })
 }

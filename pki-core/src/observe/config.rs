@@ -314,9 +314,10 @@ fn read_root(root: &Root, out: &mut Configuration) {
         let Some(parsed) = parse_unit(&texts, &mut env_reader) else {
             continue;
         };
-        out.files.extend(texts.iter().map(|(f, _)| f.clone()));
-        out.files.extend(parsed.env_files.iter().cloned());
+        // Only a Kubernetes component's unit counts (not nginx's).
         if let Some(cfg) = component_of(&parsed.argv, &root.show(unit), base) {
+            out.files.extend(texts.iter().map(|(f, _)| f.clone()));
+            out.files.extend(parsed.env_files.iter().cloned());
             out.components.push(cfg);
         }
     }
