@@ -180,8 +180,11 @@ struct Candidate {
 /// Reads the configuration kept under `roots`.
 pub(crate) fn read(roots: &[Root]) -> Configuration {
     let mut out = Configuration::default();
+    let Some(audited) = roots.first() else {
+        return out;
+    };
     for root in roots {
-        read_root(root, &mut out);
+        read_root(root, audited, &mut out);
     }
     out.files.sort();
     out.files.dedup();
@@ -268,13 +271,19 @@ fn read_text(root: &Root, rel: &str, problems: &mut Vec<FileProblem>) -> Option<
     }
 }
 
-fn read_root(root: &Root, out: &mut Configuration) {
+/// Reads one root's configuration. Environment files are looked up under
+/// the audited directory first (units kept elsewhere name the audited
+/// machine's paths), then under the unit's own root.
+fn read_root(root: &Root, audited: &Root, out: &mut Configuration) {
     let files = candidates(root, &mut out.problems);
     // Units with their drop-ins: NAME.service, then NAME.service.d/*.conf.
     let mut units: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for c in &files {
         if c.rel.ends_with(".service") {
-            units.entry(c.rel.clone()).or_default().insert(0, c.rel.clone());
+            units
+                .entry(c.rel.clone())
+                .or_default()
+                .insert(0, c.rel.clone());
         } else if let Some((unit, _)) = c.rel.rsplit_once(".service.d/") {
             units
                 .entry(format!("{unit}.service"))
@@ -296,7 +305,8 @@ fn read_root(root: &Root, out: &mut Configuration) {
             .map(Path::to_path_buf)
             .unwrap_or_default();
         let mut env_reader = |path: &str| -> Option<(String, String)> {
-            let (full, shown) = env_file_path(root, path)?;
+            let (full, shown) =
+                env_file_path(audited, path).or_else(|| env_file_path(root, path))?;
             let t = match walk::read_regular_capped(&full, MAX_CONFIG_BYTES) {
                 Ok(b) => String::from_utf8(b).ok()?,
                 Err(message) => {
@@ -322,7 +332,9 @@ fn read_root(root: &Root, out: &mut Configuration) {
         }
     }
     for c in &files {
-        let yaml = [".yaml", ".yml", ".json"].iter().any(|e| c.rel.ends_with(e));
+        let yaml = [".yaml", ".yml", ".json"]
+            .iter()
+            .any(|e| c.rel.ends_with(e));
         if !yaml {
             continue;
         }
@@ -598,7 +610,10 @@ fn service_lines(text: &str) -> Vec<(String, Located)> {
             Some(b) => (b, true),
             None => (value.trim_start(), false),
         };
-        let entry = (key.trim().to_owned(), body.chars().map(|c| (c, line)).collect());
+        let entry = (
+            key.trim().to_owned(),
+            body.chars().map(|c| (c, line)).collect(),
+        );
         if more {
             cur = Some(entry);
         } else {
@@ -718,7 +733,11 @@ pub(crate) fn parse_env_file(text: &str) -> Vec<(String, Located)> {
     let chars: Vec<(char, usize)> = text
         .lines()
         .enumerate()
-        .flat_map(|(i, l)| l.chars().chain(std::iter::once('\n')).map(move |c| (c, i + 1)))
+        .flat_map(|(i, l)| {
+            l.chars()
+                .chain(std::iter::once('\n'))
+                .map(move |c| (c, i + 1))
+        })
         .collect();
     let mut out = Vec::new();
     let mut i = 0;
@@ -914,8 +933,7 @@ pub fn resolve(root: &Path, base: &Path, value: &str) -> Resolved {
                 .get(i..parts.len().saturating_sub(1))
                 .map(|s| s.join("/"))
                 .unwrap_or_default();
-            if !dir.is_empty() && root.join(&dir).is_dir() && stays_inside(root, &root.join(&dir))
-            {
+            if !dir.is_empty() && root.join(&dir).is_dir() && stays_inside(root, &root.join(&dir)) {
                 return Resolved::Missing;
             }
         }
@@ -962,8 +980,16 @@ mod tests {
         assert_eq!(
             settings(&u.argv),
             vec![
-                ("cert-file".into(), Some("/etc/etcd/ssl/etcd-server.pem".into()), 7),
-                ("trusted-ca-file".into(), Some("/etc/etcd/ssl/my ca.pem".into()), 9),
+                (
+                    "cert-file".into(),
+                    Some("/etc/etcd/ssl/etcd-server.pem".into()),
+                    7
+                ),
+                (
+                    "trusted-ca-file".into(),
+                    Some("/etc/etcd/ssl/my ca.pem".into()),
+                    9
+                ),
                 ("client-cert-auth".into(), None, 10),
                 ("name".into(), Some("etcd1".into()), 11),
             ]
@@ -980,19 +1006,33 @@ mod tests {
         let mut asked = Vec::new();
         let mut reader = |p: &str| {
             asked.push(p.to_owned());
-            (p == "/etc/kubernetes/kube-apiserver.conf")
-                .then(|| ("etc/kubernetes/kube-apiserver.conf".to_owned(), env.to_owned()))
+            (p == "/etc/kubernetes/kube-apiserver.conf").then(|| {
+                (
+                    "etc/kubernetes/kube-apiserver.conf".to_owned(),
+                    env.to_owned(),
+                )
+            })
         };
-        let u = parse_unit(&[("kube-apiserver.service".into(), unit.into())], &mut reader).unwrap();
+        let u = parse_unit(
+            &[("kube-apiserver.service".into(), unit.into())],
+            &mut reader,
+        )
+        .unwrap();
         assert_eq!(
             asked,
-            vec!["/etc/kubernetes/kube-apiserver.conf", "/etc/kubernetes/absent.conf"]
+            vec![
+                "/etc/kubernetes/kube-apiserver.conf",
+                "/etc/kubernetes/absent.conf"
+            ]
         );
         assert_eq!(u.env_files, vec!["etc/kubernetes/kube-apiserver.conf"]);
         let flags = split_flags(u.argv.get(1..).unwrap());
         let get = |n: &str| flags.iter().find(|s| s.name == n).unwrap();
         assert_eq!(get("secure-port").value.as_deref(), Some("6443"));
-        assert_eq!(get("secure-port").origin.file, "etc/kubernetes/kube-apiserver.conf");
+        assert_eq!(
+            get("secure-port").origin.file,
+            "etc/kubernetes/kube-apiserver.conf"
+        );
         assert_eq!(get("secure-port").origin.line, 2);
         assert_eq!(get("tls-cert-file").origin.line, 3);
         assert_eq!(
@@ -1026,7 +1066,10 @@ mod tests {
         assert_eq!(flags.len(), 2);
         assert_eq!(flags[0].name, "kubeconfig");
         assert_eq!(flags[0].origin.file, "kubelet.service.d/10-kubeadm.conf");
-        assert_eq!(flags[1].value.as_deref(), Some("/var/lib/kubelet/config.yaml"));
+        assert_eq!(
+            flags[1].value.as_deref(),
+            Some("/var/lib/kubelet/config.yaml")
+        );
         assert_eq!(flags[1].origin.line, 3);
     }
 
@@ -1053,7 +1096,10 @@ mod tests {
         let f = parse_kubelet_config(k, "var/lib/kubelet/config.yaml").unwrap();
         assert_eq!(f[0].name, "authentication.x509.clientCAFile");
         assert_eq!(f[0].origin.line, 5);
-        assert_eq!(f[1].value.as_deref(), Some("/var/lib/kubelet/pki/kubelet.crt"));
+        assert_eq!(
+            f[1].value.as_deref(),
+            Some("/var/lib/kubelet/pki/kubelet.crt")
+        );
         assert_eq!(
             known_flag(Component::Kubelet, "client-ca-file"),
             Some(Flag::KubeletClientCaFile)
@@ -1071,16 +1117,29 @@ mod tests {
         assert!(matches!(&r, Resolved::Found { rel, .. } if rel == "etc/kubernetes/pki/ca.crt"));
         let sub = root.join("etc/kubernetes");
         let r = resolve(&sub, &sub, "/etc/kubernetes/pki/ca.crt");
-        assert!(matches!(&r, Resolved::Found { rel, .. } if rel == "pki/ca.crt"), "{r:?}");
-        assert_eq!(resolve(root, root, "/etc/kubernetes/pki/nope.crt"), Resolved::Missing);
+        assert!(
+            matches!(&r, Resolved::Found { rel, .. } if rel == "pki/ca.crt"),
+            "{r:?}"
+        );
+        assert_eq!(
+            resolve(root, root, "/etc/kubernetes/pki/nope.crt"),
+            Resolved::Missing
+        );
         assert_eq!(resolve(root, root, "/opt/other/x.pem"), Resolved::Outside);
-        let r = resolve(root, &root.join("etc/kubernetes/manifests"), "../pki/ca.crt");
+        let r = resolve(
+            root,
+            &root.join("etc/kubernetes/manifests"),
+            "../pki/ca.crt",
+        );
         assert!(matches!(&r, Resolved::Found { rel, .. } if rel == "etc/kubernetes/pki/ca.crt"));
         assert_eq!(resolve(root, root, "../../etc/passwd"), Resolved::Outside);
         std::os::unix::fs::symlink("/etc/hostname", root.join("etc/kubernetes/pki/out.crt"))
             .unwrap();
         assert_ne!(
-            matches!(resolve(root, root, "/etc/kubernetes/pki/out.crt"), Resolved::Found { .. }),
+            matches!(
+                resolve(root, root, "/etc/kubernetes/pki/out.crt"),
+                Resolved::Found { .. }
+            ),
             true
         );
     }

@@ -29,6 +29,9 @@ pub struct AppliedFlag {
     pub value: String,
     /// Where it was read.
     pub origin: Origin,
+    /// The unit, manifest or kubelet configuration it belongs to (the
+    /// origin may be an environment file the unit reads).
+    pub config: String,
     /// The file it names, relative to the checked directory.
     pub file: String,
     /// The graph nodes that file holds (several: a bundle).
@@ -58,6 +61,8 @@ pub struct MissingFile {
     pub value: String,
     /// Where it was read.
     pub origin: Origin,
+    /// The unit, manifest or kubelet configuration it belongs to.
+    pub config: String,
 }
 
 /// Where `kpki check` took trust from: the components' flags, or (when no
@@ -256,8 +261,7 @@ pub(crate) fn apply(obs: &mut Observation, root: &Path, cfg: Configuration) -> T
             let Some(value) = s.value.as_deref() else {
                 continue;
             };
-            if c.component == Component::KubeApiserver && s.name == "requestheader-allowed-names"
-            {
+            if c.component == Component::KubeApiserver && s.name == "requestheader-allowed-names" {
                 obs.graph.facts.requestheader_allowed_names = value
                     .split(',')
                     .map(str::trim)
@@ -283,6 +287,7 @@ pub(crate) fn apply(obs: &mut Observation, root: &Path, cfg: Configuration) -> T
                         flag,
                         value: value.to_owned(),
                         origin: s.origin.clone(),
+                        config: c.file.clone(),
                     });
                     continue;
                 }
@@ -304,6 +309,7 @@ pub(crate) fn apply(obs: &mut Observation, root: &Path, cfg: Configuration) -> T
                 flag: display_name(flag),
                 value: value.to_owned(),
                 origin: s.origin.clone(),
+                config: c.file.clone(),
                 file: rel,
                 targets: ids.iter().map(|i| obs.graph.id_of(*i)).collect(),
                 typed: flag,
@@ -457,7 +463,10 @@ fn flags_behind(f: &Finding) -> Vec<Flag> {
             }
             v
         }
-        (Code::T003, _) => vec![ApiserverClientCaFile, ControllerManagerClusterSigningCertFile],
+        (Code::T003, _) => vec![
+            ApiserverClientCaFile,
+            ControllerManagerClusterSigningCertFile,
+        ],
         (Code::T004, _) => vec![ApiserverRequestheaderClientCaFile, ApiserverClientCaFile],
         (Code::T005, _) => vec![ApiserverProxyClientCertFile],
         (Code::T008, _) => vec![EtcdTrustedCaFile, EtcdCertFile],
@@ -480,8 +489,10 @@ pub(crate) fn annotate(report: &mut Report, trust: &TrustOrigin, dir: &Path) {
         let names: Vec<String> = applied.iter().map(|a| a.describe()).collect();
         f.message = format!("{} [flags: {}]", f.message, names.join("; "));
         for a in applied {
-            if !f.files.contains(&a.origin.file) {
-                f.files.push(a.origin.file.clone());
+            for file in [&a.origin.file, &a.config] {
+                if !f.files.contains(file) {
+                    f.files.push(file.clone());
+                }
             }
         }
         f.files.sort();
@@ -502,7 +513,12 @@ pub(crate) fn annotate(report: &mut Report, trust: &TrustOrigin, dir: &Path) {
                 m.value
             ),
             hint: "restore the file, or point the flag at the file that holds it".into(),
-            files: vec![m.origin.file.clone()],
+            files: {
+                let mut v = vec![m.origin.file.clone(), m.config.clone()];
+                v.sort();
+                v.dedup();
+                v
+            },
         });
     }
 }
