@@ -58,7 +58,7 @@ pub enum CheckFormat {
 /// `kpki check`.
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
-    /// The directory: a kpki output dir, /etc/kubernetes, its pki/, or a cfssl folder.
+    /// The directory: a kpki output dir, an install root (holding etc/kubernetes), /etc/kubernetes, its pki/, or a cfssl folder.
     pub dir: PathBuf,
     /// Compare with this spec's plan (missing, extra, drift). Without it, kubeadm defaults are assumed.
     #[arg(long)]

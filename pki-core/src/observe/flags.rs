@@ -335,7 +335,7 @@ fn named(
     obs: &mut Observation,
     matcher: &mut Matcher,
     flag: Flag,
-    path: &PathBuf,
+    path: &Path,
     rel: &str,
 ) -> Named {
     match flag.kind() {
