@@ -589,3 +589,63 @@ fn config_dir_must_be_a_directory() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn configuration_outside_the_root_or_not_a_file_is_never_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = sound_root(tmp.path());
+    write_kubeadm_config(
+        &root,
+        &apiserver_manifest(
+            "/etc/kubernetes/pki/ca.crt",
+            "/etc/kubernetes/pki/apiserver.crt",
+        ),
+    );
+    // A manifest outside the root that plants a wrong CA, linked in.
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(
+        outside.join("kube-apiserver.yaml"),
+        apiserver_manifest(
+            "/etc/kubernetes/pki/front-proxy-ca.crt",
+            "/etc/kubernetes/pki/apiserver.crt",
+        ),
+    )
+    .unwrap();
+    let m = root.join("etc/kubernetes/manifests");
+    std::os::unix::fs::symlink(
+        outside.join("kube-apiserver.yaml"),
+        m.join("zz-linked.yaml"),
+    )
+    .unwrap();
+    // A unit directory that is a link out of the root.
+    std::fs::create_dir_all(root.join("etc/systemd")).unwrap();
+    std::fs::write(
+        outside.join("kube-apiserver.service"),
+        unit(
+            "/etc/kubernetes/pki/front-proxy-ca.crt",
+            "/etc/kubernetes/pki/gone.crt",
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("etc/systemd/system")).unwrap();
+    // A FIFO where a manifest would be: reported, never opened for reading.
+    let (ok, _, err) = run(Command::new("mkfifo").arg(m.join("fifo.yaml")));
+    assert!(ok, "{err}");
+    let (_, doc) = check_json(&[&root.display().to_string()]);
+    let header = doc["trust"]["header"].as_str().unwrap();
+    assert!(!header.contains("zz-linked"), "{header}");
+    assert!(!header.contains("kube-apiserver.service"), "{header}");
+    let t: Vec<&Value> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"].as_str().unwrap().starts_with('T') || f["code"] == "F002")
+        .collect();
+    assert!(t.is_empty(), "{t:#?}");
+    let fifo = findings(&doc, "F001")
+        .into_iter()
+        .find(|f| files(f).contains(&"etc/kubernetes/manifests/fifo.yaml".to_owned()))
+        .unwrap_or_else(|| panic!("{:#}", doc["findings"]));
+    assert!(fifo["message"].as_str().unwrap().contains("FIFO"), "{fifo}");
+}

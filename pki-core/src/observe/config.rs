@@ -242,8 +242,10 @@ fn candidates(root: &Root, problems: &mut Vec<FileProblem>) -> Vec<Candidate> {
                 .iter()
                 .any(|e| r.ends_with(e))
                 || (r.ends_with(".conf") && r.contains(".service.d/"));
-            // A symbolic link to a directory, a FIFO: read_regular says so.
-            is_config && !root.dir.join(r).is_dir()
+            // A FIFO or a device: read_regular says so. A symbolic link
+            // out of the root is never followed.
+            let full = root.dir.join(r);
+            is_config && !full.is_dir() && (!full.exists() || stays_inside(&root.dir, &full))
         })
         .map(|rel| Candidate { rel })
         .collect()
@@ -338,7 +340,17 @@ fn read_root(root: &Root, audited: &Root, out: &mut Configuration) {
         if !yaml {
             continue;
         }
-        let Some(text) = read_text(root, &c.rel, &mut out.problems) else {
+        // Any YAML or JSON may be configuration; only in a manifests
+        // directory is one that cannot be read a problem (a kpki output's
+        // kpki-manifest.json may well be larger than the cap).
+        let mut skipped = Vec::new();
+        let in_manifests = c.rel.starts_with("manifests/") || c.rel.contains("/manifests/");
+        let problems = if in_manifests || root.whole {
+            &mut out.problems
+        } else {
+            &mut skipped
+        };
+        let Some(text) = read_text(root, &c.rel, problems) else {
             continue;
         };
         let shown = root.show(&c.rel);
