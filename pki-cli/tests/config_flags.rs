@@ -649,3 +649,148 @@ fn configuration_outside_the_root_or_not_a_file_is_never_read() {
         .unwrap_or_else(|| panic!("{:#}", doc["findings"]));
     assert!(fifo["message"].as_str().unwrap().contains("FIFO"), "{fifo}");
 }
+
+#[test]
+fn a_ca_no_template_claims_and_a_bundle_are_judged_from_their_certificates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = sound_root(tmp.path());
+    let pki = root.join("etc/kubernetes/pki");
+    let p = |f: &str| pki.join(f).display().to_string();
+    // A CA kpki has no template for, and a bundle of two known CAs.
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        &p("other-ca.key"),
+        "-out",
+        &p("other-ca.crt"),
+        "-subj",
+        "/CN=other-ca",
+        "-days",
+        "3650",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+    ]);
+    let bundle = [
+        std::fs::read_to_string(pki.join("front-proxy-ca.crt")).unwrap(),
+        std::fs::read_to_string(pki.join("ca.crt")).unwrap(),
+    ]
+    .concat();
+    std::fs::write(pki.join("bundle.crt"), bundle).unwrap();
+    let dir = root.display().to_string();
+    write_kubeadm_config(
+        &root,
+        &apiserver_manifest(
+            "/etc/kubernetes/pki/other-ca.crt",
+            "/etc/kubernetes/pki/apiserver.crt",
+        ),
+    );
+    let (_, doc) = check_json(&[&dir]);
+    let t001 = findings(&doc, "T001");
+    let admin = t001
+        .iter()
+        .find(|f| f["nodes"] == serde_json::json!(["admin", "etc/kubernetes/pki/other-ca.crt"]))
+        .unwrap_or_else(|| panic!("{t001:#?}"));
+    assert!(files(admin).contains(&MANIFEST.to_owned()), "{admin}");
+    // The CA joined the graph as what it is.
+    let other = doc["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "etc/kubernetes/pki/other-ca.crt")
+        .unwrap();
+    assert_eq!(other["kind"], "ca");
+    assert_eq!(other["common_name"], "other-ca");
+    // A bundle holding the clients' CA: trusted, no T001.
+    write_kubeadm_config(
+        &root,
+        &apiserver_manifest(
+            "/etc/kubernetes/pki/bundle.crt",
+            "/etc/kubernetes/pki/apiserver.crt",
+        ),
+    );
+    let (_, doc) = check_json(&[&dir]);
+    assert!(findings(&doc, "T001").is_empty(), "{:#}", doc["findings"]);
+    let applied = doc["trust"]["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["flag"] == "--client-ca-file")
+        .unwrap();
+    assert_eq!(
+        applied["targets"],
+        serde_json::json!(["front-proxy-ca", "kubernetes-ca"])
+    );
+}
+
+#[test]
+fn seed_style_units_against_a_flat_cfssl_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cfssl");
+    copy_dir(&existing_pki().join("cfssl"), &dir);
+    let units = tmp.path().join("units");
+    std::fs::create_dir_all(&units).unwrap();
+    // Seed 000: etcd's flags in the unit, the apiserver's in an
+    // EnvironmentFile beside the units; paths of the machine, files flat here.
+    std::fs::write(
+        units.join("etcd.service"),
+        "[Service]\nType=notify\nEnvironmentFile=-/etc/etcd/etcd.conf\nExecStart=/usr/local/bin/etcd \\\n\
+         --cert-file=/etc/etcd/ssl/etcd-server.pem \\\n--key-file=/etc/etcd/ssl/etcd-server-key.pem \\\n\
+         --trusted-ca-file=/etc/etcd/ssl/etcd-ca.pem \\\n--peer-cert-file=/etc/etcd/ssl/etcd-peer.pem \\\n\
+         --peer-key-file=/etc/etcd/ssl/etcd-peer-key.pem \\\n--peer-trusted-ca-file=/etc/etcd/ssl/etcd-ca.pem \\\n\
+         --peer-client-cert-auth \\\n--client-cert-auth\nRestart=on-failure\n",
+    )
+    .unwrap();
+    std::fs::write(
+        units.join("kube-apiserver.service"),
+        "[Service]\nEnvironmentFile=-/etc/kubernetes/kube-apiserver.conf\n\
+         ExecStart=/usr/local/bin/kube-apiserver $KUBE_APISERVER_OPTS\n",
+    )
+    .unwrap();
+    std::fs::write(
+        units.join("kube-apiserver.conf"),
+        "KUBE_APISERVER_OPTS=\"--secure-port=6443 \\\n--etcd-cafile=/etc/etcd/ssl/etcd-ca.pem \\\n\
+         --etcd-certfile=/etc/kubernetes/ssl/apiserver-etcd-client.pem \\\n\
+         --etcd-keyfile=/etc/kubernetes/ssl/apiserver-etcd-client-key.pem \\\n\
+         --client-ca-file=/etc/kubernetes/ssl/ca.pem\"\n",
+    )
+    .unwrap();
+    let (_, doc) = check_json(&[
+        &dir.display().to_string(),
+        "--config-dir",
+        &units.display().to_string(),
+    ]);
+    let etcd_unit = format!("{}/etcd.service", units.display());
+    let env = format!("{}/kube-apiserver.conf", units.display());
+    let t001 = findings(&doc, "T001");
+    let f = t001
+        .iter()
+        .find(|f| {
+            f["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("kube-apiserver -> etcd")
+        })
+        .unwrap_or_else(|| panic!("{t001:#?}"));
+    let fs = files(f);
+    assert!(fs.contains(&etcd_unit), "{fs:?}");
+    assert!(fs.contains(&env), "{fs:?}");
+    let msg = f["message"].as_str().unwrap();
+    assert!(
+        msg.contains(&format!("etcd --trusted-ca-file ({etcd_unit}:7)")),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("kube-apiserver --etcd-certfile ({env}:3)")),
+        "{msg}"
+    );
+    // Paths of the machine that are not in the flat folder are not "missing".
+    assert!(findings(&doc, "F002").is_empty(), "{:#}", doc["findings"]);
+}
