@@ -278,21 +278,42 @@ fn read_text(root: &Root, rel: &str, problems: &mut Vec<FileProblem>) -> Option<
 /// machine's paths), then under the unit's own root.
 fn read_root(root: &Root, audited: &Root, out: &mut Configuration) {
     let files = candidates(root, &mut out.problems);
-    // Units with their drop-ins: NAME.service, then NAME.service.d/*.conf.
-    let mut units: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // Units by name, as systemd merges them: the unit file of the directory
+    // that takes precedence (/etc over /usr/lib and /lib), then every
+    // drop-in NAME.service.d/*.conf of any directory, by file name.
+    let rank = |rel: &str| -> usize {
+        match rel.rsplit_once('/').map_or("", |(d, _)| d) {
+            "etc/systemd/system" => 0,
+            "usr/lib/systemd/system" => 2,
+            "lib/systemd/system" => 3,
+            _ => 1,
+        }
+    };
+    let mut units: BTreeMap<String, (Option<String>, Vec<String>)> = BTreeMap::new();
     for c in &files {
-        if c.rel.ends_with(".service") {
-            units
-                .entry(c.rel.clone())
-                .or_default()
-                .insert(0, c.rel.clone());
+        let name = c.rel.rsplit('/').next().unwrap_or(&c.rel);
+        if name.ends_with(".service") {
+            let e = units.entry(name.to_owned()).or_default();
+            if e.0.as_deref().is_none_or(|m| rank(&c.rel) < rank(m)) {
+                e.0 = Some(c.rel.clone());
+            }
         } else if let Some((unit, _)) = c.rel.rsplit_once(".service.d/") {
+            let unit = unit.rsplit('/').next().unwrap_or(unit);
             units
                 .entry(format!("{unit}.service"))
                 .or_default()
+                .1
                 .push(c.rel.clone());
         }
     }
+    let units: BTreeMap<String, Vec<String>> = units
+        .into_values()
+        .filter_map(|(main, mut drop_ins)| {
+            drop_ins.sort_by(|a, b| a.rsplit('/').next().cmp(&b.rsplit('/').next()));
+            let first = main.clone().or_else(|| drop_ins.first().cloned())?;
+            Some((first, main.into_iter().chain(drop_ins).collect()))
+        })
+        .collect();
     for (unit, parts) in &units {
         let mut texts = Vec::new();
         for p in parts {
@@ -353,6 +374,10 @@ fn read_root(root: &Root, audited: &Root, out: &mut Configuration) {
         let Some(text) = read_text(root, &c.rel, problems) else {
             continue;
         };
+        // Cheap test before parsing: neither a Pod nor a KubeletConfiguration.
+        if !text.contains("Pod") && !text.contains("KubeletConfiguration") {
+            continue;
+        }
         let shown = root.show(&c.rel);
         let base = root
             .dir
@@ -1083,6 +1108,58 @@ mod tests {
             Some("/var/lib/kubelet/config.yaml")
         );
         assert_eq!(flags[1].origin.line, 3);
+    }
+
+    #[test]
+    fn units_merge_across_directories_by_precedence() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        for dir in ["lib/systemd/system", "etc/systemd/system/kubelet.service.d"] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        std::fs::create_dir_all(root.join("usr/lib/systemd/system/kubelet.service.d")).unwrap();
+        std::fs::write(
+            root.join("lib/systemd/system/kubelet.service"),
+            "[Service]\nExecStart=/usr/bin/kubelet --client-ca-file=/lib.crt\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("etc/systemd/system/kubelet.service"),
+            "[Service]\nExecStart=/usr/bin/kubelet --client-ca-file=/etc.crt\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("usr/lib/systemd/system/kubelet.service.d/20-b.conf"),
+            "[Service]\nEnvironment=B=--tls-cert-file=/b.crt\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("etc/systemd/system/kubelet.service.d/10-a.conf"),
+            "[Service]\nEnvironment=B=--tls-cert-file=/a.crt\nExecStart=\nExecStart=/usr/bin/kubelet $B\n",
+        )
+        .unwrap();
+        let cfg = read(&[Root {
+            dir: root.to_path_buf(),
+            shown: String::new(),
+            whole: false,
+        }]);
+        assert_eq!(cfg.components.len(), 1, "{cfg:?}");
+        let k = &cfg.components[0];
+        // 10-a resets ExecStart; 20-b (read after it) sets B last.
+        assert_eq!(k.flags.len(), 1, "{k:?}");
+        assert_eq!(k.flags[0].value.as_deref(), Some("/b.crt"));
+        assert_eq!(
+            k.flags[0].origin.file,
+            "usr/lib/systemd/system/kubelet.service.d/20-b.conf"
+        );
+        assert!(
+            cfg.files
+                .contains(&"etc/systemd/system/kubelet.service".to_owned())
+        );
+        assert!(
+            !cfg.files
+                .contains(&"lib/systemd/system/kubelet.service".to_owned())
+        );
     }
 
     #[test]
