@@ -794,3 +794,107 @@ fn seed_style_units_against_a_flat_cfssl_folder() {
     // Paths of the machine that are not in the flat folder are not "missing".
     assert!(findings(&doc, "F002").is_empty(), "{:#}", doc["findings"]);
 }
+
+#[test]
+fn a_kubeconfig_named_by_kubeconfig_is_the_one_judged() {
+    use base64::Engine as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = sound_root(tmp.path());
+    let kube = root.join("etc/kubernetes");
+    let pki = kube.join("pki");
+    let p = |f: &str| tmp.path().join(f).display().to_string();
+    // A scheduler kubeconfig the layout does not know, its client cert
+    // signed by front-proxy-ca: the apiserver (client CA ca.crt) rejects it.
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        &p("s.key"),
+        "-out",
+        &p("s.csr"),
+        "-subj",
+        "/CN=system:kube-scheduler",
+    ]);
+    std::fs::write(
+        tmp.path().join("s.ext"),
+        "[leaf]\nbasicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\nextendedKeyUsage = clientAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &p("s.csr"),
+        "-CA",
+        &pki.join("front-proxy-ca.crt").display().to_string(),
+        "-CAkey",
+        &pki.join("front-proxy-ca.key").display().to_string(),
+        "-set_serial",
+        "0x77",
+        "-days",
+        "365",
+        "-extfile",
+        &p("s.ext"),
+        "-extensions",
+        "leaf",
+        "-out",
+        &p("s.crt"),
+    ]);
+    let b64 = |f: &str| base64::engine::general_purpose::STANDARD.encode(std::fs::read(f).unwrap());
+    std::fs::write(
+        kube.join("scheduler-other.conf"),
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: https://10.0.0.10:6443\n  name: kubernetes\ncontexts:\n- context:\n    cluster: kubernetes\n    user: system:kube-scheduler\n  name: s@kubernetes\ncurrent-context: s@kubernetes\nusers:\n- name: system:kube-scheduler\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
+            b64(&pki.join("ca.crt").display().to_string()),
+            b64(&p("s.crt")),
+            b64(&p("s.key"))
+        ),
+    )
+    .unwrap();
+    write_kubeadm_config(
+        &root,
+        &apiserver_manifest(
+            "/etc/kubernetes/pki/ca.crt",
+            "/etc/kubernetes/pki/apiserver.crt",
+        ),
+    );
+    let scheduler = SCHEDULER.replace(
+        "--kubeconfig=/etc/kubernetes/scheduler.conf",
+        "--kubeconfig=/etc/kubernetes/scheduler-other.conf",
+    );
+    let path = "etc/kubernetes/manifests/kube-scheduler.yaml";
+    std::fs::write(root.join(path), &scheduler).unwrap();
+    let (_, doc) = check_json(&[&root.display().to_string()]);
+    let t001 = findings(&doc, "T001");
+    assert_eq!(t001.len(), 1, "{t001:#?}");
+    let f = t001[0];
+    let fs = files(f);
+    assert!(fs.contains(&path.to_owned()), "{fs:?}");
+    assert!(
+        fs.contains(&"etc/kubernetes/scheduler-other.conf".to_owned()),
+        "{fs:?}"
+    );
+    let line = line_of(&scheduler, "--kubeconfig=");
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("kube-scheduler --kubeconfig ({path}:{line})")),
+        "{f}"
+    );
+    assert_eq!(
+        doc["trust"]["kubeconfigs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|k| k["component"] == "kube-scheduler")
+            .map(|k| k["file"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["etc/kubernetes/scheduler-other.conf"]
+    );
+}

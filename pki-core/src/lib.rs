@@ -41,8 +41,8 @@ pub use k8s::{
     CertSource, Component, Flag, FlagKind, KubeconfigUser, Link, LinkEnds, Placement, TrustSource,
 };
 pub use observe::{
-    AppliedFlag, CheckReport, DirKind, FileProblem, MissingFile, Observation, TrustOrigin, check,
-    check_with, detect, read_dir,
+    AppliedFlag, CheckReport, DirKind, FileProblem, KubeconfigUse, MissingFile, Observation,
+    TrustOrigin, check, check_with, detect, read_dir,
 };
 pub use outputs::{
     BOOTSTRAP_GROUP, BootstrapToken, CertView, ComponentFlags, Document, KeyPairView,

@@ -13,8 +13,10 @@ use serde::Serialize;
 use super::Observation;
 use super::config::{self, Configuration, Origin, Resolved};
 use crate::crypto::{ParsedCert, certs_from_pem, parse_certificate};
-use crate::graph::{Binding, CertGraph, CertNode, IssuerRef, Node, NodeId, Validity};
-use crate::k8s::{CertSource, Component, Flag, FlagKind, Link, TrustSource};
+use crate::graph::{
+    Binding, CertGraph, CertNode, IssuerRef, KubeconfigNode, Node, NodeId, Validity,
+};
+use crate::k8s::{CertSource, Component, Flag, FlagKind, KubeconfigUser, Link, TrustSource};
 use crate::validate::{Code, Finding, Report};
 use crate::x509::{ExtUsage, KeySpec, Lifetime, Role, SanSet, Usage};
 
@@ -65,6 +67,21 @@ pub struct MissingFile {
     pub config: String,
 }
 
+/// A kubeconfig a component's `--kubeconfig` names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KubeconfigUse {
+    /// The component.
+    pub component: Component,
+    /// Where the flag was read.
+    pub origin: Origin,
+    /// The unit or manifest it belongs to.
+    pub config: String,
+    /// The kubeconfig, relative to the checked directory.
+    pub file: String,
+    /// The graph's kubeconfig node.
+    pub kubeconfig: String,
+}
+
 /// Where `kpki check` took trust from: the components' flags, or (when no
 /// configuration was found) the profile's bindings.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -78,6 +95,8 @@ pub struct TrustOrigin {
     pub flags: Vec<AppliedFlag>,
     /// Flags that name a file that does not exist (F002).
     pub missing: Vec<MissingFile>,
+    /// The kubeconfigs the components' `--kubeconfig` flags name.
+    pub kubeconfigs: Vec<KubeconfigUse>,
     /// The components' configurations as read (every flag).
     #[serde(skip)]
     pub configuration: Configuration,
@@ -293,6 +312,12 @@ pub(crate) fn apply(obs: &mut Observation, root: &Path, cfg: Configuration) -> T
                 }
                 Resolved::Outside => continue,
             };
+            if s.name == "kubeconfig" {
+                if let Some(u) = kubeconfig_use(obs, &mut matcher, root, c, &s.origin, &rel) {
+                    out.kubeconfigs.push(u);
+                }
+                continue;
+            }
             let Some(flag) = config::known_flag(c.component, &s.name) else {
                 continue;
             };
@@ -320,6 +345,121 @@ pub(crate) fn apply(obs: &mut Observation, root: &Path, cfg: Configuration) -> T
     rewire(&mut obs.graph, &set);
     out.configuration = cfg;
     out
+}
+
+/// The kubeconfig a component's `--kubeconfig` names. When it is not the
+/// one read for that user (a file the layout did not claim), it joins the
+/// graph and the component's connection to the apiserver goes through it.
+fn kubeconfig_use(
+    obs: &mut Observation,
+    matcher: &mut Matcher,
+    root: &Path,
+    c: &config::ComponentConfig,
+    origin: &Origin,
+    rel: &str,
+) -> Option<KubeconfigUse> {
+    let user = match c.component {
+        Component::KubeControllerManager => KubeconfigUser::ControllerManager,
+        Component::KubeScheduler => KubeconfigUser::Scheduler,
+        Component::Kubelet => KubeconfigUser::Kubelet,
+        Component::KubeProxy => KubeconfigUser::KubeProxy,
+        _ => return None,
+    };
+    let known = obs
+        .graph
+        .kubeconfigs()
+        .find(|(_, k)| k.file == rel)
+        .map(|(i, _)| i);
+    let id = match known {
+        Some(i) => i,
+        None => {
+            let mut problems = Vec::new();
+            let mut reader = super::Reader {
+                dir: root.to_path_buf(),
+                problems: &mut problems,
+                cache: BTreeMap::new(),
+                keys: BTreeMap::new(),
+            };
+            let facts = reader.kubeconfig(rel);
+            obs.problems.extend(
+                problems
+                    .into_iter()
+                    .filter(|p| !obs.problems.iter().any(|q| q.path == p.path))
+                    .collect::<Vec<_>>(),
+            );
+            let facts = facts?;
+            let (client, _) = facts.client?;
+            let ca = facts.ca?;
+            let client = matcher.find_or_add(obs, client, rel);
+            let ca = matcher.find_or_add(obs, ca, rel);
+            let like = obs
+                .graph
+                .kubeconfigs()
+                .find(|(_, k)| k.user == user)
+                .map(|(_, k)| (k.node.clone(), k.cluster.clone()));
+            let (node, cluster) = like.unwrap_or_default();
+            let id = NodeId(obs.graph.nodes.len() as u32);
+            obs.graph.nodes.push(Node::Kubeconfig(KubeconfigNode {
+                id: format!("{rel} (kubeconfig)"),
+                template: "(named by a component flag)".into(),
+                node,
+                user,
+                client,
+                ca,
+                server: facts.server,
+                cluster,
+                break_glass: false,
+                file: rel.to_owned(),
+            }));
+            obs.files.insert(id, rel.to_owned());
+            // The component's connection to the apiserver goes through it.
+            let g = &mut obs.graph;
+            let users: Vec<Option<KubeconfigUser>> = g
+                .connections
+                .iter()
+                .map(|cn| {
+                    cn.via.and_then(|v| g.node(v)).and_then(|n| match n {
+                        Node::Kubeconfig(k) => Some(k.user),
+                        _ => None,
+                    })
+                })
+                .collect();
+            let mut replaced = false;
+            for (cn, u) in g.connections.iter_mut().zip(users) {
+                if cn.link == Link::KubeconfigToApiserver && u == Some(user) {
+                    cn.client = client;
+                    cn.client_trusts = Some(ca);
+                    cn.via = Some(id);
+                    replaced = true;
+                }
+            }
+            if !replaced {
+                let server = bound_first(g, Flag::ApiserverTlsCertFile);
+                let server_trusts = bound_first(g, Flag::ApiserverClientCaFile);
+                g.connections.push(crate::graph::Connection {
+                    link: Link::KubeconfigToApiserver,
+                    client,
+                    server,
+                    client_trusts: Some(ca),
+                    server_trusts,
+                    via: Some(id),
+                });
+            }
+            id
+        }
+    };
+    Some(KubeconfigUse {
+        component: c.component,
+        origin: origin.clone(),
+        config: c.file.clone(),
+        file: rel.to_owned(),
+        kubeconfig: obs.graph.id_of(id),
+    })
+}
+
+/// What a flag names on any node.
+fn bound_first(g: &CertGraph, flag: Flag) -> Option<NodeId> {
+    g.bindings.iter().find(|b| b.flag == flag).map(|b| b.target)
 }
 
 /// `--client-ca-file`, or the kubelet's field.
@@ -483,16 +623,31 @@ pub(crate) fn annotate(report: &mut Report, trust: &TrustOrigin, dir: &Path) {
             .iter()
             .filter_map(|fl| trust.flags.iter().rev().find(|a| a.typed == *fl))
             .collect();
-        if applied.is_empty() {
+        if applied.is_empty() && !matches!(f.code, Code::T001 | Code::T002) {
             continue;
         }
-        let names: Vec<String> = applied.iter().map(|a| a.describe()).collect();
+        let mut names: Vec<String> = applied.iter().map(|a| a.describe()).collect();
+        let mut extra_files = Vec::new();
+        for u in &trust.kubeconfigs {
+            if f.message
+                .contains(&format!("(kubeconfig {})", u.kubeconfig))
+            {
+                names.push(format!("{} --kubeconfig ({})", u.component, u.origin));
+                extra_files.push(u.origin.file.clone());
+                extra_files.push(u.config.clone());
+            }
+        }
+        if names.is_empty() {
+            continue;
+        }
         f.message = format!("{} [flags: {}]", f.message, names.join("; "));
-        for a in applied {
-            for file in [&a.origin.file, &a.config] {
-                if !f.files.contains(file) {
-                    f.files.push(file.clone());
-                }
+        for file in applied
+            .iter()
+            .flat_map(|a| [&a.origin.file, &a.config])
+            .chain(extra_files.iter())
+        {
+            if !f.files.contains(file) {
+                f.files.push(file.clone());
             }
         }
         f.files.sort();

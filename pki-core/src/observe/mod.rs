@@ -24,7 +24,7 @@ use crate::spec::ClusterSpec;
 use crate::store::Layout;
 use crate::x509::{DnsName, KeySpec, Lifetime, San, SanSet, Usage};
 pub use check::{CheckReport, check, check_with};
-pub use flags::{AppliedFlag, MissingFile, TrustOrigin};
+pub use flags::{AppliedFlag, KubeconfigUse, MissingFile, TrustOrigin};
 pub use layout::{DirKind, detect};
 
 /// A file that could not be used, with the reason.
