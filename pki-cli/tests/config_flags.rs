@@ -898,3 +898,32 @@ fn a_kubeconfig_named_by_kubeconfig_is_the_one_judged() {
         vec!["etc/kubernetes/scheduler-other.conf"]
     );
 }
+
+#[test]
+fn a_flag_naming_a_file_without_a_certificate_is_f001() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = sound_root(tmp.path());
+    std::fs::write(
+        root.join("etc/kubernetes/pki/junk.crt"),
+        "not a certificate\n",
+    )
+    .unwrap();
+    let manifest = apiserver_manifest(
+        "/etc/kubernetes/pki/junk.crt",
+        "/etc/kubernetes/pki/apiserver.crt",
+    );
+    write_kubeadm_config(&root, &manifest);
+    let (code, doc) = check_json(&[&root.display().to_string()]);
+    assert_eq!(code, 1);
+    let line = line_of(&manifest, "--client-ca-file=");
+    let f = findings(&doc, "F001")
+        .into_iter()
+        .find(|f| files(f) == vec!["etc/kubernetes/pki/junk.crt".to_owned()])
+        .unwrap_or_else(|| panic!("{:#}", doc["findings"]));
+    assert!(
+        f["message"].as_str().unwrap().contains(&format!(
+            "holds no certificate, but kube-apiserver --client-ca-file ({MANIFEST}:{line}) names it"
+        )),
+        "{f}"
+    );
+}

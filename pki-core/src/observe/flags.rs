@@ -41,8 +41,6 @@ pub struct AppliedFlag {
     /// The flag, typed.
     #[serde(skip)]
     pub(crate) typed: Flag,
-    #[serde(skip)]
-    ids: Vec<NodeId>,
 }
 
 impl AppliedFlag {
@@ -256,14 +254,6 @@ impl Matcher {
     }
 }
 
-/// The check's view of one flag setting.
-enum Named {
-    /// A PKI flag whose file holds these nodes.
-    Nodes(Vec<NodeId>),
-    /// A file that is there, but holds nothing of the graph.
-    Nothing,
-}
-
 /// Applies `cfg` to `obs`: bindings and connection trusts follow the flags.
 /// `root` is the checked directory (paths in `obs` are relative to it).
 pub(crate) fn apply(obs: &mut Observation, root: &Path, cfg: Configuration) -> TrustOrigin {
@@ -321,11 +311,16 @@ pub(crate) fn apply(obs: &mut Observation, root: &Path, cfg: Configuration) -> T
             let Some(flag) = config::known_flag(c.component, &s.name) else {
                 continue;
             };
-            let named = named(obs, &mut matcher, flag, &path, &rel);
-            let ids = match named {
-                Named::Nodes(ids) => ids,
-                Named::Nothing => Vec::new(),
-            };
+            // Empty: the file holds nothing of the graph (the profile stands).
+            let ids = named(obs, &mut matcher, flag, &path, &rel);
+            let certs = matches!(flag.kind(), FlagKind::TrustedCa | FlagKind::CertAndKey);
+            if ids.is_empty() && certs && !obs.problems.iter().any(|p| p.path == rel) {
+                // The component fails to load it: an unreadable file (F001).
+                obs.problems.push(super::FileProblem {
+                    path: rel.clone(),
+                    message: format!("holds no certificate, but {} ({}) names it", flag, s.origin),
+                });
+            }
             if !ids.is_empty() {
                 set.insert(flag, ids.clone());
             }
@@ -338,7 +333,6 @@ pub(crate) fn apply(obs: &mut Observation, root: &Path, cfg: Configuration) -> T
                 file: rel,
                 targets: ids.iter().map(|i| obs.graph.id_of(*i)).collect(),
                 typed: flag,
-                ids,
             });
         }
     }
@@ -477,28 +471,18 @@ fn named(
     flag: Flag,
     path: &Path,
     rel: &str,
-) -> Named {
+) -> Vec<NodeId> {
     match flag.kind() {
-        FlagKind::PublicKey | FlagKind::PrivateKey => {
-            let ids: Vec<NodeId> = obs
-                .graph
-                .iter()
-                .filter_map(|(i, n)| match n {
-                    Node::KeyPair(k) if k.private_path == rel || k.public_path == rel => Some(i),
-                    _ => None,
-                })
-                .collect();
-            if ids.is_empty() {
-                Named::Nothing
-            } else {
-                Named::Nodes(ids)
-            }
-        }
+        FlagKind::PublicKey | FlagKind::PrivateKey => obs
+            .graph
+            .iter()
+            .filter_map(|(i, n)| match n {
+                Node::KeyPair(k) if k.private_path == rel || k.public_path == rel => Some(i),
+                _ => None,
+            })
+            .collect(),
         FlagKind::TrustedCa | FlagKind::CertAndKey => {
             let certs = certs_of(path);
-            if certs.is_empty() {
-                return Named::Nothing;
-            }
             // A certificate-and-key flag names its first certificate (the
             // rest is its chain); a trust flag trusts every CA in the bundle.
             let take = if flag.kind() == FlagKind::CertAndKey {
@@ -513,7 +497,7 @@ fn named(
                     ids.push(id);
                 }
             }
-            Named::Nodes(ids)
+            ids
         }
     }
 }
