@@ -1085,6 +1085,39 @@ mod tests {
     }
 
     #[test]
+    fn malformed_units_and_environment_files_never_panic() {
+        let env = "A=\"unterminated \\\nB='x\n\\\n=novalue\nexport C=1 \\";
+        let parsed = parse_env_file(env);
+        assert!(parsed.iter().any(|(k, _)| k == "A"), "{parsed:?}");
+        for exec in [
+            "ExecStart=/usr/bin/kube-apiserver \"unterminated",
+            "ExecStart=/usr/bin/kube-apiserver ${UNTERMINATED",
+            "ExecStart=/usr/bin/kube-apiserver $",
+            "ExecStart=/usr/bin/kube-apiserver trailing\\",
+            "ExecStart=-@+!:",
+            "ExecStart=/usr/bin/kube-apiserver $A ${B}x '$C' --x=\\",
+        ] {
+            let unit = format!("[Service]\nEnvironmentFile=/e\n{exec}");
+            let mut reader = |_: &str| Some(("e".to_owned(), env.to_owned()));
+            let u = parse_unit(&[("u.service".into(), unit)], &mut reader);
+            if let Some(u) = u {
+                let _ = split_flags(u.argv.get(1..).unwrap_or(&[]));
+            }
+        }
+        let mut none = |_: &str| None;
+        let u = parse_unit(
+            &[(
+                "u.service".into(),
+                "[Service]\nExecStart=/bin/etcd '$NOT' ${X}y".into(),
+            )],
+            &mut none,
+        )
+        .unwrap();
+        let texts: Vec<&str> = u.argv.iter().map(|w| w.text.as_str()).collect();
+        assert_eq!(texts, vec!["/bin/etcd", "$NOT", "y"]);
+    }
+
+    #[test]
     fn drop_in_resets_exec_start() {
         let unit = "[Service]\nExecStart=/usr/bin/kubelet\n";
         let drop = "[Service]\nEnvironment=\"KUBELET_KUBECONFIG_ARGS=--kubeconfig=/etc/kubernetes/kubelet.conf\"\n\
