@@ -927,3 +927,59 @@ fn a_flag_naming_a_file_without_a_certificate_is_f001() {
         "{f}"
     );
 }
+
+#[test]
+fn etcd_config_file_named_by_its_unit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = sound_root(tmp.path());
+    // Seed 002: etcd.service runs `etcd --config-file=/etc/etcd/etcd.yaml`;
+    // here the file trusts front-proxy-ca for clients.
+    let unit = "usr/lib/systemd/system/etcd.service";
+    std::fs::create_dir_all(root.join("usr/lib/systemd/system")).unwrap();
+    std::fs::write(
+        root.join(unit),
+        "[Unit]\nDescription=Etcd Service\n\n[Service]\nType=notify\n\
+         ExecStart=/usr/local/bin/etcd --config-file=/etc/etcd/etcd.yaml\nRestart=on-failure\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("etc/etcd")).unwrap();
+    let yaml = "name: cp1\ndata-dir: /var/lib/etcd\nclient-transport-security:\n  \
+                cert-file: /etc/kubernetes/pki/etcd/server.crt\n  \
+                key-file: /etc/kubernetes/pki/etcd/server.key\n  client-cert-auth: true\n  \
+                trusted-ca-file: /etc/kubernetes/pki/front-proxy-ca.crt\n\
+                peer-transport-security:\n  cert-file: /etc/kubernetes/pki/etcd/peer.crt\n  \
+                key-file: /etc/kubernetes/pki/etcd/peer.key\n  \
+                trusted-ca-file: /etc/kubernetes/pki/etcd/ca.crt\n";
+    std::fs::write(root.join("etc/etcd/etcd.yaml"), yaml).unwrap();
+    let (_, doc) = check_json(&[&root.display().to_string()]);
+    let header = doc["trust"]["header"].as_str().unwrap();
+    assert!(
+        header.contains(unit) && header.contains("etc/etcd/etcd.yaml"),
+        "{header}"
+    );
+    let t001 = findings(&doc, "T001");
+    let f = t001
+        .iter()
+        .find(|f| {
+            f["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("kube-apiserver -> etcd")
+        })
+        .unwrap_or_else(|| panic!("{t001:#?}"));
+    let fs = files(f);
+    assert!(fs.contains(&"etc/etcd/etcd.yaml".to_owned()), "{fs:?}");
+    assert!(fs.contains(&unit.to_owned()), "{fs:?}");
+    let line = line_of(
+        yaml,
+        "trusted-ca-file: /etc/kubernetes/pki/front-proxy-ca.crt",
+    );
+    assert!(
+        f["message"].as_str().unwrap().contains(&format!(
+            "etcd --trusted-ca-file (etc/etcd/etcd.yaml:{line})"
+        )),
+        "{f}"
+    );
+    // etcd verifies its own gateway with the same CA: T008.
+    assert_eq!(findings(&doc, "T008").len(), 1, "{:#}", doc["findings"]);
+}

@@ -114,6 +114,7 @@ pub fn names_file(component: Component, name: &str) -> bool {
             "kubeconfig" | "authentication-kubeconfig" | "authorization-kubeconfig"
         )
         || (component == Component::Kubelet && name == "config")
+        || (component == Component::Etcd && name == "config-file")
 }
 
 /// The configuration read.
@@ -185,6 +186,50 @@ pub(crate) fn read(roots: &[Root]) -> Configuration {
     };
     for root in roots {
         read_root(root, audited, &mut out);
+    }
+    // etcd `--config-file`: its YAML's TLS settings are etcd's flags.
+    for i in 0..out.components.len() {
+        let Some(c) = out.components.get(i) else {
+            continue;
+        };
+        if c.component != Component::Etcd {
+            continue;
+        }
+        let Some(value) = c.get("config-file").and_then(|s| s.value.clone()) else {
+            continue;
+        };
+        let base = c.base.clone();
+        let found = match resolve(&audited.dir, &base, &value) {
+            Resolved::Found { path, rel } => Some((path, audited.show(&rel))),
+            _ => roots
+                .iter()
+                .skip(1)
+                .find_map(|r| match resolve(&r.dir, &base, &value) {
+                    Resolved::Found { path, rel } => Some((path, r.show(&rel))),
+                    _ => None,
+                }),
+        };
+        let Some((path, shown)) = found else {
+            continue;
+        };
+        let text = match walk::read_regular_capped(&path, MAX_CONFIG_BYTES) {
+            Ok(b) => String::from_utf8(b).unwrap_or_default(),
+            Err(message) => {
+                out.problems.push(FileProblem {
+                    path: shown,
+                    message,
+                });
+                continue;
+            }
+        };
+        let flags = parse_etcd_config(&text, &shown);
+        if let Some(c) = out.components.get_mut(i) {
+            // Flags on the command line win over the file, as in etcd.
+            let mut merged = flags;
+            merged.append(&mut c.flags);
+            c.flags = merged;
+            out.files.push(shown);
+        }
     }
     out.files.sort();
     out.files.dedup();
@@ -586,6 +631,40 @@ pub(crate) fn parse_kubelet_config(text: &str, file: &str) -> Option<Vec<FlagSet
         });
     }
     Some(out)
+}
+
+/// The TLS settings of an etcd configuration file (`--config-file`), as
+/// the flags they stand for.
+pub(crate) fn parse_etcd_config(text: &str, file: &str) -> Vec<FlagSetting> {
+    let Ok(v) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) else {
+        return Vec::new();
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (section, prefix) in [
+        ("client-transport-security", ""),
+        ("peer-transport-security", "peer-"),
+    ] {
+        let mut from = 0;
+        let Some(sec) = v.get(section) else { continue };
+        line_of(&lines, &mut from, section);
+        for key in ["cert-file", "key-file", "trusted-ca-file"] {
+            let Some(value) = sec.get(key).and_then(|x| x.as_str()) else {
+                continue;
+            };
+            let mut at = from;
+            let line = line_of(&lines, &mut at, key);
+            out.push(FlagSetting {
+                name: format!("{prefix}{key}"),
+                value: Some(value.to_owned()),
+                origin: Origin {
+                    file: file.to_owned(),
+                    line,
+                },
+            });
+        }
+    }
+    out
 }
 
 /// Characters with the line each was read on.
@@ -1115,6 +1194,27 @@ mod tests {
         .unwrap();
         let texts: Vec<&str> = u.argv.iter().map(|w| w.text.as_str()).collect();
         assert_eq!(texts, vec!["/bin/etcd", "$NOT", "y"]);
+    }
+
+    #[test]
+    fn etcd_config_file_tls_settings() {
+        let y = "name: etcd1\nclient-transport-security:\n  cert-file: /etc/kubernetes/pki/etcd/server.crt\n  key-file: /etc/kubernetes/pki/etcd/server.key\n  client-cert-auth: true\n  trusted-ca-file: /etc/kubernetes/pki/etcd/ca.crt\npeer-transport-security:\n  cert-file: /etc/kubernetes/pki/etcd/peer.crt\n  trusted-ca-file: /etc/kubernetes/pki/etcd/peer-ca.crt\n";
+        let f = parse_etcd_config(y, "etc/etcd/etcd.yaml");
+        let got: Vec<(&str, usize)> = f.iter().map(|s| (s.name.as_str(), s.origin.line)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("cert-file", 3),
+                ("key-file", 4),
+                ("trusted-ca-file", 6),
+                ("peer-cert-file", 8),
+                ("peer-trusted-ca-file", 9)
+            ]
+        );
+        assert_eq!(
+            known_flag(Component::Etcd, &f[4].name),
+            Some(Flag::EtcdPeerTrustedCaFile)
+        );
     }
 
     #[test]
