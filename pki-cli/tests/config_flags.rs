@@ -339,6 +339,21 @@ fn sound_manifests_give_no_trust_findings_and_the_header_names_them() {
     assert_eq!(client_ca["targets"], serde_json::json!(["kubernetes-ca"]));
     assert_eq!(client_ca["file"], "etc/kubernetes/pki/ca.crt");
     assert_eq!(client_ca["origin"]["line"], 18);
+    // Every flag is kept, the ones kpki does not judge too.
+    let apiserver = trust["configuration"]["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["component"] == "kube-apiserver")
+        .unwrap();
+    let mode = apiserver["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "authorization-mode")
+        .unwrap();
+    assert_eq!(mode["value"], "Node,RBAC");
+    assert_eq!(mode["origin"]["file"], MANIFEST);
     // The text header too.
     let out = kpki().args(["check", &dir]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

@@ -124,6 +124,7 @@ pub struct Configuration {
     pub components: Vec<ComponentConfig>,
     /// Every file read for it (units, drop-ins, environment files,
     /// manifests, kubelet configurations), sorted.
+    #[serde(skip)]
     pub files: Vec<String>,
     /// Configuration files that could not be read.
     #[serde(skip)]

@@ -95,8 +95,8 @@ pub struct TrustOrigin {
     pub missing: Vec<MissingFile>,
     /// The kubeconfigs the components' `--kubeconfig` flags name.
     pub kubeconfigs: Vec<KubeconfigUse>,
-    /// The components' configurations as read (every flag).
-    #[serde(skip)]
+    /// The components' configurations as read (every flag, unknown ones
+    /// included).
     pub configuration: Configuration,
 }
 
@@ -508,6 +508,20 @@ fn pick(g: &CertGraph, bundle: &[NodeId], cert: Option<NodeId>) -> Option<NodeId
         .or_else(|| bundle.first().copied())
 }
 
+/// The cluster node a certificate belongs to.
+fn node_of(g: &CertGraph, id: NodeId) -> Option<crate::x509::NodeName> {
+    g.cert(id).and_then(|c| c.node.clone())
+}
+
+/// Whether `new` may stand in for `cur`: both of one cluster node, or
+/// either of none.
+fn same_node(g: &CertGraph, cur: Option<NodeId>, new: NodeId) -> bool {
+    match (cur.and_then(|c| node_of(g, c)), node_of(g, new)) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    }
+}
+
 fn rewire(g: &mut CertGraph, set: &BTreeMap<Flag, Vec<NodeId>>) {
     let nodes: Vec<_> = {
         let mut n: Vec<_> = g.bindings.iter().map(|b| b.node.clone()).collect();
@@ -518,8 +532,15 @@ fn rewire(g: &mut CertGraph, set: &BTreeMap<Flag, Vec<NodeId>>) {
         let Some(first) = targets.first().copied() else {
             continue;
         };
+        // A per-node certificate rebinds only its node's flag; a CA (or a
+        // certificate of no known node) every node's.
+        let owner = node_of(g, first);
         let mut any = false;
-        for b in g.bindings.iter_mut().filter(|b| b.flag == *flag) {
+        for b in g
+            .bindings
+            .iter_mut()
+            .filter(|b| b.flag == *flag && owner.as_ref().is_none_or(|o| *o == b.node))
+        {
             b.target = first;
             any = true;
         }
@@ -542,11 +563,13 @@ fn rewire(g: &mut CertGraph, set: &BTreeMap<Flag, Vec<NodeId>>) {
         let ends = c.link.ends();
         if let CertSource::Flag(f) = ends.client_cert
             && let Some(t) = set.get(&f).and_then(|t| t.first())
+            && same_node(g, Some(c.client), *t)
         {
             c.client = *t;
         }
         if let Some(f) = ends.server_cert
             && let Some(t) = set.get(&f).and_then(|t| t.first())
+            && same_node(g, c.server, *t)
         {
             c.server = Some(*t);
         }
