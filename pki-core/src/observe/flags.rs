@@ -314,12 +314,17 @@ pub(crate) fn apply(obs: &mut Observation, root: &Path, cfg: Configuration) -> T
             // Empty: the file holds nothing of the graph (the profile stands).
             let ids = named(obs, &mut matcher, flag, &path, &rel);
             let certs = matches!(flag.kind(), FlagKind::TrustedCa | FlagKind::CertAndKey);
-            if ids.is_empty() && certs && !obs.problems.iter().any(|p| p.path == rel) {
-                // The component fails to load it: an unreadable file (F001).
-                obs.problems.push(super::FileProblem {
-                    path: rel.clone(),
-                    message: format!("holds no certificate, but {} ({}) names it", flag, s.origin),
-                });
+            if ids.is_empty() && certs {
+                // The component fails to load it: an unreadable file (F001)
+                // that names the flag.
+                let named_by = format!("{flag} ({}) names it", s.origin);
+                match obs.problems.iter_mut().find(|p| p.path == rel) {
+                    Some(p) => p.message = format!("{}; {named_by}", p.message),
+                    None => obs.problems.push(super::FileProblem {
+                        path: rel.clone(),
+                        message: format!("holds no certificate; {named_by}"),
+                    }),
+                }
             }
             if !ids.is_empty() {
                 set.insert(flag, ids.clone());
