@@ -532,10 +532,14 @@ pub(crate) fn split_flags(args: &[Word]) -> Vec<FlagSetting> {
 /// The line (1-based) of the first line at or after `from` (0-based) that
 /// contains `needle`.
 fn line_of(lines: &[&str], from: &mut usize, needle: &str) -> usize {
+    // Items are on consecutive lines: a bounded look ahead keeps a
+    // manifest of many items that never match (escapes) linear.
+    const AHEAD: usize = 256;
     if let Some(i) = lines
         .iter()
         .enumerate()
         .skip(*from)
+        .take(AHEAD)
         .find(|(_, l)| l.contains(needle))
         .map(|(i, _)| i)
     {
@@ -668,6 +672,9 @@ pub(crate) fn parse_etcd_config(text: &str, file: &str) -> Vec<FlagSetting> {
     out
 }
 
+/// How many characters variables may add to one command line (4 MiB).
+const MAX_EXPANDED: usize = 4 * 1024 * 1024;
+
 /// Characters with the line each was read on.
 type Located = Vec<(char, usize)>;
 
@@ -764,6 +771,7 @@ fn words(value: &Located, env: Option<&Env>, file: &str) -> Vec<Word> {
     };
     let mut quote: Option<char> = None;
     let mut i = 0;
+    let mut expanded = 0usize;
     // Words that came from an environment variable carry its file.
     let mut word_file = file.to_owned();
     while let Some(&(c, line)) = value.get(i) {
@@ -812,10 +820,15 @@ fn words(value: &Located, env: Option<&Env>, file: &str) -> Vec<Word> {
                     continue;
                 }
                 i = j;
-                let (env_file, val) = env
-                    .and_then(|e| e.get(&name))
-                    .map(|(f, v)| (Some(f.clone()), v.clone()))
-                    .unwrap_or_default();
+                // A command line of a few variables repeated many times
+                // must not grow without bound: past the cap, expand nothing.
+                let entry = env.and_then(|e| e.get(&name));
+                expanded += entry.map_or(0, |(_, v)| v.len());
+                let (env_file, val) = match entry {
+                    Some((f, v)) if expanded <= MAX_EXPANDED => (Some(f.clone()), v.clone()),
+                    Some((f, _)) => (Some(f.clone()), Vec::new()),
+                    None => (None, Vec::new()),
+                };
                 let alone = !braced
                     && quote.is_none()
                     && start.is_none()
@@ -968,12 +981,11 @@ pub(crate) fn parse_unit(
     }
     let (file, mut value) = exec?;
     // Prefixes: `-`, `@`, `+`, `!`, `:` change how systemd runs it, not what.
-    while value
-        .first()
-        .is_some_and(|(c, _)| matches!(c, '-' | '@' | '+' | '!' | ':'))
-    {
-        value.remove(0);
-    }
+    let prefix = value
+        .iter()
+        .take_while(|(c, _)| matches!(c, '-' | '@' | '+' | '!' | ':'))
+        .count();
+    value.drain(..prefix);
     out.argv = words(&value, Some(&env), &file);
     Some(out)
 }
@@ -1216,6 +1228,20 @@ mod tests {
             known_flag(Component::Etcd, &f[4].name),
             Some(Flag::EtcdPeerTrustedCaFile)
         );
+    }
+
+    #[test]
+    fn variable_expansion_is_bounded() {
+        let big = format!("A=\"{}\"\n", "--x ".repeat(100_000));
+        let exec = format!(
+            "[Service]\nEnvironmentFile=/e\nExecStart=/bin/kube-apiserver {}--last\n",
+            "$A ".repeat(100_000)
+        );
+        let mut reader = |_: &str| Some(("e".to_owned(), big.clone()));
+        let u = parse_unit(&[("u.service".into(), exec)], &mut reader).unwrap();
+        let total: usize = u.argv.iter().map(|w| w.text.len() + 1).sum();
+        assert!(total <= MAX_EXPANDED + 2_000_000, "{total}");
+        assert_eq!(u.argv.last().unwrap().text, "--last");
     }
 
     #[test]
