@@ -61,7 +61,7 @@ pub enum CheckFormat {
 /// `kpki check`.
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
-    /// The directory: a kpki output dir, /etc/kubernetes, its pki/, or a cfssl folder.
+    /// The directory: a kpki output dir, an install root (holding etc/kubernetes), /etc/kubernetes, its pki/, or a cfssl folder.
     pub dir: PathBuf,
     /// Compare with this spec's plan (missing, extra, drift). Without it, kubeadm defaults are assumed.
     #[arg(long)]
@@ -78,6 +78,10 @@ pub struct CheckArgs {
     /// Print every column at full width (default: fit 120 columns).
     #[arg(long)]
     pub wide: bool,
+    /// A directory of systemd units (and drop-ins) kept outside DIR: their
+    /// flags are read like those of DIR's manifests and units.
+    #[arg(long, value_name = "UNITS")]
+    pub config_dir: Option<PathBuf>,
 }
 
 /// `kpki renew`.

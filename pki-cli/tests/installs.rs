@@ -11,8 +11,9 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::process::Command;
 
-use common::{installs, kpki};
+use common::{installs, kpki, run};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -231,6 +232,16 @@ fn assert_audit(name: &str) {
 }
 
 #[test]
+fn seed_000_one_ca_per_trust_domain_admin_without_client_auth_and_scheduler_cn() {
+    assert_audit("seed-000");
+}
+
+#[test]
+fn seed_001_operator_install_apiserver_without_the_cluster_local_name() {
+    assert_audit("seed-001");
+}
+
+#[test]
 fn seed_002_client_profile_without_client_auth_and_endpoints_outside_the_sans() {
     assert_audit("seed-002");
 }
@@ -243,6 +254,76 @@ fn seed_003_two_node_install_trailing_dot_san() {
 #[test]
 fn kubeadm_tree_with_static_pod_manifests_is_sound() {
     assert_audit("kubeadm-etc");
+}
+
+#[test]
+fn systemd_unit_install_with_environment_file_is_sound() {
+    assert_audit("systemd-units");
+}
+
+/// A copy of a fixture tree (symlinks kept as links) in a fresh temp dir.
+fn copy_tree(name: &str) -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    let (ok, out, err) = run(Command::new("cp")
+        .arg("-a")
+        .arg(installs(name).join("."))
+        .arg(t.path()));
+    assert!(ok, "cp -a failed: {out}{err}");
+    t
+}
+
+fn replace_in(path: &Path, from: &str, to: &str) {
+    let s = std::fs::read_to_string(path).unwrap();
+    assert_eq!(
+        s.matches(from).count(),
+        1,
+        "{from} once in {}",
+        path.display()
+    );
+    std::fs::write(path, s.replace(from, to)).unwrap();
+}
+
+/// T001 is reported with one of `files` among its files.
+fn assert_t001_on(dir: &Path, files: &[&str]) {
+    let (code, doc, _) = check_json(dir);
+    let doc = doc.unwrap_or_else(|e| panic!("kpki check {} --format json: {e}", dir.display()));
+    let hit = findings(&doc)
+        .iter()
+        .any(|x| x["code"] == "T001" && files_of(x).iter().any(|f| files.contains(&f.as_str())));
+    assert!(
+        hit,
+        "no T001 naming {files:?} (exit {code:?}); JSON output:\n{doc:#}"
+    );
+    assert_eq!(code, Some(1), "an error exits 1; JSON output:\n{doc:#}");
+}
+
+#[test]
+fn kubeadm_manifest_client_ca_pointing_at_the_front_proxy_ca_is_t001_on_the_manifest() {
+    let t = copy_tree("kubeadm-etc");
+    replace_in(
+        &t.path()
+            .join("etc/kubernetes/manifests/kube-apiserver.yaml"),
+        "    - --client-ca-file=/etc/kubernetes/pki/ca.crt\n",
+        "    - --client-ca-file=/etc/kubernetes/pki/front-proxy-ca.crt\n",
+    );
+    assert_t001_on(t.path(), &["etc/kubernetes/manifests/kube-apiserver.yaml"]);
+}
+
+#[test]
+fn unit_environment_file_client_ca_pointing_at_the_front_proxy_ca_is_t001_on_the_unit() {
+    let t = copy_tree("systemd-units");
+    replace_in(
+        &t.path().join("etc/kubernetes/apiserver.env"),
+        "--client-ca-file=/opt/kube-apiserver/ca.pem \\\n",
+        "--client-ca-file=/opt/kube-apiserver/front-proxy-ca.pem \\\n",
+    );
+    assert_t001_on(
+        t.path(),
+        &[
+            "etc/kubernetes/apiserver.env",
+            "etc/systemd/system/kube-apiserver.service",
+        ],
+    );
 }
 
 /// expected.toml stays true to what make.sh writes: its certificate list is

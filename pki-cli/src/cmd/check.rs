@@ -20,7 +20,13 @@ pub fn run(a: &CheckArgs) -> Result<Exit, Failure> {
         .map(pki_core::NodeName::parse)
         .transpose()
         .map_err(Failure::input)?;
-    let result = pki_core::check(&a.dir, plan.as_ref(), node.as_ref(), &opts)?;
+    let result = pki_core::check_with(
+        &a.dir,
+        plan.as_ref(),
+        node.as_ref(),
+        &opts,
+        a.config_dir.as_deref(),
+    )?;
     let obs = &result.observation;
     let rotation = super::recorded_members(&a.dir).and_then(|m| m.rotation);
     match a.format {
@@ -44,25 +50,24 @@ pub fn run(a: &CheckArgs) -> Result<Exit, Failure> {
                 c.files = files;
             }
             doc.rotation = rotation;
-            let mut v = serde_json::to_value(&doc)
-                .map_err(|e| Failure::failed(format!("cannot encode JSON: {e}")))?;
-            if let Some(m) = v.as_object_mut() {
-                m.insert(
-                    "directory".into(),
-                    serde_json::json!({
-                        "layout": obs.kind,
-                        "profile": obs.profile.name,
-                        "profile_from": if plan.is_some() { "spec" } else { "fitted by structure" },
-                    }),
-                );
-                // Every file walked, with what it holds and what it was recognised as.
-                m.insert(
-                    "files".into(),
-                    serde_json::to_value(&obs.inventory)
-                        .map_err(|e| Failure::failed(format!("cannot encode JSON: {e}")))?,
-                );
-            }
-            crate::out::out!("{}", crate::render::json(&v)?);
+            let out = CheckDoc {
+                doc,
+                directory: DirectoryView {
+                    layout: &obs.kind,
+                    profile: &obs.profile.name,
+                    profile_from: if plan.is_some() {
+                        "spec"
+                    } else {
+                        "fitted by structure"
+                    },
+                },
+                files: &obs.inventory,
+                trust: TrustView {
+                    header: result.trust.header(),
+                    origin: &result.trust,
+                },
+            };
+            crate::out::out!("{}", crate::render::json(&out)?);
         }
         CheckFormat::Text => {
             crate::out::out!("{}", table(&a.dir, &result, now, a.wide));
@@ -76,6 +81,34 @@ pub fn run(a: &CheckArgs) -> Result<Exit, Failure> {
     } else {
         Exit::Ok
     })
+}
+
+/// The check document: the plan/check shape, plus what directory it was,
+/// every file walked, and where trust came from.
+#[derive(serde::Serialize)]
+struct CheckDoc<'a> {
+    #[serde(flatten)]
+    doc: pki_core::Document,
+    directory: DirectoryView<'a>,
+    /// Every file walked, with what it holds and what it was recognised as.
+    files: &'a [pki_core::AuditedFile],
+    trust: TrustView<'a>,
+}
+
+/// The directory checked: its layout and the profile judged against.
+#[derive(serde::Serialize)]
+struct DirectoryView<'a> {
+    layout: &'a pki_core::DirKind,
+    profile: &'a str,
+    profile_from: &'static str,
+}
+
+/// Where trust came from: the components' flags, or the profile.
+#[derive(serde::Serialize)]
+struct TrustView<'a> {
+    header: String,
+    #[serde(flatten)]
+    origin: &'a pki_core::TrustOrigin,
 }
 
 /// Residual time rounded to the nearest unit: years from 365 days on (a
@@ -271,6 +304,8 @@ fn table(
         ),
         width,
     );
+    out.push('\n');
+    out.push_str(&crate::render::wrap("", "    ", &r.trust.header(), width));
     out.push('\n');
     for row in &rows {
         let line: Vec<String> = row

@@ -1,8 +1,9 @@
 //! `kpki check`: read a directory, run every rule, compare with the plan.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use super::flags::TrustOrigin;
 use super::{Observation, read_dir};
 use crate::Plan;
 use crate::graph::Node;
@@ -15,6 +16,8 @@ pub struct CheckReport {
     pub observation: Observation,
     /// Every finding: the rules, unreadable files, and drift from the plan.
     pub report: Report,
+    /// Where trust was judged from: the components' flags, or the profile.
+    pub trust: TrustOrigin,
 }
 
 /// D003 for each copy of a planned file whose bytes differ from the first
@@ -64,7 +67,50 @@ pub fn check(
     node: Option<&crate::x509::NodeName>,
     opts: &Options,
 ) -> Result<CheckReport, crate::Error> {
-    let obs = read_dir(dir, plan.map(|p| (&p.spec, &p.profile)), node)?;
+    check_with(dir, plan, node, opts, None)
+}
+
+/// [`check`], with a second directory of component configuration (systemd
+/// units kept outside `dir`: `kpki check DIR --config-dir UNITS`).
+pub fn check_with(
+    dir: &Path,
+    plan: Option<&Plan>,
+    node: Option<&crate::x509::NodeName>,
+    opts: &Options,
+    config_dir: Option<&Path>,
+) -> Result<CheckReport, crate::Error> {
+    // An install root (DIR/etc/kubernetes/pki) is read at DIR/etc/kubernetes,
+    // its paths named from DIR.
+    let (pki_dir, prefix) = super::flags::pki_dir(dir);
+    let mut obs = read_dir(&pki_dir, plan.map(|p| (&p.spec, &p.profile)), node)?;
+    if let Some(prefix) = prefix {
+        super::flags::rebase(&mut obs, prefix);
+    }
+    let mut roots = vec![super::config::Root {
+        dir: dir.to_path_buf(),
+        shown: String::new(),
+        whole: false,
+    }];
+    if let Some(c) = config_dir {
+        if !c.is_dir() {
+            return Err(crate::Error::Io {
+                path: c.to_path_buf(),
+                message: "--config-dir: not a directory".into(),
+            });
+        }
+        roots.push(super::config::Root {
+            dir: c.to_path_buf(),
+            shown: c.display().to_string(),
+            whole: true,
+        });
+    }
+    let cfg = super::config::read(&roots);
+    for p in &cfg.problems {
+        if !obs.problems.iter().any(|q| q.path == p.path) {
+            obs.problems.push(p.clone());
+        }
+    }
+    let trust = super::flags::apply(&mut obs, dir, cfg);
     let mut report = validate_with(&obs.graph, opts);
     let mut extra = Vec::new();
     for p in &obs.problems {
@@ -229,28 +275,53 @@ pub fn check(
         }
     }
     report.findings.extend(extra);
-    // Name the files behind the nodes of every finding.
+    // Name the files behind the nodes of every finding: the file each node
+    // was read from, and for a leaf every other file holding it (a
+    // kubeconfig embedding the same certificate is just as affected).
+    let mut copies: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for e in &obs.inventory {
+        if matches!(
+            e.kind,
+            super::FileKind::Certificates { count: 1 } | super::FileKind::Kubeconfig
+        ) {
+            for r in &e.roles {
+                copies.entry(r.as_str()).or_default().push(e.path.clone());
+            }
+        }
+    }
     for f in &mut report.findings {
         if f.files.is_empty() {
             f.files = f
                 .nodes
                 .iter()
                 .flat_map(|n| {
+                    let leaf = obs
+                        .graph
+                        .find(n)
+                        .and_then(|i| obs.graph.cert(i))
+                        .is_some_and(|c| !c.is_ca);
                     obs.graph
                         .iter()
                         .filter(move |(_, x)| x.id() == n)
                         .filter_map(|(i, _)| obs.files.get(&i).cloned())
+                        .chain(
+                            leaf.then(|| copies.get(n.as_str()).cloned())
+                                .flatten()
+                                .unwrap_or_default(),
+                        )
                 })
                 .collect();
             f.files.sort();
             f.files.dedup();
         }
     }
+    super::flags::annotate(&mut report, &trust, dir);
     report
         .findings
         .sort_by(|a, b| (a.severity, a.code, &a.nodes).cmp(&(b.severity, b.code, &b.nodes)));
     Ok(CheckReport {
         observation: obs,
         report,
+        trust,
     })
 }

@@ -9,6 +9,8 @@
 //! signature, not by name.
 
 mod check;
+pub mod config;
+mod flags;
 mod layout;
 mod recognise;
 pub(crate) mod walk;
@@ -22,7 +24,8 @@ use crate::profile::Profile;
 use crate::spec::ClusterSpec;
 use crate::store::Layout;
 use crate::x509::{DnsName, KeySpec, Lifetime, San, SanSet, Usage};
-pub use check::{CheckReport, check};
+pub use check::{CheckReport, check, check_with};
+pub use flags::{AppliedFlag, KubeconfigUse, MissingFile, TrustOrigin};
 pub use layout::{DirKind, detect};
 pub use recognise::{AuditedFile, FileKind};
 
@@ -335,48 +338,36 @@ pub fn read_dir(
             if taken.contains(&i) {
                 continue;
             }
-            if found.pc.is_ca == Some(true) {
-                let mut n = CertNode {
-                    id: format!("ca:{}", found.pc.subject.common_name),
-                    template: String::new(),
-                    is_ca: true,
-                    node: None,
-                    role: None,
-                    subject: found.pc.subject.clone(),
-                    sans: SanSet::default(),
-                    key: key_spec(&found.pc.public_key),
-                    usage: Usage::default(),
-                    issuer: IssuerRef::SelfSigned,
-                    validity: Validity {
-                        lifetime: Lifetime::from_hours(0),
-                        not_before: None,
-                        not_after: None,
-                    },
-                    cert_path: Some(found.file()),
-                    key_path: found.key_file(),
-                    observed: None,
-                    existing: None,
-                };
-                fill(&mut n, &found.pc, false);
-                used_files.extend(found.files.iter().cloned());
-                used_files.extend(found.key_files.iter().cloned());
-                for f in found.files.iter().chain(found.key_files.iter()) {
-                    role(f, &n.id);
-                }
-                obs.files.insert(next, found.file());
-                parsed.insert(next, found.pc.clone());
-                keep.insert(next, Node::Cert(n));
-                next = NodeId(next.0.saturating_add(1));
-            } else if planned.is_none() {
-                let file = found.file();
-                used_files.extend(found.files.iter().cloned());
+            let is_ca = found.pc.is_ca == Some(true);
+            // Leaves no role takes are still judged by the rules that need
+            // no role (validity, keys, chains, names) when there is no plan;
+            // with one they are strays (D002).
+            if !is_ca && planned.is_some() {
+                continue;
+            }
+            let id = if is_ca {
+                format!("ca:{}", found.pc.subject.common_name)
+            } else {
+                format!("cert:{}", found.file())
+            };
+            let n = unclaimed_node(id, "", None, &found.pc, found.file(), found.key_file());
+            used_files.extend(found.files.iter().cloned());
+            used_files.extend(found.key_files.iter().cloned());
+            for f in found.files.iter().chain(found.key_files.iter()) {
+                role(f, &n.id);
+            }
+            if !is_ca {
                 obs.unrecognised.push(Unrecognised {
                     subject: found.pc.subject.clone(),
                     issuer: found.pc.issuer.common_name.clone(),
                     files: found.files.clone(),
-                    file,
+                    file: found.file(),
                 });
             }
+            obs.files.insert(next, found.file());
+            parsed.insert(next, found.pc.clone());
+            keep.insert(next, Node::Cert(n));
+            next = NodeId(next.0.saturating_add(1));
         }
     }
     // Link issuers by signature among the observed CAs.
@@ -605,6 +596,42 @@ fn key_spec(k: &PublicKey) -> KeySpec {
     }
 }
 
+/// A certificate read from the directory that no template claims, as a
+/// graph node `id` with the facts of the file (`template` says why it is in
+/// the graph; `role` only when its usages say one).
+pub(crate) fn unclaimed_node(
+    id: String,
+    template: &str,
+    role: Option<crate::x509::Role>,
+    pc: &ParsedCert,
+    cert_path: String,
+    key_path: Option<String>,
+) -> CertNode {
+    let mut n = CertNode {
+        id,
+        template: template.to_owned(),
+        is_ca: pc.is_ca == Some(true),
+        node: None,
+        role,
+        subject: pc.subject.clone(),
+        sans: SanSet::default(),
+        key: key_spec(&pc.public_key),
+        usage: Usage::default(),
+        issuer: IssuerRef::SelfSigned,
+        validity: Validity {
+            lifetime: Lifetime::from_hours(0),
+            not_before: None,
+            not_after: None,
+        },
+        cert_path: Some(cert_path),
+        key_path,
+        observed: None,
+        existing: None,
+    };
+    fill(&mut n, pc, false);
+    n
+}
+
 /// Overwrites a planned certificate's facts with the observed ones.
 fn fill(n: &mut CertNode, pc: &ParsedCert, key_mismatch: bool) {
     n.subject = pc.subject.clone();
@@ -804,7 +831,7 @@ impl Reader<'_> {
         if let Some(k) = self.keys.get(&h) {
             return Ok(k.duplicate());
         }
-        let k = PrivateKey::from_pem(text)?;
+        let k = PrivateKey::from_pem_beside_certs(text)?;
         self.keys.insert(h, k.duplicate());
         Ok(k)
     }
@@ -821,7 +848,7 @@ impl Reader<'_> {
             .filter_map(|rel| {
                 let b = zeroize::Zeroizing::new(walk::read_regular(&dir.join(rel)).ok()?);
                 let t = std::str::from_utf8(&b).ok()?;
-                let k = PrivateKey::from_pem(t).ok()?;
+                let k = PrivateKey::from_pem_beside_certs(t).ok()?;
                 Some((sha2::Sha256::digest(t.as_bytes()).into(), k))
             })
             .collect();
@@ -896,9 +923,18 @@ impl Reader<'_> {
                 return None;
             }
         };
-        let Some((_, cluster, user)) = cfg.current() else {
-            self.problem(rel, "has no usable current-context".into());
-            return None;
+        let (cluster, user) = match cfg.current() {
+            Some((_, cluster, user)) => (cluster, user),
+            None => {
+                self.problem(rel, "has no usable current-context".into());
+                // Still read what it holds when that is unambiguous (one
+                // cluster, one user: `kubectl config set-credentials` without
+                // `use-context`), so its certificate is judged too.
+                match (cfg.clusters.as_slice(), cfg.users.as_slice()) {
+                    ([cluster], [user]) => (cluster, user),
+                    _ => return None,
+                }
+            }
         };
         let base = self
             .dir

@@ -723,6 +723,7 @@ pub(crate) fn fit(
     // Second round: a leaf signed by the CA that fills its template's issuer
     // fits better (etcd peer and server certs differ only by their CA).
     let ca_of: BTreeMap<NodeId, usize> = cas.clone();
+    let fitted_cas: BTreeSet<usize> = cas.values().copied().collect();
     let bonus = |ti: usize, fi: usize| -> i64 {
         let (Some((_, t)), Some(found)) = (leaves.get(ti), found_leaves.get(fi)) else {
             return 0;
@@ -735,6 +736,11 @@ pub(crate) fn fit(
             inv.certs.get(*found).and_then(|f| f.issuer),
         ) {
             (Some(a), Some(b)) if *a == b => 15,
+            // Signed by a CA that fills no template of the profile: a role
+            // the profile does not model (a controller-manager serving
+            // cert), however alike its SANs. A leaf under a wrong but
+            // modelled CA still fits on identity (and T001 tells).
+            (Some(_), Some(b)) if !fitted_cas.contains(&b) => -25,
             _ => 0,
         }
     };
@@ -1065,11 +1071,20 @@ pub(crate) fn infer_spec(inv: &Inventory, dir: &std::path::Path, profile: &Profi
             Host::Ip(ip) => Some(*ip),
             Host::Dns(_) => None,
         });
-        for ip in source.iter().flat_map(|f| f.pc.ip_sans.iter()) {
-            let ip = ip.to_canonical();
-            if ip.is_loopback() || is_service_ip(&ip, &service_cidrs) || Some(ip) == endpoint_ip {
-                continue;
-            }
+        let addresses: Vec<IpAddr> = source
+            .iter()
+            .flat_map(|f| f.pc.ip_sans.iter())
+            .map(|ip| ip.to_canonical())
+            .filter(|ip| !ip.is_loopback() && !is_service_ip(ip, &service_cidrs))
+            .collect();
+        // The endpoint is a VIP unless it is the only address (one master
+        // reached on its own address).
+        let others: Vec<IpAddr> = addresses
+            .iter()
+            .copied()
+            .filter(|ip| Some(*ip) != endpoint_ip)
+            .collect();
+        for ip in if others.is_empty() { addresses } else { others } {
             let name = format!("node-{}", ip.to_string().replace(['.', ':'], "-"));
             if let Ok(n) = NodeName::parse(&name) {
                 nodes.entry(n.clone()).or_default().push(ip);
@@ -1087,7 +1102,13 @@ pub(crate) fn infer_spec(inv: &Inventory, dir: &std::path::Path, profile: &Profi
         control.insert(first);
     }
     let spec_of = |name: &NodeName| {
-        let ips = nodes.get(name).cloned().unwrap_or_default();
+        let mut ips = nodes.get(name).cloned().unwrap_or_default();
+        // A node named by its address (`system:node:10.1.0.87`).
+        if ips.is_empty()
+            && let Ok(ip) = name.as_str().parse::<IpAddr>()
+        {
+            ips.push(ip);
+        }
         NodeSpec {
             name: name.clone(),
             address: ips

@@ -135,6 +135,8 @@ codes! {
         "Checks notAfter against now + --within (default 30 days).\nWhy: renew before the outage.\nSymptom: soon, `x509: certificate has expired or is not yet valid`.\nFix: `kpki renew --within WINDOW` with the same window as the check (e.g. `--within 30d`)."),
     F001 => (Error, Check, "a file cannot be read or parsed",
         "Checks that every certificate, key and kubeconfig file in the directory can be read and parsed.\nWhy: a component that loads it fails at start.\nSymptom: `tls: failed to find any PEM data in certificate input`, `failed to load kubeconfig`.\nFix: restore the file from a backup, or remove it and re-issue with kpki."),
+    F002 => (Error, Check, "a component flag names a file that does not exist",
+        "Checks every file a component's flags name (static pod manifests, systemd units and their environment files, the KubeletConfiguration): certificates, keys, CA bundles, kubeconfigs. An absolute path is looked up under the checked directory (also by its longest suffix: /etc/kubernetes/pki/ca.crt is pki/ca.crt when the directory checked is an /etc/kubernetes).\nWhy: the component opens the file at start and exits when it is not there.\nSymptom: `open /etc/kubernetes/pki/...: no such file or directory`; the static pod or unit restarts in a loop.\nFix: restore the file, or point the flag at the file that holds the certificate (the finding names the configuration file and line)."),
     D001 => (Error, Check, "a planned artefact is missing from the directory",
         "With --spec: checks that every certificate, keypair and kubeconfig of the plan exists.\nWhy: the component that needs it will not start.\nSymptom: `open /etc/kubernetes/pki/...: no such file or directory`.\nFix: `kpki issue` fills in what is missing."),
     D002 => (Warning, Check, "a file is not part of the plan",
@@ -173,7 +175,7 @@ impl FromStr for Code {
             .iter()
             .copied()
             .find(|c| c.as_str() == up)
-            .ok_or_else(|| format!("`{s}` is not a rule code (S001-S005, U001-U006, T001-T008, N001-N006, I001-I004, C001-C005, F001, D001-D003, K001-K002, M001)"))
+            .ok_or_else(|| format!("`{s}` is not a rule code (S001-S005, U001-U006, T001-T008, N001-N006, I001-I004, C001-C005, F001-F002, D001-D003, K001-K002, M001)"))
     }
 }
 
