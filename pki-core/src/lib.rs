@@ -45,7 +45,8 @@ pub use k8s::{
 };
 pub use observe::{
     AppliedFlag, AuditedFile, CheckReport, DirKind, FileKind, FileProblem, KubeconfigUse,
-    MissingFile, Observation, TrustOrigin, Unrecognised, check, check_with, detect, read_dir,
+    HintContext, MissingFile, Observation, TrustOrigin, Unrecognised, World, check, check_with,
+    detect, foreign_hint, read_dir,
 };
 pub use outputs::{
     BOOTSTRAP_GROUP, BootstrapToken, CertView, ComponentFlags, Document, KeyPairView,
