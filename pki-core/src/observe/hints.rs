@@ -196,8 +196,7 @@ impl<'a> HintContext<'a> {
 /// Quotes a path for a shell when it needs it.
 fn shell_word(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%,=".contains(c))
     {
         s.to_owned()
@@ -243,7 +242,10 @@ fn eku_text(world: World, key_enc: bool, ext: &[ExtUsage]) -> String {
     match world {
         World::Openssl => format!(
             "`extendedKeyUsage = {}` in the extension file it is signed with",
-            ext.iter().map(ExtUsage::as_str).collect::<Vec<_>>().join(", ")
+            ext.iter()
+                .map(ExtUsage::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         World::Cfssl => {
             let mut u = vec!["\"signing\""];
@@ -613,17 +615,27 @@ fn trust_hint(code: Code, f: &Finding, cx: &HintContext<'_>) -> Option<String> {
         }
     })?;
     let ends = conn.link.ends();
-    let ca_file = g.cert(ca).map_or_else(|| g.id_of(ca), |x| cx.cert_file(ca, x));
+    let ca_file = g
+        .cert(ca)
+        .map_or_else(|| g.id_of(ca), |x| cx.cert_file(ca, x));
     let issuer = cx
         .issuer_files(c)
         .map_or_else(|| "its issuer's certificate".to_owned(), |(crt, _)| crt);
     let file = cx.cert_file(n, c);
+    let (what, embed) = if stem(&file).is_some() {
+        (file.clone(), String::new())
+    } else {
+        (
+            format!("the certificate embedded in {file}"),
+            " and embed it again".to_owned(),
+        )
+    };
     let sign = match cx.world {
         World::Openssl => format!(
-            "sign {file} again with {ca_file} (`openssl x509 -req -in CSR -CA {ca_file} -CAkey KEY -extfile EXTFILE ...`)"
+            "sign {what} again with {ca_file} (`openssl x509 -req -in CSR -CA {ca_file} -CAkey KEY -extfile EXTFILE ...`){embed}"
         ),
         World::Cfssl => format!(
-            "sign {file} again with {ca_file} (`cfssl gencert -ca {ca_file} -ca-key KEY -config ca-config.json ...`)"
+            "sign {what} again with {ca_file} (`cfssl gencert -ca {ca_file} -ca-key KEY -config ca-config.json ...`){embed}"
         ),
     };
     let point = if code == Code::T001 {
@@ -633,10 +645,9 @@ fn trust_hint(code: Code, f: &Finding, cx: &HintContext<'_>) -> Option<String> {
         )
     } else {
         match ends.client_trusts {
-            Some(TrustSource::Flag(fl)) => format!(
-                "point {} at a file holding {issuer}",
-                cx.flag_named(fl)
-            ),
+            Some(TrustSource::Flag(fl)) => {
+                format!("point {} at a file holding {issuer}", cx.flag_named(fl))
+            }
             _ => format!(
                 "put {issuer} in the certificate-authority-data of the kubeconfig{}",
                 conn.via
@@ -663,7 +674,12 @@ fn missing_hosts(code: Code, n: NodeId, c: &CertNode, cx: &HintContext<'_>) -> V
     let facts = &g.facts;
     match code {
         Code::N001 => facts.endpoint.iter().map(|e| e.host.clone()).collect(),
-        Code::N002 => facts.service_ips.first().map(|ip| Host::Ip(*ip)).into_iter().collect(),
+        Code::N002 => facts
+            .service_ips
+            .first()
+            .map(|ip| Host::Ip(*ip))
+            .into_iter()
+            .collect(),
         Code::N003 => facts
             .dns_domain
             .iter()
@@ -674,7 +690,12 @@ fn missing_hosts(code: Code, n: NodeId, c: &CertNode, cx: &HintContext<'_>) -> V
         Code::N004 => {
             let nodes: Vec<&crate::x509::NodeName> = match &c.node {
                 Some(x) => vec![x],
-                None => g.bindings.iter().filter(|b| b.target == n).map(|b| &b.node).collect(),
+                None => g
+                    .bindings
+                    .iter()
+                    .filter(|b| b.target == n)
+                    .map(|b| &b.node)
+                    .collect(),
             };
             nodes
                 .into_iter()
