@@ -11,7 +11,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{existing_pki, installs, kpki, snapshot};
+use common::{existing_pki, installs, kpki};
 use serde_json::Value;
 
 fn check_json(dir: &Path) -> Value {

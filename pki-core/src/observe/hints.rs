@@ -59,7 +59,7 @@ impl World {
             DirKind::Kubeadm { .. } => Some(Self::Openssl),
             DirKind::Files => {
                 let cfssl = obs.inventory.iter().any(|e| {
-                    matches!(e.kind, FileKind::PrivateKey { .. }) && e.path.ends_with("-key.pem")
+                    matches!(e.kind, FileKind::PrivateKey) && e.path.ends_with("-key.pem")
                 });
                 Some(if cfssl { Self::Cfssl } else { Self::Openssl })
             }
@@ -462,9 +462,9 @@ pub fn foreign_hint(code: Code, f: &Finding, cx: &HintContext<'_>) -> Option<Str
             let key = c.key_path.clone().unwrap_or_else(|| "its key file".into());
             let make = match w {
                 World::Openssl => format!(
-                    "or make a new certificate for the key on disk: `openssl req -new -key {key} -subj \"/CN={}\" -out CSR`, {}",
+                    "or make a new certificate for the key on disk: `openssl req -new -key {key} -subj \"/CN={}\" -out CSR`, then {}",
                     c.subject.common_name,
-                    format!("then {}", cx.resign(n, c))
+                    cx.resign(n, c)
                 ),
                 World::Cfssl => {
                     "or make the certificate and its key again with `cfssl gencert` (it writes both)"
@@ -726,5 +726,177 @@ pub(crate) fn rewrite(report: &mut Report, obs: &Observation, trust: &TrustOrigi
         if let Some(h) = foreign_hint(f.code, f, &cx) {
             f.hint = h;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::k8s::KubeconfigUser;
+
+    /// A planned graph standing in for a directory read back.
+    fn observation(kind: DirKind) -> Observation {
+        let spec = crate::ClusterSpec::parse(
+            "profile = \"kubeadm\"\n[cluster]\nendpoint = \"lb.example.com\"\n[[control_plane]]\nname = \"cp1\"\naddress = \"10.0.0.10\"\n",
+            Path::new("/nonexistent/kpki.toml"),
+        )
+        .unwrap();
+        let plan = crate::Plan::from_spec(spec).unwrap();
+        Observation {
+            kind,
+            profile: plan.profile,
+            spec: plan.spec,
+            graph: plan.graph,
+            files: Default::default(),
+            missing: Vec::new(),
+            extra: Vec::new(),
+            problems: Vec::new(),
+            inventory: Vec::new(),
+            unrecognised: Vec::new(),
+        }
+    }
+
+    /// The node ids a finding of `code` names, as the rules would.
+    fn nodes_for(code: Code, obs: &Observation) -> Vec<String> {
+        let g = &obs.graph;
+        let client_of = |u: KubeconfigUser| {
+            g.kubeconfigs()
+                .find(|(_, k)| k.user == u)
+                .map(|(i, k)| vec![g.id_of(k.client), g.id_of(i)])
+                .unwrap()
+        };
+        let conn = g.connections.iter().find(|c| c.server.is_some()).unwrap();
+        match code {
+            Code::I001 => client_of(KubeconfigUser::Scheduler),
+            Code::I002 => client_of(KubeconfigUser::Kubelet),
+            Code::I003 => client_of(KubeconfigUser::Admin),
+            Code::T001 => vec![g.id_of(conn.client), g.id_of(conn.server_trusts.unwrap())],
+            Code::T002 => vec![
+                g.id_of(conn.server.unwrap()),
+                g.id_of(conn.client_trusts.unwrap()),
+            ],
+            Code::T006 => vec!["sa".into()],
+            _ => vec![g.id_of(g.find("apiserver@cp1").unwrap())],
+        }
+    }
+
+    #[test]
+    fn every_code_with_a_spec_worded_hint_has_a_foreign_one() {
+        let keep = [
+            Code::T004,
+            Code::T008,
+            Code::F002,
+            Code::D001,
+            Code::D002,
+            Code::D003,
+            Code::D004,
+            Code::K001,
+            Code::K002,
+            Code::M001,
+        ];
+        for (kind, world, tool) in [
+            (DirKind::Cfssl, World::Cfssl, "cfssl"),
+            (
+                DirKind::Kubeadm { pki_only: false },
+                World::Openssl,
+                "openssl",
+            ),
+        ] {
+            let obs = observation(kind);
+            let trust = TrustOrigin::default();
+            let cx = HintContext::new(&obs, &trust, Path::new("/nonexistent/dir"), world);
+            for code in Code::ALL.iter().copied() {
+                let f = Finding {
+                    code,
+                    severity: code.severity(),
+                    nodes: nodes_for(code, &obs),
+                    message: String::new(),
+                    hint: String::new(),
+                    files: Vec::new(),
+                };
+                let h = foreign_hint(code, &f, &cx);
+                if keep.contains(&code) {
+                    assert_eq!(h, None, "{code}");
+                    continue;
+                }
+                let h = h.unwrap_or_else(|| panic!("{code}: no foreign hint"));
+                for banned in [
+                    "[[ca]]",
+                    "SAN rule",
+                    "role `",
+                    "common_name =",
+                    "crypto.",
+                    "kpki renew",
+                    "`kpki issue`",
+                    "break_glass",
+                ] {
+                    assert!(!h.contains(banned), "{code} ({tool}): {h}");
+                }
+                let rest = h
+                    .replace("ca-config.json profile", "")
+                    .replace("-profile NAME", "");
+                assert!(!rest.contains("profile"), "{code} ({tool}): {h}");
+            }
+            // The SAN line holds what the certificate has and what it lacks.
+            let f = Finding {
+                code: Code::N002,
+                severity: Severity::Error,
+                nodes: vec!["apiserver@cp1".into()],
+                message: String::new(),
+                hint: String::new(),
+                files: Vec::new(),
+            };
+            let h = foreign_hint(Code::N002, &f, &cx).unwrap();
+            let want = match world {
+                World::Openssl => "IP:10.96.0.1",
+                World::Cfssl => "\"10.96.0.1\"",
+            };
+            assert!(h.contains(want) && h.contains("lb.example.com"), "{h}");
+            // An expired CA is replaced, not renewed.
+            let f = Finding {
+                code: Code::C003,
+                nodes: vec!["kubernetes-ca".into()],
+                ..f
+            };
+            let h = foreign_hint(Code::C003, &f, &cx).unwrap();
+            assert!(h.contains("create a new CA"), "{h}");
+        }
+    }
+
+    #[test]
+    fn a_kpki_directory_keeps_the_plan_hints() {
+        let obs = observation(DirKind::Kpki { profile: None });
+        assert_eq!(World::of(&obs.kind, &obs), None);
+        let mut report = Report {
+            findings: vec![Finding {
+                code: Code::N002,
+                severity: Severity::Error,
+                nodes: vec!["apiserver@cp1".into()],
+                message: String::new(),
+                hint: "add the SAN rule `service-ip`".into(),
+                files: Vec::new(),
+            }],
+        };
+        rewrite(
+            &mut report,
+            &obs,
+            &TrustOrigin::default(),
+            Path::new("/nonexistent"),
+        );
+        assert_eq!(report.findings[0].hint, "add the SAN rule `service-ip`");
+        let obs = observation(DirKind::Files);
+        rewrite(
+            &mut report,
+            &obs,
+            &TrustOrigin::default(),
+            Path::new("/nonexistent"),
+        );
+        assert!(
+            report.findings[0].hint.contains("subjectAltName"),
+            "{:?}",
+            report.findings[0]
+        );
     }
 }
