@@ -11,6 +11,7 @@
 mod check;
 pub mod config;
 mod flags;
+mod hints;
 mod layout;
 mod recognise;
 pub(crate) mod walk;
@@ -26,6 +27,7 @@ use crate::store::Layout;
 use crate::x509::{DnsName, Lifetime, San, SanSet, Usage};
 pub use check::{CheckReport, check, check_with};
 pub use flags::{AppliedFlag, KubeconfigUse, MissingFile, TrustOrigin};
+pub use hints::{HintContext, World, foreign_hint};
 pub use layout::{DirKind, detect};
 pub use recognise::{AuditedFile, FileKind};
 
