@@ -214,6 +214,11 @@ fn flags_for(
             flags.insert("name".into(), node.name.to_string());
             flags.insert("client-cert-auth".into(), "true".into());
             flags.insert("peer-client-cert-auth".into(), "true".into());
+            // A member restarted during a rotation's rolling restart must
+            // not call an election that unseats a healthy leader (writes
+            // then fail with "request timed out, possibly due to previous
+            // leader failure"): etcd 3.5 makes this the default.
+            flags.insert("pre-vote".into(), "true".into());
             flags.insert(
                 "listen-client-urls".into(),
                 format!("{},https://127.0.0.1:2379", client_url(node)),
