@@ -252,7 +252,25 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
         .max_by_key(|(h, n)| (**n, std::cmp::Reverse(**h)))
         .map(|(h, _)| Lifetime::from_hours(*h));
     let ca_validity = ca_validity.unwrap_or(obs.spec.crypto.ca_validity);
-    let leaf_validity = leaf_validity.unwrap_or(obs.spec.crypto.leaf_validity);
+    let mut leaf_validity = leaf_validity.unwrap_or(obs.spec.crypto.leaf_validity);
+    // Leaves issued now must not outlive the adopted CAs (S003): cut to
+    // the whole days the first CA to expire has left.
+    let now = time::OffsetDateTime::now_utc();
+    if let Some(end) = certs
+        .iter()
+        .filter(|(_, c)| c.is_ca)
+        .filter_map(|(_, c)| c.validity.not_after)
+        .min()
+    {
+        let left_days = (end - now).whole_days();
+        if left_days >= 1 && leaf_validity.duration() > end - now {
+            let cut = Lifetime::from_hours(u64::try_from(left_days).unwrap_or(1) * 24);
+            a.assumed.push(format!(
+                "leaf validity {cut}, not the leaves' {leaf_validity}: a leaf issued now must not outlive the first adopted CA to expire ({end})"
+            ));
+            leaf_validity = cut;
+        }
+    }
     a.found.push(format!(
         "validity: CAs {ca_validity}, leaves {leaf_validity} (the most common leaf lifetime)"
     ));
@@ -440,51 +458,42 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
         }
     }
     a.spec = render(&extra);
-    // A preset whose SAN rules leave out what the directory's leaves hold
-    // (an etcd peer certificate with loopback SANs): a profile file, the
-    // preset with those rules added, next to the spec.
-    let planned =
-        crate::graph::expand(&parse(&a.spec)?, &obs.profile).map_err(crate::Error::Profile)?;
-    let loopback: BTreeSet<String> = ["localhost", "127.0.0.1", "::1"].map(str::to_owned).into();
-    let mut add_loopback: BTreeSet<String> = BTreeSet::new();
-    for (_, c) in certs.iter().filter(|(_, c)| !c.is_ca) {
-        let Some((_, p)) = planned
-            .certs()
-            .find(|(_, p)| p.template == c.template && p.node == c.node)
-        else {
-            continue;
-        };
-        let more: BTreeSet<String> = c
-            .sans
-            .dns
-            .difference(&p.sans.dns)
-            .map(ToString::to_string)
-            .chain(c.sans.ip.difference(&p.sans.ip).map(ToString::to_string))
-            .collect();
-        if !more.is_empty() && more.is_subset(&loopback) {
-            add_loopback.insert(c.template.clone());
-        }
-    }
-    if preset && !add_loopback.is_empty() {
+    // A preset whose certificates are not the directory's (templates it
+    // lacks, its own subjects, SANs and usages): a profile file, the preset
+    // fitted to the directory, next to the spec.
+    if preset && let Some(f) = super::fit::fit(dir, profile_name, &a.spec, spec_path)? {
         let file = format!(
             "{}.profile.toml",
             spec_path
                 .file_stem()
                 .map_or_else(|| "kpki".into(), |s| s.to_string_lossy().into_owned())
         );
-        if let Some(text) = profile_with_loopback(profile_name, &add_loopback) {
-            let names: Vec<&str> = add_loopback.iter().map(String::as_str).collect();
-            a.found.push(format!(
-                "loopback SANs on {} beyond preset {profile_name}: profile file {file} (the preset with the `loopback` SAN rule there)",
-                names.join(", ")
-            ));
-            a.spec = a.spec.replacen(
-                &format!("profile = {}", quote(profile_name)),
-                &format!("profile = {}", quote(&file)),
-                1,
-            );
-            a.profile = Some((file, text));
+        let body = toml::to_string(&f.table).map_err(|e| crate::Error::Io {
+            path: spec_path.to_path_buf(),
+            message: format!("profile: {e}"),
+        })?;
+        a.found.push(format!(
+            "the certificates are not preset {profile_name}'s: profile file {file} (the preset fitted to them)"
+        ));
+        for c in &f.changes {
+            a.found.push(format!("profile: {c}"));
         }
+        for c in &f.not_copied {
+            a.warnings.push(format!(
+                "profile: {c}: kpki issues it as preset {profile_name} plans it"
+            ));
+        }
+        a.spec = a.spec.replacen(
+            &format!("profile = {}", quote(profile_name)),
+            &format!("profile = {}", quote(&file)),
+            1,
+        );
+        a.profile = Some((
+            file,
+            format!(
+                "# Written by `kpki init --from`: preset {profile_name} fitted to the adopted\n# directory's certificates (format: docs/profile-format.md).\n{body}"
+            ),
+        ));
     }
     parse(&a.spec)?;
     a.assumed.push(format!(
@@ -492,43 +501,4 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
         dir.display()
     ));
     Ok(a)
-}
-
-/// Preset `name`'s TOML with the `loopback` SAN rule added to these leaf
-/// templates, renamed `<name>-adopted` (None when the preset cannot be read).
-fn profile_with_loopback(name: &str, templates: &BTreeSet<String>) -> Option<String> {
-    let (_, text) = crate::profile::PRESETS.iter().find(|(n, _)| *n == name)?;
-    let mut t: toml::Table = text.parse().ok()?;
-    t.insert(
-        "name".into(),
-        toml::Value::String(format!("{name}-adopted")),
-    );
-    t.insert(
-        "description".into(),
-        toml::Value::String(format!(
-            "preset {name}, with the loopback SANs of an adopted PKI on {}",
-            templates.iter().cloned().collect::<Vec<_>>().join(", ")
-        )),
-    );
-    for leaf in t.get_mut("leaf")?.as_array_mut()? {
-        let Some(l) = leaf.as_table_mut() else {
-            continue;
-        };
-        if !l
-            .get("id")
-            .and_then(toml::Value::as_str)
-            .is_some_and(|id| templates.contains(id))
-        {
-            continue;
-        }
-        if let Some(sans) = l.get_mut("sans").and_then(toml::Value::as_array_mut)
-            && !sans.iter().any(|v| v.as_str() == Some("loopback"))
-        {
-            sans.insert(0, toml::Value::String("loopback".into()));
-        }
-    }
-    let body = toml::to_string(&t).ok()?;
-    Some(format!(
-        "# Written by `kpki init --from`: preset {name} with the SAN rules the adopted\n# directory's certificates need (format: docs/profile-format.md).\n{body}"
-    ))
 }
