@@ -97,8 +97,35 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
             }
         }
     }
+    // A certificate shared by every node (one hosts list for all) names
+    // the other nodes' addresses, the VIP and the service IP too: a node's
+    // own IPs are neither another node's address nor the apiserver's.
+    let known: Vec<(NodeName, IpAddr)> = obs
+        .spec
+        .control_plane
+        .iter()
+        .chain(match &obs.spec.etcd {
+            EtcdTopology::Stacked => [].iter(),
+            EtcdTopology::External(m) => m.iter(),
+        })
+        .chain(&obs.spec.workers)
+        .map(|n| (n.name.clone(), n.address))
+        .collect();
+    let api_ips: BTreeSet<IpAddr> = apiserver
+        .map(|c| c.sans.ip.iter().copied().collect())
+        .unwrap_or_default();
     let node_of = |n: &NodeSpec| -> NodeSpec {
-        let mut ips = node_ips.get(&n.name).cloned().unwrap_or_default();
+        let mut ips: Vec<IpAddr> = node_ips
+            .get(&n.name)
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|ip| {
+                *ip == n.address
+                    || (!api_ips.contains(ip)
+                        && !known.iter().any(|(m, a)| *m != n.name && a == ip))
+            })
+            .collect();
         if ips.is_empty() {
             ips.push(n.address);
         }
@@ -115,11 +142,47 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
         }
     };
     let cp: Vec<NodeSpec> = obs.spec.control_plane.iter().map(node_of).collect();
-    let etcd: Vec<NodeSpec> = match &obs.spec.etcd {
+    let mut etcd: Vec<NodeSpec> = match &obs.spec.etcd {
         EtcdTopology::Stacked => Vec::new(),
         EtcdTopology::External(m) => m.iter().map(node_of).collect(),
     };
-    let workers: Vec<NodeSpec> = obs.spec.workers.iter().map(node_of).collect();
+    let mut workers: Vec<NodeSpec> = obs.spec.workers.iter().map(node_of).collect();
+    // Recognition may name one host twice (a control-plane node and a
+    // worker at the same address): a spec gives each node its own address,
+    // so the later one is left out.
+    // The name a certificate gave (a kubelet's `system:node:NAME`) wins
+    // over one made up from the address (`node-10-0-2-15`).
+    let made_up = |n: &NodeSpec| {
+        n.name.as_str() == format!("node-{}", n.address.to_string().replace(['.', ':'], "-"))
+    };
+    let mut cp = cp;
+    for n in &mut cp {
+        if made_up(n)
+            && let Some(other) = etcd
+                .iter()
+                .chain(&workers)
+                .find(|o| o.address == n.address && !made_up(o))
+        {
+            a.assumed.push(format!(
+                "control-plane node {} named {} (the name its certificates give)",
+                n.address, other.name
+            ));
+            n.name = other.name.clone();
+        }
+    }
+    let mut used: BTreeSet<IpAddr> = cp.iter().map(|n| n.address).collect();
+    for (list, nodes) in [("etcd", &mut etcd), ("worker", &mut workers)] {
+        nodes.retain(|n| {
+            let fresh = used.insert(n.address);
+            if !fresh {
+                a.assumed.push(format!(
+                    "{list} node {} left out: its address {} is another node's (the same host)",
+                    n.name, n.address
+                ));
+            }
+            fresh
+        });
+    }
     for (list, nodes) in [
         ("control-plane", &cp),
         ("etcd", &etcd),
@@ -169,48 +232,70 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
                 }
         })
     });
-    let service_cidr = match service_ip {
-        Some(IpAddr::V4(v)) if v.octets() == [10, 96, 0, 1] => {
-            a.found.push(
-                "service CIDR 10.96.0.0/12 (apiserver SAN 10.96.0.1, kubeadm's default range)"
-                    .into(),
-            );
-            "10.96.0.0/12".to_owned()
+    // The apiserver's own --service-cluster-ip-range, when a unit or
+    // manifest in DIR gives it (the first range: kpki plans one).
+    let flag_cidr = crate::observe::check(dir, None, None, &crate::validate::Options::default())
+        .ok()
+        .and_then(|r| {
+            r.trust.configuration.components.iter().find_map(|c| {
+                if c.component != crate::k8s::Component::KubeApiserver {
+                    return None;
+                }
+                let s = c.get("service-cluster-ip-range")?;
+                let v = s.value.as_deref()?.split(',').next()?.trim().to_owned();
+                v.parse::<Cidr>().ok().map(|_| (v, s.origin.to_string()))
+            })
+        });
+    let service_cidr = match (flag_cidr, service_ip) {
+        (Some((cidr, origin)), _) => {
+            a.found.push(format!(
+                "service CIDR {cidr} (kube-apiserver --service-cluster-ip-range, {origin})"
+            ));
+            cidr
         }
-        Some(IpAddr::V4(v)) => {
-            let o = v.octets();
-            let cidr = if o[2] == 0 {
-                format!("{}.{}.0.0/16", o[0], o[1])
-            } else {
-                format!("{}.{}.{}.0/24", o[0], o[1], o[2])
-            };
-            a.found.push(format!("service IP {v} (apiserver SAN)"));
-            a.assumed.push(format!(
+        (None, service_ip) => match service_ip {
+            Some(IpAddr::V4(v)) if v.octets() == [10, 96, 0, 1] => {
+                a.found.push(
+                    "service CIDR 10.96.0.0/12 (apiserver SAN 10.96.0.1, kubeadm's default range)"
+                        .into(),
+                );
+                "10.96.0.0/12".to_owned()
+            }
+            Some(IpAddr::V4(v)) => {
+                let o = v.octets();
+                let cidr = if o[2] == 0 {
+                    format!("{}.{}.0.0/16", o[0], o[1])
+                } else {
+                    format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+                };
+                a.found.push(format!("service IP {v} (apiserver SAN)"));
+                a.assumed.push(format!(
                 "service CIDR {cidr}: certificates hold only its first IP; set the real range (kube-apiserver --service-cluster-ip-range)"
             ));
-            cidr
-        }
-        Some(IpAddr::V6(v)) => {
-            let net = std::net::Ipv6Addr::from(u128::from(v) - 1);
-            let cidr = format!("{net}/112");
-            a.found.push(format!("service IP {v} (apiserver SAN)"));
-            a.assumed.push(format!(
-                "service CIDR {cidr}: certificates hold only its first IP; set the real range"
-            ));
-            cidr
-        }
-        None => {
-            let c = obs
-                .spec
-                .cluster
-                .service_cidrs
-                .first()
-                .map_or_else(|| "10.96.0.0/12".to_owned(), Cidr::to_string);
-            a.assumed.push(format!(
-                "service CIDR {c} (the apiserver certificate holds no service IP)"
-            ));
-            c
-        }
+                cidr
+            }
+            Some(IpAddr::V6(v)) => {
+                let net = std::net::Ipv6Addr::from(u128::from(v) - 1);
+                let cidr = format!("{net}/112");
+                a.found.push(format!("service IP {v} (apiserver SAN)"));
+                a.assumed.push(format!(
+                    "service CIDR {cidr}: certificates hold only its first IP; set the real range"
+                ));
+                cidr
+            }
+            None => {
+                let c = obs
+                    .spec
+                    .cluster
+                    .service_cidrs
+                    .first()
+                    .map_or_else(|| "10.96.0.0/12".to_owned(), Cidr::to_string);
+                a.assumed.push(format!(
+                    "service CIDR {c} (the apiserver certificate holds no service IP)"
+                ));
+                c
+            }
+        },
     };
     // Key algorithm: the leaves' most common, else the CAs'.
     let mut algs: BTreeMap<String, (usize, KeyAlgorithm)> = BTreeMap::new();
@@ -444,7 +529,14 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
             .map(|(_, c)| c.sans.clone())
             .unwrap_or_default();
         for d in api.sans.dns.difference(&mine.dns) {
-            extra.push(d.to_string());
+            // A name kpki would refuse (`kubernetes.default.svc.cluster.local.`
+            // with a trailing dot, which Go never matches) is not copied.
+            match crate::x509::DnsName::parse(d.as_str()) {
+                Ok(_) => extra.push(d.to_string()),
+                Err(why) => a
+                    .warnings
+                    .push(format!("apiserver SAN {d} not copied to extra_sans: {why}")),
+            }
         }
         for ip in api.sans.ip.difference(&mine.ip) {
             // The service IP kpki derives from the CIDR, a node's own address: not extras.
