@@ -111,9 +111,13 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
         .chain(&obs.spec.workers)
         .map(|n| (n.name.clone(), n.address))
         .collect();
-    let api_ips: BTreeSet<IpAddr> = apiserver
-        .map(|c| c.sans.ip.iter().copied().collect())
-        .unwrap_or_default();
+    // An IP the certificates of several nodes hold is none of them alone.
+    let mut holders: BTreeMap<IpAddr, BTreeSet<&NodeName>> = BTreeMap::new();
+    for (n, ips) in &node_ips {
+        for ip in ips {
+            holders.entry(*ip).or_default().insert(n);
+        }
+    }
     let node_of = |n: &NodeSpec| -> NodeSpec {
         let mut ips: Vec<IpAddr> = node_ips
             .get(&n.name)
@@ -122,7 +126,7 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
             .into_iter()
             .filter(|ip| {
                 *ip == n.address
-                    || (!api_ips.contains(ip)
+                    || (holders.get(ip).is_none_or(|h| h.len() == 1)
                         && !known.iter().any(|(m, a)| *m != n.name && a == ip))
             })
             .collect();
@@ -157,11 +161,12 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
     };
     let mut cp = cp;
     for n in &mut cp {
+        // (Not a name that is an IP address: the node-name SAN rule would
+        // make it a DNS SAN.)
         if made_up(n)
-            && let Some(other) = etcd
-                .iter()
-                .chain(&workers)
-                .find(|o| o.address == n.address && !made_up(o))
+            && let Some(other) = etcd.iter().chain(&workers).find(|o| {
+                o.address == n.address && !made_up(o) && o.name.as_str().parse::<IpAddr>().is_err()
+            })
         {
             a.assumed.push(format!(
                 "control-plane node {} named {} (the name its certificates give)",

@@ -50,7 +50,36 @@ fn template_of(id: &str) -> &str {
 
 /// Removes template `id` (a leaf, keypair or kubeconfig), the kubeconfigs
 /// whose client it is and the bindings that name it. True if it was there.
+/// A missing kubeconfig whose client certificate lives only inside it is
+/// removed alone, and that certificate given files of its own (the
+/// directory may hold it as a PEM pair): the next round tells.
 fn drop_template(t: &mut toml::Table, id: &str) -> bool {
+    let client = t
+        .get("kubeconfig")
+        .and_then(toml::Value::as_array)
+        .and_then(|a| {
+            a.iter()
+                .find(|k| k.get("id").and_then(toml::Value::as_str) == Some(id))
+        })
+        .and_then(|k| k.get("client").and_then(toml::Value::as_str))
+        .map(str::to_owned);
+    if let Some(client) = client
+        && let Some(l) = leaf_mut(t, &client)
+        && !l.contains_key("cert")
+    {
+        l.insert(
+            "cert".into(),
+            toml::Value::String(format!("pki/{client}.crt")),
+        );
+        l.insert(
+            "key".into(),
+            toml::Value::String(format!("pki/{client}.key")),
+        );
+        if let Some(arr) = t.get_mut("kubeconfig").and_then(toml::Value::as_array_mut) {
+            arr.retain(|v| v.get("id").and_then(toml::Value::as_str) != Some(id));
+        }
+        return true;
+    }
     let mut removed = false;
     for key in ["leaf", "keypair", "kubeconfig"] {
         if let Some(arr) = t.get_mut(key).and_then(toml::Value::as_array_mut) {
