@@ -104,6 +104,33 @@ fn drop_template(t: &mut toml::Table, id: &str) -> bool {
     removed
 }
 
+/// Replaces CA `from` by CA `to` wherever it is named, and removes it.
+fn merge_ca(t: &mut toml::Table, from: &str, to: &str) {
+    if let Some(a) = t.get_mut("ca").and_then(toml::Value::as_array_mut) {
+        a.retain(|c| c.get("id").and_then(toml::Value::as_str) != Some(from));
+    }
+    for (key, field) in [("leaf", "issuer"), ("kubeconfig", "ca"), ("ca", "issuer")] {
+        if let Some(a) = t.get_mut(key).and_then(toml::Value::as_array_mut) {
+            for e in a.iter_mut().filter_map(toml::Value::as_table_mut) {
+                if e.get(field).and_then(toml::Value::as_str) == Some(from) {
+                    e.insert(field.into(), toml::Value::String(to.into()));
+                }
+            }
+        }
+    }
+    if let Some(b) = t.get_mut("bindings").and_then(toml::Value::as_table_mut) {
+        for (_, comp) in b.iter_mut() {
+            if let Some(c) = comp.as_table_mut() {
+                for (_, v) in c.iter_mut() {
+                    if v.as_str() == Some(from) {
+                        *v = toml::Value::String(to.into());
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn profile_of(t: &toml::Table, at: &Path) -> Result<Profile, crate::Error> {
     let text = toml::to_string(t).map_err(|e| crate::Error::Io {
         path: at.to_path_buf(),
@@ -190,11 +217,34 @@ pub(super) fn fit(
         return Ok(None);
     }
     let mut t = preset.clone();
+    let mut changes = Vec::new();
+    // One CA signs everything (a single cfssl CA): the preset's other CAs
+    // are that one (their leaves, kubeconfigs and trust bindings).
+    if let [only] = existing.as_slice() {
+        let others: Vec<String> = t
+            .get("ca")
+            .and_then(toml::Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c.get("id").and_then(toml::Value::as_str))
+                    .filter(|id| *id != only.id)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for other in &others {
+            merge_ca(&mut t, other, &only.id);
+            changes.push(format!(
+                "{other}: merged into {} (the directory's only CA)",
+                only.id
+            ));
+        }
+    }
     // The preset with only the drops: errors it has are not the overrides'.
-    let mut base_t = preset.clone();
+    let mut base_t = t.clone();
     let mut fitted = Fitted {
         table: toml::Table::new(),
-        changes: Vec::new(),
+        changes,
         not_copied: Vec::new(),
     };
     let mut overridden: BTreeSet<String> = BTreeSet::new();
@@ -229,7 +279,7 @@ pub(super) fn fit(
         }
         if !bad.is_empty() {
             for n in bad {
-                let orig = preset
+                let orig = base_t
                     .get("leaf")
                     .and_then(toml::Value::as_array)
                     .and_then(|a| {
