@@ -239,18 +239,21 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
     });
     // The apiserver's own --service-cluster-ip-range, when a unit or
     // manifest in DIR gives it (the first range: kpki plans one).
-    let flag_cidr = crate::observe::check(dir, None, None, &crate::validate::Options::default())
-        .ok()
-        .and_then(|r| {
-            r.trust.configuration.components.iter().find_map(|c| {
-                if c.component != crate::k8s::Component::KubeApiserver {
-                    return None;
-                }
-                let s = c.get("service-cluster-ip-range")?;
-                let v = s.value.as_deref()?.split(',').next()?.trim().to_owned();
-                v.parse::<Cidr>().ok().map(|_| (v, s.origin.to_string()))
-            })
-        });
+    // (The configuration is read directly: `check` without a spec may
+    // itself adopt DIR to phrase its hints.)
+    let configuration = crate::observe::config::read(&[crate::observe::config::Root {
+        dir: dir.to_path_buf(),
+        shown: String::new(),
+        whole: false,
+    }]);
+    let flag_cidr = configuration.components.iter().find_map(|c| {
+        if c.component != crate::k8s::Component::KubeApiserver {
+            return None;
+        }
+        let s = c.get("service-cluster-ip-range")?;
+        let v = s.value.as_deref()?.split(',').next()?.trim().to_owned();
+        v.parse::<Cidr>().ok().map(|_| (v, s.origin.to_string()))
+    });
     let service_cidr = match (flag_cidr, service_ip) {
         (Some((cidr, origin)), _) => {
             a.found.push(format!(
