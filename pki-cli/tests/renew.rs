@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{kpki, run, snapshot, tool};
+use common::{kpki, manifest, run, snapshot, tool};
 use serde_json::Value;
 
 const SPEC: &str = r#"
@@ -33,10 +33,6 @@ fn setup() -> (tempfile::TempDir, PathBuf, PathBuf) {
         .success();
     let out = dir.path().join("out");
     (dir, spec, out)
-}
-
-fn manifest(out: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(out.join("kpki-manifest.json")).unwrap()).unwrap()
 }
 
 fn serials(m: &Value) -> BTreeMap<String, String> {

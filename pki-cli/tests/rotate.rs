@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{kpki, run, snapshot, tool};
+use common::{kpki, manifest, run, snapshot, tool};
 use serde_json::Value;
 
 fn spec_text(profile: &str) -> String {
@@ -63,10 +63,6 @@ fn rotate_ok(s: &Setup, args: &[&str]) -> String {
     let (ok, out, err) = rotate(s, args);
     assert!(ok, "kpki rotate {args:?} failed: {out}{err}");
     out
-}
-
-fn manifest(out: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(out.join("kpki-manifest.json")).unwrap()).unwrap()
 }
 
 /// Every entry of the manifest, by id.

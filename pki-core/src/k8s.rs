@@ -9,6 +9,14 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
+/// The groups that make a client certificate a cluster administrator:
+/// `system:masters` (RBAC bypass) and kubeadm's `kubeadm:cluster-admins`.
+pub const ADMIN_GROUPS: [&str; 2] = ["system:masters", "kubeadm:cluster-admins"];
+/// The group of kubelet client certificates (the Node authorizer's).
+pub const NODES_GROUP: &str = "system:nodes";
+/// The user-name prefix of a kubelet client certificate: `system:node:<node>`.
+pub const NODE_USER_PREFIX: &str = "system:node:";
+
 /// A Kubernetes component that consumes PKI files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]

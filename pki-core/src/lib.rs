@@ -44,8 +44,9 @@ pub use k8s::{
     CertSource, Component, Flag, FlagKind, KubeconfigUser, Link, LinkEnds, Placement, TrustSource,
 };
 pub use observe::{
-    AppliedFlag, AuditedFile, CheckReport, DirKind, FileKind, FileProblem, KubeconfigUse,
-    MissingFile, Observation, TrustOrigin, Unrecognised, check, check_with, detect, read_dir,
+    AppliedFlag, AuditedFile, CheckReport, DirKind, FileKind, FileProblem, HintContext,
+    KubeconfigUse, MissingFile, Observation, TrustOrigin, Unrecognised, World, check, check_with,
+    detect, foreign_hint, read_dir,
 };
 pub use outputs::{
     BOOTSTRAP_GROUP, BootstrapToken, CertView, ComponentFlags, Document, KeyPairView,

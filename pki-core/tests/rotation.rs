@@ -15,10 +15,7 @@ fn plan() -> Plan {
 }
 
 fn phase(p: RotationPhase) -> RotateRequest {
-    RotateRequest {
-        phase: Some(p),
-        ..RotateRequest::default()
-    }
+    RotateRequest::new(p)
 }
 
 fn refused(r: Result<pki_core::IssueReport, IssueError>, needle: &str) {

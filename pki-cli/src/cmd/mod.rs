@@ -118,13 +118,7 @@ pub fn load_plan(
 
 /// One line on a rotation in progress, for `plan` and `check`.
 pub fn rotation_line(r: &pki_core::Rotation) -> String {
-    let next = if !r.done {
-        r.phase
-    } else if r.phase == pki_core::RotationPhase::Begin {
-        pki_core::RotationPhase::Switch
-    } else {
-        pki_core::RotationPhase::Finish
-    };
+    let next = r.next();
     let mut what = r.cas.clone();
     what.extend(r.keypairs.iter().cloned());
     format!(

@@ -10,28 +10,20 @@ pub fn run(c: &RotateCommand) -> Result<Exit, Failure> {
         RotateCommand::Begin(a) => (
             &a.common,
             RotateRequest {
-                phase: Some(RotationPhase::Begin),
                 cas: a.cas.clone(),
                 all_cas: a.all_cas,
                 sa: a.sa,
-                new_keys: false,
+                ..RotateRequest::new(RotationPhase::Begin)
             },
         ),
         RotateCommand::Switch(a) => (
             &a.common,
             RotateRequest {
-                phase: Some(RotationPhase::Switch),
                 new_keys: a.new_keys,
-                ..RotateRequest::default()
+                ..RotateRequest::new(RotationPhase::Switch)
             },
         ),
-        RotateCommand::Finish(a) => (
-            a,
-            RotateRequest {
-                phase: Some(RotationPhase::Finish),
-                ..RotateRequest::default()
-            },
-        ),
+        RotateCommand::Finish(a) => (a, RotateRequest::new(RotationPhase::Finish)),
         RotateCommand::Status(a) => return status(&a.common, a.format),
     };
     let (plan, out) = load(common)?;
@@ -50,7 +42,7 @@ pub fn run(c: &RotateCommand) -> Result<Exit, Failure> {
             _ => {}
         }
     }
-    let phase = req.phase.map_or("", |p| p.as_str());
+    let phase = req.phase.as_str();
     crate::out::outln!(
         "{}: rotate {phase} done; wrote {} file(s)",
         out.display(),

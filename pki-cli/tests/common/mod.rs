@@ -126,3 +126,8 @@ pub fn installs(name: &str) -> PathBuf {
     })
     .clone()
 }
+
+/// The manifest of a kpki output directory, as JSON.
+pub fn manifest(out: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(out.join("kpki-manifest.json")).unwrap()).unwrap()
+}

@@ -9,13 +9,13 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
-use crate::crypto::{ParsedCert, PrivateKey, PublicKey, certs_from_pem, parse_certificate};
+use crate::crypto::{ParsedCert, PrivateKey, certs_from_pem, parse_certificate};
 use crate::error::InputError;
 use crate::graph::{CertGraph, IssuerRef, Node, NodeId, Validity};
 use crate::profile::Profile;
 use crate::spec::ExistingCaSpec;
 use crate::validate::{Code, Finding};
-use crate::x509::{KeySpec, Lifetime, Usage};
+use crate::x509::{Lifetime, Usage};
 
 /// Certificate and key files larger than this are refused (a CA file with
 /// a chain is a few KiB).
@@ -74,33 +74,13 @@ impl ExistingCa {
     }
 }
 
-/// Reads a regular file of at most [`MAX_BYTES`] (never a FIFO or a device).
+/// Reads a regular file of at most [`MAX_BYTES`] (never a FIFO or a device:
+/// the audit's reader judges the open descriptor, with no race).
 fn read_file(path: &Path) -> Result<Vec<u8>, String> {
-    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => "no such file".to_owned(),
-        _ => format!("cannot read: {e}"),
-    })?;
-    if !meta.is_file() {
-        return Err("is not a regular file".into());
+    if std::fs::symlink_metadata(path).is_err() {
+        return Err("no such file".into());
     }
-    if meta.len() > MAX_BYTES {
-        return Err(format!("is larger than {MAX_BYTES} bytes"));
-    }
-    std::fs::read(path).map_err(|e| format!("cannot read: {e}"))
-}
-
-/// The kind of a public key, as the rules name it.
-pub(crate) fn key_spec(k: &PublicKey) -> KeySpec {
-    match k.algorithm() {
-        Ok(a) => a.spec(),
-        Err(crate::crypto::CryptoError::UnsupportedKey { what }) => {
-            match what.strip_prefix("rsa-").and_then(|b| b.parse().ok()) {
-                Some(bits) => KeySpec::Rsa(bits),
-                None => KeySpec::Other("unsupported"),
-            }
-        }
-        Err(_) => KeySpec::Other("unknown"),
-    }
+    crate::observe::walk::read_regular_capped(path, MAX_BYTES)
 }
 
 fn load_one(e: &ExistingCaSpec, node: NodeId) -> Result<ExistingCa, InputError> {
@@ -240,7 +220,7 @@ pub(crate) fn load(
         if let Some(Node::Cert(c)) = g.nodes.get_mut(a.node.index()) {
             let pc = a.cert();
             c.subject = pc.subject.clone();
-            c.key = key_spec(&pc.public_key);
+            c.key = pc.public_key.key_spec();
             c.usage = Usage {
                 ca: pc.is_ca,
                 path_len: pc.path_len,

@@ -396,6 +396,23 @@ impl PublicKey {
             .map_err(|e| CryptoError::KeyDecode(format!("SubjectPublicKeyInfo: {e}")))
     }
 
+    /// The kind of key as the rules name it (C001): the algorithm kpki
+    /// knows, else `rsa-<bits>` for any RSA size, else "unsupported" or
+    /// "unknown".
+    pub fn key_spec(&self) -> crate::x509::KeySpec {
+        use crate::x509::KeySpec;
+        match self.algorithm() {
+            Ok(a) => a.spec(),
+            Err(CryptoError::UnsupportedKey { what }) => {
+                match what.strip_prefix("rsa-").and_then(|b| b.parse().ok()) {
+                    Some(bits) => KeySpec::Rsa(bits),
+                    None => KeySpec::Other("unsupported"),
+                }
+            }
+            Err(_) => KeySpec::Other("unknown"),
+        }
+    }
+
     /// The algorithm of this key; unsupported algorithms / sizes give
     /// `CryptoError::UnsupportedKey { what: "rsa-1024" }` and similar.
     pub fn algorithm(&self) -> Result<KeyAlgorithm, CryptoError> {

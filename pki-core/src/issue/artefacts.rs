@@ -139,6 +139,17 @@ pub struct Rotation {
     pub archive: Option<String>,
 }
 
+impl Rotation {
+    /// The phase to run next: the interrupted one again, else the one after.
+    pub fn next(&self) -> RotationPhase {
+        match (self.done, self.phase) {
+            (false, p) => p,
+            (true, RotationPhase::Begin) => RotationPhase::Switch,
+            (true, RotationPhase::Switch | RotationPhase::Finish) => RotationPhase::Finish,
+        }
+    }
+}
+
 /// One renewal, as recorded in the manifest.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Renewal {

@@ -24,10 +24,10 @@ use crate::k8s::Component;
 use crate::store::{Mode, Part, PkiStore};
 
 /// What a rotation phase should do.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RotateRequest {
     /// The phase to run.
-    pub phase: Option<RotationPhase>,
+    pub phase: RotationPhase,
     /// `begin --ca ID`: the CAs to rotate.
     pub cas: Vec<String>,
     /// `begin --all-cas`.
@@ -36,6 +36,19 @@ pub struct RotateRequest {
     pub sa: bool,
     /// `switch --new-keys`: new keys for the re-issued leaves.
     pub new_keys: bool,
+}
+
+impl RotateRequest {
+    /// `phase` with no option set.
+    pub fn new(phase: RotationPhase) -> Self {
+        Self {
+            phase,
+            cas: Vec::new(),
+            all_cas: false,
+            sa: false,
+            new_keys: false,
+        }
+    }
 }
 
 /// One component to restart after a phase, in order.
@@ -84,16 +97,9 @@ fn write_manifest(store: &mut impl PkiStore, m: &Manifest) -> Result<(), IssueEr
     Ok(())
 }
 
-/// The phase that comes after a rotation's state.
+/// The phase that comes after a rotation's state (`begin` when none).
 fn next_phase(r: Option<&Rotation>) -> RotationPhase {
-    match r {
-        None => RotationPhase::Begin,
-        Some(r) if !r.done => r.phase,
-        Some(r) => match r.phase {
-            RotationPhase::Begin => RotationPhase::Switch,
-            RotationPhase::Switch | RotationPhase::Finish => RotationPhase::Finish,
-        },
-    }
+    r.map_or(RotationPhase::Begin, Rotation::next)
 }
 
 /// The rotation recorded in a directory and what to restart.
@@ -159,9 +165,7 @@ pub fn rotate(
     req: &RotateRequest,
     opts: &IssueOptions,
 ) -> Result<IssueReport, IssueError> {
-    let phase = req
-        .phase
-        .ok_or_else(|| refuse("no rotation phase given (begin, switch or finish)"))?;
+    let phase = req.phase;
     let mut m = read_manifest(store)?.ok_or_else(|| {
         refuse("nothing was issued in this directory yet; run `kpki issue` first")
     })?;

@@ -316,6 +316,11 @@ pub fn check_with(
         }
     }
     super::flags::annotate(&mut report, &trust, dir);
+    // On a directory kpki did not write, hints speak its world (openssl,
+    // cfssl, flags); with a spec the user speaks the spec's language.
+    if plan.is_none() {
+        super::hints::rewrite(&mut report, &obs, &trust, dir);
+    }
     report
         .findings
         .sort_by(|a, b| (a.severity, a.code, &a.nodes).cmp(&(b.severity, b.code, &b.nodes)));

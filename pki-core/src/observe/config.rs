@@ -473,15 +473,11 @@ pub(crate) struct Word {
 fn component_of(argv: &[Word], file: &str, base: PathBuf) -> Option<ComponentConfig> {
     let (bin, args) = argv.split_first()?;
     let name = bin.text.rsplit('/').next().unwrap_or(&bin.text);
-    let component = match name {
-        "kube-apiserver" => Component::KubeApiserver,
-        "kube-controller-manager" => Component::KubeControllerManager,
-        "kube-scheduler" => Component::KubeScheduler,
-        "etcd" => Component::Etcd,
-        "kubelet" => Component::Kubelet,
-        "kube-proxy" => Component::KubeProxy,
-        _ => return None,
-    };
+    // etcdctl is a client, not a component with a configuration.
+    let component = name
+        .parse::<Component>()
+        .ok()
+        .filter(|c| *c != Component::Etcdctl)?;
     Some(ComponentConfig {
         component,
         file: file.to_owned(),

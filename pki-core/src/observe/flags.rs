@@ -109,21 +109,6 @@ impl TrustOrigin {
     }
 }
 
-/// Whether `cert` chains (through resolved issuers) to `ca`.
-fn chains_to(g: &CertGraph, cert: NodeId, ca: NodeId) -> bool {
-    let mut cur = cert;
-    for _ in 0..16 {
-        if cur == ca {
-            return true;
-        }
-        match g.issuer_of(cur) {
-            Some(i) if i != cur => cur = i,
-            _ => return false,
-        }
-    }
-    false
-}
-
 /// Reads every certificate of a file.
 fn certs_of(path: &Path) -> Vec<ParsedCert> {
     let Ok(bytes) = super::walk::read_regular(path) else {
@@ -361,13 +346,9 @@ fn kubeconfig_use(
     origin: &Origin,
     rel: &str,
 ) -> Option<KubeconfigUse> {
-    let user = match c.component {
-        Component::KubeControllerManager => KubeconfigUser::ControllerManager,
-        Component::KubeScheduler => KubeconfigUser::Scheduler,
-        Component::Kubelet => KubeconfigUser::Kubelet,
-        Component::KubeProxy => KubeconfigUser::KubeProxy,
-        _ => return None,
-    };
+    let user = KubeconfigUser::ALL
+        .into_iter()
+        .find(|u| u.component() == Some(c.component))?;
     let known = obs
         .graph
         .kubeconfigs()
@@ -513,8 +494,13 @@ fn named(
 
 /// Of a bundle, the CA `cert` chains to, else the first.
 fn pick(g: &CertGraph, bundle: &[NodeId], cert: Option<NodeId>) -> Option<NodeId> {
-    cert.and_then(|c| bundle.iter().copied().find(|ca| chains_to(g, c, *ca)))
-        .or_else(|| bundle.first().copied())
+    cert.and_then(|c| {
+        bundle
+            .iter()
+            .copied()
+            .find(|ca| *ca == c || crate::validate::rules::chains_to(g, c, *ca))
+    })
+    .or_else(|| bundle.first().copied())
 }
 
 /// The cluster node a certificate belongs to.

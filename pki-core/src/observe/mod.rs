@@ -11,6 +11,7 @@
 mod check;
 pub mod config;
 mod flags;
+mod hints;
 mod layout;
 mod recognise;
 pub(crate) mod walk;
@@ -23,9 +24,10 @@ use crate::graph::{CertGraph, CertNode, IssuerRef, Node, NodeId, Observed, Valid
 use crate::profile::Profile;
 use crate::spec::ClusterSpec;
 use crate::store::Layout;
-use crate::x509::{DnsName, KeySpec, Lifetime, San, SanSet, Usage};
+use crate::x509::{DnsName, Lifetime, San, SanSet, Usage};
 pub use check::{CheckReport, check, check_with};
 pub use flags::{AppliedFlag, KubeconfigUse, MissingFile, TrustOrigin};
+pub use hints::{HintContext, World, foreign_hint};
 pub use layout::{DirKind, detect};
 pub use recognise::{AuditedFile, FileKind};
 
@@ -124,16 +126,19 @@ pub fn read_dir(
     // with a spec: only that node's per-node certificates are judged (the
     // node given, else the node its certificates name, else the first
     // control-plane node).
-    let planned_layout = match planned {
-        Some((s, p)) if inv.is_some() => {
-            let g = expand(s, p).map_err(crate::Error::Profile)?;
-            Some(Layout::compute(&g, s, p))
-        }
+    // The plan's graph and layout, computed once.
+    let planned_skeleton = planned
+        .map(|(s, p)| expand(s, p))
+        .transpose()
+        .map_err(crate::Error::Profile)?;
+    let planned_layout = match (planned, &planned_skeleton) {
+        (Some((s, p)), Some(g)) => Some(Layout::compute(g, s, p)),
         _ => None,
     };
-    let mount = planned_layout
-        .as_ref()
-        .and_then(|l| recognise::mount_point(l, &walked.files));
+    let mount = match (&inv, &planned_layout) {
+        (Some(_), Some(l)) => recognise::mount_point(l, &walked.files),
+        _ => None,
+    };
     let only_node: Option<crate::x509::NodeName> = match (&inv, planned, &planned_layout) {
         (Some(inv), Some((s, _)), Some(l)) => node
             .cloned()
@@ -142,15 +147,22 @@ pub fn read_dir(
             .or_else(|| s.control_plane.first().map(|n| n.name.clone())),
         _ => None,
     };
-    let fitted = match (&inv, planned) {
-        (None, _) => None,
-        (Some(inv), Some((s, p))) => Some(recognise::fit(
-            inv,
-            s.clone(),
-            p.clone(),
-            only_node.as_ref(),
-        )?),
-        (Some(inv), None) => Some(recognise::best_fit(inv, dir, candidates(&kind)?)?),
+    let (fitted, layout_skeleton) = match (&inv, planned, planned_skeleton) {
+        (None, _, g) => (None, g),
+        (Some(inv), Some((s, p)), Some(g)) => (
+            Some(recognise::fit(
+                inv,
+                s.clone(),
+                p.clone(),
+                g,
+                only_node.as_ref(),
+            )?),
+            None,
+        ),
+        (Some(inv), _, _) => (
+            Some(recognise::best_fit(inv, dir, candidates(&kind)?)?),
+            None,
+        ),
     };
     let (spec, profile) = match (planned, &fitted) {
         (Some((s, p)), _) => (s.clone(), p.clone()),
@@ -163,11 +175,20 @@ pub fn read_dir(
         }
     };
     let elsewhere = |node: &Option<crate::x509::NodeName>| matches!((&only_node, node), (Some(o), Some(n)) if o != n);
-    let skeleton = match &fitted {
-        Some(f) => f.skeleton.clone(),
-        None => expand(&spec, &profile).map_err(crate::Error::Profile)?,
+    let skeleton: &CertGraph = match (&fitted, &layout_skeleton) {
+        (Some(f), _) => &f.skeleton,
+        (None, Some(g)) => g,
+        (None, None) => {
+            return Err(crate::Error::Io {
+                path: dir.to_path_buf(),
+                message: "nothing to fit the files to".into(),
+            });
+        }
     };
-    let skel_layout = Layout::compute(&skeleton, &spec, &profile);
+    let skel_layout = match planned_layout {
+        Some(l) => l,
+        None => Layout::compute(skeleton, &spec, &profile),
+    };
     // With one node's directory, only what that node's bundle holds, under
     // the part of the node's tree the directory is, can be missing.
     let mount = mount.map(|m| format!("{m}/"));
@@ -186,7 +207,7 @@ pub fn read_dir(
                 .kubeconfigs()
                 .any(|(k, kc)| kc.client == id && in_bundle(k))
     };
-    let locate = layout::Locator::new(&kind, dir, &skel_layout, &profile, planned.is_some());
+    let locate = layout::Locator::new(dir, &skel_layout);
     let source = match (&fitted, &inv) {
         (Some(f), Some(i)) => Source::Content(f, i),
         _ => Source::Layout(&locate),
@@ -219,7 +240,7 @@ pub fn read_dir(
         let key_files: Vec<String> = skeleton
             .iter()
             .filter_map(|(id, node)| match node {
-                Node::Cert(c) if !elsewhere(&c.node) => locate.cert(id, c).and_then(|(_, k)| k),
+                Node::Cert(c) if !elsewhere(&c.node) => locate.cert(id).and_then(|(_, k)| k),
                 Node::KeyPair(_) => locate.keypair(id).map(|(k, _)| k),
                 _ => None,
             })
@@ -232,7 +253,7 @@ pub fn read_dir(
             Node::Kubeconfig(k) if elsewhere(&k.node) => {}
             Node::Cert(c) => {
                 // Missing ones are counted at the end: a kubeconfig may carry it.
-                let Some(seen) = source.cert(&mut reader, id, c) else {
+                let Some(seen) = source.cert(&mut reader, id) else {
                     continue;
                 };
                 used_files.extend(seen.files.iter().cloned());
@@ -270,7 +291,7 @@ pub fn read_dir(
                 };
                 let mut n = k.clone();
                 n.mismatch = sk.public_key() != pk;
-                n.key = key_spec(&pk);
+                n.key = pk.key_spec();
                 n.private_path = private.clone();
                 n.public_path = public;
                 obs.files.insert(id, private);
@@ -446,7 +467,7 @@ pub fn read_dir(
             })
         });
     }
-    let (mut graph, map) = compact(&skeleton, keep);
+    let (mut graph, map) = compact(skeleton, keep);
     if fitted.is_some() && planned.is_none() {
         // The names the apiserver accepts from its front proxy are a flag
         // value, not something certificates tell: unknown here.
@@ -527,10 +548,10 @@ enum Source<'a> {
 }
 
 impl Source<'_> {
-    fn cert(&self, reader: &mut Reader<'_>, id: NodeId, c: &CertNode) -> Option<Seen> {
+    fn cert(&self, reader: &mut Reader<'_>, id: NodeId) -> Option<Seen> {
         match self {
             Self::Layout(l) => {
-                let (file, key) = l.cert(id, c)?;
+                let (file, key) = l.cert(id)?;
                 let pc = reader.cert(&file)?;
                 Some(Seen {
                     pc,
@@ -583,19 +604,6 @@ impl Source<'_> {
     }
 }
 
-fn key_spec(k: &PublicKey) -> KeySpec {
-    match k.algorithm() {
-        Ok(a) => a.spec(),
-        Err(crate::crypto::CryptoError::UnsupportedKey { what }) => {
-            match what.strip_prefix("rsa-").and_then(|b| b.parse().ok()) {
-                Some(bits) => KeySpec::Rsa(bits),
-                None => KeySpec::Other("unsupported"),
-            }
-        }
-        Err(_) => KeySpec::Other("unknown"),
-    }
-}
-
 /// A certificate read from the directory that no template claims, as a
 /// graph node `id` with the facts of the file (`template` says why it is in
 /// the graph; `role` only when its usages say one).
@@ -615,7 +623,7 @@ pub(crate) fn unclaimed_node(
         role,
         subject: pc.subject.clone(),
         sans: SanSet::default(),
-        key: key_spec(&pc.public_key),
+        key: pc.public_key.key_spec(),
         usage: Usage::default(),
         issuer: IssuerRef::SelfSigned,
         validity: Validity {
@@ -645,7 +653,7 @@ fn fill(n: &mut CertNode, pc: &ParsedCert, key_mismatch: bool) {
         sans.insert(San::Ip(ip.to_canonical()));
     }
     n.sans = sans;
-    n.key = key_spec(&pc.public_key);
+    n.key = pc.public_key.key_spec();
     /// anyExtendedKeyUsage (RFC 5280 4.2.1.12).
     const ANY_EKU: &str = "2.5.29.37.0";
     n.usage = Usage {

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use super::{FileProblem, Reader, walk};
 use crate::crypto::{ParsedCert, PrivateKey, PublicKey, certs_from_pem, parse_certificate};
 use crate::graph::{CertGraph, CertNode, Node, NodeId, expand};
+use crate::k8s::{ADMIN_GROUPS, NODE_USER_PREFIX, NODES_GROUP};
 use crate::profile::Profile;
 use crate::spec::{
     ClusterInfo, ClusterSpec, CryptoSpec, Endpoint, EtcdTopology, NodeSpec, OutputSpec, ProfileRef,
@@ -449,7 +450,7 @@ fn has(f: &Found, u: ExtUsage) -> bool {
 
 /// How well a found leaf fits a leaf template (higher is better; below
 /// [`MIN_SCORE`] it does not fit).
-fn score(t: &CertNode, f: &Found, cert_file: &str) -> i64 {
+fn score(t: &CertNode, f: &Found, cert_file: &str, break_glass: bool) -> i64 {
     let mut s = 0i64;
     let (tcn, fcn) = (&t.subject.common_name, &f.pc.subject.common_name);
     if tcn == fcn {
@@ -470,12 +471,10 @@ fn score(t: &CertNode, f: &Found, cert_file: &str) -> i64 {
         }
     }
     let (to, fo) = (&t.subject.organizations, &f.pc.subject.organizations);
-    /// Groups that make an identity: a cert in them is that kind of user.
-    const ADMIN_GROUPS: &[&str] = &["system:masters", "kubeadm:cluster-admins"];
     if !to.is_empty() && to == fo {
         s += if to
             .iter()
-            .any(|o| ADMIN_GROUPS.contains(&o.as_str()) || o == "system:nodes")
+            .any(|o| ADMIN_GROUPS.contains(&o.as_str()) || o == NODES_GROUP)
         {
             25
         } else {
@@ -488,8 +487,9 @@ fn score(t: &CertNode, f: &Found, cert_file: &str) -> i64 {
     } else if !to.is_empty() && !fo.is_empty() && to.iter().all(|o| !fo.contains(o)) {
         s -= 4;
     }
-    // The break-glass identity is only taken on evidence of its name.
-    if t.template == "super-admin" && !fcn.contains("super") && !cert_file.contains("super") {
+    // A break-glass identity (kubeadm's super-admin) is only taken on
+    // evidence of its name: an everyday admin in system:masters is not one.
+    if break_glass && !fcn.contains("super") && !cert_file.contains("super") {
         s -= 20;
     }
     for u in [ExtUsage::ServerAuth, ExtUsage::ClientAuth] {
@@ -523,7 +523,7 @@ fn score(t: &CertNode, f: &Found, cert_file: &str) -> i64 {
     }
     if let Some(n) = &t.node
         && (fcn == n.as_str()
-            || fcn.strip_prefix("system:node:") == Some(n.as_str())
+            || fcn.strip_prefix(NODE_USER_PREFIX) == Some(n.as_str())
             || f.pc
                 .dns_sans
                 .iter()
@@ -541,7 +541,7 @@ fn score(t: &CertNode, f: &Found, cert_file: &str) -> i64 {
 /// cert whose CN is one of its DNS SANs), if any.
 fn node_named(f: &Found) -> Option<&str> {
     let cn = f.pc.subject.common_name.as_str();
-    cn.strip_prefix("system:node:").or_else(|| {
+    cn.strip_prefix(NODE_USER_PREFIX).or_else(|| {
         (!NOT_NODES.contains(&cn)
             && !cn.contains(':')
             && f.pc.dns_sans.iter().any(|d| d.eq_ignore_ascii_case(cn)))
@@ -636,16 +636,17 @@ pub(crate) struct Fit {
     score: i64,
 }
 
-/// Fits the inventory to `profile` with `spec` (given, or inferred).
+/// Fits the inventory to `skeleton`, the graph of `profile` with `spec`
+/// (given, or inferred).
 /// With `node`, the directory is that node's: per-node templates of other
 /// nodes take nothing.
 pub(crate) fn fit(
     inv: &Inventory,
     spec: ClusterSpec,
     profile: Profile,
+    skeleton: CertGraph,
     node: Option<&NodeName>,
 ) -> Result<Fit, crate::Error> {
-    let skeleton = expand(&spec, &profile).map_err(crate::Error::Profile)?;
     let leaves: Vec<(NodeId, &CertNode)> = skeleton
         .certs()
         .filter(|(_, c)| {
@@ -656,13 +657,15 @@ pub(crate) fn fit(
         .filter(|i| inv.certs.get(*i).is_some_and(|f| !f.is_ca()))
         .collect();
     let files: Vec<String> = inv.certs.iter().map(Found::file).collect();
+    let break_glass = break_glass_clients(&skeleton);
     let base: Vec<Vec<i64>> = leaves
         .iter()
-        .map(|(_, t)| {
+        .map(|(id, t)| {
+            let bg = break_glass.contains(id);
             found_leaves
                 .iter()
                 .map(|i| match (inv.certs.get(*i), files.get(*i)) {
-                    (Some(f), Some(file)) => score(t, f, file),
+                    (Some(f), Some(file)) => score(t, f, file, bg),
                     _ => i64::MIN,
                 })
                 .collect()
@@ -766,6 +769,15 @@ pub(crate) fn fit(
     })
 }
 
+/// The client certificates of break-glass kubeconfigs (kubeadm's super-admin).
+fn break_glass_clients(skeleton: &CertGraph) -> BTreeSet<NodeId> {
+    skeleton
+        .kubeconfigs()
+        .filter(|(_, k)| k.break_glass)
+        .map(|(_, k)| k.client)
+        .collect()
+}
+
 /// Observed CAs to CA templates, by the leaves each signs.
 fn assign_cas(
     inv: &Inventory,
@@ -798,6 +810,7 @@ fn assign_cas(
             }
         }
     }
+    let break_glass = break_glass_clients(skeleton);
     // CA templates no leaf voted for: the CA whose leaves look most like the
     // template's leaves (a front-proxy CA whose only leaf has another CN).
     let voted_t: BTreeSet<NodeId> = votes
@@ -822,7 +835,7 @@ fn assign_cas(
             .map(|f| {
                 skeleton
                     .signed_by(*t)
-                    .map(|(_, lt)| score(lt, f, &f.file()))
+                    .map(|(lid, lt)| score(lt, f, &f.file(), break_glass.contains(&lid)))
                     .max()
                     .unwrap_or(0)
                     .max(0)
@@ -917,7 +930,8 @@ pub(crate) fn best_fit(
     let mut best: Option<Fit> = None;
     for profile in candidates {
         let spec = infer_spec(inv, dir, &profile);
-        let f = fit(inv, spec, profile, None)?;
+        let skeleton = expand(&spec, &profile).map_err(crate::Error::Profile)?;
+        let f = fit(inv, spec, profile, skeleton, None)?;
         if best.as_ref().is_none_or(|b| f.score > b.score) {
             best = Some(f);
         }
@@ -1008,7 +1022,7 @@ pub(crate) fn infer_spec(inv: &Inventory, dir: &std::path::Path, profile: &Profi
             continue;
         }
         let cn = f.pc.subject.common_name.as_str();
-        if let Some(n) = cn.strip_prefix("system:node:")
+        if let Some(n) = cn.strip_prefix(NODE_USER_PREFIX)
             && let Ok(name) = NodeName::parse(n)
         {
             nodes.entry(name).or_default();

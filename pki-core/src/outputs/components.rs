@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::Plan;
-use crate::k8s::{Component, FlagKind, KubeconfigUser, Placement};
+use crate::k8s::{Component, Flag, FlagKind, KubeconfigUser, Placement};
 use crate::spec::NodeSpec;
 use crate::store::Part;
-use crate::x509::{Host, NodeName};
+use crate::x509::NodeName;
 
 /// The flags of one component on one node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -35,6 +35,11 @@ pub struct ComponentFlags {
 }
 
 impl ComponentFlags {
+    /// The value of a PKI flag, when set.
+    pub fn get(&self, flag: Flag) -> Option<&String> {
+        self.flags.get(flag.name())
+    }
+
     /// The flags as `--name=value` arguments, in name order.
     pub fn args(&self) -> Vec<String> {
         self.flags
@@ -203,8 +208,7 @@ fn flags_for(
     };
     let service_range = spec_service_range(plan);
     let spec = &plan.spec;
-    let peer_url = |n: &NodeSpec| format!("https://{}:2380", Host::Ip(n.address));
-    let client_url = |n: &NodeSpec| format!("https://{}:2379", Host::Ip(n.address));
+    use super::membership::{client_url, peer_url};
     match c {
         Component::Etcd => {
             flags.insert("name".into(), node.name.to_string());

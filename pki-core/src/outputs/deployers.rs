@@ -12,7 +12,7 @@ use crate::Plan;
 use crate::crypto::{PrivateKey, cert_to_pem};
 use crate::graph::NodeId;
 use crate::issue::Final;
-use crate::k8s::{Component, KubeconfigUser};
+use crate::k8s::{Component, Flag, KubeconfigUser};
 use crate::spec::EtcdTopology;
 use crate::store::Part;
 use crate::validate::{Code, Finding};
@@ -116,17 +116,16 @@ pub(crate) fn deployer_files(
     if let EtcdTopology::External(_) = plan.spec.etcd
         && let Some(a) = apiserver
     {
-        let by_flag = |flag: &str| {
-            a.flags
-                .get(flag)
+        let by_flag = |flag: Flag| {
+            a.get(flag)
                 .and_then(|p| at(plan, p, Part::Cert))
                 .and_then(|id| finals.get(&id))
         };
-        if let Some(f) = by_flag("etcd-cafile") {
+        if let Some(f) = by_flag(Flag::ApiserverEtcdCafile) {
             let (c, k) = pem(f)?;
             put("etcd", &[("tls.crt", &c), ("tls.key", &k)]);
         }
-        if let Some(f) = by_flag("etcd-certfile") {
+        if let Some(f) = by_flag(Flag::ApiserverEtcdCertfile) {
             let (c, k) = pem(f)?;
             put("apiserver-etcd-client", &[("tls.crt", &c), ("tls.key", &k)]);
         }

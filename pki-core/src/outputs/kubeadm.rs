@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::{BOOTSTRAP_GROUP, BootstrapToken, ComponentFlags};
 use crate::Plan;
 use crate::graph::NodeId;
-use crate::k8s::{Component, KubeconfigUser};
+use crate::k8s::{Component, Flag, KubeconfigUser};
 use crate::spec::{EtcdTopology, KubeadmApi, NodeSpec};
 use crate::store::Part;
 use crate::x509::{DnsName, Host, NodeName, SanSet};
@@ -58,8 +58,7 @@ pub(crate) fn certificates_dir(flags: &[ComponentFlags]) -> Option<String> {
     let ca = flags
         .iter()
         .find(|f| f.component == Component::KubeApiserver)?
-        .flags
-        .get("client-ca-file")?;
+        .get(Flag::ApiserverClientCaFile)?;
     Some(
         std::path::Path::new(ca)
             .parent()?

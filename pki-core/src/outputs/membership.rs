@@ -78,11 +78,13 @@ impl MembershipChange {
     }
 }
 
-fn peer_url(n: &NodeSpec) -> String {
+/// An etcd member's peer URL (port 2380).
+pub(crate) fn peer_url(n: &NodeSpec) -> String {
     format!("https://{}:2380", Host::Ip(n.address))
 }
 
-fn client_url(n: &NodeSpec) -> String {
+/// An etcd member's client URL (port 2379).
+pub(crate) fn client_url(n: &NodeSpec) -> String {
     format!("https://{}:2379", Host::Ip(n.address))
 }
 

@@ -2,7 +2,7 @@
 //! from disk, and returns *all* findings, each with a stable code.
 
 mod code;
-mod rules;
+pub(crate) mod rules;
 
 use serde::Serialize;
 

@@ -2,9 +2,7 @@
 
 use super::super::{Code, Options, Sink};
 use crate::graph::CertGraph;
-use crate::k8s::{Flag, KubeconfigUser};
-
-const ADMIN_GROUPS: [&str; 2] = ["system:masters", "kubeadm:cluster-admins"];
+use crate::k8s::{ADMIN_GROUPS, Flag, KubeconfigUser};
 
 pub(super) fn check(g: &CertGraph, _: &Options, s: &mut Sink<'_>) {
     for (kid, kc) in g.kubeconfigs() {
