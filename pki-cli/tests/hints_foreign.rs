@@ -268,18 +268,19 @@ fn seed_000_hints_speak_cfssl_and_adoption_commands_work() {
     );
     let c002 = hint(&doc, "C002", "etc/etcd/ssl/etcd-peer.pem");
     assert!(c002.contains("`\"expiry\": \"8760h\"`"), "{c002}");
-    // Adopted as read, seed-000's 10-year leaves outlive its CAs: the hint
-    // offers only `kpki init --from`, and it works.
+    // `init --from` cuts the leaves' validity to what the CAs have left
+    // (seed-000's leaves are as long as its CAs), so the adopted spec plans
+    // without error: the hint offers `init --from` and `issue`, and both work.
     let cmds = kpki_commands(&doc);
     assert_eq!(
         cmds,
-        vec![format!(
-            "kpki init --from {} --out kpki.toml",
-            dir.display()
-        )],
+        vec![
+            format!("kpki init --from {} --out kpki.toml", dir.display()),
+            "kpki issue --spec kpki.toml".to_owned()
+        ],
         "{cmds:?}"
     );
-    assert_eq!(run_commands(&doc, &dir), 1);
+    assert_eq!(run_commands(&doc, &dir), 2);
 }
 
 #[test]

@@ -52,7 +52,14 @@ pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
         let Ok(rd) = std::fs::read_dir(d) else { return };
         for e in rd {
             let p = e.unwrap().path();
-            if p.is_dir() {
+            // A symlink is its target (an install root's absolute links,
+            // such as kubelet-client-current.pem, dangle outside `/`).
+            if p.symlink_metadata().unwrap().file_type().is_symlink() {
+                m.insert(
+                    p.strip_prefix(root).unwrap().display().to_string(),
+                    format!("-> {}", std::fs::read_link(&p).unwrap().display()).into_bytes(),
+                );
+            } else if p.is_dir() {
                 walk(root, &p, m);
             } else {
                 m.insert(

@@ -97,8 +97,39 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
             }
         }
     }
+    // A certificate shared by every node (one hosts list for all) names
+    // the other nodes' addresses, the VIP and the service IP too: a node's
+    // own IPs are neither another node's address nor the apiserver's.
+    let known: Vec<(NodeName, IpAddr)> = obs
+        .spec
+        .control_plane
+        .iter()
+        .chain(match &obs.spec.etcd {
+            EtcdTopology::Stacked => [].iter(),
+            EtcdTopology::External(m) => m.iter(),
+        })
+        .chain(&obs.spec.workers)
+        .map(|n| (n.name.clone(), n.address))
+        .collect();
+    // An IP the certificates of several nodes hold is none of them alone.
+    let mut holders: BTreeMap<IpAddr, BTreeSet<&NodeName>> = BTreeMap::new();
+    for (n, ips) in &node_ips {
+        for ip in ips {
+            holders.entry(*ip).or_default().insert(n);
+        }
+    }
     let node_of = |n: &NodeSpec| -> NodeSpec {
-        let mut ips = node_ips.get(&n.name).cloned().unwrap_or_default();
+        let mut ips: Vec<IpAddr> = node_ips
+            .get(&n.name)
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|ip| {
+                *ip == n.address
+                    || (holders.get(ip).is_none_or(|h| h.len() == 1)
+                        && !known.iter().any(|(m, a)| *m != n.name && a == ip))
+            })
+            .collect();
         if ips.is_empty() {
             ips.push(n.address);
         }
@@ -115,11 +146,48 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
         }
     };
     let cp: Vec<NodeSpec> = obs.spec.control_plane.iter().map(node_of).collect();
-    let etcd: Vec<NodeSpec> = match &obs.spec.etcd {
+    let mut etcd: Vec<NodeSpec> = match &obs.spec.etcd {
         EtcdTopology::Stacked => Vec::new(),
         EtcdTopology::External(m) => m.iter().map(node_of).collect(),
     };
-    let workers: Vec<NodeSpec> = obs.spec.workers.iter().map(node_of).collect();
+    let mut workers: Vec<NodeSpec> = obs.spec.workers.iter().map(node_of).collect();
+    // Recognition may name one host twice (a control-plane node and a
+    // worker at the same address): a spec gives each node its own address,
+    // so the later one is left out.
+    // The name a certificate gave (a kubelet's `system:node:NAME`) wins
+    // over one made up from the address (`node-10-0-2-15`).
+    let made_up = |n: &NodeSpec| {
+        n.name.as_str() == format!("node-{}", n.address.to_string().replace(['.', ':'], "-"))
+    };
+    let mut cp = cp;
+    for n in &mut cp {
+        // (Not a name that is an IP address: the node-name SAN rule would
+        // make it a DNS SAN.)
+        if made_up(n)
+            && let Some(other) = etcd.iter().chain(&workers).find(|o| {
+                o.address == n.address && !made_up(o) && o.name.as_str().parse::<IpAddr>().is_err()
+            })
+        {
+            a.assumed.push(format!(
+                "control-plane node {} named {} (the name its certificates give)",
+                n.address, other.name
+            ));
+            n.name = other.name.clone();
+        }
+    }
+    let mut used: BTreeSet<IpAddr> = cp.iter().map(|n| n.address).collect();
+    for (list, nodes) in [("etcd", &mut etcd), ("worker", &mut workers)] {
+        nodes.retain(|n| {
+            let fresh = used.insert(n.address);
+            if !fresh {
+                a.assumed.push(format!(
+                    "{list} node {} left out: its address {} is another node's (the same host)",
+                    n.name, n.address
+                ));
+            }
+            fresh
+        });
+    }
     for (list, nodes) in [
         ("control-plane", &cp),
         ("etcd", &etcd),
@@ -169,48 +237,73 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
                 }
         })
     });
-    let service_cidr = match service_ip {
-        Some(IpAddr::V4(v)) if v.octets() == [10, 96, 0, 1] => {
-            a.found.push(
-                "service CIDR 10.96.0.0/12 (apiserver SAN 10.96.0.1, kubeadm's default range)"
-                    .into(),
-            );
-            "10.96.0.0/12".to_owned()
+    // The apiserver's own --service-cluster-ip-range, when a unit or
+    // manifest in DIR gives it (the first range: kpki plans one).
+    // (The configuration is read directly: `check` without a spec may
+    // itself adopt DIR to phrase its hints.)
+    let configuration = crate::observe::config::read(&[crate::observe::config::Root {
+        dir: dir.to_path_buf(),
+        shown: String::new(),
+        whole: false,
+    }]);
+    let flag_cidr = configuration.components.iter().find_map(|c| {
+        if c.component != crate::k8s::Component::KubeApiserver {
+            return None;
         }
-        Some(IpAddr::V4(v)) => {
-            let o = v.octets();
-            let cidr = if o[2] == 0 {
-                format!("{}.{}.0.0/16", o[0], o[1])
-            } else {
-                format!("{}.{}.{}.0/24", o[0], o[1], o[2])
-            };
-            a.found.push(format!("service IP {v} (apiserver SAN)"));
-            a.assumed.push(format!(
+        let s = c.get("service-cluster-ip-range")?;
+        let v = s.value.as_deref()?.split(',').next()?.trim().to_owned();
+        v.parse::<Cidr>().ok().map(|_| (v, s.origin.to_string()))
+    });
+    let service_cidr = match (flag_cidr, service_ip) {
+        (Some((cidr, origin)), _) => {
+            a.found.push(format!(
+                "service CIDR {cidr} (kube-apiserver --service-cluster-ip-range, {origin})"
+            ));
+            cidr
+        }
+        (None, service_ip) => match service_ip {
+            Some(IpAddr::V4(v)) if v.octets() == [10, 96, 0, 1] => {
+                a.found.push(
+                    "service CIDR 10.96.0.0/12 (apiserver SAN 10.96.0.1, kubeadm's default range)"
+                        .into(),
+                );
+                "10.96.0.0/12".to_owned()
+            }
+            Some(IpAddr::V4(v)) => {
+                let o = v.octets();
+                let cidr = if o[2] == 0 {
+                    format!("{}.{}.0.0/16", o[0], o[1])
+                } else {
+                    format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+                };
+                a.found.push(format!("service IP {v} (apiserver SAN)"));
+                a.assumed.push(format!(
                 "service CIDR {cidr}: certificates hold only its first IP; set the real range (kube-apiserver --service-cluster-ip-range)"
             ));
-            cidr
-        }
-        Some(IpAddr::V6(v)) => {
-            let net = std::net::Ipv6Addr::from(u128::from(v) - 1);
-            let cidr = format!("{net}/112");
-            a.found.push(format!("service IP {v} (apiserver SAN)"));
-            a.assumed.push(format!(
-                "service CIDR {cidr}: certificates hold only its first IP; set the real range"
-            ));
-            cidr
-        }
-        None => {
-            let c = obs
-                .spec
-                .cluster
-                .service_cidrs
-                .first()
-                .map_or_else(|| "10.96.0.0/12".to_owned(), Cidr::to_string);
-            a.assumed.push(format!(
-                "service CIDR {c} (the apiserver certificate holds no service IP)"
-            ));
-            c
-        }
+                cidr
+            }
+            Some(IpAddr::V6(v)) => {
+                let net = std::net::Ipv6Addr::from(u128::from(v) - 1);
+                let cidr = format!("{net}/112");
+                a.found.push(format!("service IP {v} (apiserver SAN)"));
+                a.assumed.push(format!(
+                    "service CIDR {cidr}: certificates hold only its first IP; set the real range"
+                ));
+                cidr
+            }
+            None => {
+                let c = obs
+                    .spec
+                    .cluster
+                    .service_cidrs
+                    .first()
+                    .map_or_else(|| "10.96.0.0/12".to_owned(), Cidr::to_string);
+                a.assumed.push(format!(
+                    "service CIDR {c} (the apiserver certificate holds no service IP)"
+                ));
+                c
+            }
+        },
     };
     // Key algorithm: the leaves' most common, else the CAs'.
     let mut algs: BTreeMap<String, (usize, KeyAlgorithm)> = BTreeMap::new();
@@ -252,7 +345,25 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
         .max_by_key(|(h, n)| (**n, std::cmp::Reverse(**h)))
         .map(|(h, _)| Lifetime::from_hours(*h));
     let ca_validity = ca_validity.unwrap_or(obs.spec.crypto.ca_validity);
-    let leaf_validity = leaf_validity.unwrap_or(obs.spec.crypto.leaf_validity);
+    let mut leaf_validity = leaf_validity.unwrap_or(obs.spec.crypto.leaf_validity);
+    // Leaves issued now must not outlive the adopted CAs (S003): cut to
+    // the whole days the first CA to expire has left.
+    let now = time::OffsetDateTime::now_utc();
+    if let Some(end) = certs
+        .iter()
+        .filter(|(_, c)| c.is_ca)
+        .filter_map(|(_, c)| c.validity.not_after)
+        .min()
+    {
+        let left_days = (end - now).whole_days();
+        if left_days >= 1 && leaf_validity.duration() > end - now {
+            let cut = Lifetime::from_hours(u64::try_from(left_days).unwrap_or(1) * 24);
+            a.assumed.push(format!(
+                "leaf validity {cut}, not the leaves' {leaf_validity}: a leaf issued now must not outlive the first adopted CA to expire ({end})"
+            ));
+            leaf_validity = cut;
+        }
+    }
     a.found.push(format!(
         "validity: CAs {ca_validity}, leaves {leaf_validity} (the most common leaf lifetime)"
     ));
@@ -426,7 +537,14 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
             .map(|(_, c)| c.sans.clone())
             .unwrap_or_default();
         for d in api.sans.dns.difference(&mine.dns) {
-            extra.push(d.to_string());
+            // A name kpki would refuse (`kubernetes.default.svc.cluster.local.`
+            // with a trailing dot, which Go never matches) is not copied.
+            match crate::x509::DnsName::parse(d.as_str()) {
+                Ok(_) => extra.push(d.to_string()),
+                Err(why) => a
+                    .warnings
+                    .push(format!("apiserver SAN {d} not copied to extra_sans: {why}")),
+            }
         }
         for ip in api.sans.ip.difference(&mine.ip) {
             // The service IP kpki derives from the CIDR, a node's own address: not extras.
@@ -440,51 +558,42 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
         }
     }
     a.spec = render(&extra);
-    // A preset whose SAN rules leave out what the directory's leaves hold
-    // (an etcd peer certificate with loopback SANs): a profile file, the
-    // preset with those rules added, next to the spec.
-    let planned =
-        crate::graph::expand(&parse(&a.spec)?, &obs.profile).map_err(crate::Error::Profile)?;
-    let loopback: BTreeSet<String> = ["localhost", "127.0.0.1", "::1"].map(str::to_owned).into();
-    let mut add_loopback: BTreeSet<String> = BTreeSet::new();
-    for (_, c) in certs.iter().filter(|(_, c)| !c.is_ca) {
-        let Some((_, p)) = planned
-            .certs()
-            .find(|(_, p)| p.template == c.template && p.node == c.node)
-        else {
-            continue;
-        };
-        let more: BTreeSet<String> = c
-            .sans
-            .dns
-            .difference(&p.sans.dns)
-            .map(ToString::to_string)
-            .chain(c.sans.ip.difference(&p.sans.ip).map(ToString::to_string))
-            .collect();
-        if !more.is_empty() && more.is_subset(&loopback) {
-            add_loopback.insert(c.template.clone());
-        }
-    }
-    if preset && !add_loopback.is_empty() {
+    // A preset whose certificates are not the directory's (templates it
+    // lacks, its own subjects, SANs and usages): a profile file, the preset
+    // fitted to the directory, next to the spec.
+    if preset && let Some(f) = super::fit::fit(dir, profile_name, &a.spec, spec_path)? {
         let file = format!(
             "{}.profile.toml",
             spec_path
                 .file_stem()
                 .map_or_else(|| "kpki".into(), |s| s.to_string_lossy().into_owned())
         );
-        if let Some(text) = profile_with_loopback(profile_name, &add_loopback) {
-            let names: Vec<&str> = add_loopback.iter().map(String::as_str).collect();
-            a.found.push(format!(
-                "loopback SANs on {} beyond preset {profile_name}: profile file {file} (the preset with the `loopback` SAN rule there)",
-                names.join(", ")
-            ));
-            a.spec = a.spec.replacen(
-                &format!("profile = {}", quote(profile_name)),
-                &format!("profile = {}", quote(&file)),
-                1,
-            );
-            a.profile = Some((file, text));
+        let body = toml::to_string(&f.table).map_err(|e| crate::Error::Io {
+            path: spec_path.to_path_buf(),
+            message: format!("profile: {e}"),
+        })?;
+        a.found.push(format!(
+            "the certificates are not preset {profile_name}'s: profile file {file} (the preset fitted to them)"
+        ));
+        for c in &f.changes {
+            a.found.push(format!("profile: {c}"));
         }
+        for c in &f.not_copied {
+            a.warnings.push(format!(
+                "profile: {c}: kpki issues it as preset {profile_name} plans it"
+            ));
+        }
+        a.spec = a.spec.replacen(
+            &format!("profile = {}", quote(profile_name)),
+            &format!("profile = {}", quote(&file)),
+            1,
+        );
+        a.profile = Some((
+            file,
+            format!(
+                "# Written by `kpki init --from`: preset {profile_name} fitted to the adopted\n# directory's certificates (format: docs/profile-format.md).\n{body}"
+            ),
+        ));
     }
     parse(&a.spec)?;
     a.assumed.push(format!(
@@ -492,43 +601,4 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
         dir.display()
     ));
     Ok(a)
-}
-
-/// Preset `name`'s TOML with the `loopback` SAN rule added to these leaf
-/// templates, renamed `<name>-adopted` (None when the preset cannot be read).
-fn profile_with_loopback(name: &str, templates: &BTreeSet<String>) -> Option<String> {
-    let (_, text) = crate::profile::PRESETS.iter().find(|(n, _)| *n == name)?;
-    let mut t: toml::Table = text.parse().ok()?;
-    t.insert(
-        "name".into(),
-        toml::Value::String(format!("{name}-adopted")),
-    );
-    t.insert(
-        "description".into(),
-        toml::Value::String(format!(
-            "preset {name}, with the loopback SANs of an adopted PKI on {}",
-            templates.iter().cloned().collect::<Vec<_>>().join(", ")
-        )),
-    );
-    for leaf in t.get_mut("leaf")?.as_array_mut()? {
-        let Some(l) = leaf.as_table_mut() else {
-            continue;
-        };
-        if !l
-            .get("id")
-            .and_then(toml::Value::as_str)
-            .is_some_and(|id| templates.contains(id))
-        {
-            continue;
-        }
-        if let Some(sans) = l.get_mut("sans").and_then(toml::Value::as_array_mut)
-            && !sans.iter().any(|v| v.as_str() == Some("loopback"))
-        {
-            sans.insert(0, toml::Value::String("loopback".into()));
-        }
-    }
-    let body = toml::to_string(&t).ok()?;
-    Some(format!(
-        "# Written by `kpki init --from`: preset {name} with the SAN rules the adopted\n# directory's certificates need (format: docs/profile-format.md).\n{body}"
-    ))
 }

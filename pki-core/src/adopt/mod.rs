@@ -4,6 +4,7 @@
 
 mod derive;
 mod existing;
+mod fit;
 
 pub use derive::{Adoption, adopt};
 

@@ -1,0 +1,398 @@
+//! Fitting a preset to what an adopted directory holds: the profile file
+//! `kpki init --from` writes when the directory's certificates are not the
+//! preset's (templates it lacks, its own subjects, SANs and usages).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use crate::graph::{CertGraph, CertNode, expand};
+use crate::profile::Profile;
+use crate::spec::ClusterSpec;
+use crate::validate::{Code, Options};
+
+/// SAN rules that give every instance the same names, tried first.
+const SHARED_RULES: [&str; 6] = [
+    "endpoint",
+    "control-plane-ips",
+    "service-ip",
+    "in-cluster-names",
+    "loopback",
+    "extra",
+];
+/// SAN rules that differ per node.
+const NODE_RULES: [&str; 3] = ["node-name", "node-ips", "node-hostnames"];
+
+/// The preset, fitted.
+pub(super) struct Fitted {
+    /// The profile (TOML table).
+    pub table: toml::Table,
+    /// What was changed, one line each.
+    pub changes: Vec<String>,
+    /// Templates whose certificates are not copied (the plan would carry an
+    /// error: the directory's own mistake), with why.
+    pub not_copied: Vec<String>,
+}
+
+fn leaves(t: &mut toml::Table) -> Option<&mut Vec<toml::Value>> {
+    t.get_mut("leaf").and_then(toml::Value::as_array_mut)
+}
+
+fn leaf_mut<'a>(t: &'a mut toml::Table, id: &str) -> Option<&'a mut toml::Table> {
+    leaves(t)?
+        .iter_mut()
+        .filter_map(toml::Value::as_table_mut)
+        .find(|l| l.get("id").and_then(toml::Value::as_str) == Some(id))
+}
+
+fn template_of(id: &str) -> &str {
+    id.split('@').next().unwrap_or(id)
+}
+
+/// Removes template `id` (a leaf, keypair or kubeconfig), the kubeconfigs
+/// whose client it is and the bindings that name it. True if it was there.
+/// A missing kubeconfig whose client certificate lives only inside it is
+/// removed alone, and that certificate given files of its own (the
+/// directory may hold it as a PEM pair): the next round tells.
+fn drop_template(t: &mut toml::Table, id: &str) -> bool {
+    let client = t
+        .get("kubeconfig")
+        .and_then(toml::Value::as_array)
+        .and_then(|a| {
+            a.iter()
+                .find(|k| k.get("id").and_then(toml::Value::as_str) == Some(id))
+        })
+        .and_then(|k| k.get("client").and_then(toml::Value::as_str))
+        .map(str::to_owned);
+    if let Some(client) = client
+        && let Some(l) = leaf_mut(t, &client)
+        && !l.contains_key("cert")
+    {
+        l.insert(
+            "cert".into(),
+            toml::Value::String(format!("pki/{client}.crt")),
+        );
+        l.insert(
+            "key".into(),
+            toml::Value::String(format!("pki/{client}.key")),
+        );
+        if let Some(arr) = t.get_mut("kubeconfig").and_then(toml::Value::as_array_mut) {
+            arr.retain(|v| v.get("id").and_then(toml::Value::as_str) != Some(id));
+        }
+        return true;
+    }
+    let mut removed = false;
+    for key in ["leaf", "keypair", "kubeconfig"] {
+        if let Some(arr) = t.get_mut(key).and_then(toml::Value::as_array_mut) {
+            let before = arr.len();
+            arr.retain(|v| {
+                let own = v.get("id").and_then(toml::Value::as_str) == Some(id);
+                let client = key == "kubeconfig"
+                    && v.get("client").and_then(toml::Value::as_str) == Some(id);
+                !(own || client)
+            });
+            removed |= arr.len() != before;
+        }
+    }
+    if let Some(b) = t.get_mut("bindings").and_then(toml::Value::as_table_mut) {
+        for (_, comp) in b.iter_mut() {
+            if let Some(c) = comp.as_table_mut() {
+                c.retain(|_, v| v.as_str() != Some(id));
+            }
+        }
+        b.retain(|_, v| v.as_table().is_none_or(|c| !c.is_empty()));
+    }
+    removed
+}
+
+/// Replaces CA `from` by CA `to` wherever it is named, and removes it.
+fn merge_ca(t: &mut toml::Table, from: &str, to: &str) {
+    if let Some(a) = t.get_mut("ca").and_then(toml::Value::as_array_mut) {
+        a.retain(|c| c.get("id").and_then(toml::Value::as_str) != Some(from));
+    }
+    for (key, field) in [("leaf", "issuer"), ("kubeconfig", "ca"), ("ca", "issuer")] {
+        if let Some(a) = t.get_mut(key).and_then(toml::Value::as_array_mut) {
+            for e in a.iter_mut().filter_map(toml::Value::as_table_mut) {
+                if e.get(field).and_then(toml::Value::as_str) == Some(from) {
+                    e.insert(field.into(), toml::Value::String(to.into()));
+                }
+            }
+        }
+    }
+    if let Some(b) = t.get_mut("bindings").and_then(toml::Value::as_table_mut) {
+        for (_, comp) in b.iter_mut() {
+            if let Some(c) = comp.as_table_mut() {
+                for (_, v) in c.iter_mut() {
+                    if v.as_str() == Some(from) {
+                        *v = toml::Value::String(to.into());
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn profile_of(t: &toml::Table, at: &Path) -> Result<Profile, crate::Error> {
+    let text = toml::to_string(t).map_err(|e| crate::Error::Io {
+        path: at.to_path_buf(),
+        message: format!("profile: {e}"),
+    })?;
+    Profile::parse(&text, at).map_err(crate::Error::Profile)
+}
+
+fn instance<'g>(
+    g: &'g CertGraph,
+    template: &str,
+    node: Option<&crate::x509::NodeName>,
+) -> Option<&'g CertNode> {
+    g.certs()
+        .map(|(_, c)| c)
+        .find(|c| c.template == template && c.node.as_ref() == node)
+}
+
+fn san_strings(c: &CertNode) -> BTreeSet<String> {
+    c.sans
+        .dns
+        .iter()
+        .map(|d| format!("dns:{d}"))
+        .chain(c.sans.ip.iter().map(|i| format!("ip:{i}")))
+        .collect()
+}
+
+/// The SAN rules (and literal names) that give `seen` its SANs.
+fn sans_for(
+    t: &toml::Table,
+    spec: &ClusterSpec,
+    at: &Path,
+    seen: &CertNode,
+) -> Result<Vec<String>, crate::Error> {
+    let want = san_strings(seen);
+    let mut covered: BTreeSet<String> = BTreeSet::new();
+    let mut rules = Vec::new();
+    for rule in SHARED_RULES.iter().chain(NODE_RULES.iter()) {
+        let mut trial = t.clone();
+        let Some(l) = leaf_mut(&mut trial, &seen.template) else {
+            continue;
+        };
+        l.insert(
+            "sans".into(),
+            toml::Value::Array(vec![toml::Value::String((*rule).into())]),
+        );
+        let Ok(p) = profile_of(&trial, at) else {
+            continue;
+        };
+        let Ok(g) = expand(spec, &p) else { continue };
+        let Some(c) = instance(&g, &seen.template, seen.node.as_ref()) else {
+            continue;
+        };
+        let got = san_strings(c);
+        if !got.is_empty() && got.is_subset(&want) && !got.is_subset(&covered) {
+            covered.extend(got);
+            rules.push((*rule).to_owned());
+        }
+    }
+    rules.extend(want.difference(&covered).cloned());
+    Ok(rules)
+}
+
+/// The preset `name` fitted to the directory `dir` for the spec `spec_text`
+/// (at `spec_path`): templates the directory lacks dropped, the others'
+/// subject, SANs and extended key usage set to what it holds, except where
+/// that would make the plan fail (the directory's mistake is not copied).
+pub(super) fn fit(
+    dir: &Path,
+    name: &str,
+    spec_text: &str,
+    spec_path: &Path,
+) -> Result<Option<Fitted>, crate::Error> {
+    let Some((_, text)) = crate::profile::PRESETS.iter().find(|(n, _)| *n == name) else {
+        return Ok(None);
+    };
+    let Ok(preset) = text.parse::<toml::Table>() else {
+        return Ok(None);
+    };
+    let (spec, existing) =
+        ClusterSpec::parse_with_existing(spec_text, spec_path).map_err(crate::Error::Spec)?;
+    // Without every CA key the plan cannot be made: nothing to compare.
+    if existing.iter().any(|e| !e.key.exists()) {
+        return Ok(None);
+    }
+    let mut t = preset.clone();
+    let mut changes = Vec::new();
+    // One CA signs everything (a single cfssl CA): the preset's other CAs
+    // are that one (their leaves, kubeconfigs and trust bindings).
+    if let [only] = existing.as_slice() {
+        let others: Vec<String> = t
+            .get("ca")
+            .and_then(toml::Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c.get("id").and_then(toml::Value::as_str))
+                    .filter(|id| *id != only.id)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for other in &others {
+            merge_ca(&mut t, other, &only.id);
+            changes.push(format!(
+                "{other}: merged into {} (the directory's only CA)",
+                only.id
+            ));
+        }
+    }
+    // The preset with only the drops: errors it has are not the overrides'.
+    let mut base_t = t.clone();
+    let mut fitted = Fitted {
+        table: toml::Table::new(),
+        changes,
+        not_copied: Vec::new(),
+    };
+    let mut overridden: BTreeSet<String> = BTreeSet::new();
+    let mut reverted: BTreeSet<String> = BTreeSet::new();
+    for _ in 0..8 {
+        let profile = profile_of(&t, spec_path)?;
+        let plan = crate::Plan::with_existing(spec.clone(), profile, &existing)?;
+        let errors = |p: &crate::Plan| -> BTreeSet<(Code, String)> {
+            p.report
+                .findings
+                .iter()
+                .filter(|f| f.severity == crate::validate::Severity::Error)
+                .flat_map(|f| {
+                    f.nodes
+                        .iter()
+                        .map(|n| (f.code, template_of(n).to_owned()))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let base =
+            crate::Plan::with_existing(spec.clone(), profile_of(&base_t, spec_path)?, &existing)?;
+        let before = errors(&base);
+        // An override that makes the plan fail is the directory's mistake.
+        let mut bad: BTreeSet<String> = BTreeSet::new();
+        for (code, n) in errors(&plan).difference(&before) {
+            if overridden.contains(n) && !reverted.contains(n) && bad.insert(n.clone()) {
+                fitted.not_copied.push(format!(
+                    "{n}: its certificate is not copied ({code} in the plan)"
+                ));
+            }
+        }
+        if !bad.is_empty() {
+            for n in bad {
+                let orig = base_t
+                    .get("leaf")
+                    .and_then(toml::Value::as_array)
+                    .and_then(|a| {
+                        a.iter()
+                            .find(|l| l.get("id").and_then(toml::Value::as_str) == Some(n.as_str()))
+                    })
+                    .and_then(toml::Value::as_table)
+                    .cloned();
+                if let (Some(orig), Some(l)) = (orig, leaf_mut(&mut t, &n)) {
+                    *l = orig;
+                }
+                reverted.insert(n);
+            }
+            continue;
+        }
+        let rep = crate::observe::check(dir, Some(&plan), None, &Options::default())?;
+        let mut changed = false;
+        for f in &rep.report.findings {
+            let Some(id) = f.nodes.first() else { continue };
+            let tid = template_of(id).to_owned();
+            if f.code == Code::D001 {
+                if drop_template(&mut t, &tid) {
+                    drop_template(&mut base_t, &tid);
+                    fitted
+                        .changes
+                        .push(format!("{tid}: dropped (the directory has none)"));
+                    changed = true;
+                }
+                continue;
+            }
+            if f.code != Code::D003 || reverted.contains(&tid) {
+                continue;
+            }
+            let Some(seen) = rep
+                .observation
+                .graph
+                .find(id)
+                .and_then(|i| rep.observation.graph.cert(i))
+            else {
+                continue;
+            };
+            let sans = sans_for(&t, &spec, spec_path, seen)?;
+            let node = seen.node.as_ref().map(|n| n.as_str().to_owned());
+            let Some(l) = leaf_mut(&mut t, &tid) else {
+                continue;
+            };
+            let old = l.clone();
+            let cn = match &node {
+                Some(n) if seen.subject.common_name.contains(n.as_str()) => {
+                    seen.subject.common_name.replace(n.as_str(), "{node}")
+                }
+                _ => seen.subject.common_name.clone(),
+            };
+            l.insert("common_name".into(), toml::Value::String(cn));
+            l.insert(
+                "organizations".into(),
+                toml::Value::Array(
+                    seen.subject
+                        .organizations
+                        .iter()
+                        .map(|o| toml::Value::String(o.clone()))
+                        .collect(),
+                ),
+            );
+            l.insert(
+                "sans".into(),
+                toml::Value::Array(sans.into_iter().map(toml::Value::String).collect()),
+            );
+            if !seen.usage.ext_any && !seen.usage.ext.is_empty() {
+                l.insert(
+                    "ext_key_usage".into(),
+                    toml::Value::Array(
+                        seen.usage
+                            .ext
+                            .iter()
+                            .map(|u| toml::Value::String(u.as_str().into()))
+                            .collect(),
+                    ),
+                );
+            }
+            if *l != old {
+                changed = true;
+            }
+            if overridden.insert(tid.clone()) {
+                fitted.changes.push(format!(
+                    "{tid}: subject, SANs and usages as in {}",
+                    seen.cert_path.as_deref().unwrap_or(id)
+                ));
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    fitted.changes.retain(|c| {
+        !reverted
+            .iter()
+            .any(|r| c.starts_with(&format!("{r}: subject")))
+    });
+    if t == preset {
+        return Ok(None);
+    }
+    t.insert(
+        "name".into(),
+        toml::Value::String(format!("{name}-adopted")),
+    );
+    t.insert(
+        "description".into(),
+        toml::Value::String(format!(
+            "preset {name}, fitted to the certificates of {}",
+            dir.display()
+        )),
+    );
+    fitted.table = t;
+    Ok(Some(fitted))
+}
