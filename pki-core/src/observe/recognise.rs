@@ -619,6 +619,63 @@ pub(crate) fn node_by_layout(
         .map(|(n, _)| n.clone())
 }
 
+/// The nodes that per-node leaf templates belong to, numbered, so that a
+/// certificate is only compared with the templates of the nodes it names.
+struct NodeIndex {
+    /// Lowercased node name -> number.
+    ids: BTreeMap<String, usize>,
+}
+
+impl NodeIndex {
+    fn new<'a>(templates: impl Iterator<Item = &'a CertNode>) -> Self {
+        let mut ids = BTreeMap::new();
+        for t in templates {
+            if let Some(n) = &t.node {
+                let next = ids.len();
+                ids.entry(n.as_str().to_ascii_lowercase()).or_insert(next);
+            }
+        }
+        Self { ids }
+    }
+
+    /// The number of a template's node (`None`: a node-less template).
+    fn of(&self, t: &CertNode) -> Option<usize> {
+        let n = t.node.as_ref()?;
+        self.ids.get(&n.as_str().to_ascii_lowercase()).copied()
+    }
+
+    /// The template nodes a certificate names: as its common name
+    /// (`system:node:X` included) or as a DNS SAN. Sorted, without repeats.
+    fn named_by(&self, f: &Found) -> Vec<usize> {
+        let cn = f.pc.subject.common_name.to_ascii_lowercase();
+        let mut out: Vec<usize> = std::iter::once(cn.as_str())
+            .chain(cn.strip_prefix("system:node:"))
+            .map(str::to_owned)
+            .chain(f.pc.dns_sans.iter().map(|d| d.to_ascii_lowercase()))
+            .filter_map(|n| self.ids.get(&n).copied())
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+/// One CA template's leaf templates: node-less ones, and per-node ones by
+/// node number.
+#[derive(Default)]
+struct TemplatesByNode<'a> {
+    anywhere: Vec<&'a CertNode>,
+    at: BTreeMap<usize, Vec<&'a CertNode>>,
+}
+
+/// Two ascending lists merged into one, without repeats.
+fn merge_sorted(a: &[usize], b: &[usize]) -> Vec<usize> {
+    let mut out: Vec<usize> = a.iter().chain(b).copied().collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// The least score a leaf must reach to take a template.
 const MIN_SCORE: i64 = 20;
 
@@ -656,14 +713,40 @@ pub(crate) fn fit(
         .filter(|i| inv.certs.get(*i).is_some_and(|f| !f.is_ca()))
         .collect();
     let files: Vec<String> = inv.certs.iter().map(Found::file).collect();
-    let base: Vec<Vec<i64>> = leaves
+    // Candidates by index, not every template against every certificate (a
+    // 5,000-node fleet has ten thousand of each): a certificate that names
+    // nodes of the plan is scored against those nodes' templates and the
+    // node-less ones only; one that names none, against every template.
+    let nodes = NodeIndex::new(leaves.iter().map(|(_, t)| *t));
+    let mut per_node: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    let mut anywhere: Vec<usize> = Vec::new();
+    for (fi, i) in found_leaves.iter().enumerate() {
+        let named = inv
+            .certs
+            .get(*i)
+            .map(|f| nodes.named_by(f))
+            .unwrap_or_default();
+        if named.is_empty() {
+            anywhere.push(fi);
+        }
+        for n in named {
+            per_node.entry(n).or_default().push(fi);
+        }
+    }
+    let all: Vec<usize> = (0..found_leaves.len()).collect();
+    // Per template: (found-leaf position, score), in position order.
+    let base: Vec<Vec<(usize, i64)>> = leaves
         .iter()
         .map(|(_, t)| {
-            found_leaves
-                .iter()
-                .map(|i| match (inv.certs.get(*i), files.get(*i)) {
-                    (Some(f), Some(file)) => score(t, f, file),
-                    _ => i64::MIN,
+            let cands: Vec<usize> = match nodes.of(t) {
+                None => all.clone(),
+                Some(n) => merge_sorted(per_node.get(&n).map_or(&[][..], Vec::as_slice), &anywhere),
+            };
+            cands
+                .into_iter()
+                .filter_map(|fi| {
+                    let i = found_leaves.get(fi)?;
+                    Some((fi, score(t, inv.certs.get(*i)?, files.get(*i)?)))
                 })
                 .collect()
         })
@@ -671,7 +754,7 @@ pub(crate) fn fit(
     let assign_leaves = |bonus: &dyn Fn(usize, usize) -> i64| -> (BTreeMap<NodeId, usize>, i64) {
         let mut pairs: Vec<(i64, usize, usize)> = Vec::new();
         for (ti, row) in base.iter().enumerate() {
-            for (fi, s) in row.iter().enumerate() {
+            for (fi, s) in row.iter().copied() {
                 let s = s.saturating_add(bonus(ti, fi));
                 if s >= MIN_SCORE {
                     pairs.push((s, ti, fi));
@@ -810,25 +893,59 @@ fn assign_cas(
         .filter(|(_, v)| **v > 0)
         .map(|((_, c), _)| *c)
         .collect();
-    for ((t, c), v) in votes.iter_mut() {
-        // Only between a template and a CA that no leaf and no name tied.
-        if *v > 0 || voted_t.contains(t) || voted_c.contains(c) {
-            continue;
+    let unvoted =
+        |(t, c): &(NodeId, usize), v: i64| v <= 0 && !voted_t.contains(t) && !voted_c.contains(c);
+    if votes.iter().any(|(k, v)| unvoted(k, *v)) {
+        // Leaves by the CA that signed them, and each template's leaves by
+        // node: a leaf naming nodes of the plan is compared with those
+        // nodes' templates and the node-less ones only (as in `fit`).
+        let nodes = NodeIndex::new(skeleton.certs().map(|(_, c)| c).filter(|c| !c.is_ca));
+        let mut signed: BTreeMap<usize, Vec<&Found>> = BTreeMap::new();
+        for f in &inv.certs {
+            if let Some(c) = f.issuer {
+                signed.entry(c).or_default().push(f);
+            }
         }
-        *v = inv
-            .certs
-            .iter()
-            .filter(|f| f.issuer == Some(*c))
-            .map(|f| {
-                skeleton
-                    .signed_by(*t)
-                    .map(|(_, lt)| score(lt, f, &f.file()))
-                    .max()
-                    .unwrap_or(0)
-                    .max(0)
-            })
-            .sum::<i64>()
-            / 4;
+        let mut templates: BTreeMap<NodeId, TemplatesByNode<'_>> = BTreeMap::new();
+        for ((t, c), v) in votes.iter_mut() {
+            // Only between a template and a CA that no leaf and no name tied.
+            if !unvoted(&(*t, *c), *v) {
+                continue;
+            }
+            let by_node = templates.entry(*t).or_insert_with(|| {
+                let mut b = TemplatesByNode::default();
+                for (_, lt) in skeleton.signed_by(*t) {
+                    match nodes.of(lt) {
+                        None => b.anywhere.push(lt),
+                        Some(n) => b.at.entry(n).or_default().push(lt),
+                    }
+                }
+                b
+            });
+            *v = signed
+                .get(c)
+                .map_or(&[][..], Vec::as_slice)
+                .iter()
+                .map(|f| {
+                    let file = f.file();
+                    let named = nodes.named_by(f);
+                    let at: Box<dyn Iterator<Item = &&CertNode>> = if named.is_empty() {
+                        Box::new(by_node.at.values().flatten())
+                    } else {
+                        Box::new(named.iter().filter_map(|n| by_node.at.get(n)).flatten())
+                    };
+                    by_node
+                        .anywhere
+                        .iter()
+                        .chain(at)
+                        .map(|lt| score(lt, f, &file))
+                        .max()
+                        .unwrap_or(0)
+                        .max(0)
+                })
+                .sum::<i64>()
+                / 4;
+        }
     }
     let mut pairs: Vec<(i64, NodeId, usize)> =
         votes.into_iter().map(|((t, c), v)| (v, t, c)).collect();
