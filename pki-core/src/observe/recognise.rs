@@ -120,6 +120,10 @@ pub(crate) struct Inventory {
     pub(crate) kubeconfigs: Vec<Kubeconfig>,
     /// Every file, classified.
     pub(crate) entries: Vec<AuditedFile>,
+    /// (directory, name stem) of each private key file -> the first such file.
+    key_by_name: BTreeMap<(String, String), String>,
+    /// Kubeconfig file -> its position in `kubeconfigs`.
+    kubeconfig_at: BTreeMap<String, usize>,
 }
 
 impl Inventory {
@@ -127,18 +131,28 @@ impl Inventory {
     /// `x.key`, `x.pem` -> `x-key.pem`), when there is one: a key beside a
     /// certificate that does not match it is a finding (T007), not a stranger.
     pub(crate) fn key_named_like(&self, cert: &str) -> Option<String> {
-        let dir = parent(cert);
-        let s = stem(cert);
-        self.keys
-            .iter()
-            .map(|(f, _)| f)
-            .find(|f| parent(f) == dir && stem_of_key(f) == s)
+        self.key_by_name
+            .get(&(parent(cert).to_owned(), stem(cert)))
             .cloned()
     }
 
     /// Whether `file` is a kubeconfig.
     pub(crate) fn is_kubeconfig(&self, file: &str) -> bool {
-        self.kubeconfigs.iter().any(|k| k.file == file)
+        self.kubeconfig_at.contains_key(file)
+    }
+
+    /// Builds the look-ups by name, once every file is in.
+    fn index(&mut self) {
+        self.key_by_name.clear();
+        for (f, _) in &self.keys {
+            self.key_by_name
+                .entry((parent(f).to_owned(), stem_of_key(f)))
+                .or_insert_with(|| f.clone());
+        }
+        self.kubeconfig_at.clear();
+        for (i, k) in self.kubeconfigs.iter().enumerate() {
+            self.kubeconfig_at.entry(k.file.clone()).or_insert(i);
+        }
     }
 }
 
@@ -341,6 +355,7 @@ pub(crate) fn inventory(reader: &mut Reader<'_>, files: &[String]) -> Inventory 
         }
     }
     link_issuers(&mut inv.certs);
+    inv.index();
     inv
 }
 
@@ -1005,20 +1020,23 @@ fn fit_kubeconfigs(
     certs: &BTreeMap<NodeId, usize>,
 ) -> BTreeMap<NodeId, String> {
     let mut out = BTreeMap::new();
-    let mut used = BTreeSet::new();
+    // Kubeconfig files by the certificate they carry, in inventory order;
+    // each file is taken once.
+    let mut by_client: BTreeMap<usize, std::collections::VecDeque<&str>> = BTreeMap::new();
+    for c in &inv.kubeconfigs {
+        if let Some(client) = c.client {
+            by_client
+                .entry(client)
+                .or_default()
+                .push_back(c.file.as_str());
+        }
+    }
     for (id, k) in skeleton.kubeconfigs() {
         let Some(found) = certs.get(&k.client) else {
             continue;
         };
-        let file = inv
-            .kubeconfigs
-            .iter()
-            .filter(|c| c.client == Some(*found) && !used.contains(&c.file))
-            .map(|c| c.file.clone())
-            .next();
-        if let Some(f) = file {
-            used.insert(f.clone());
-            out.insert(id, f);
+        if let Some(f) = by_client.get_mut(found).and_then(|q| q.pop_front()) {
+            out.insert(id, f.to_owned());
         }
     }
     out
