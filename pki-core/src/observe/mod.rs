@@ -397,6 +397,24 @@ pub fn read_dir(
     // Every signature is verified: an audit never trusts a digest recorded
     // in the directory it audits (whoever could edit a certificate could
     // edit the manifest beside it).
+    // Signatures the inventory already verified (certificate DER, signer's
+    // key) are not verified twice.
+    let proven: std::collections::BTreeSet<(&[u8], &[u8])> = inv
+        .iter()
+        .flat_map(|inv| {
+            inv.certs.iter().filter_map(|f| {
+                let signer = if f.self_signed {
+                    Some(&f.pc)
+                } else {
+                    inv.certs.get(f.issuer?).map(|c| &c.pc)
+                };
+                signer.map(|c| (f.pc.der.as_slice(), c.public_key.der.as_slice()))
+            })
+        })
+        .collect();
+    let verified = |pc: &ParsedCert, k: &PublicKey| {
+        proven.contains(&(pc.der.as_slice(), k.der.as_slice())) || pc.verify_signed_by(k)
+    };
     let links: Vec<(NodeId, Option<IssuerRef>)> = {
         use rayon::prelude::*;
         let all: Vec<(&NodeId, &ParsedCert)> = parsed.iter().collect();
@@ -405,12 +423,12 @@ pub fn read_dir(
                 let by_ca = || {
                     cas.iter()
                         .find(|(ca, k, name)| {
-                            ca != id && pc.issuer == *name && pc.verify_signed_by(k)
+                            ca != id && pc.issuer == *name && verified(pc, k)
                         })
                         .map(|(ca, _, _)| IssuerRef::Node(*ca))
                 };
                 let own = || {
-                    pc.verify_signed_by(&pc.public_key)
+                    verified(pc, &pc.public_key)
                         .then_some(IssuerRef::SelfSigned)
                 };
                 let link = if pc.issuer == pc.subject {

@@ -168,11 +168,22 @@ pub(crate) struct Kubeconfig {
 enum Classified {
     Certs(Vec<ParsedCert>),
     CertsAndKey(Vec<ParsedCert>, PublicKey),
-    Key(PublicKey),
+    /// A private key, and the SHA-256 of its PEM text (the reader's key cache).
+    Key(PrivateKey, [u8; 32]),
     Public(PublicKey),
-    Kubeconfig,
+    /// A kubeconfig read by a reader of its own: what it holds, the
+    /// problems met, and the texts and keys that reader cached.
+    Kubeconfig(Box<ReadKubeconfig>),
     Other,
     Problem(String),
+}
+
+/// A kubeconfig read in parallel with the other files.
+struct ReadKubeconfig {
+    facts: Option<super::KubeconfigFacts>,
+    problems: Vec<FileProblem>,
+    cache: BTreeMap<String, Option<String>>,
+    keys: BTreeMap<[u8; 32], PrivateKey>,
 }
 
 fn classify(dir: &std::path::Path, rel: &str) -> Classified {
@@ -191,7 +202,10 @@ fn classify(dir: &std::path::Path, rel: &str) -> Classified {
     if text.contains("-----BEGIN") {
         if text.contains("PRIVATE KEY-----") && !text.contains("-----BEGIN CERTIFICATE-----") {
             return match PrivateKey::from_pem(text) {
-                Ok(k) => Classified::Key(k.public_key()),
+                Ok(k) => {
+                    use sha2::Digest;
+                    Classified::Key(k, sha2::Sha256::digest(text.as_bytes()).into())
+                }
                 Err(e) => Classified::Problem(format!("is not a usable private key: {e}")),
             };
         }
@@ -240,7 +254,21 @@ fn classify(dir: &std::path::Path, rel: &str) -> Classified {
         || text.contains("clusters:") && text.contains("users:")
         || rel.ends_with(".kubeconfig");
     if looks_kubeconfig {
-        return Classified::Kubeconfig;
+        let mut problems = Vec::new();
+        let mut r = Reader {
+            dir: dir.to_path_buf(),
+            problems: &mut problems,
+            cache: BTreeMap::new(),
+            keys: BTreeMap::new(),
+        };
+        let facts = r.kubeconfig(rel);
+        let (cache, keys) = (r.cache, r.keys);
+        return Classified::Kubeconfig(Box::new(ReadKubeconfig {
+            facts,
+            problems,
+            cache,
+            keys,
+        }));
     }
     if pki_name && !rel.ends_with(".conf") {
         return Classified::Problem("holds no PEM certificate or key".into());
@@ -298,15 +326,33 @@ pub(crate) fn inventory(reader: &mut Reader<'_>, files: &[String]) -> Inventory 
                 inv.keys.push((rel.clone(), k));
                 FileKind::Certificates { count }
             }
-            Classified::Key(k) => {
-                inv.keys.push((rel.clone(), k));
+            Classified::Key(k, h) => {
+                inv.keys.push((rel.clone(), k.public_key()));
+                reader.keys.insert(h, k);
                 FileKind::PrivateKey
             }
             Classified::Public(k) => {
                 inv.publics.push((rel.clone(), k));
                 FileKind::PublicKey
             }
-            Classified::Kubeconfig => match reader.kubeconfig(&rel) {
+            Classified::Kubeconfig(read) => match {
+                let ReadKubeconfig {
+                    facts,
+                    problems,
+                    cache,
+                    keys,
+                } = *read;
+                for p in problems {
+                    push_problem(reader.problems, &p.path, p.message);
+                }
+                for (f, t) in cache {
+                    reader.cache.entry(f).or_insert(t);
+                }
+                for (h, k) in keys {
+                    reader.keys.entry(h).or_insert(k);
+                }
+                facts
+            } {
                 Some(k) => {
                     let client = k.client.map(|(c, _)| add_cert(&mut inv, c, &rel, false));
                     if let Some(ca) = k.ca {
