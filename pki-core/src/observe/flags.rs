@@ -382,6 +382,7 @@ fn kubeconfig_use(
                 problems: &mut problems,
                 cache: BTreeMap::new(),
                 keys: BTreeMap::new(),
+                shared: None,
             };
             let facts = reader.kubeconfig(rel);
             obs.problems.extend(

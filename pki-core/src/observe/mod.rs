@@ -102,6 +102,7 @@ pub fn read_dir(
         problems: &mut problems,
         cache: BTreeMap::new(),
         keys: BTreeMap::new(),
+        shared: None,
     };
     let by_layout = matches!(kind, DirKind::Kpki { .. }) && planned.is_some();
     let inv = if by_layout {
@@ -771,7 +772,13 @@ pub(crate) struct Reader<'a> {
     /// file and the kubeconfig embedding the same key cost one parse (and
     /// one scalar multiplication) between them.
     keys: BTreeMap<[u8; 32], PrivateKey>,
+    /// Keys parsed by the readers working in parallel with this one (5,000
+    /// kubeconfigs embedding the same kube-proxy key cost one parse).
+    shared: Option<&'a SharedKeys>,
 }
+
+/// A key cache shared by readers on several threads.
+pub(crate) type SharedKeys = std::sync::Mutex<BTreeMap<[u8; 32], PrivateKey>>;
 
 impl Reader<'_> {
     fn problem(&mut self, rel: &str, message: String) {
@@ -849,7 +856,25 @@ impl Reader<'_> {
         if let Some(k) = self.keys.get(&h) {
             return Ok(k.duplicate());
         }
-        let k = PrivateKey::from_pem_beside_certs(text)?;
+        let shared = |f: &mut dyn FnMut(&mut BTreeMap<[u8; 32], PrivateKey>)| {
+            if let Some(m) = self.shared
+                && let Ok(mut g) = m.lock()
+            {
+                f(&mut g);
+            }
+        };
+        let mut known = None;
+        shared(&mut |m| known = m.get(&h).map(PrivateKey::duplicate));
+        let k = match known {
+            Some(k) => k,
+            None => {
+                let k = PrivateKey::from_pem_beside_certs(text)?;
+                shared(&mut |m| {
+                    m.entry(h).or_insert_with(|| k.duplicate());
+                });
+                k
+            }
+        };
         self.keys.insert(h, k.duplicate());
         Ok(k)
     }

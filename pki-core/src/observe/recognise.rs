@@ -186,7 +186,7 @@ struct ReadKubeconfig {
     keys: BTreeMap<[u8; 32], PrivateKey>,
 }
 
-fn classify(dir: &std::path::Path, rel: &str) -> Classified {
+fn classify(dir: &std::path::Path, rel: &str, shared: &super::SharedKeys) -> Classified {
     let bytes = match walk::read_regular(&dir.join(rel)) {
         Ok(b) => zeroize::Zeroizing::new(b),
         Err(message) => return Classified::Problem(message),
@@ -260,6 +260,7 @@ fn classify(dir: &std::path::Path, rel: &str) -> Classified {
             problems: &mut problems,
             cache: BTreeMap::new(),
             keys: BTreeMap::new(),
+            shared: Some(shared),
         };
         let facts = r.kubeconfig(rel);
         let (cache, keys) = (r.cache, r.keys);
@@ -281,9 +282,10 @@ fn classify(dir: &std::path::Path, rel: &str) -> Classified {
 pub(crate) fn inventory(reader: &mut Reader<'_>, files: &[String]) -> Inventory {
     use rayon::prelude::*;
     let dir = reader.dir.clone();
+    let shared = super::SharedKeys::default();
     let classified: Vec<(String, Classified)> = files
         .par_iter()
-        .map(|rel| (rel.clone(), classify(&dir, rel)))
+        .map(|rel| (rel.clone(), classify(&dir, rel, &shared)))
         .collect();
     let mut inv = Inventory::default();
     let mut by_der: BTreeMap<[u8; 32], usize> = BTreeMap::new();
