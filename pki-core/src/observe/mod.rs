@@ -423,15 +423,10 @@ pub fn read_dir(
             .map(|(id, pc)| {
                 let by_ca = || {
                     cas.iter()
-                        .find(|(ca, k, name)| {
-                            ca != id && pc.issuer == *name && verified(pc, k)
-                        })
+                        .find(|(ca, k, name)| ca != id && pc.issuer == *name && verified(pc, k))
                         .map(|(ca, _, _)| IssuerRef::Node(*ca))
                 };
-                let own = || {
-                    verified(pc, &pc.public_key)
-                        .then_some(IssuerRef::SelfSigned)
-                };
+                let own = || verified(pc, &pc.public_key).then_some(IssuerRef::SelfSigned);
                 let link = if pc.issuer == pc.subject {
                     own().or_else(by_ca)
                 } else {

@@ -178,6 +178,9 @@ enum Classified {
     Problem(String),
 }
 
+/// The records `kpki issue` writes at the top of its output directory.
+const KPKI_RECORDS: &[&str] = &["kpki-manifest.json", "components.json"];
+
 /// A kubeconfig read in parallel with the other files.
 struct ReadKubeconfig {
     facts: Option<super::KubeconfigFacts>,
@@ -187,7 +190,14 @@ struct ReadKubeconfig {
 }
 
 fn classify(dir: &std::path::Path, rel: &str, shared: &super::SharedKeys) -> Classified {
-    let bytes = match walk::read_regular(&dir.join(rel)) {
+    // kpki's own records grow with the fleet (a 5,000-node manifest is
+    // about 6 MiB): read under the cap `detect` reads the manifest with.
+    let cap = if KPKI_RECORDS.contains(&rel) {
+        64 * walk::MAX_FILE_BYTES
+    } else {
+        walk::MAX_FILE_BYTES
+    };
+    let bytes = match walk::read_regular_capped(&dir.join(rel), cap) {
         Ok(b) => zeroize::Zeroizing::new(b),
         Err(message) => return Classified::Problem(message),
     };
@@ -513,6 +523,8 @@ fn has(f: &Found, u: ExtUsage) -> bool {
 /// How well a found leaf fits a leaf template (higher is better; below
 /// [`MIN_SCORE`] it does not fit).
 fn score(t: &CertNode, f: &Found, cert_file: &str) -> i64 {
+    #[cfg(test)]
+    tests::SCORES.with(|c| c.set(c.get() + 1));
     let mut s = 0i64;
     let (tcn, fcn) = (&t.subject.common_name, &f.pc.subject.common_name);
     if tcn == fcn {
@@ -1412,4 +1424,87 @@ fn infer_algorithm(inv: &Inventory) -> KeyAlgorithm {
         .into_values()
         .max_by_key(|(n, _)| *n)
         .map_or(KeyAlgorithm::EcdsaP256, |(_, a)| a)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use std::cell::Cell;
+    use std::path::Path;
+
+    use super::*;
+
+    thread_local! {
+        /// `score()` calls on this thread.
+        pub(super) static SCORES: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// The HA spec (isolated profile: four CAs, external etcd) with `n`
+    /// workers, issued into a new directory.
+    fn fleet(n: usize) -> tempfile::TempDir {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let ha = std::fs::read_to_string(root.join("fixtures/specs/ha.toml")).unwrap();
+        let mut spec = ha[..ha.find("[[worker]]").unwrap()].to_owned();
+        for i in 0..n {
+            spec.push_str(&format!(
+                "\n[[worker]]\nname = \"w{i:03}\"\naddress = \"10.1.0.{}\"\n",
+                i + 1
+            ));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spec.toml");
+        std::fs::write(&path, spec).unwrap();
+        let plan = crate::Plan::load(&path).unwrap();
+        let out = dir.path().join("out");
+        let mut store = crate::DirStore::open(&out).unwrap();
+        crate::issue(&plan, &mut store, &crate::IssueOptions::default()).unwrap();
+        dir
+    }
+
+    /// Reads a fleet's output without a spec (recognition by content):
+    /// how many templates took a certificate, and how many `score()` calls
+    /// fitting cost.
+    fn recognise(dir: &Path) -> (usize, u64) {
+        SCORES.with(|c| c.set(0));
+        let obs = super::super::read_dir(&dir.join("out"), None, None).unwrap();
+        let certs = obs.graph.certs().count();
+        assert!(obs.unrecognised.is_empty(), "{:?}", obs.unrecognised);
+        (certs, SCORES.with(Cell::get))
+    }
+
+    #[test]
+    fn fitting_a_fleet_costs_linear_score_calls() {
+        let (small, large) = (fleet(8), fleet(24));
+        let (certs_s, calls_s) = recognise(small.path());
+        let (certs_l, calls_l) = recognise(large.path());
+        // Every worker's kubelet client and serving certificates are fitted.
+        assert_eq!(certs_l - certs_s, 2 * 16, "{certs_s} {certs_l}");
+        // Linear: 16 more workers add a bounded number of calls per worker.
+        // Every template against every certificate (quadratic) costs
+        // (certs x templates), growing ~4x from 8 to 24 workers.
+        let per_worker = (calls_l - calls_s) / 16;
+        assert!(per_worker <= 80, "{calls_s} -> {calls_l} score() calls");
+        assert!(
+            calls_l < 2 * calls_s,
+            "{calls_s} -> {calls_l} score() calls"
+        );
+    }
+
+    #[test]
+    fn kpki_records_of_a_large_fleet_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(5 << 20));
+        std::fs::write(dir.path().join("kpki-manifest.json"), &big).unwrap();
+        std::fs::write(dir.path().join("other.json"), &big).unwrap();
+        let shared = crate::observe::SharedKeys::default();
+        assert!(matches!(
+            classify(dir.path(), "kpki-manifest.json", &shared),
+            Classified::Other
+        ));
+        assert!(matches!(
+            classify(dir.path(), "other.json", &shared),
+            Classified::Problem(m) if m.contains("4 MiB")
+        ));
+    }
 }
