@@ -383,6 +383,7 @@ fn kubeconfig_use(
                 cache: BTreeMap::new(),
                 keys: BTreeMap::new(),
                 shared: None,
+                kubeconfigs: BTreeMap::new(),
             };
             let facts = reader.kubeconfig(rel);
             obs.problems.extend(

@@ -103,6 +103,7 @@ pub fn read_dir(
         cache: BTreeMap::new(),
         keys: BTreeMap::new(),
         shared: None,
+        kubeconfigs: BTreeMap::new(),
     };
     let by_layout = matches!(kind, DirKind::Kpki { .. }) && planned.is_some();
     let inv = if by_layout {
@@ -226,6 +227,14 @@ pub fn read_dir(
             })
             .collect();
         reader.prefetch_keys(&key_files);
+        let kubeconfig_files: Vec<String> = skeleton
+            .iter()
+            .filter_map(|(id, node)| match node {
+                Node::Kubeconfig(k) if !elsewhere(&k.node) => locate.kubeconfig(id),
+                _ => None,
+            })
+            .collect();
+        reader.prefetch_kubeconfigs(&kubeconfig_files);
     }
     for (id, node) in skeleton.iter() {
         match node {
@@ -758,6 +767,20 @@ pub(crate) struct KubeconfigFacts {
     pub(crate) client: Option<(ParsedCert, Option<PrivateKey>)>,
 }
 
+impl KubeconfigFacts {
+    /// A copy (private keys are not `Clone`).
+    pub(crate) fn duplicate(&self) -> Self {
+        Self {
+            server: self.server.clone(),
+            ca: self.ca.clone(),
+            client: self
+                .client
+                .as_ref()
+                .map(|(c, k)| (c.clone(), k.as_ref().map(PrivateKey::duplicate))),
+        }
+    }
+}
+
 /// Reads files once, recording problems instead of failing.
 pub(crate) struct Reader<'a> {
     pub(crate) dir: PathBuf,
@@ -770,6 +793,8 @@ pub(crate) struct Reader<'a> {
     /// Keys parsed by the readers working in parallel with this one (5,000
     /// kubeconfigs embedding the same kube-proxy key cost one parse).
     shared: Option<&'a SharedKeys>,
+    /// Kubeconfigs already read, in parallel, without any problem.
+    kubeconfigs: BTreeMap<String, KubeconfigFacts>,
 }
 
 /// A key cache shared by readers on several threads.
@@ -952,7 +977,37 @@ impl Reader<'_> {
             .map(|t| zeroize::Zeroizing::new(t.to_owned()))
     }
 
+    /// Reads and parses these kubeconfigs in parallel. Only those read
+    /// without any problem are kept: anything else is read again when asked
+    /// for, and its problems recorded then, in order.
+    fn prefetch_kubeconfigs(&mut self, rels: &[String]) {
+        use rayon::prelude::*;
+        let shared = SharedKeys::new(std::mem::take(&mut self.keys));
+        let dir = &self.dir;
+        let read: Vec<(String, KubeconfigFacts)> = rels
+            .par_iter()
+            .filter_map(|rel| {
+                let mut problems = Vec::new();
+                let mut r = Reader {
+                    dir: dir.clone(),
+                    problems: &mut problems,
+                    cache: BTreeMap::new(),
+                    keys: BTreeMap::new(),
+                    shared: Some(&shared),
+                    kubeconfigs: BTreeMap::new(),
+                };
+                let facts = r.kubeconfig(rel)?;
+                problems.is_empty().then(|| (rel.clone(), facts))
+            })
+            .collect();
+        self.keys = shared.into_inner().unwrap_or_default();
+        self.kubeconfigs.extend(read);
+    }
+
     pub(crate) fn kubeconfig(&mut self, rel: &str) -> Option<KubeconfigFacts> {
+        if let Some(f) = self.kubeconfigs.get(rel) {
+            return Some(f.duplicate());
+        }
         let t = zeroize::Zeroizing::new(self.text(rel)?);
         let cfg = match kubeconfig::Kubeconfig::from_yaml(&t) {
             Ok(c) => c,

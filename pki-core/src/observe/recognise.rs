@@ -271,6 +271,7 @@ fn classify(dir: &std::path::Path, rel: &str, shared: &super::SharedKeys) -> Cla
             cache: BTreeMap::new(),
             keys: BTreeMap::new(),
             shared: Some(shared),
+            kubeconfigs: BTreeMap::new(),
         };
         let facts = r.kubeconfig(rel);
         let (cache, keys) = (r.cache, r.keys);
@@ -354,6 +355,7 @@ pub(crate) fn inventory(reader: &mut Reader<'_>, files: &[String]) -> Inventory 
                     cache,
                     keys,
                 } = *read;
+                let clean = problems.is_empty();
                 for p in problems {
                     push_problem(reader.problems, &p.path, p.message);
                 }
@@ -362,6 +364,10 @@ pub(crate) fn inventory(reader: &mut Reader<'_>, files: &[String]) -> Inventory 
                 }
                 for (h, k) in keys {
                     reader.keys.entry(h).or_insert(k);
+                }
+                // Read cleanly: read_dir takes it from here, not parsing it again.
+                if clean && let Some(f) = &facts {
+                    reader.kubeconfigs.insert(rel.clone(), f.duplicate());
                 }
                 facts
             } {
