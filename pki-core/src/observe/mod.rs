@@ -798,7 +798,10 @@ pub(crate) struct Reader<'a> {
 }
 
 /// A key cache shared by readers on several threads.
-pub(crate) type SharedKeys = std::sync::Mutex<BTreeMap<[u8; 32], PrivateKey>>;
+pub(crate) type SharedKeys = std::sync::Mutex<KeyCache>;
+
+/// Private keys by the SHA-256 of their PEM text.
+pub(crate) type KeyCache = BTreeMap<[u8; 32], PrivateKey>;
 
 impl Reader<'_> {
     fn problem(&mut self, rel: &str, message: String) {
@@ -876,7 +879,7 @@ impl Reader<'_> {
         if let Some(k) = self.keys.get(&h) {
             return Ok(k.duplicate());
         }
-        let shared = |f: &mut dyn FnMut(&mut BTreeMap<[u8; 32], PrivateKey>)| {
+        let shared = |f: &mut dyn FnMut(&mut KeyCache)| {
             if let Some(m) = self.shared
                 && let Ok(mut g) = m.lock()
             {

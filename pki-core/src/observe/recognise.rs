@@ -348,7 +348,7 @@ pub(crate) fn inventory(reader: &mut Reader<'_>, files: &[String]) -> Inventory 
                 inv.publics.push((rel.clone(), k));
                 FileKind::PublicKey
             }
-            Classified::Kubeconfig(read) => match {
+            Classified::Kubeconfig(read) => {
                 let ReadKubeconfig {
                     facts,
                     problems,
@@ -369,22 +369,22 @@ pub(crate) fn inventory(reader: &mut Reader<'_>, files: &[String]) -> Inventory 
                 if clean && let Some(f) = &facts {
                     reader.kubeconfigs.insert(rel.clone(), f.duplicate());
                 }
-                facts
-            } {
-                Some(k) => {
-                    let client = k.client.map(|(c, _)| add_cert(&mut inv, c, &rel, false));
-                    if let Some(ca) = k.ca {
-                        add_cert(&mut inv, ca, &rel, false);
+                match facts {
+                    Some(k) => {
+                        let client = k.client.map(|(c, _)| add_cert(&mut inv, c, &rel, false));
+                        if let Some(ca) = k.ca {
+                            add_cert(&mut inv, ca, &rel, false);
+                        }
+                        inv.kubeconfigs.push(Kubeconfig {
+                            file: rel.clone(),
+                            server: k.server,
+                            client,
+                        });
+                        FileKind::Kubeconfig
                     }
-                    inv.kubeconfigs.push(Kubeconfig {
-                        file: rel.clone(),
-                        server: k.server,
-                        client,
-                    });
-                    FileKind::Kubeconfig
+                    None => FileKind::Unreadable,
                 }
-                None => FileKind::Unreadable,
-            },
+            }
             Classified::Other => FileKind::Other,
             Classified::Problem(message) => {
                 push_problem(reader.problems, &rel, message);
