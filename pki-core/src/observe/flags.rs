@@ -363,6 +363,8 @@ fn kubeconfig_use(
                 problems: &mut problems,
                 cache: BTreeMap::new(),
                 keys: BTreeMap::new(),
+                shared: None,
+                kubeconfigs: BTreeMap::new(),
             };
             let facts = reader.kubeconfig(rel);
             obs.problems.extend(

@@ -104,6 +104,8 @@ pub fn read_dir(
         problems: &mut problems,
         cache: BTreeMap::new(),
         keys: BTreeMap::new(),
+        shared: None,
+        kubeconfigs: BTreeMap::new(),
     };
     let by_layout = matches!(kind, DirKind::Kpki { .. }) && planned.is_some();
     let inv = if by_layout {
@@ -246,6 +248,14 @@ pub fn read_dir(
             })
             .collect();
         reader.prefetch_keys(&key_files);
+        let kubeconfig_files: Vec<String> = skeleton
+            .iter()
+            .filter_map(|(id, node)| match node {
+                Node::Kubeconfig(k) if !elsewhere(&k.node) => locate.kubeconfig(id),
+                _ => None,
+            })
+            .collect();
+        reader.prefetch_kubeconfigs(&kubeconfig_files);
     }
     for (id, node) in skeleton.iter() {
         match node {
@@ -418,6 +428,24 @@ pub fn read_dir(
     // Every signature is verified: an audit never trusts a digest recorded
     // in the directory it audits (whoever could edit a certificate could
     // edit the manifest beside it).
+    // Signatures the inventory already verified (certificate DER, signer's
+    // key) are not verified twice.
+    let proven: std::collections::BTreeSet<(&[u8], &[u8])> = inv
+        .iter()
+        .flat_map(|inv| {
+            inv.certs.iter().filter_map(|f| {
+                let signer = if f.self_signed {
+                    Some(&f.pc)
+                } else {
+                    inv.certs.get(f.issuer?).map(|c| &c.pc)
+                };
+                signer.map(|c| (f.pc.der.as_slice(), c.public_key.der.as_slice()))
+            })
+        })
+        .collect();
+    let verified = |pc: &ParsedCert, k: &PublicKey| {
+        proven.contains(&(pc.der.as_slice(), k.der.as_slice())) || pc.verify_signed_by(k)
+    };
     let links: Vec<(NodeId, Option<IssuerRef>)> = {
         use rayon::prelude::*;
         let all: Vec<(&NodeId, &ParsedCert)> = parsed.iter().collect();
@@ -425,15 +453,10 @@ pub fn read_dir(
             .map(|(id, pc)| {
                 let by_ca = || {
                     cas.iter()
-                        .find(|(ca, k, name)| {
-                            ca != id && pc.issuer == *name && pc.verify_signed_by(k)
-                        })
+                        .find(|(ca, k, name)| ca != id && pc.issuer == *name && verified(pc, k))
                         .map(|(ca, _, _)| IssuerRef::Node(*ca))
                 };
-                let own = || {
-                    pc.verify_signed_by(&pc.public_key)
-                        .then_some(IssuerRef::SelfSigned)
-                };
+                let own = || verified(pc, &pc.public_key).then_some(IssuerRef::SelfSigned);
                 let link = if pc.issuer == pc.subject {
                     own().or_else(by_ca)
                 } else {
@@ -752,6 +775,20 @@ pub(crate) struct KubeconfigFacts {
     pub(crate) client: Option<(ParsedCert, Option<PrivateKey>)>,
 }
 
+impl KubeconfigFacts {
+    /// A copy (private keys are not `Clone`).
+    pub(crate) fn duplicate(&self) -> Self {
+        Self {
+            server: self.server.clone(),
+            ca: self.ca.clone(),
+            client: self
+                .client
+                .as_ref()
+                .map(|(c, k)| (c.clone(), k.as_ref().map(PrivateKey::duplicate))),
+        }
+    }
+}
+
 /// Reads files once, recording problems instead of failing.
 pub(crate) struct Reader<'a> {
     pub(crate) dir: PathBuf,
@@ -761,7 +798,18 @@ pub(crate) struct Reader<'a> {
     /// file and the kubeconfig embedding the same key cost one parse (and
     /// one scalar multiplication) between them.
     keys: BTreeMap<[u8; 32], PrivateKey>,
+    /// Keys parsed by the readers working in parallel with this one (5,000
+    /// kubeconfigs embedding the same kube-proxy key cost one parse).
+    shared: Option<&'a SharedKeys>,
+    /// Kubeconfigs already read, in parallel, without any problem.
+    kubeconfigs: BTreeMap<String, KubeconfigFacts>,
 }
+
+/// A key cache shared by readers on several threads.
+pub(crate) type SharedKeys = std::sync::Mutex<KeyCache>;
+
+/// Private keys by the SHA-256 of their PEM text.
+pub(crate) type KeyCache = BTreeMap<[u8; 32], PrivateKey>;
 
 impl Reader<'_> {
     fn problem(&mut self, rel: &str, message: String) {
@@ -839,7 +887,25 @@ impl Reader<'_> {
         if let Some(k) = self.keys.get(&h) {
             return Ok(k.duplicate());
         }
-        let k = PrivateKey::from_pem_beside_certs(text)?;
+        let shared = |f: &mut dyn FnMut(&mut KeyCache)| {
+            if let Some(m) = self.shared
+                && let Ok(mut g) = m.lock()
+            {
+                f(&mut g);
+            }
+        };
+        let mut known = None;
+        shared(&mut |m| known = m.get(&h).map(PrivateKey::duplicate));
+        let k = match known {
+            Some(k) => k,
+            None => {
+                let k = PrivateKey::from_pem_beside_certs(text)?;
+                shared(&mut |m| {
+                    m.entry(h).or_insert_with(|| k.duplicate());
+                });
+                k
+            }
+        };
         self.keys.insert(h, k.duplicate());
         Ok(k)
     }
@@ -922,7 +988,37 @@ impl Reader<'_> {
             .map(|t| zeroize::Zeroizing::new(t.to_owned()))
     }
 
+    /// Reads and parses these kubeconfigs in parallel. Only those read
+    /// without any problem are kept: anything else is read again when asked
+    /// for, and its problems recorded then, in order.
+    fn prefetch_kubeconfigs(&mut self, rels: &[String]) {
+        use rayon::prelude::*;
+        let shared = SharedKeys::new(std::mem::take(&mut self.keys));
+        let dir = &self.dir;
+        let read: Vec<(String, KubeconfigFacts)> = rels
+            .par_iter()
+            .filter_map(|rel| {
+                let mut problems = Vec::new();
+                let mut r = Reader {
+                    dir: dir.clone(),
+                    problems: &mut problems,
+                    cache: BTreeMap::new(),
+                    keys: BTreeMap::new(),
+                    shared: Some(&shared),
+                    kubeconfigs: BTreeMap::new(),
+                };
+                let facts = r.kubeconfig(rel)?;
+                problems.is_empty().then(|| (rel.clone(), facts))
+            })
+            .collect();
+        self.keys = shared.into_inner().unwrap_or_default();
+        self.kubeconfigs.extend(read);
+    }
+
     pub(crate) fn kubeconfig(&mut self, rel: &str) -> Option<KubeconfigFacts> {
+        if let Some(f) = self.kubeconfigs.get(rel) {
+            return Some(f.duplicate());
+        }
         let t = zeroize::Zeroizing::new(self.text(rel)?);
         let cfg = match kubeconfig::Kubeconfig::from_yaml(&t) {
             Ok(c) => c,

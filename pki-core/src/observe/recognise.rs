@@ -121,6 +121,10 @@ pub(crate) struct Inventory {
     pub(crate) kubeconfigs: Vec<Kubeconfig>,
     /// Every file, classified.
     pub(crate) entries: Vec<AuditedFile>,
+    /// (directory, name stem) of each private key file -> the first such file.
+    key_by_name: BTreeMap<(String, String), String>,
+    /// Kubeconfig file -> its position in `kubeconfigs`.
+    kubeconfig_at: BTreeMap<String, usize>,
 }
 
 impl Inventory {
@@ -128,18 +132,28 @@ impl Inventory {
     /// `x.key`, `x.pem` -> `x-key.pem`), when there is one: a key beside a
     /// certificate that does not match it is a finding (T007), not a stranger.
     pub(crate) fn key_named_like(&self, cert: &str) -> Option<String> {
-        let dir = parent(cert);
-        let s = stem(cert);
-        self.keys
-            .iter()
-            .map(|(f, _)| f)
-            .find(|f| parent(f) == dir && stem_of_key(f) == s)
+        self.key_by_name
+            .get(&(parent(cert).to_owned(), stem(cert)))
             .cloned()
     }
 
     /// Whether `file` is a kubeconfig.
     pub(crate) fn is_kubeconfig(&self, file: &str) -> bool {
-        self.kubeconfigs.iter().any(|k| k.file == file)
+        self.kubeconfig_at.contains_key(file)
+    }
+
+    /// Builds the look-ups by name, once every file is in.
+    fn index(&mut self) {
+        self.key_by_name.clear();
+        for (f, _) in &self.keys {
+            self.key_by_name
+                .entry((parent(f).to_owned(), stem_of_key(f)))
+                .or_insert_with(|| f.clone());
+        }
+        self.kubeconfig_at.clear();
+        for (i, k) in self.kubeconfigs.iter().enumerate() {
+            self.kubeconfig_at.entry(k.file.clone()).or_insert(i);
+        }
     }
 }
 
@@ -155,15 +169,36 @@ pub(crate) struct Kubeconfig {
 enum Classified {
     Certs(Vec<ParsedCert>),
     CertsAndKey(Vec<ParsedCert>, PublicKey),
-    Key(PublicKey),
+    /// A private key, and the SHA-256 of its PEM text (the reader's key cache).
+    Key(PrivateKey, [u8; 32]),
     Public(PublicKey),
-    Kubeconfig,
+    /// A kubeconfig read by a reader of its own: what it holds, the
+    /// problems met, and the texts and keys that reader cached.
+    Kubeconfig(Box<ReadKubeconfig>),
     Other,
     Problem(String),
 }
 
-fn classify(dir: &std::path::Path, rel: &str) -> Classified {
-    let bytes = match walk::read_regular(&dir.join(rel)) {
+/// The records `kpki issue` writes at the top of its output directory.
+const KPKI_RECORDS: &[&str] = &["kpki-manifest.json", "components.json"];
+
+/// A kubeconfig read in parallel with the other files.
+struct ReadKubeconfig {
+    facts: Option<super::KubeconfigFacts>,
+    problems: Vec<FileProblem>,
+    cache: BTreeMap<String, Option<String>>,
+    keys: BTreeMap<[u8; 32], PrivateKey>,
+}
+
+fn classify(dir: &std::path::Path, rel: &str, shared: &super::SharedKeys) -> Classified {
+    // kpki's own records grow with the fleet (a 5,000-node manifest is
+    // about 6 MiB): read under the cap `detect` reads the manifest with.
+    let cap = if KPKI_RECORDS.contains(&rel) {
+        64 * walk::MAX_FILE_BYTES
+    } else {
+        walk::MAX_FILE_BYTES
+    };
+    let bytes = match walk::read_regular_capped(&dir.join(rel), cap) {
         Ok(b) => zeroize::Zeroizing::new(b),
         Err(message) => return Classified::Problem(message),
     };
@@ -178,7 +213,10 @@ fn classify(dir: &std::path::Path, rel: &str) -> Classified {
     if text.contains("-----BEGIN") {
         if text.contains("PRIVATE KEY-----") && !text.contains("-----BEGIN CERTIFICATE-----") {
             return match PrivateKey::from_pem(text) {
-                Ok(k) => Classified::Key(k.public_key()),
+                Ok(k) => {
+                    use sha2::Digest;
+                    Classified::Key(k, sha2::Sha256::digest(text.as_bytes()).into())
+                }
                 Err(e) => Classified::Problem(format!("is not a usable private key: {e}")),
             };
         }
@@ -227,7 +265,23 @@ fn classify(dir: &std::path::Path, rel: &str) -> Classified {
         || text.contains("clusters:") && text.contains("users:")
         || rel.ends_with(".kubeconfig");
     if looks_kubeconfig {
-        return Classified::Kubeconfig;
+        let mut problems = Vec::new();
+        let mut r = Reader {
+            dir: dir.to_path_buf(),
+            problems: &mut problems,
+            cache: BTreeMap::new(),
+            keys: BTreeMap::new(),
+            shared: Some(shared),
+            kubeconfigs: BTreeMap::new(),
+        };
+        let facts = r.kubeconfig(rel);
+        let (cache, keys) = (r.cache, r.keys);
+        return Classified::Kubeconfig(Box::new(ReadKubeconfig {
+            facts,
+            problems,
+            cache,
+            keys,
+        }));
     }
     if pki_name && !rel.ends_with(".conf") {
         return Classified::Problem("holds no PEM certificate or key".into());
@@ -240,9 +294,10 @@ fn classify(dir: &std::path::Path, rel: &str) -> Classified {
 pub(crate) fn inventory(reader: &mut Reader<'_>, files: &[String]) -> Inventory {
     use rayon::prelude::*;
     let dir = reader.dir.clone();
+    let shared = super::SharedKeys::default();
     let classified: Vec<(String, Classified)> = files
         .par_iter()
-        .map(|rel| (rel.clone(), classify(&dir, rel)))
+        .map(|rel| (rel.clone(), classify(&dir, rel, &shared)))
         .collect();
     let mut inv = Inventory::default();
     let mut by_der: BTreeMap<[u8; 32], usize> = BTreeMap::new();
@@ -285,29 +340,52 @@ pub(crate) fn inventory(reader: &mut Reader<'_>, files: &[String]) -> Inventory 
                 inv.keys.push((rel.clone(), k));
                 FileKind::Certificates { count }
             }
-            Classified::Key(k) => {
-                inv.keys.push((rel.clone(), k));
+            Classified::Key(k, h) => {
+                inv.keys.push((rel.clone(), k.public_key()));
+                reader.keys.insert(h, k);
                 FileKind::PrivateKey
             }
             Classified::Public(k) => {
                 inv.publics.push((rel.clone(), k));
                 FileKind::PublicKey
             }
-            Classified::Kubeconfig => match reader.kubeconfig(&rel) {
-                Some(k) => {
-                    let client = k.client.map(|(c, _)| add_cert(&mut inv, c, &rel, false));
-                    if let Some(ca) = k.ca {
-                        add_cert(&mut inv, ca, &rel, false);
-                    }
-                    inv.kubeconfigs.push(Kubeconfig {
-                        file: rel.clone(),
-                        server: k.server,
-                        client,
-                    });
-                    FileKind::Kubeconfig
+            Classified::Kubeconfig(read) => {
+                let ReadKubeconfig {
+                    facts,
+                    problems,
+                    cache,
+                    keys,
+                } = *read;
+                let clean = problems.is_empty();
+                for p in problems {
+                    push_problem(reader.problems, &p.path, p.message);
                 }
-                None => FileKind::Unreadable,
-            },
+                for (f, t) in cache {
+                    reader.cache.entry(f).or_insert(t);
+                }
+                for (h, k) in keys {
+                    reader.keys.entry(h).or_insert(k);
+                }
+                // Read cleanly: read_dir takes it from here, not parsing it again.
+                if clean && let Some(f) = &facts {
+                    reader.kubeconfigs.insert(rel.clone(), f.duplicate());
+                }
+                match facts {
+                    Some(k) => {
+                        let client = k.client.map(|(c, _)| add_cert(&mut inv, c, &rel, false));
+                        if let Some(ca) = k.ca {
+                            add_cert(&mut inv, ca, &rel, false);
+                        }
+                        inv.kubeconfigs.push(Kubeconfig {
+                            file: rel.clone(),
+                            server: k.server,
+                            client,
+                        });
+                        FileKind::Kubeconfig
+                    }
+                    None => FileKind::Unreadable,
+                }
+            }
             Classified::Other => FileKind::Other,
             Classified::Problem(message) => {
                 push_problem(reader.problems, &rel, message);
@@ -342,6 +420,7 @@ pub(crate) fn inventory(reader: &mut Reader<'_>, files: &[String]) -> Inventory 
         }
     }
     link_issuers(&mut inv.certs);
+    inv.index();
     inv
 }
 
@@ -451,6 +530,8 @@ fn has(f: &Found, u: ExtUsage) -> bool {
 /// How well a found leaf fits a leaf template (higher is better; below
 /// [`MIN_SCORE`] it does not fit).
 fn score(t: &CertNode, f: &Found, cert_file: &str, break_glass: bool) -> i64 {
+    #[cfg(test)]
+    tests::SCORES.with(|c| c.set(c.get() + 1));
     let mut s = 0i64;
     let (tcn, fcn) = (&t.subject.common_name, &f.pc.subject.common_name);
     if tcn == fcn {
@@ -619,6 +700,63 @@ pub(crate) fn node_by_layout(
         .map(|(n, _)| n.clone())
 }
 
+/// The nodes that per-node leaf templates belong to, numbered, so that a
+/// certificate is only compared with the templates of the nodes it names.
+struct NodeIndex {
+    /// Lowercased node name -> number.
+    ids: BTreeMap<String, usize>,
+}
+
+impl NodeIndex {
+    fn new<'a>(templates: impl Iterator<Item = &'a CertNode>) -> Self {
+        let mut ids = BTreeMap::new();
+        for t in templates {
+            if let Some(n) = &t.node {
+                let next = ids.len();
+                ids.entry(n.as_str().to_ascii_lowercase()).or_insert(next);
+            }
+        }
+        Self { ids }
+    }
+
+    /// The number of a template's node (`None`: a node-less template).
+    fn of(&self, t: &CertNode) -> Option<usize> {
+        let n = t.node.as_ref()?;
+        self.ids.get(&n.as_str().to_ascii_lowercase()).copied()
+    }
+
+    /// The template nodes a certificate names: as its common name
+    /// (`system:node:X` included) or as a DNS SAN. Sorted, without repeats.
+    fn named_by(&self, f: &Found) -> Vec<usize> {
+        let cn = f.pc.subject.common_name.to_ascii_lowercase();
+        let mut out: Vec<usize> = std::iter::once(cn.as_str())
+            .chain(cn.strip_prefix("system:node:"))
+            .map(str::to_owned)
+            .chain(f.pc.dns_sans.iter().map(|d| d.to_ascii_lowercase()))
+            .filter_map(|n| self.ids.get(&n).copied())
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+/// One CA template's leaf templates: node-less ones, and per-node ones by
+/// node number.
+#[derive(Default)]
+struct TemplatesByNode<'a> {
+    anywhere: Vec<(&'a CertNode, bool)>,
+    at: BTreeMap<usize, Vec<(&'a CertNode, bool)>>,
+}
+
+/// Two ascending lists merged into one, without repeats.
+fn merge_sorted(a: &[usize], b: &[usize]) -> Vec<usize> {
+    let mut out: Vec<usize> = a.iter().chain(b).copied().collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// The least score a leaf must reach to take a template.
 const MIN_SCORE: i64 = 20;
 
@@ -657,16 +795,42 @@ pub(crate) fn fit(
         .filter(|i| inv.certs.get(*i).is_some_and(|f| !f.is_ca()))
         .collect();
     let files: Vec<String> = inv.certs.iter().map(Found::file).collect();
+    // Candidates by index, not every template against every certificate (a
+    // 5,000-node fleet has ten thousand of each): a certificate that names
+    // nodes of the plan is scored against those nodes' templates and the
+    // node-less ones only; one that names none, against every template.
+    let nodes = NodeIndex::new(leaves.iter().map(|(_, t)| *t));
     let break_glass = break_glass_clients(&skeleton);
-    let base: Vec<Vec<i64>> = leaves
+    let mut per_node: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    let mut anywhere: Vec<usize> = Vec::new();
+    for (fi, i) in found_leaves.iter().enumerate() {
+        let named = inv
+            .certs
+            .get(*i)
+            .map(|f| nodes.named_by(f))
+            .unwrap_or_default();
+        if named.is_empty() {
+            anywhere.push(fi);
+        }
+        for n in named {
+            per_node.entry(n).or_default().push(fi);
+        }
+    }
+    let all: Vec<usize> = (0..found_leaves.len()).collect();
+    // Per template: (found-leaf position, score), in position order.
+    let base: Vec<Vec<(usize, i64)>> = leaves
         .iter()
         .map(|(id, t)| {
             let bg = break_glass.contains(id);
-            found_leaves
-                .iter()
-                .map(|i| match (inv.certs.get(*i), files.get(*i)) {
-                    (Some(f), Some(file)) => score(t, f, file, bg),
-                    _ => i64::MIN,
+            let cands: Vec<usize> = match nodes.of(t) {
+                None => all.clone(),
+                Some(n) => merge_sorted(per_node.get(&n).map_or(&[][..], Vec::as_slice), &anywhere),
+            };
+            cands
+                .into_iter()
+                .filter_map(|fi| {
+                    let i = found_leaves.get(fi)?;
+                    Some((fi, score(t, inv.certs.get(*i)?, files.get(*i)?, bg)))
                 })
                 .collect()
         })
@@ -674,7 +838,7 @@ pub(crate) fn fit(
     let assign_leaves = |bonus: &dyn Fn(usize, usize) -> i64| -> (BTreeMap<NodeId, usize>, i64) {
         let mut pairs: Vec<(i64, usize, usize)> = Vec::new();
         for (ti, row) in base.iter().enumerate() {
-            for (fi, s) in row.iter().enumerate() {
+            for (fi, s) in row.iter().copied() {
                 let s = s.saturating_add(bonus(ti, fi));
                 if s >= MIN_SCORE {
                     pairs.push((s, ti, fi));
@@ -823,25 +987,60 @@ fn assign_cas(
         .filter(|(_, v)| **v > 0)
         .map(|((_, c), _)| *c)
         .collect();
-    for ((t, c), v) in votes.iter_mut() {
-        // Only between a template and a CA that no leaf and no name tied.
-        if *v > 0 || voted_t.contains(t) || voted_c.contains(c) {
-            continue;
+    let unvoted =
+        |(t, c): &(NodeId, usize), v: i64| v <= 0 && !voted_t.contains(t) && !voted_c.contains(c);
+    if votes.iter().any(|(k, v)| unvoted(k, *v)) {
+        // Leaves by the CA that signed them, and each template's leaves by
+        // node: a leaf naming nodes of the plan is compared with those
+        // nodes' templates and the node-less ones only (as in `fit`).
+        let nodes = NodeIndex::new(skeleton.certs().map(|(_, c)| c).filter(|c| !c.is_ca));
+        let mut signed: BTreeMap<usize, Vec<&Found>> = BTreeMap::new();
+        for f in &inv.certs {
+            if let Some(c) = f.issuer {
+                signed.entry(c).or_default().push(f);
+            }
         }
-        *v = inv
-            .certs
-            .iter()
-            .filter(|f| f.issuer == Some(*c))
-            .map(|f| {
-                skeleton
-                    .signed_by(*t)
-                    .map(|(lid, lt)| score(lt, f, &f.file(), break_glass.contains(&lid)))
-                    .max()
-                    .unwrap_or(0)
-                    .max(0)
-            })
-            .sum::<i64>()
-            / 4;
+        let mut templates: BTreeMap<NodeId, TemplatesByNode<'_>> = BTreeMap::new();
+        for ((t, c), v) in votes.iter_mut() {
+            // Only between a template and a CA that no leaf and no name tied.
+            if !unvoted(&(*t, *c), *v) {
+                continue;
+            }
+            let by_node = templates.entry(*t).or_insert_with(|| {
+                let mut b = TemplatesByNode::default();
+                for (lid, lt) in skeleton.signed_by(*t) {
+                    let bg = break_glass.contains(&lid);
+                    match nodes.of(lt) {
+                        None => b.anywhere.push((lt, bg)),
+                        Some(n) => b.at.entry(n).or_default().push((lt, bg)),
+                    }
+                }
+                b
+            });
+            *v = signed
+                .get(c)
+                .map_or(&[][..], Vec::as_slice)
+                .iter()
+                .map(|f| {
+                    let file = f.file();
+                    let named = nodes.named_by(f);
+                    let at: Box<dyn Iterator<Item = &(&CertNode, bool)>> = if named.is_empty() {
+                        Box::new(by_node.at.values().flatten())
+                    } else {
+                        Box::new(named.iter().filter_map(|n| by_node.at.get(n)).flatten())
+                    };
+                    by_node
+                        .anywhere
+                        .iter()
+                        .chain(at)
+                        .map(|(lt, bg)| score(lt, f, &file, *bg))
+                        .max()
+                        .unwrap_or(0)
+                        .max(0)
+                })
+                .sum::<i64>()
+                / 4;
+        }
     }
     let mut pairs: Vec<(i64, NodeId, usize)> =
         votes.into_iter().map(|((t, c), v)| (v, t, c)).collect();
@@ -901,20 +1100,23 @@ fn fit_kubeconfigs(
     certs: &BTreeMap<NodeId, usize>,
 ) -> BTreeMap<NodeId, String> {
     let mut out = BTreeMap::new();
-    let mut used = BTreeSet::new();
+    // Kubeconfig files by the certificate they carry, in inventory order;
+    // each file is taken once.
+    let mut by_client: BTreeMap<usize, std::collections::VecDeque<&str>> = BTreeMap::new();
+    for c in &inv.kubeconfigs {
+        if let Some(client) = c.client {
+            by_client
+                .entry(client)
+                .or_default()
+                .push_back(c.file.as_str());
+        }
+    }
     for (id, k) in skeleton.kubeconfigs() {
         let Some(found) = certs.get(&k.client) else {
             continue;
         };
-        let file = inv
-            .kubeconfigs
-            .iter()
-            .filter(|c| c.client == Some(*found) && !used.contains(&c.file))
-            .map(|c| c.file.clone())
-            .next();
-        if let Some(f) = file {
-            used.insert(f.clone());
-            out.insert(id, f);
+        if let Some(f) = by_client.get_mut(found).and_then(|q| q.pop_front()) {
+            out.insert(id, f.to_owned());
         }
     }
     out
@@ -1243,4 +1445,87 @@ fn infer_algorithm(inv: &Inventory) -> KeyAlgorithm {
         .into_values()
         .max_by_key(|(n, _)| *n)
         .map_or(KeyAlgorithm::EcdsaP256, |(_, a)| a)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use std::cell::Cell;
+    use std::path::Path;
+
+    use super::*;
+
+    thread_local! {
+        /// `score()` calls on this thread.
+        pub(super) static SCORES: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// The HA spec (isolated profile: four CAs, external etcd) with `n`
+    /// workers, issued into a new directory.
+    fn fleet(n: usize) -> tempfile::TempDir {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let ha = std::fs::read_to_string(root.join("fixtures/specs/ha.toml")).unwrap();
+        let mut spec = ha[..ha.find("[[worker]]").unwrap()].to_owned();
+        for i in 0..n {
+            spec.push_str(&format!(
+                "\n[[worker]]\nname = \"w{i:03}\"\naddress = \"10.1.0.{}\"\n",
+                i + 1
+            ));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spec.toml");
+        std::fs::write(&path, spec).unwrap();
+        let plan = crate::Plan::load(&path).unwrap();
+        let out = dir.path().join("out");
+        let mut store = crate::DirStore::open(&out).unwrap();
+        crate::issue(&plan, &mut store, &crate::IssueOptions::default()).unwrap();
+        dir
+    }
+
+    /// Reads a fleet's output without a spec (recognition by content):
+    /// how many templates took a certificate, and how many `score()` calls
+    /// fitting cost.
+    fn recognise(dir: &Path) -> (usize, u64) {
+        SCORES.with(|c| c.set(0));
+        let obs = super::super::read_dir(&dir.join("out"), None, None).unwrap();
+        let certs = obs.graph.certs().count();
+        assert!(obs.unrecognised.is_empty(), "{:?}", obs.unrecognised);
+        (certs, SCORES.with(Cell::get))
+    }
+
+    #[test]
+    fn fitting_a_fleet_costs_linear_score_calls() {
+        let (small, large) = (fleet(8), fleet(24));
+        let (certs_s, calls_s) = recognise(small.path());
+        let (certs_l, calls_l) = recognise(large.path());
+        // Every worker's kubelet client and serving certificates are fitted.
+        assert_eq!(certs_l - certs_s, 2 * 16, "{certs_s} {certs_l}");
+        // Linear: 16 more workers add a bounded number of calls per worker.
+        // Every template against every certificate (quadratic) costs
+        // (certs x templates), growing ~4x from 8 to 24 workers.
+        let per_worker = (calls_l - calls_s) / 16;
+        assert!(per_worker <= 80, "{calls_s} -> {calls_l} score() calls");
+        assert!(
+            calls_l < 2 * calls_s,
+            "{calls_s} -> {calls_l} score() calls"
+        );
+    }
+
+    #[test]
+    fn kpki_records_of_a_large_fleet_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(5 << 20));
+        std::fs::write(dir.path().join("kpki-manifest.json"), &big).unwrap();
+        std::fs::write(dir.path().join("other.json"), &big).unwrap();
+        let shared = crate::observe::SharedKeys::default();
+        assert!(matches!(
+            classify(dir.path(), "kpki-manifest.json", &shared),
+            Classified::Other
+        ));
+        assert!(matches!(
+            classify(dir.path(), "other.json", &shared),
+            Classified::Problem(m) if m.contains("4 MiB")
+        ));
+    }
 }
