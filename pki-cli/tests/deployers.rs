@@ -719,6 +719,8 @@ fn kubectl_apply_dry_run_client_accepts_the_cluster_api_secrets() {
             .join(format!("prod-{purpose}.yaml"));
         let (ok, stdout, err) = run(Command::new(tool("kubectl"))
             .arg(format!("--server=http://127.0.0.1:{}", api.port))
+            // Discovery is cached: in the test's own directory, never in the source tree.
+            .arg(format!("--cache-dir={}", out.join("kube-cache").display()))
             .args([
                 "--namespace",
                 "default",
