@@ -2,6 +2,7 @@
 //! p256/p384 0.14). Certificate parameters are plain data; signing is one call.
 
 mod cert;
+mod fastverify;
 mod keys;
 mod parse;
 mod pem;

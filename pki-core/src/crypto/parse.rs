@@ -406,6 +406,9 @@ fn verify(cert_der: &[u8], issuer_key: &PublicKey) -> Option<bool> {
         _ => return Some(false),
     };
     let ok = match key_alg {
+        KeyAlgorithm::EcdsaP256 if oid == OID_ECDSA_WITH_SHA256 => {
+            super::fastverify::verify_p256_sha256(issuer_key.spki_der(), &prehash, sig)?
+        }
         KeyAlgorithm::EcdsaP256 => {
             let vk = p256::ecdsa::VerifyingKey::from_public_key_der(issuer_key.spki_der()).ok()?;
             let sig = p256::ecdsa::Signature::from_der(sig).ok()?;
