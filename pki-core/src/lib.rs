@@ -26,10 +26,10 @@ mod x509;
 
 pub use adopt::{Adoption, ExistingCa, adopt};
 pub use crypto::{
-    CertParams, CryptoBackend, CryptoError, DistinguishedName, ParsedCert, PrivateKey, PublicKey,
-    PinSource, RustCrypto, SignatureAlgorithm, Signer, Token, TokenConfig, TokenError,
-    build_certificate, cert_to_pem, certs_from_pem,
-    parse_certificate, random_serial, try_random_serial,
+    CertParams, CryptoBackend, CryptoError, DistinguishedName, ParsedCert, PinSource, PrivateKey,
+    PublicKey, RustCrypto, SignatureAlgorithm, Signer, Token, TokenConfig, TokenError,
+    build_certificate, cert_to_pem, certs_from_pem, parse_certificate, random_serial,
+    try_random_serial,
 };
 pub use error::{Error, InputError, Location, ProfileError, SpecError};
 pub use graph::{
@@ -67,8 +67,8 @@ pub use profile::{
 };
 pub use spec::{
     BootstrapSpec, CaKeyStore, ClusterInfo, ClusterSpec, ControllerManagerSpec, CryptoSpec,
-    Endpoint, EtcdTopology, ExistingCaSpec, Pkcs11Spec,
-    KubeadmApi, KubeadmSpec, NodeSpec, OutputSpec, ProfileRef,
+    Endpoint, EtcdTopology, ExistingCaSpec, KubeadmApi, KubeadmSpec, NodeSpec, OutputSpec,
+    Pkcs11Spec, ProfileRef,
 };
 pub use store::{
     DirStore, FileEntry, Layout, MemStore, Mode, Part, PkiStore, StoreError, StoreErrorKind,
@@ -273,10 +273,7 @@ impl Plan {
         let mut layout = Layout::compute(&graph, &spec, &profile);
         let mut plan_token = Vec::new();
         for (id, c) in graph.certs() {
-            if c.is_ca
-                && !existing.iter().any(|e| e.node == id)
-                && spec.ca_keys.holds(&c.id)
-            {
+            if c.is_ca && !existing.iter().any(|e| e.node == id) && spec.ca_keys.holds(&c.id) {
                 plan_token.push(id);
             }
         }

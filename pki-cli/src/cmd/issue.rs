@@ -22,9 +22,7 @@ impl From<IssueError> for Failure {
             IssueError::Existing { .. }
             | IssueError::Store(_)
             | IssueError::Rotation(_)
-            | IssueError::Token(_) => {
-                Failure::input(e.to_string())
-            }
+            | IssueError::Token(_) => Failure::input(e.to_string()),
             _ => Failure::failed(e.to_string()),
         }
     }

@@ -65,12 +65,7 @@ pub struct Token {
 
 impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Token({:?} in {})",
-            self.label,
-            self.module.display()
-        )
+        write!(f, "Token({:?} in {})", self.label, self.module.display())
     }
 }
 
@@ -199,7 +194,9 @@ impl Token {
         let m = module(&cfg.module)?;
         let module = cfg.module.display();
         let slots = m.get_slots_with_token().map_err(|e| {
-            TokenError(format!("cannot list the slots of PKCS#11 module {module}: {e}"))
+            TokenError(format!(
+                "cannot list the slots of PKCS#11 module {module}: {e}"
+            ))
         })?;
         let mut found = None;
         let mut labels = Vec::new();
@@ -212,7 +209,9 @@ impl Token {
                 found = Some(slot);
                 break;
             }
-            labels.push(label);
+            if !label.is_empty() {
+                labels.push(label);
+            }
         }
         let Some(slot) = found else {
             return Err(TokenError(format!(
@@ -310,7 +309,12 @@ impl Token {
     }
 
     /// Reads the public key of a private-key object from its public-key twin.
-    fn load(self: &Arc<Self>, handle: ObjectHandle, label: String, id: &[u8]) -> Result<PrivateKey, CryptoError> {
+    fn load(
+        self: &Arc<Self>,
+        handle: ObjectHandle,
+        label: String,
+        id: &[u8],
+    ) -> Result<PrivateKey, CryptoError> {
         let s = self
             .session
             .lock()
@@ -373,7 +377,11 @@ impl Token {
     }
 
     /// Generates a new key for a CA inside the token (next free generation).
-    pub fn generate(self: &Arc<Self>, ca: &str, alg: KeyAlgorithm) -> Result<PrivateKey, CryptoError> {
+    pub fn generate(
+        self: &Arc<Self>,
+        ca: &str,
+        alg: KeyAlgorithm,
+    ) -> Result<PrivateKey, CryptoError> {
         let next = self
             .keys_of(ca)?
             .iter()

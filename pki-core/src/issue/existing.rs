@@ -448,12 +448,10 @@ impl Existing {
             .collect();
         for id in ids {
             let name = g.id_of(id);
-            let keys = token
-                .keys_of(&name)
-                .map_err(|source| IssueError::Crypto {
-                    id: name.clone(),
-                    source,
-                })?;
+            let keys = token.keys_of(&name).map_err(|source| IssueError::Crypto {
+                id: name.clone(),
+                source,
+            })?;
             // During a rotation, the staged new certificate names the new key.
             let staged_new = self.staged_new.get(&id).cloned();
             if let Some(nc) = &staged_new

@@ -645,7 +645,9 @@ pub(crate) fn generate_in_token(
 ) -> Result<PrivateKey, IssueError> {
     let name = plan.graph.id_of(id);
     let token = token.ok_or_else(|| {
-        IssueError::Token(format!("{name}: its key is token-held but no token is open"))
+        IssueError::Token(format!(
+            "{name}: its key is token-held but no token is open"
+        ))
     })?;
     token
         .generate(&name, alg)

@@ -705,15 +705,19 @@ impl Resolver<'_> {
                         format!("store = \"pkcs11\" needs {k} ({what})"),
                     )
                 };
-                let module = module
-                    .ok_or_else(|| missing("module", "the PKCS#11 module, a .so path"))?;
+                let module =
+                    module.ok_or_else(|| missing("module", "the PKCS#11 module, a .so path"))?;
                 if module.get_ref().trim().is_empty() {
                     return Err(self.err(&module, "ca_keys.module", "the module path is empty"));
                 }
-                let token_label = token_label
-                    .ok_or_else(|| missing("token_label", "the label of the token"))?;
+                let token_label =
+                    token_label.ok_or_else(|| missing("token_label", "the label of the token"))?;
                 if token_label.get_ref().trim().is_empty() {
-                    return Err(self.err(&token_label, "ca_keys.token_label", "the label is empty"));
+                    return Err(self.err(
+                        &token_label,
+                        "ca_keys.token_label",
+                        "the label is empty",
+                    ));
                 }
                 let pin = match (pin_env, pin_file) {
                     (Some(e), None) => {
