@@ -365,6 +365,85 @@ fn issue_check_rerun_renew(h: &Hsm, spec: &Path, out: &Path, token_cas: &[&str])
     assert!(ok && stdout.contains("findings: none"), "{stdout}{err}");
 }
 
+/// `rotate begin --all-cas / switch / finish`: each token CA gets a second
+/// token key (`<id>#2`); after switch every leaf verifies against the new
+/// CA certificate; after finish the CA files hold only it; no key file of
+/// a token CA appears at any phase (not under rotation/ nor archive/).
+fn rotate_through_the_token(h: &Hsm, spec: &Path, out: &Path, token_cas: &[&str]) {
+    let old = entries(out);
+    let old_pubs: BTreeMap<&str, String> = token_cas
+        .iter()
+        .map(|ca| (*ca, cert_pubkey(&cert_file(out, &old[*ca]))))
+        .collect();
+    let rotate = |args: &[&str]| {
+        let mut a = vec!["rotate"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["--spec", s(spec), "--out", s(out)]);
+        h.kpki_ok(&a);
+    };
+    let mut labels: Vec<String> = token_cas.iter().map(|c| (*c).to_owned()).collect();
+    labels.extend(token_cas.iter().map(|c| format!("{c}#2")));
+    let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+    rotate(&["begin", "--all-cas"]);
+    for ca in token_cas {
+        assert!(out.join(format!("rotation/{ca}.new.crt")).is_file());
+        assert!(!out.join(format!("rotation/{ca}.new.key")).exists());
+        assert!(!out.join(format!("rotation/{ca}.old.key")).exists());
+    }
+    assert_no_token_key_on_disk(h, out, token_cas, &labels);
+    rotate(&["switch"]);
+    let switched = entries(out);
+    for ca in token_cas {
+        let new_ca = out.join(format!("rotation/{ca}.new.crt"));
+        assert_ne!(
+            cert_pubkey(&new_ca),
+            old_pubs[ca],
+            "{ca}: the staged CA has the old key"
+        );
+        let mut n = 0;
+        for (id, e) in switched
+            .iter()
+            .filter(|(i, e)| e["issuer"] == *ca && i != ca)
+        {
+            if let Some(c) = cert_file_of(out, e) {
+                assert!(verify(&new_ca, &c), "{id} is not signed by the new {ca}");
+                n += 1;
+            }
+        }
+        assert!(n > 0, "{ca} signs no file");
+    }
+    assert_no_token_key_on_disk(h, out, token_cas, &labels);
+    rotate(&["finish"]);
+    assert!(
+        !out.join("rotation").exists()
+            || fs::read_dir(out.join("rotation")).unwrap().next().is_none()
+    );
+    assert_no_token_key_on_disk(h, out, token_cas, &labels);
+    assert!(verify_all(out) >= 7);
+    let done = entries(out);
+    for ca in token_cas {
+        assert_ne!(
+            old[*ca]["sha256"], done[*ca]["sha256"],
+            "{ca} did not rotate"
+        );
+        let text = fs::read_to_string(cert_file(out, &done[*ca])).unwrap();
+        assert_eq!(
+            text.matches("BEGIN CERTIFICATE").count(),
+            1,
+            "{ca} still holds the old CA"
+        );
+    }
+    let (ok, stdout, err) = h.kpki(&["check", "--spec", s(spec), s(out)]);
+    assert!(ok && stdout.contains("findings: none"), "{stdout}{err}");
+    // And a re-run after the rotation is a no-op too.
+    let before = snapshot(out);
+    h.kpki_ok(&["issue", "--spec", s(spec), "--out", s(out)]);
+    assert!(
+        before == snapshot(out),
+        "a re-run after the rotation changed files"
+    );
+}
+
 #[test]
 fn kubeadm_etcd_and_front_proxy_cas_in_the_token_ecdsa() {
     let h = Hsm::new();
@@ -380,6 +459,9 @@ fn kubeadm_etcd_and_front_proxy_cas_in_the_token_ecdsa() {
     assert!(out.join("cluster/pki/ca.key").is_file());
     assert!(!out.join("cluster/pki/etcd/ca.key").exists());
     assert!(!out.join("cluster/pki/front-proxy-ca.key").exists());
+    etcd_serves_mutual_tls(&h, &spec, &out);
+    rotate_through_the_token(&h, &spec, &out, &["etcd-ca", "front-proxy-ca"]);
+    fs::remove_dir_all(h.path().join("etcd-data")).unwrap();
     etcd_serves_mutual_tls(&h, &spec, &out);
 }
 
@@ -416,6 +498,7 @@ fn every_ca_in_the_token_with_csr_signing_off_rsa() {
     ]);
     assert!(text.contains("sha256WithRSAEncryption"), "{text}");
     etcd_serves_mutual_tls(&h, &spec, &out);
+    rotate_through_the_token(&h, &spec, &out, &cas);
 }
 
 /// Wrong PIN, unknown token label, unloadable module: exit 2 naming it,

@@ -44,8 +44,6 @@ pub(crate) struct Existing {
     /// Rotating CAs whose key is token-held: the staged new certificate
     /// (its key is found in the token by [`Existing::attach_token_keys`]).
     staged_new: BTreeMap<NodeId, ParsedCert>,
-    /// The token key of a staged new certificate.
-    staged_new_key: BTreeMap<NodeId, PrivateKey>,
 }
 
 /// Where a rotation stages one generation of a CA or keypair:
@@ -115,7 +113,6 @@ impl Existing {
             pair_extra: BTreeMap::new(),
             switched: BTreeSet::new(),
             staged_new: BTreeMap::new(),
-            staged_new_key: BTreeMap::new(),
         };
         let g = &plan.graph;
         let first = |id: NodeId, part: Part| {
@@ -370,11 +367,6 @@ impl Existing {
             .is_some_and(|r| r.phase >= super::artefacts::RotationPhase::Switch)
     }
 
-    /// The token key of a token-held CA's staged new certificate.
-    pub(crate) fn staged_new_key(&self, id: NodeId) -> Option<&PrivateKey> {
-        self.staged_new_key.get(&id)
-    }
-
     /// The other generation's certificate (DER) a rotating CA's trust anchors also hold.
     pub(crate) fn trust_extra(&self, id: NodeId) -> Option<&[u8]> {
         self.trust_extra.get(&id).map(Vec::as_slice)
@@ -457,7 +449,6 @@ impl Existing {
             if let Some(nc) = &staged_new
                 && let Some(k) = keys.iter().find(|k| k.matches(&nc.public_key))
             {
-                self.staged_new_key.insert(id, k.duplicate());
                 if self.rotation_switched() {
                     let path = self
                         .certs
