@@ -448,18 +448,17 @@ impl Existing {
             let staged_new = self.staged_new.get(&id).cloned();
             if let Some(nc) = &staged_new
                 && let Some(k) = keys.iter().find(|k| k.matches(&nc.public_key))
+                && self.rotation_switched()
             {
-                if self.rotation_switched() {
-                    let path = self
-                        .certs
-                        .get(&id)
-                        .map(|(_, p)| p.clone())
-                        .unwrap_or_default();
-                    self.certs.insert(id, (nc.clone(), path));
-                    self.keys.insert(id, k.duplicate());
-                    self.switched.insert(id);
-                    continue;
-                }
+                let path = self
+                    .certs
+                    .get(&id)
+                    .map(|(_, p)| p.clone())
+                    .unwrap_or_default();
+                self.certs.insert(id, (nc.clone(), path));
+                self.keys.insert(id, k.duplicate());
+                self.switched.insert(id);
+                continue;
             }
             let chosen = match self.certs.get(&id) {
                 Some((cert, path)) => match keys.iter().find(|k| k.matches(&cert.public_key)) {
