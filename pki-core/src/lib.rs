@@ -26,9 +26,10 @@ mod x509;
 
 pub use adopt::{Adoption, ExistingCa, adopt};
 pub use crypto::{
-    CertParams, CryptoBackend, CryptoError, DistinguishedName, ParsedCert, PrivateKey, PublicKey,
-    RustCrypto, SignatureAlgorithm, Signer, build_certificate, cert_to_pem, certs_from_pem,
-    parse_certificate, random_serial, try_random_serial,
+    CertParams, CryptoBackend, CryptoError, DistinguishedName, ParsedCert, PinSource, PrivateKey,
+    PublicKey, RustCrypto, SignatureAlgorithm, Signer, Token, TokenConfig, TokenError,
+    build_certificate, cert_to_pem, certs_from_pem, parse_certificate, random_serial,
+    try_random_serial,
 };
 pub use error::{Error, InputError, Location, ProfileError, SpecError};
 pub use graph::{
@@ -65,8 +66,9 @@ pub use profile::{
     Profile, SanRule, ServerRule, SubjectTemplate, TargetKind, TrustBinding,
 };
 pub use spec::{
-    BootstrapSpec, ClusterInfo, ClusterSpec, CryptoSpec, Endpoint, EtcdTopology, ExistingCaSpec,
-    KubeadmApi, KubeadmSpec, NodeSpec, OutputSpec, ProfileRef,
+    BootstrapSpec, CaKeyStore, ClusterInfo, ClusterSpec, ControllerManagerSpec, CryptoSpec,
+    Endpoint, EtcdTopology, ExistingCaSpec, KubeadmApi, KubeadmSpec, NodeSpec, OutputSpec,
+    Pkcs11Spec, ProfileRef,
 };
 pub use store::{
     DirStore, FileEntry, Layout, MemStore, Mode, Part, PkiStore, StoreError, StoreErrorKind,
@@ -89,6 +91,70 @@ pub use x509::{
 #[doc = include_str!("../../docs/embedding.md")]
 #[doc(hidden)]
 pub mod embedding_guide {}
+
+/// Every id `[ca_keys] cas` names must be a CA of the plan, not adopted.
+fn ca_keys_fit(
+    spec: &ClusterSpec,
+    graph: &CertGraph,
+    existing: &[ExistingCa],
+) -> Result<(), SpecError> {
+    let CaKeyStore::Pkcs11(p) = &spec.ca_keys else {
+        return Ok(());
+    };
+    for (id, location) in p.cas.iter().flatten() {
+        let node = graph.find(id);
+        let err = |message: String| InputError {
+            location: location.clone(),
+            field: "ca_keys.cas".into(),
+            message,
+        };
+        match node.and_then(|n| graph.cert(n).map(|c| (n, c))) {
+            Some((n, c)) if c.is_ca => {
+                if existing.iter().any(|e| e.node == n) {
+                    return Err(err(format!(
+                        "`{id}` is an [[existing_ca]]: its key is the file it came from, not a token key"
+                    )));
+                }
+            }
+            _ => {
+                let cas: Vec<String> = graph
+                    .certs()
+                    .filter(|(_, c)| c.is_ca)
+                    .map(|(_, c)| c.id.clone())
+                    .collect();
+                return Err(err(format!(
+                    "`{id}` is not a CA of this plan (its CAs: {})",
+                    cas.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// X001: a token-held CA whose key a component must read from a file.
+fn token_findings(graph: &CertGraph, token: &[NodeId]) -> Vec<Finding> {
+    graph
+        .bound(k8s::Flag::ControllerManagerClusterSigningCertFile)
+        .into_iter()
+        .filter(|(_, id)| token.contains(id))
+        .map(|(_, id)| {
+            let ca = graph.id_of(id);
+            Finding {
+                code: Code::X001,
+                severity: Code::X001.severity(),
+                nodes: vec![ca.clone()],
+                message: format!(
+                    "{ca} is held in the PKCS#11 token, but kube-controller-manager signs CSRs with it and reads its key from a file (--cluster-signing-key-file)"
+                ),
+                hint: format!(
+                    "keep {ca} on disk (leave it out of [ca_keys] cas), or turn in-cluster CSR signing off ([controller_manager] csr_signing = false)"
+                ),
+                files: Vec::new(),
+            }
+        })
+        .collect()
+}
 
 /// A spec, its profile, the graph and its findings: what `kpki plan` shows.
 #[derive(Clone, Debug)]
@@ -113,6 +179,15 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Whether the private key of graph node `id` lives in a PKCS#11 token
+    /// (`[ca_keys]`): a CA the spec's `cas` names (every CA when it names
+    /// none), not adopted from `[[existing_ca]]`.
+    pub fn token_held(&self, id: NodeId) -> bool {
+        self.graph.cert(id).is_some_and(|c| {
+            c.is_ca && self.existing_ca(id).is_none() && self.spec.ca_keys.holds(&c.id)
+        })
+    }
+
     /// The adopted CA a graph node stands for, if any.
     pub fn existing_ca(&self, id: NodeId) -> Option<&ExistingCa> {
         self.existing.iter().find(|e| e.node == id)
@@ -178,7 +253,14 @@ impl Plan {
         existing: &[ExistingCaSpec],
     ) -> Result<Self, Error> {
         let mut graph = expand(&spec, &profile).map_err(Error::Profile)?;
+        // In-cluster CSR signing off: no --cluster-signing-* flags (and so no signing/ copies).
+        if !spec.controller_manager.csr_signing {
+            graph
+                .bindings
+                .retain(|b| b.flag != k8s::Flag::ControllerManagerClusterSigningCertFile);
+        }
         let existing = adopt::load_existing(existing, &mut graph, &profile).map_err(Error::Spec)?;
+        ca_keys_fit(&spec, &graph, &existing).map_err(Error::Spec)?;
         let mut spec = spec;
         let unused = spec::unused_fields(&spec, &graph, &profile.name);
         spec.warnings.extend(unused);
@@ -188,7 +270,18 @@ impl Plan {
             &existing,
             time::OffsetDateTime::now_utc(),
         ));
-        let layout = Layout::compute(&graph, &spec, &profile);
+        let mut layout = Layout::compute(&graph, &spec, &profile);
+        let mut plan_token = Vec::new();
+        for (id, c) in graph.certs() {
+            if c.is_ca && !existing.iter().any(|e| e.node == id) && spec.ca_keys.holds(&c.id) {
+                plan_token.push(id);
+            }
+        }
+        // A token-held CA key is never a file: no path for it anywhere.
+        layout.drop_files(|f| {
+            plan_token.contains(&f.node) && matches!(f.part, Part::Key | Part::SigningKey)
+        });
+        report.add(token_findings(&graph, &plan_token));
         let mut plan = Self {
             spec,
             profile,

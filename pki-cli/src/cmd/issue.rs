@@ -19,9 +19,10 @@ impl From<StoreError> for Failure {
 impl From<IssueError> for Failure {
     fn from(e: IssueError) -> Self {
         match e {
-            IssueError::Existing { .. } | IssueError::Store(_) | IssueError::Rotation(_) => {
-                Failure::input(e.to_string())
-            }
+            IssueError::Existing { .. }
+            | IssueError::Store(_)
+            | IssueError::Rotation(_)
+            | IssueError::Token(_) => Failure::input(e.to_string()),
             _ => Failure::failed(e.to_string()),
         }
     }

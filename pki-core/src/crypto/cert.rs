@@ -324,9 +324,19 @@ impl DynSignatureAlgorithmIdentifier for KeySigner<'_> {
 }
 
 pub(crate) fn signature_algorithm_for(key: &PrivateKey) -> AlgorithmIdentifierOwned {
+    use crate::x509::KeyAlgorithm as A;
+    let alg = key.algorithm();
     match &key.inner {
+        Inner::Token(_) if matches!(alg, A::EcdsaP256) => AlgorithmIdentifierOwned {
+            oid: OID_ECDSA_WITH_SHA256,
+            parameters: None,
+        },
+        Inner::Token(_) if matches!(alg, A::EcdsaP384) => AlgorithmIdentifierOwned {
+            oid: OID_ECDSA_WITH_SHA384,
+            parameters: None,
+        },
         // RFC 4055: parameters MUST be NULL for sha256WithRSAEncryption.
-        Inner::Rsa(..) => AlgorithmIdentifierOwned {
+        Inner::Rsa(..) | Inner::Token(_) => AlgorithmIdentifierOwned {
             oid: OID_SHA256_WITH_RSA,
             parameters: Some(der::asn1::Null.into()),
         },
@@ -354,6 +364,7 @@ impl signature::Signer<RawSignature> for KeySigner<'_> {
 pub(crate) fn sign(key: &PrivateKey, msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
     use signature::SignatureEncoding;
     match &key.inner {
+        Inner::Token(k) => k.sign(msg),
         Inner::Rsa(k, _) => {
             // Randomized API so RSA blinding is used.
             let mut rng = os_rng()?;

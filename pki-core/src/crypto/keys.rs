@@ -73,6 +73,8 @@ pub(crate) enum Inner {
     Rsa(Box<rsa::PrivateKey>, KeyAlgorithm),
     P256(p256::SecretKey),
     P384(p384::SecretKey),
+    /// A key held in a PKCS#11 token: signs through C_Sign, never exported.
+    Token(std::sync::Arc<super::pkcs11::TokenKey>),
 }
 
 /// A private key. Its `Debug` output never contains key material.
@@ -130,6 +132,7 @@ impl PrivateKey {
             Inner::Rsa(k, a) => Inner::Rsa(k.clone(), *a),
             Inner::P256(k) => Inner::P256(k.clone()),
             Inner::P384(k) => Inner::P384(k.clone()),
+            Inner::Token(k) => Inner::Token(std::sync::Arc::clone(k)),
         };
         Self {
             inner,
@@ -143,14 +146,19 @@ impl PrivateKey {
             Inner::Rsa(_, alg) => *alg,
             Inner::P256(_) => KeyAlgorithm::EcdsaP256,
             Inner::P384(_) => KeyAlgorithm::EcdsaP384,
+            Inner::Token(k) => k.algorithm(),
         }
     }
 
     /// RSA keys as PKCS#1 `RSA PRIVATE KEY`, EC keys as SEC1 `EC PRIVATE KEY`
-    /// (the formats kubeadm writes).
+    /// (the formats kubeadm writes). A token-held key is never exported:
+    /// [`CryptoError::NotExportable`].
     pub fn to_pem(&self) -> Result<Zeroizing<String>, CryptoError> {
         let le = der::pem::LineEnding::LF;
         match &self.inner {
+            Inner::Token(k) => Err(CryptoError::NotExportable {
+                label: k.label().to_owned(),
+            }),
             Inner::Rsa(k, _) => k
                 .to_pkcs1_pem(le)
                 .map_err(|e| CryptoError::Encode(e.to_string())),
@@ -278,7 +286,7 @@ impl PrivateKey {
                     p384::SecretKey::from_pkcs8_der(der)
                         .map_err(|e| CryptoError::KeyDecode(format!("PKCS#8 P-384: {e}")))?;
                 }
-                Inner::Rsa(..) => {}
+                Inner::Rsa(..) | Inner::Token(_) => {}
             }
             return Ok(key);
         }
@@ -297,6 +305,11 @@ impl PrivateKey {
         Self { inner, public }
     }
 
+    /// A key whose public half is known already (a token key's, read back).
+    pub(crate) fn with_public(inner: Inner, public: PublicKey) -> Self {
+        Self { inner, public }
+    }
+
     fn derive_public(inner: &Inner) -> PublicKey {
         // Encoding a valid in-memory public key cannot fail in practice; fall
         // back to an empty SPKI rather than panicking.
@@ -304,6 +317,8 @@ impl PrivateKey {
             Inner::Rsa(k, _) => k.as_ref().as_ref().to_public_key_der(),
             Inner::P256(k) => k.public_key().to_public_key_der(),
             Inner::P384(k) => k.public_key().to_public_key_der(),
+            // Built with its public key (`with_public`): never derived.
+            Inner::Token(_) => return PublicKey { der: Vec::new() },
         };
         PublicKey {
             der: doc.map(|d| d.as_bytes().to_vec()).unwrap_or_default(),
@@ -477,7 +492,7 @@ mod tests {
             let theirs = match &k.inner {
                 Inner::P256(s) => s.to_sec1_pem(LineEnding::LF).unwrap(),
                 Inner::P384(s) => s.to_sec1_pem(LineEnding::LF).unwrap(),
-                Inner::Rsa(..) => unreachable!(),
+                Inner::Rsa(..) | Inner::Token(_) => unreachable!(),
             };
             let ours = k.to_pem().unwrap();
             assert_eq!(*ours, *theirs, "{alg:?}");

@@ -6,6 +6,7 @@ mod fastverify;
 mod keys;
 mod parse;
 mod pem;
+pub(crate) mod pkcs11;
 
 pub use cert::{
     CertParams, DistinguishedName, Signer, build_certificate, cert_to_pem, certs_beside_key,
@@ -13,6 +14,7 @@ pub use cert::{
 };
 pub use keys::{PrivateKey, PublicKey};
 pub use parse::{ParsedCert, SignatureAlgorithm, parse_certificate};
+pub use pkcs11::{PinSource, Token, TokenConfig, TokenError};
 
 /// Errors produced by the crypto module. Messages never contain key material.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -62,6 +64,15 @@ pub enum CryptoError {
     /// A certificate could not be parsed.
     #[error("certificate parse error: {0}")]
     CertParse(String),
+    /// A key held in a PKCS#11 token was asked for its bytes.
+    #[error("the key {label:?} is held in a PKCS#11 token and is never exported")]
+    NotExportable {
+        /// The key's CKA_LABEL.
+        label: String,
+    },
+    /// A PKCS#11 token operation failed (the message names the token).
+    #[error("PKCS#11: {0}")]
+    Token(String),
 }
 
 /// The seam for crypto backends: key generation and certificate signing.

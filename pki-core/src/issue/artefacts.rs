@@ -253,11 +253,19 @@ pub(crate) fn render(
                 let Some(f) = finals.get(&id) else { continue };
                 let (kp, cp) = (paths(id, Part::Key), paths(id, Part::Cert));
                 // An adopted CA's files are written byte for byte.
+                // A token-held key has no path: its bytes are never asked for.
+                let key_pem = |id: &str, k: &PrivateKey, paths: &[String]| {
+                    if paths.is_empty() {
+                        Ok(Zeroizing::new(Vec::new()))
+                    } else {
+                        key_pem(id, k)
+                    }
+                };
                 let (key_bytes, cert_bytes) = match &f.adopted {
                     Some(a) => (a.key_pem().clone(), Zeroizing::new(a.cert_pem().to_vec())),
                     // A CA's trust file holds both generations during a rotation.
                     None => (
-                        key_pem(&c.id, &f.key)?,
+                        key_pem(&c.id, &f.key, &kp)?,
                         Zeroizing::new(if c.is_ca {
                             trust_pem(id, f)
                         } else {
@@ -280,7 +288,7 @@ pub(crate) fn render(
                 if c.is_ca && !scp.is_empty() {
                     keys_ca.push(Artefact {
                         paths: skp.clone(),
-                        bytes: key_pem(&c.id, &f.key)?,
+                        bytes: key_pem(&c.id, &f.key, &skp)?,
                         mode: Mode::Secret,
                     });
                     certs_ca.push(Artefact {

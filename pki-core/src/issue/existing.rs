@@ -41,6 +41,9 @@ pub(crate) struct Existing {
     pair_extra: BTreeMap<NodeId, PublicKey>,
     /// Rotating CAs and keypairs whose new key signs from switch on.
     switched: BTreeSet<NodeId>,
+    /// Rotating CAs whose key is token-held: the staged new certificate
+    /// (its key is found in the token by [`Existing::attach_token_keys`]).
+    staged_new: BTreeMap<NodeId, ParsedCert>,
 }
 
 /// Where a rotation stages one generation of a CA or keypair:
@@ -109,6 +112,7 @@ impl Existing {
             trust_extra: BTreeMap::new(),
             pair_extra: BTreeMap::new(),
             switched: BTreeSet::new(),
+            staged_new: BTreeMap::new(),
         };
         let g = &plan.graph;
         let first = |id: NodeId, part: Part| {
@@ -311,6 +315,11 @@ impl Existing {
             let old = cert_at(&staged_path(name, "old", "crt"))?;
             let new = cert_at(&staged_path(name, "new", "crt"))?;
             let new_key = key_at(&staged_path(name, "new", "key"))?;
+            if plan.token_held(id)
+                && let Some(n) = &new
+            {
+                self.staged_new.insert(id, n.clone());
+            }
             if switched {
                 if let (Some(c), Some(k)) = (new, new_key) {
                     let path = self
@@ -350,6 +359,12 @@ impl Existing {
             }
         }
         Ok(())
+    }
+
+    fn rotation_switched(&self) -> bool {
+        self.rotation
+            .as_ref()
+            .is_some_and(|r| r.phase >= super::artefacts::RotationPhase::Switch)
     }
 
     /// The other generation's certificate (DER) a rotating CA's trust anchors also hold.
@@ -406,6 +421,66 @@ impl Existing {
             .iter()
             .map(|(id, h)| (g.id_of(*id), h.clone()))
             .collect()
+    }
+
+    /// Takes the keys of token-held CAs from the token: for each, the
+    /// generation whose public key its certificate holds (the newest one
+    /// when there is no certificate yet). A certificate whose key is not in
+    /// the token is refused: kpki never imports a key into a token.
+    pub(crate) fn attach_token_keys(
+        &mut self,
+        plan: &Plan,
+        token: &std::sync::Arc<crate::crypto::Token>,
+    ) -> Result<(), IssueError> {
+        let g = &plan.graph;
+        let ids: Vec<NodeId> = g
+            .certs()
+            .filter(|(id, _)| plan.token_held(*id))
+            .map(|(id, _)| id)
+            .collect();
+        for id in ids {
+            let name = g.id_of(id);
+            let keys = token.keys_of(&name).map_err(|source| IssueError::Crypto {
+                id: name.clone(),
+                source,
+            })?;
+            // During a rotation, the staged new certificate names the new key.
+            let staged_new = self.staged_new.get(&id).cloned();
+            if let Some(nc) = &staged_new
+                && let Some(k) = keys.iter().find(|k| k.matches(&nc.public_key))
+                && self.rotation_switched()
+            {
+                let path = self
+                    .certs
+                    .get(&id)
+                    .map(|(_, p)| p.clone())
+                    .unwrap_or_default();
+                self.certs.insert(id, (nc.clone(), path));
+                self.keys.insert(id, k.duplicate());
+                self.switched.insert(id);
+                continue;
+            }
+            let chosen = match self.certs.get(&id) {
+                Some((cert, path)) => match keys.iter().find(|k| k.matches(&cert.public_key)) {
+                    Some(k) => k.duplicate(),
+                    None => {
+                        return Err(bad(
+                            path,
+                            format!(
+                                "no key in PKCS#11 token {:?} matches it (looked for {name} and {name}#N); kpki never imports a key into a token: restore the token, or remove this CA's files to have kpki generate its key in the token (and re-issue what it signed)",
+                                token.label()
+                            ),
+                        ));
+                    }
+                },
+                None => match keys.last() {
+                    Some(k) => k.duplicate(),
+                    None => continue,
+                },
+            };
+            self.keys.insert(id, chosen);
+        }
+        Ok(())
     }
 
     pub(crate) fn key(&self, id: NodeId) -> Option<&PrivateKey> {

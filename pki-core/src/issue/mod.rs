@@ -136,6 +136,10 @@ pub enum IssueError {
     /// nothing was written.
     #[error("M001: {0}; nothing was written")]
     Membership(String),
+    /// The PKCS#11 token of `[ca_keys]` cannot be used (module, token
+    /// label, PIN); nothing was written.
+    #[error("{0}; nothing was written")]
+    Token(String),
 }
 
 /// What happened to one certificate or keypair.
@@ -223,7 +227,11 @@ pub fn issue(
                 .join(", "),
         )
     })?;
+    let token = open_token(plan)?;
     let mut existing = Existing::load(plan, store)?;
+    if let Some(t) = &token {
+        existing.attach_token_keys(plan, t)?;
+    }
     if opts.replace_ca_keys && existing.rotation.is_some() {
         return Err(IssueError::Rotation(
             "a CA rotation is in progress (`kpki rotate status`); finish it before --replace-ca-keys"
@@ -309,7 +317,7 @@ pub fn issue(
             .map(|(id, _)| (*id, placeholder.duplicate()))
             .collect()
     } else {
-        generate_keys(g, &need_key, opts)?
+        generate_keys(plan, token.as_ref(), &need_key, opts)?
     };
     let mut keys: BTreeMap<NodeId, PrivateKey> = generated.into_iter().collect();
 
@@ -612,13 +620,59 @@ fn algorithm(c: &CertNode) -> Result<KeyAlgorithm, IssueError> {
     })
 }
 
+/// Opens the PKCS#11 token of a plan whose CA keys live in one (None when
+/// no CA key does).
+pub(crate) fn open_token(
+    plan: &Plan,
+) -> Result<Option<std::sync::Arc<crate::crypto::Token>>, IssueError> {
+    let Some(cfg) = plan.spec.ca_keys.token() else {
+        return Ok(None);
+    };
+    if !plan.graph.certs().any(|(id, _)| plan.token_held(id)) {
+        return Ok(None);
+    }
+    crate::crypto::Token::open(cfg)
+        .map(Some)
+        .map_err(|e| IssueError::Token(e.to_string()))
+}
+
+/// Generates a token-held CA key inside the token.
+pub(crate) fn generate_in_token(
+    plan: &Plan,
+    token: Option<&std::sync::Arc<crate::crypto::Token>>,
+    id: NodeId,
+    alg: KeyAlgorithm,
+) -> Result<PrivateKey, IssueError> {
+    let name = plan.graph.id_of(id);
+    let token = token.ok_or_else(|| {
+        IssueError::Token(format!(
+            "{name}: its key is token-held but no token is open"
+        ))
+    })?;
+    token
+        .generate(&name, alg)
+        .map_err(|source| IssueError::Crypto { id: name, source })
+}
+
 fn generate_keys(
-    g: &crate::graph::CertGraph,
+    plan: &Plan,
+    token: Option<&std::sync::Arc<crate::crypto::Token>>,
     need: &[(NodeId, KeyAlgorithm)],
     opts: &IssueOptions,
 ) -> Result<Vec<(NodeId, PrivateKey)>, IssueError> {
-    let done = std::sync::atomic::AtomicUsize::new(0);
-    let total = need.len();
+    let g = &plan.graph;
+    // Token keys are generated inside the token, one at a time (one session).
+    let mut in_token = Vec::new();
+    for (id, alg) in need.iter().filter(|(id, _)| plan.token_held(*id)) {
+        in_token.push((*id, generate_in_token(plan, token, *id, *alg)?));
+    }
+    let need: Vec<(NodeId, KeyAlgorithm)> = need
+        .iter()
+        .filter(|(id, _)| !plan.token_held(*id))
+        .copied()
+        .collect();
+    let done = std::sync::atomic::AtomicUsize::new(in_token.len());
+    let total = need.len() + in_token.len();
     let work = || {
         need.par_iter()
             .map(|(id, alg)| {
@@ -638,14 +692,16 @@ fn generate_keys(
             })
             .collect::<Result<Vec<_>, _>>()
     };
-    match opts.jobs {
+    let mut keys = match opts.jobs {
         Some(n) => rayon::ThreadPoolBuilder::new()
             .num_threads(n.max(1))
             .build()
             .map_err(|e| IssueError::Order(format!("cannot start {n} threads: {e}")))?
-            .install(work),
-        None => work(),
-    }
+            .install(work)?,
+        None => work()?,
+    };
+    keys.extend(in_token);
+    Ok(keys)
 }
 
 const BACKDATE: time::Duration = time::Duration::minutes(5);

@@ -18,7 +18,9 @@ use super::artefacts::{Manifest, Rotation, RotationPhase, rfc3339};
 use super::existing::staged_path;
 use super::{Final, IssueError, IssueOptions, IssueReport, MANIFEST, issue, sign};
 use crate::Plan;
-use crate::crypto::{PrivateKey, cert_to_pem, certs_from_pem, parse_certificate};
+use std::sync::Arc;
+
+use crate::crypto::{PrivateKey, Token, cert_to_pem, certs_from_pem, parse_certificate};
 use crate::graph::{IssuerRef, Node, NodeId};
 use crate::k8s::Component;
 use crate::store::{Mode, Part, PkiStore};
@@ -169,6 +171,8 @@ pub fn rotate(
     let mut m = read_manifest(store)?.ok_or_else(|| {
         refuse("nothing was issued in this directory yet; run `kpki issue` first")
     })?;
+    // The token first: a wrong PIN or a missing token writes nothing.
+    let token = super::open_token(plan)?;
     let next = next_phase(m.rotation.as_ref());
     // A completed phase run again changes nothing (also `finish`, whose
     // completion clears the rotation).
@@ -227,7 +231,7 @@ pub fn rotate(
         return issue(plan, store, opts);
     }
     match phase {
-        RotationPhase::Begin => stage(plan, store, &r, opts)?,
+        RotationPhase::Begin => stage(plan, store, token.as_ref(), &r, opts)?,
         RotationPhase::Switch => {}
         RotationPhase::Finish => archive(store, &r)?,
     }
@@ -372,6 +376,84 @@ fn load_final(store: &impl PkiStore, cert: &str, key: &str) -> Result<Option<Fin
     }))
 }
 
+/// A token-held CA's certificate at `cert` and the token key it names.
+fn token_final(
+    store: &impl PkiStore,
+    token: &Arc<Token>,
+    ca: &str,
+    cert: &str,
+) -> Result<Option<Final>, IssueError> {
+    let Some(ct) = text(store, cert)? else {
+        return Ok(None);
+    };
+    let der = certs_from_pem(&ct)
+        .ok()
+        .and_then(|v| v.into_iter().next())
+        .ok_or_else(|| bad(cert, "holds no certificate"))?;
+    let parsed = parse_certificate(&der).map_err(|e| bad(cert, e.to_string()))?;
+    let keys = token.keys_of(ca).map_err(|source| IssueError::Crypto {
+        id: ca.to_owned(),
+        source,
+    })?;
+    Ok(keys
+        .into_iter()
+        .find(|k| k.matches(&parsed.public_key))
+        .map(|key| Final {
+            key,
+            cert_der: der,
+            parsed,
+            adopted: None,
+        }))
+}
+
+/// The generation of a rotating CA's issuer that signs its new
+/// certificate: the issuer's staged new one when it rotates too.
+fn parent_final(
+    plan: &Plan,
+    store: &impl PkiStore,
+    token: Option<&Arc<Token>>,
+    r: &Rotation,
+    id: NodeId,
+    c: &crate::graph::CertNode,
+) -> Result<Option<Final>, IssueError> {
+    let g = &plan.graph;
+    let IssuerRef::Node(p) = c.issuer else {
+        return Ok(None);
+    };
+    if p == id {
+        return Ok(None);
+    }
+    let pid = g.id_of(p);
+    let first = |part: Part| {
+        plan.layout
+            .part(p, part)
+            .and_then(|f| f.output_paths().into_iter().next())
+    };
+    let cert = if r.cas.contains(&pid) {
+        Some(staged_path(&pid, "new", "crt"))
+    } else {
+        first(Part::Cert)
+    };
+    let staged = match (plan.token_held(p), token, cert) {
+        (true, Some(t), Some(cert)) => token_final(store, t, &pid, &cert)?,
+        (false, _, Some(cert)) => {
+            let key = if r.cas.contains(&pid) {
+                Some(staged_path(&pid, "new", "key"))
+            } else {
+                first(Part::Key)
+            };
+            match key {
+                Some(k) => load_final(store, &cert, &k)?,
+                None => None,
+            }
+        }
+        _ => None,
+    };
+    staged
+        .map(Some)
+        .ok_or_else(|| refuse(format!("{}: its issuer {pid} has no usable key", c.id)))
+}
+
 fn key_pem(path: &str, k: &PrivateKey) -> Result<zeroize::Zeroizing<String>, IssueError> {
     k.to_pem().map_err(|e| bad(path, e.to_string()))
 }
@@ -382,6 +464,7 @@ fn key_pem(path: &str, k: &PrivateKey) -> Result<zeroize::Zeroizing<String>, Iss
 fn stage(
     plan: &Plan,
     store: &mut impl PkiStore,
+    token: Option<&Arc<Token>>,
     r: &Rotation,
     opts: &IssueOptions,
 ) -> Result<(), IssueError> {
@@ -396,6 +479,36 @@ fn stage(
     for id in order {
         let Some(node) = g.node(id) else { continue };
         match node {
+            Node::Cert(c) if r.cas.contains(&c.id) && plan.token_held(id) => {
+                // A token-held CA: only certificates are staged; both
+                // generations' keys stay in the token (`<id>`, `<id>#N`).
+                let Some(tok) = token else {
+                    return Err(refuse(format!(
+                        "{}: its key is token-held but no token is open",
+                        c.id
+                    )));
+                };
+                let cp = first(id, Part::Cert)
+                    .ok_or_else(|| refuse(format!("{}: no certificate file", c.id)))?;
+                let oc = staged_path(&c.id, "old", "crt");
+                if token_final(store, tok, &c.id, &oc)?.is_none() {
+                    let cur = token_final(store, tok, &c.id, &cp)?.ok_or_else(|| {
+                        bad(
+                            &cp,
+                            "no CA certificate whose key is in the token to rotate; run `kpki issue` first",
+                        )
+                    })?;
+                    store.write(&oc, cert_to_pem(&cur.cert_der).as_bytes(), Mode::Public)?;
+                }
+                let nc = staged_path(&c.id, "new", "crt");
+                if token_final(store, tok, &c.id, &nc)?.is_some() {
+                    continue;
+                }
+                let parent = parent_final(plan, store, token, r, id, c)?;
+                let key = super::generate_in_token(plan, Some(tok), id, super::algorithm(c)?)?;
+                let f = sign(c, key, parent.as_ref(), opts)?;
+                store.write(&nc, cert_to_pem(&f.cert_der).as_bytes(), Mode::Public)?;
+            }
             Node::Cert(c) if r.cas.contains(&c.id) => {
                 let (Some(cp), Some(kp)) = (first(id, Part::Cert), first(id, Part::Key)) else {
                     return Err(refuse(format!(
@@ -431,27 +544,7 @@ fn stage(
                 if load_final(store, &nc, &nk)?.is_some() {
                     continue;
                 }
-                let parent = match c.issuer {
-                    IssuerRef::Node(p) if p != id => {
-                        let pid = g.id_of(p);
-                        let staged = if r.cas.contains(&pid) {
-                            load_final(
-                                store,
-                                &staged_path(&pid, "new", "crt"),
-                                &staged_path(&pid, "new", "key"),
-                            )?
-                        } else {
-                            match (first(p, Part::Cert), first(p, Part::Key)) {
-                                (Some(a), Some(b)) => load_final(store, &a, &b)?,
-                                _ => None,
-                            }
-                        };
-                        Some(staged.ok_or_else(|| {
-                            refuse(format!("{}: its issuer {pid} has no usable key", c.id))
-                        })?)
-                    }
-                    _ => None,
-                };
+                let parent = parent_final(plan, store, token, r, id, c)?;
                 let alg = super::algorithm(c)?;
                 let key = opts
                     .backend

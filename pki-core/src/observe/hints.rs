@@ -23,7 +23,7 @@
 //! (`crypto.leaf_validity`, `kpki renew --all`), C003 and C004 (`kpki
 //! renew`), C005, F001 (re-issue with kpki). Unchanged: T004, T008, F002 and
 //! D004 (they already speak of flags and files), and the codes that need a
-//! spec (D001-D003, K001, K002, M001), which are never rewritten: with a
+//! spec (D001-D003, K001, K002, M001, X001), which are never rewritten: with a
 //! spec the user speaks kpki's language.
 
 use std::cell::OnceCell;
@@ -597,7 +597,8 @@ pub fn foreign_hint(code: Code, f: &Finding, cx: &HintContext<'_>) -> Option<Str
         | Code::D004
         | Code::K001
         | Code::K002
-        | Code::M001 => None,
+        | Code::M001
+        | Code::X001 => None,
     }
 }
 
@@ -795,6 +796,7 @@ mod tests {
             Code::K001,
             Code::K002,
             Code::M001,
+            Code::X001,
         ];
         for (kind, world, tool) in [
             (DirKind::Cfssl, World::Cfssl, "cfssl"),

@@ -1396,6 +1396,8 @@ pub(crate) fn infer_spec(inv: &Inventory, dir: &std::path::Path, profile: &Profi
         },
         bootstrap: crate::spec::BootstrapSpec::default(),
         kubeadm: crate::spec::KubeadmSpec::default(),
+        ca_keys: crate::spec::CaKeyStore::default(),
+        controller_manager: crate::spec::ControllerManagerSpec::default(),
         warnings: Vec::new(),
     }
 }

@@ -82,6 +82,10 @@ pub(crate) fn deployer_files(
     if !capi::capi_gaps(cluster, &gaps).is_empty() {
         return Ok(out);
     }
+    // Cluster API's Secrets carry the CA keys: none when a token holds one.
+    if plan.graph.certs().any(|(id, _)| plan.token_held(id)) {
+        return Ok(out);
+    }
     let pem = |f: &Final| -> Result<(Bytes, Bytes), String> {
         let key = f.key.to_pem().map_err(|e| e.to_string())?;
         Ok((

@@ -244,6 +244,62 @@ impl ExistingCaSpec {
     }
 }
 
+/// `[ca_keys]`: where CA private keys live.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum CaKeyStore {
+    /// Files under the output directory (the default).
+    #[default]
+    Files,
+    /// A PKCS#11 token (`store = "pkcs11"`).
+    Pkcs11(Pkcs11Spec),
+}
+
+/// `[ca_keys]` with `store = "pkcs11"`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pkcs11Spec {
+    /// The module, the token label and where the PIN comes from.
+    pub token: crate::crypto::TokenConfig,
+    /// The CA ids whose keys the token holds (`None`: every CA).
+    pub cas: Option<Vec<(String, Location)>>,
+    /// Where `[ca_keys]` is written.
+    pub location: Location,
+}
+
+impl CaKeyStore {
+    /// Whether the key of CA `id` is held in a token.
+    pub fn holds(&self, id: &str) -> bool {
+        match self {
+            Self::Files => false,
+            Self::Pkcs11(p) => p
+                .cas
+                .as_ref()
+                .is_none_or(|cas| cas.iter().any(|(c, _)| c == id)),
+        }
+    }
+
+    /// The token's configuration, when CA keys live in one.
+    pub fn token(&self) -> Option<&crate::crypto::TokenConfig> {
+        match self {
+            Self::Files => None,
+            Self::Pkcs11(p) => Some(&p.token),
+        }
+    }
+}
+
+/// `[controller_manager]`: what kpki sets up for kube-controller-manager.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControllerManagerSpec {
+    /// In-cluster CSR signing (`--cluster-signing-cert-file` / `-key-file`
+    /// and the `signing/` copies of the CA). Default on; off drops both.
+    pub csr_signing: bool,
+}
+
+impl Default for ControllerManagerSpec {
+    fn default() -> Self {
+        Self { csr_signing: true }
+    }
+}
+
 /// A checked cluster spec.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterSpec {
@@ -271,6 +327,10 @@ pub struct ClusterSpec {
     pub bootstrap: BootstrapSpec,
     /// `[kubeadm]`.
     pub kubeadm: KubeadmSpec,
+    /// `[ca_keys]`.
+    pub ca_keys: CaKeyStore,
+    /// `[controller_manager]`.
+    pub controller_manager: ControllerManagerSpec,
     /// Warnings found while reading (e.g. an even etcd member count).
     pub warnings: Vec<InputError>,
 }
@@ -434,7 +494,18 @@ impl Resolver<'_> {
             bootstrap,
             kubeadm,
             existing_ca,
+            ca_keys,
+            controller_manager,
         } = raw;
+        let ca_keys = match ca_keys {
+            None => CaKeyStore::Files,
+            Some(c) => self.ca_keys(c)?,
+        };
+        let controller_manager = ControllerManagerSpec {
+            csr_signing: controller_manager
+                .and_then(|c| c.csr_signing)
+                .unwrap_or(true),
+        };
         let mut warnings = Vec::new();
         let bootstrap = match bootstrap.and_then(|b| b.token_ttl) {
             None => BootstrapSpec::default(),
@@ -582,10 +653,150 @@ impl Resolver<'_> {
                 output,
                 bootstrap,
                 kubeadm,
+                ca_keys,
+                controller_manager,
                 warnings,
             },
             existing_cas,
         ))
+    }
+
+    fn ca_keys(&self, c: Spanned<raw::RawCaKeys>) -> Result<CaKeyStore, SpecError> {
+        let at = c.span().start;
+        let location = Location::at(self.path, self.text, at);
+        let raw::RawCaKeys {
+            store,
+            module,
+            token_label,
+            pin_env,
+            pin_file,
+            cas,
+        } = c.into_inner();
+        let store_v = store.as_ref().map(|s| s.get_ref().trim().to_owned());
+        match store_v.as_deref() {
+            None | Some("files") => {
+                let extra = [
+                    ("module", module.as_ref()),
+                    ("token_label", token_label.as_ref()),
+                    ("pin_env", pin_env.as_ref()),
+                    ("pin_file", pin_file.as_ref()),
+                ];
+                if let Some((k, Some(v))) = extra.into_iter().find(|(_, v)| v.is_some()) {
+                    return Err(self.err(
+                        v,
+                        format!("ca_keys.{k}"),
+                        "only for store = \"pkcs11\" (CA keys are files under output.dir)",
+                    ));
+                }
+                if let Some(first) = cas.as_ref().and_then(|v| v.first()) {
+                    return Err(self.err(
+                        first,
+                        "ca_keys.cas",
+                        "only for store = \"pkcs11\" (CA keys are files under output.dir)",
+                    ));
+                }
+                Ok(CaKeyStore::Files)
+            }
+            Some("pkcs11") => {
+                let missing = |k: &str, what: &str| {
+                    self.err_at(
+                        at,
+                        format!("ca_keys.{k}"),
+                        format!("store = \"pkcs11\" needs {k} ({what})"),
+                    )
+                };
+                let module =
+                    module.ok_or_else(|| missing("module", "the PKCS#11 module, a .so path"))?;
+                if module.get_ref().trim().is_empty() {
+                    return Err(self.err(&module, "ca_keys.module", "the module path is empty"));
+                }
+                let token_label =
+                    token_label.ok_or_else(|| missing("token_label", "the label of the token"))?;
+                if token_label.get_ref().trim().is_empty() {
+                    return Err(self.err(
+                        &token_label,
+                        "ca_keys.token_label",
+                        "the label is empty",
+                    ));
+                }
+                let pin = match (pin_env, pin_file) {
+                    (Some(e), None) => {
+                        let v = e.get_ref().trim();
+                        if v.is_empty() || v.contains('=') {
+                            return Err(self.err(
+                                &e,
+                                "ca_keys.pin_env",
+                                "name an environment variable (the PIN is never written in the spec)",
+                            ));
+                        }
+                        crate::crypto::PinSource::Env(v.to_owned())
+                    }
+                    (None, Some(f)) => {
+                        let v = f.get_ref().trim();
+                        if v.is_empty() {
+                            return Err(self.err(&f, "ca_keys.pin_file", "the path is empty"));
+                        }
+                        crate::crypto::PinSource::File(self.base_dir().join(v))
+                    }
+                    (Some(_), Some(f)) => {
+                        return Err(self.err(
+                            &f,
+                            "ca_keys.pin_file",
+                            "give pin_env or pin_file, not both",
+                        ));
+                    }
+                    (None, None) => {
+                        return Err(missing(
+                            "pin_env",
+                            "or pin_file: where the user PIN comes from; never the command line",
+                        ));
+                    }
+                };
+                let cas = match cas {
+                    None => None,
+                    Some(list) => {
+                        let mut out: Vec<(String, Location)> = Vec::new();
+                        for c in list {
+                            let v = c.get_ref().trim();
+                            if v.is_empty() {
+                                return Err(self.err(&c, "ca_keys.cas", "a CA id is empty"));
+                            }
+                            if out.iter().any(|(o, _)| o == v) {
+                                return Err(self.err(
+                                    &c,
+                                    "ca_keys.cas",
+                                    format!("`{v}` is listed twice"),
+                                ));
+                            }
+                            out.push((
+                                v.to_owned(),
+                                Location::at(self.path, self.text, c.span().start),
+                            ));
+                        }
+                        Some(out)
+                    }
+                };
+                let module_path = PathBuf::from(module.get_ref().trim());
+                Ok(CaKeyStore::Pkcs11(Pkcs11Spec {
+                    token: crate::crypto::TokenConfig {
+                        module: if module_path.is_absolute() {
+                            module_path
+                        } else {
+                            self.base_dir().join(module_path)
+                        },
+                        token_label: token_label.get_ref().trim().to_owned(),
+                        pin,
+                    },
+                    cas,
+                    location,
+                }))
+            }
+            Some(other) => Err(self.err_at(
+                store.as_ref().map_or(at, |s| s.span().start),
+                "ca_keys.store",
+                format!("`{other}` is not a CA key store (files, pkcs11)"),
+            )),
+        }
     }
 
     fn existing_cas(

@@ -17,6 +17,25 @@ pub(crate) struct RawSpec {
     pub bootstrap: Option<RawBootstrap>,
     pub kubeadm: Option<RawKubeadm>,
     pub existing_ca: Option<Vec<Spanned<RawExistingCa>>>,
+    pub ca_keys: Option<Spanned<RawCaKeys>>,
+    pub controller_manager: Option<RawControllerManager>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCaKeys {
+    pub store: Option<Spanned<String>>,
+    pub module: Option<Spanned<String>>,
+    pub token_label: Option<Spanned<String>>,
+    pub pin_env: Option<Spanned<String>>,
+    pub pin_file: Option<Spanned<String>>,
+    pub cas: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawControllerManager {
+    pub csr_signing: Option<bool>,
 }
 
 #[derive(Deserialize)]

@@ -196,3 +196,70 @@ fn existing_ca_paths_resolve_against_the_spec_and_errors_name_their_field() {
     let e = err_of(&unknown);
     assert_eq!(e.field, "existing_ca.password", "{e}");
 }
+
+#[test]
+fn ca_keys_pkcs11_is_parsed_and_checked() {
+    let ok = format!(
+        "{MINIMAL}\n[ca_keys]\nstore = \"pkcs11\"\nmodule = \"/usr/lib/softhsm/libsofthsm2.so\"\ntoken_label = \"kpki\"\npin_env = \"KPKI_PKCS11_PIN\"\ncas = [\"etcd-ca\"]\n[controller_manager]\ncsr_signing = false\n"
+    );
+    let s = parse(&ok).unwrap();
+    let CaKeyStore::Pkcs11(p) = &s.ca_keys else {
+        panic!("{:?}", s.ca_keys)
+    };
+    assert_eq!(p.token.token_label, "kpki");
+    assert_eq!(
+        p.token.pin,
+        crate::crypto::PinSource::Env("KPKI_PKCS11_PIN".into())
+    );
+    assert!(s.ca_keys.holds("etcd-ca") && !s.ca_keys.holds("kubernetes-ca"));
+    assert!(!s.controller_manager.csr_signing);
+    // Defaults: files, CSR signing on.
+    let d = parse(MINIMAL).unwrap();
+    assert_eq!(d.ca_keys, CaKeyStore::Files);
+    assert!(d.controller_manager.csr_signing && !d.ca_keys.holds("etcd-ca"));
+    // Errors name the field and the line.
+    for (bad, field, line, what) in [
+        (
+            ok.replace("pkcs11", "tpm"),
+            "ca_keys.store",
+            7,
+            "not a CA key store",
+        ),
+        (ok.replace("pin_env", "pin"), "ca_keys", 10, "unknown field"),
+        (
+            ok.replace("pin_env = \"KPKI_PKCS11_PIN\"\n", ""),
+            "ca_keys.pin_env",
+            6,
+            "pin_env",
+        ),
+        (
+            ok.replace("cas =", "pin_file = \"pin\"\ncas ="),
+            "ca_keys.pin_file",
+            11,
+            "not both",
+        ),
+        (
+            ok.replace("store = \"pkcs11\"", "store = \"files\""),
+            "ca_keys.module",
+            8,
+            "only for store",
+        ),
+        (
+            ok.replace("[\"etcd-ca\"]", "[\"etcd-ca\", \"etcd-ca\"]"),
+            "ca_keys.cas",
+            11,
+            "twice",
+        ),
+        (
+            ok.replace("csr_signing", "signing"),
+            "controller_manager",
+            13,
+            "unknown field",
+        ),
+    ] {
+        let e = parse(&bad).unwrap_err();
+        assert!(e.field.starts_with(field), "{field}: {e:?}");
+        assert_eq!(e.location.line, line, "{field}: {e:?}");
+        assert!(e.message.contains(what), "{field}: {e:?}");
+    }
+}

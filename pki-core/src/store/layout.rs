@@ -106,6 +106,17 @@ impl Layout {
         self.index.get(&(id, part)).and_then(|i| self.files.get(*i))
     }
 
+    /// Drops the files `drop` selects (the keys a PKCS#11 token holds).
+    pub(crate) fn drop_files(&mut self, drop: impl Fn(&FileEntry) -> bool) {
+        self.files.retain(|f| !drop(f));
+        self.index = self
+            .files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| ((f.node, f.part), i))
+            .collect();
+    }
+
     /// Computes the layout. `install_root` anchors relative profile paths.
     pub fn compute(g: &CertGraph, spec: &ClusterSpec, profile: &crate::profile::Profile) -> Self {
         let install_root = profile.install_root.as_str();

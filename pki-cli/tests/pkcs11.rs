@@ -1,0 +1,608 @@
+//! CA keys held in a PKCS#11 token (`[ca_keys] store = "pkcs11"`), with a
+//! real SoftHSM2 token each test initialises in its own temp dir, real
+//! openssl, pkcs11-tool and etcd. Fails (never skips) when a tool is missing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use common::{manifest, run, snapshot, tool};
+use serde_json::Value;
+
+const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+const PIN: &str = "1234";
+/// Distinctive, so that finding it in any output means the PIN leaked.
+const WRONG_PIN: &str = "735190";
+
+/// A SoftHSM2 token of its own (`kpki`, user PIN 1234) and a work dir.
+struct Hsm {
+    dir: tempfile::TempDir,
+    conf: PathBuf,
+}
+
+impl Hsm {
+    fn new() -> Self {
+        assert!(
+            Path::new(MODULE).is_file(),
+            "{MODULE} is missing: run scripts/install-test-deps"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = dir.path().join("tokens");
+        fs::create_dir(&tokens).unwrap();
+        let conf = dir.path().join("softhsm2.conf");
+        fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            ),
+        )
+        .unwrap();
+        let h = Self { dir, conf };
+        let (ok, out, err) = run(h
+            .env(&mut Command::new(tool("softhsm2-util")))
+            .args(["--init-token", "--free", "--label", "kpki"])
+            .args(["--pin", PIN, "--so-pin", "5678"]));
+        assert!(ok, "softhsm2-util --init-token: {out}{err}");
+        h
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn env<'c>(&self, c: &'c mut Command) -> &'c mut Command {
+        c.env("SOFTHSM2_CONF", &self.conf)
+    }
+
+    /// `kpki ARGS` with the token's config and the right PIN.
+    fn kpki(&self, args: &[&str]) -> (bool, String, String) {
+        self.kpki_pin(args, Some(PIN))
+    }
+
+    fn kpki_pin(&self, args: &[&str], pin: Option<&str>) -> (bool, String, String) {
+        let mut c = Command::new(assert_cmd::cargo::cargo_bin("kpki"));
+        self.env(&mut c).args(args).env_remove("KPKI_PKCS11_PIN");
+        if let Some(p) = pin {
+            c.env("KPKI_PKCS11_PIN", p);
+        }
+        run(&mut c)
+    }
+
+    fn kpki_ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.kpki(args);
+        assert!(ok, "kpki {args:?} failed:\n{out}\n{err}");
+        out
+    }
+
+    /// The labels of the public-key objects in the token (pkcs11-tool).
+    fn pubkey_labels(&self) -> BTreeSet<String> {
+        let (ok, out, err) = run(self
+            .env(&mut Command::new(tool("pkcs11-tool")))
+            .args(["--module", MODULE, "--login", "--pin", PIN])
+            .args(["--list-objects", "--type", "pubkey"]));
+        assert!(ok, "pkcs11-tool --list-objects: {out}{err}");
+        out.lines()
+            .filter_map(|l| l.trim().strip_prefix("label:"))
+            .map(|l| l.trim().to_owned())
+            .collect()
+    }
+
+    /// Writes a spec (kubeadm preset, one control-plane node on 127.0.0.1).
+    fn spec(&self, name: &str, alg: &str, cas: Option<&[&str]>, csr_signing: bool) -> PathBuf {
+        let mut s = format!(
+            "profile = \"kubeadm\"\n[crypto]\nalgorithm = \"{alg}\"\n\
+             [[control_plane]]\nname = \"cp1\"\naddress = \"127.0.0.1\"\n\
+             [ca_keys]\nstore = \"pkcs11\"\nmodule = \"{MODULE}\"\ntoken_label = \"kpki\"\n\
+             pin_env = \"KPKI_PKCS11_PIN\"\n"
+        );
+        if let Some(cas) = cas {
+            let list: Vec<String> = cas.iter().map(|c| format!("\"{c}\"")).collect();
+            s.push_str(&format!("cas = [{}]\n", list.join(", ")));
+        }
+        if !csr_signing {
+            s.push_str("[controller_manager]\ncsr_signing = false\n");
+        }
+        let p = self.path().join(format!("{name}.toml"));
+        fs::write(&p, s).unwrap();
+        p
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Every manifest entry, by id.
+fn entries(out: &Path) -> BTreeMap<String, Value> {
+    manifest(out)["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["id"].as_str().unwrap().to_owned(), e.clone()))
+        .collect()
+}
+
+/// The cluster/ certificate file of an entry (None: only in a kubeconfig).
+fn cert_file_of(out: &Path, e: &Value) -> Option<PathBuf> {
+    e["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|f| f.starts_with("cluster/") && f.ends_with(".crt"))
+        .map(|f| out.join(f))
+}
+
+fn cert_file(out: &Path, e: &Value) -> PathBuf {
+    cert_file_of(out, e).unwrap_or_else(|| panic!("no cluster/ certificate in {e}"))
+}
+
+fn openssl(args: &[&str]) -> String {
+    let (ok, out, err) = run(Command::new(tool("openssl")).args(args));
+    assert!(ok, "openssl {args:?}: {err}");
+    out
+}
+
+/// The SPKI (PEM) of a certificate.
+fn cert_pubkey(p: &Path) -> String {
+    openssl(&["x509", "-in", s(p), "-noout", "-pubkey"])
+}
+
+/// `openssl verify -CAfile ca leaf`.
+fn verify(ca: &Path, leaf: &Path) -> bool {
+    let (ok, _, _) = run(Command::new(tool("openssl"))
+        .args(["verify", "-CAfile"])
+        .arg(ca)
+        .arg(leaf));
+    ok
+}
+
+/// Every leaf of the manifest verifies against its CA's certificate, and
+/// the CA certificates (self-signed, signed by the token) verify too.
+/// Returns how many leaves were checked.
+fn verify_all(out: &Path) -> usize {
+    let e = entries(out);
+    let mut n = 0;
+    for (id, x) in e.iter().filter(|(_, x)| x["kind"] != "keypair") {
+        let issuer = x["issuer"].as_str().unwrap();
+        let ca = cert_file(out, &e[issuer]);
+        let Some(cert) = cert_file_of(out, x) else {
+            continue;
+        };
+        assert!(verify(&ca, &cert), "{id} does not verify against {issuer}");
+        if x["kind"] == "leaf" {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Every file under `out` holding a private key: no one of them is the key
+/// of a token-held CA (its public half is not the CA certificate's), no
+/// key path of a token CA exists, and the token lists exactly the keys.
+fn assert_no_token_key_on_disk(h: &Hsm, out: &Path, token_cas: &[&str], labels: &[&str]) {
+    let e = entries(out);
+    let mut ca_pubs = BTreeMap::new();
+    for id in token_cas {
+        let entry = &e[*id];
+        for f in entry["files"].as_array().unwrap() {
+            let f = f.as_str().unwrap();
+            assert!(
+                !f.ends_with(".key"),
+                "{id} is token-held but the manifest lists a key file {f}"
+            );
+        }
+        ca_pubs.insert(cert_pubkey(&cert_file(out, entry)), *id);
+    }
+    let mut keys = 0;
+    for (path, bytes) in snapshot(out) {
+        let text = String::from_utf8_lossy(&bytes);
+        if !text.contains("PRIVATE KEY-----") {
+            continue;
+        }
+        keys += 1;
+        let public = openssl(&["pkey", "-in", s(&out.join(&path)), "-pubout"]);
+        assert!(
+            !ca_pubs.contains_key(&public),
+            "{path} holds the private key of token-held {}",
+            ca_pubs[&public]
+        );
+    }
+    assert!(keys > 5, "only {keys} key files: the walk found nothing");
+    let listed = h.pubkey_labels();
+    let want: BTreeSet<String> = labels.iter().map(|l| (*l).to_owned()).collect();
+    assert_eq!(listed, want, "pkcs11-tool lists other keys");
+}
+
+/// `n` free loopback ports.
+fn free_ports(n: usize) -> Vec<u16> {
+    let l: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    l.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+/// An etcd process, always killed.
+struct Etcd(Child, PathBuf);
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts etcd from `kpki flags etcd` (paths in the node bundle) on free
+/// ports, then writes and reads a key over mutual TLS with the
+/// healthcheck-client certificate.
+fn etcd_serves_mutual_tls(h: &Hsm, spec: &Path, out: &Path) {
+    let bundle = out.join("nodes/cp1");
+    let flags = h.kpki_ok(&[
+        "flags",
+        "etcd",
+        "--format",
+        "args",
+        "--node",
+        "cp1",
+        "--spec",
+        s(spec),
+        "--root",
+        s(&bundle),
+    ]);
+    let args: Vec<&str> = flags.lines().collect();
+    assert!(args.contains(&"--client-cert-auth=true"), "{args:?}");
+    let ports = free_ports(2);
+    let client = format!("https://127.0.0.1:{}", ports[0]);
+    let peer = format!("https://127.0.0.1:{}", ports[1]);
+    let log = h.path().join("etcd.log");
+    let lf = File::create(&log).unwrap();
+    let mut cmd = Command::new(tool("etcd"));
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("ETCD") {
+            cmd.env_remove(k);
+        }
+    }
+    let child = cmd
+        .args(&args)
+        .arg("--data-dir")
+        .arg(h.path().join("etcd-data"))
+        .args([
+            "--listen-client-urls",
+            &client,
+            "--advertise-client-urls",
+            &client,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+        ])
+        .args(["--initial-cluster", &format!("cp1={peer}")])
+        .stdin(Stdio::null())
+        .stdout(lf.try_clone().unwrap())
+        .stderr(lf)
+        .spawn()
+        .unwrap();
+    let mut etcd = Etcd(child, log);
+    let pki = bundle.join("etc/kubernetes/pki/etcd");
+    let etcdctl = |a: &[&str]| {
+        let mut c = Command::new(tool("etcdctl"));
+        c.env("ETCDCTL_API", "3")
+            .args(["--endpoints", &client, "--cacert"])
+            .arg(pki.join("ca.crt"))
+            .arg("--cert")
+            .arg(pki.join("healthcheck-client.crt"))
+            .arg("--key")
+            .arg(pki.join("healthcheck-client.key"))
+            .args(["--dial-timeout", "3s", "--command-timeout", "10s"])
+            .args(a)
+            .stdin(Stdio::null());
+        run(&mut c)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(st) = etcd.0.try_wait().unwrap() {
+            panic!(
+                "etcd exited ({st}): {}",
+                fs::read_to_string(&etcd.1).unwrap_or_default()
+            );
+        }
+        let (ok, o, e) = etcdctl(&["put", "/kpki/hsm", "ok"]);
+        if ok {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "etcd never served: {o}{e}\n{}",
+            fs::read_to_string(&etcd.1).unwrap_or_default()
+        );
+        sleep(Duration::from_millis(250));
+    }
+    let (ok, o, e) = etcdctl(&["get", "/kpki/hsm", "--print-value-only"]);
+    assert!(ok && o.trim() == "ok", "{o}{e}");
+    drop(etcd);
+}
+
+/// Issue with some CAs in the token, then check, re-run, renew.
+fn issue_check_rerun_renew(h: &Hsm, spec: &Path, out: &Path, token_cas: &[&str]) {
+    h.kpki_ok(&["issue", "--spec", s(spec), "--out", s(out)]);
+    let labels: Vec<&str> = token_cas.to_vec();
+    assert_no_token_key_on_disk(h, out, token_cas, &labels);
+    assert!(verify_all(out) >= 7);
+    let (ok, stdout, err) = h.kpki(&["check", "--spec", s(spec), s(out)]);
+    assert!(ok, "check: {stdout}{err}");
+    assert!(stdout.contains("findings: none"), "{stdout}");
+    // A re-run finds the token keys and changes no byte.
+    let before = snapshot(out);
+    h.kpki_ok(&["issue", "--spec", s(spec), "--out", s(out)]);
+    assert!(before == snapshot(out), "a re-run changed files");
+    // renew --all re-signs every leaf through the token.
+    let old = entries(out);
+    h.kpki_ok(&["renew", "--all", "--spec", s(spec), "--out", s(out)]);
+    let new = entries(out);
+    for ca in token_cas {
+        assert_eq!(old[*ca]["sha256"], new[*ca]["sha256"], "renew changed {ca}");
+        for (id, e) in &new {
+            if e["issuer"] == *ca && id != ca {
+                assert_ne!(old[id]["serial"], e["serial"], "{id} was not renewed");
+                if let Some(c) = cert_file_of(out, e) {
+                    assert!(verify(&cert_file(out, &new[*ca]), &c), "{id}");
+                }
+            }
+        }
+    }
+    assert_no_token_key_on_disk(h, out, token_cas, &labels);
+    let (ok, stdout, err) = h.kpki(&["check", "--spec", s(spec), s(out)]);
+    assert!(ok && stdout.contains("findings: none"), "{stdout}{err}");
+}
+
+/// `rotate begin --all-cas / switch / finish`: each token CA gets a second
+/// token key (`<id>#2`); after switch every leaf verifies against the new
+/// CA certificate; after finish the CA files hold only it; no key file of
+/// a token CA appears at any phase (not under rotation/ nor archive/).
+fn rotate_through_the_token(h: &Hsm, spec: &Path, out: &Path, token_cas: &[&str]) {
+    let old = entries(out);
+    let old_pubs: BTreeMap<&str, String> = token_cas
+        .iter()
+        .map(|ca| (*ca, cert_pubkey(&cert_file(out, &old[*ca]))))
+        .collect();
+    let rotate = |args: &[&str]| {
+        let mut a = vec!["rotate"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["--spec", s(spec), "--out", s(out)]);
+        h.kpki_ok(&a);
+    };
+    let mut labels: Vec<String> = token_cas.iter().map(|c| (*c).to_owned()).collect();
+    labels.extend(token_cas.iter().map(|c| format!("{c}#2")));
+    let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+    rotate(&["begin", "--all-cas"]);
+    for ca in token_cas {
+        assert!(out.join(format!("rotation/{ca}.new.crt")).is_file());
+        assert!(!out.join(format!("rotation/{ca}.new.key")).exists());
+        assert!(!out.join(format!("rotation/{ca}.old.key")).exists());
+    }
+    assert_no_token_key_on_disk(h, out, token_cas, &labels);
+    rotate(&["switch"]);
+    let switched = entries(out);
+    for ca in token_cas {
+        let new_ca = out.join(format!("rotation/{ca}.new.crt"));
+        assert_ne!(
+            cert_pubkey(&new_ca),
+            old_pubs[ca],
+            "{ca}: the staged CA has the old key"
+        );
+        let mut n = 0;
+        for (id, e) in switched
+            .iter()
+            .filter(|(i, e)| e["issuer"] == *ca && i != ca)
+        {
+            if let Some(c) = cert_file_of(out, e) {
+                assert!(verify(&new_ca, &c), "{id} is not signed by the new {ca}");
+                n += 1;
+            }
+        }
+        assert!(n > 0, "{ca} signs no file");
+    }
+    assert_no_token_key_on_disk(h, out, token_cas, &labels);
+    rotate(&["finish"]);
+    assert!(
+        !out.join("rotation").exists()
+            || fs::read_dir(out.join("rotation")).unwrap().next().is_none()
+    );
+    assert_no_token_key_on_disk(h, out, token_cas, &labels);
+    assert!(verify_all(out) >= 7);
+    let done = entries(out);
+    for ca in token_cas {
+        assert_ne!(
+            old[*ca]["sha256"], done[*ca]["sha256"],
+            "{ca} did not rotate"
+        );
+        let text = fs::read_to_string(cert_file(out, &done[*ca])).unwrap();
+        assert_eq!(
+            text.matches("BEGIN CERTIFICATE").count(),
+            1,
+            "{ca} still holds the old CA"
+        );
+    }
+    let (ok, stdout, err) = h.kpki(&["check", "--spec", s(spec), s(out)]);
+    assert!(ok && stdout.contains("findings: none"), "{stdout}{err}");
+    // And a re-run after the rotation is a no-op too.
+    let before = snapshot(out);
+    h.kpki_ok(&["issue", "--spec", s(spec), "--out", s(out)]);
+    assert!(
+        before == snapshot(out),
+        "a re-run after the rotation changed files"
+    );
+}
+
+#[test]
+fn kubeadm_etcd_and_front_proxy_cas_in_the_token_ecdsa() {
+    let h = Hsm::new();
+    let spec = h.spec(
+        "kpki",
+        "ecdsa-p256",
+        Some(&["etcd-ca", "front-proxy-ca"]),
+        true,
+    );
+    let out = h.path().join("out");
+    issue_check_rerun_renew(&h, &spec, &out, &["etcd-ca", "front-proxy-ca"]);
+    // The cluster CA stays a file (the controller-manager signs CSRs with it).
+    assert!(out.join("cluster/pki/ca.key").is_file());
+    assert!(!out.join("cluster/pki/etcd/ca.key").exists());
+    assert!(!out.join("cluster/pki/front-proxy-ca.key").exists());
+    etcd_serves_mutual_tls(&h, &spec, &out);
+    rotate_through_the_token(&h, &spec, &out, &["etcd-ca", "front-proxy-ca"]);
+    fs::remove_dir_all(h.path().join("etcd-data")).unwrap();
+    etcd_serves_mutual_tls(&h, &spec, &out);
+}
+
+#[test]
+fn every_ca_in_the_token_with_csr_signing_off_rsa() {
+    let h = Hsm::new();
+    let spec = h.spec("kpki", "rsa-2048", None, false);
+    let out = h.path().join("out");
+    let cas = ["etcd-ca", "front-proxy-ca", "kubernetes-ca"];
+    issue_check_rerun_renew(&h, &spec, &out, &cas);
+    for f in [
+        "cluster/pki/ca.key",
+        "cluster/pki/signing/ca.key",
+        "cluster/pki/signing/ca.crt",
+    ] {
+        assert!(!out.join(f).exists(), "{f} written");
+    }
+    let flags = h.kpki_ok(&[
+        "flags",
+        "kube-controller-manager",
+        "--node",
+        "cp1",
+        "--spec",
+        s(&spec),
+    ]);
+    assert!(!flags.contains("cluster-signing"), "{flags}");
+    // RSA: sha256WithRSAEncryption from CKM_SHA256_RSA_PKCS.
+    let text = openssl(&[
+        "x509",
+        "-in",
+        s(&out.join("cluster/pki/apiserver.crt")),
+        "-noout",
+        "-text",
+    ]);
+    assert!(text.contains("sha256WithRSAEncryption"), "{text}");
+    etcd_serves_mutual_tls(&h, &spec, &out);
+    rotate_through_the_token(&h, &spec, &out, &cas);
+}
+
+/// Wrong PIN, unknown token label, unloadable module: exit 2 naming it,
+/// nothing written, the PIN never printed.
+#[test]
+fn token_failures_exit_2_naming_it_and_write_nothing() {
+    let h = Hsm::new();
+    let spec = h.spec("kpki", "ecdsa-p256", Some(&["etcd-ca"]), true);
+    let out = h.path().join("out");
+    h.kpki_ok(&["issue", "--spec", s(&spec), "--out", s(&out)]);
+    let text = fs::read_to_string(&spec).unwrap();
+    let bad_label = h.path().join("label.toml");
+    fs::write(
+        &bad_label,
+        text.replace("token_label = \"kpki\"", "token_label = \"nope\""),
+    )
+    .unwrap();
+    let bad_module = h.path().join("module.toml");
+    fs::write(&bad_module, text.replace(MODULE, "/nonexistent/libnope.so")).unwrap();
+    let cases: [(&Path, Option<&str>, &str); 4] = [
+        (&spec, Some(WRONG_PIN), "PIN rejected"),
+        (&bad_label, Some(PIN), "no token labelled \"nope\""),
+        (&bad_module, Some(PIN), "/nonexistent/libnope.so"),
+        (&spec, None, "KPKI_PKCS11_PIN"),
+    ];
+    for (spec, pin, want) in cases {
+        for args in [
+            vec![
+                "issue",
+                "--spec",
+                s(spec),
+                "--out",
+                s(&out),
+                "--replace-ca-keys",
+            ],
+            vec!["renew", "--all", "--spec", s(spec), "--out", s(&out)],
+        ] {
+            let before = snapshot(&out);
+            let mut c = Command::new(assert_cmd::cargo::cargo_bin("kpki"));
+            h.env(&mut c).args(&args).env_remove("KPKI_PKCS11_PIN");
+            if let Some(p) = pin {
+                c.env("KPKI_PKCS11_PIN", p);
+            }
+            let o = c.output().unwrap();
+            let (stdout, stderr) = (
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr),
+            );
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {stdout}{stderr}");
+            assert!(stderr.contains(want), "{args:?}: {stderr}");
+            for p in [PIN, WRONG_PIN] {
+                assert!(
+                    !stdout.contains(p) && !stderr.contains(p),
+                    "PIN printed: {stdout}{stderr}"
+                );
+            }
+            assert!(before == snapshot(&out), "{args:?} changed out/");
+        }
+    }
+    assert_eq!(h.pubkey_labels(), BTreeSet::from(["etcd-ca".to_owned()]));
+}
+
+/// X001: the cluster-signing CA in `cas` with CSR signing on is a plan
+/// error; not with CSR signing off, nor when that CA stays on disk.
+#[test]
+fn x001_when_the_cluster_signing_ca_is_token_held() {
+    let h = Hsm::new();
+    let plan = |spec: &Path| {
+        let mut c = Command::new(assert_cmd::cargo::cargo_bin("kpki"));
+        h.env(&mut c).args(["plan", "--spec", s(spec)]);
+        let o = c.output().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    let on = h.spec("on", "ecdsa-p256", Some(&["kubernetes-ca"]), true);
+    let (code, out) = plan(&on);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(
+        out.contains("X001") && out.contains("kubernetes-ca"),
+        "{out}"
+    );
+    assert!(out.contains("csr_signing = false"), "{out}");
+    let all = h.spec("all", "ecdsa-p256", None, true);
+    assert!(plan(&all).1.contains("X001"));
+    // An error finding: issue writes nothing.
+    let out_dir = h.path().join("out");
+    let (ok, _, err) = h.kpki(&["issue", "--spec", s(&on), "--out", s(&out_dir)]);
+    assert!(!ok && err.contains("error finding"), "{err}");
+    assert!(h.pubkey_labels().is_empty());
+    for (name, cas, csr) in [
+        ("off", Some(&["kubernetes-ca"][..]), false),
+        ("alloff", None, false),
+        ("others", Some(&["etcd-ca", "front-proxy-ca"][..]), true),
+    ] {
+        let spec = h.spec(name, "ecdsa-p256", cas, csr);
+        let (code, out) = plan(&spec);
+        assert!(!out.contains("X001"), "{name}: {out}");
+        assert_eq!(code, Some(0), "{name}: {out}");
+    }
+    let (ok, out, _) = h.kpki(&["explain", "X001"]);
+    assert!(
+        ok && out.contains("csr_signing = false") && out.contains("cas"),
+        "{out}"
+    );
+}
