@@ -1396,6 +1396,7 @@ pub(crate) fn infer_spec(inv: &Inventory, dir: &std::path::Path, profile: &Profi
         },
         bootstrap: crate::spec::BootstrapSpec::default(),
         kubeadm: crate::spec::KubeadmSpec::default(),
+        root: crate::spec::RootSpec::default(),
         warnings: Vec::new(),
     }
 }

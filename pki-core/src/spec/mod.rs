@@ -244,6 +244,16 @@ impl ExistingCaSpec {
     }
 }
 
+/// `[root]`: who signs the profile's top CAs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RootSpec {
+    /// `external = true`: the profile's top CAs become intermediates under a
+    /// root kpki never holds. `kpki csr` writes their CSRs, `kpki import`
+    /// takes the signed certificates, and `kpki issue` waits (X002) until
+    /// every one is imported.
+    pub external: bool,
+}
+
 /// A checked cluster spec.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterSpec {
@@ -271,6 +281,8 @@ pub struct ClusterSpec {
     pub bootstrap: BootstrapSpec,
     /// `[kubeadm]`.
     pub kubeadm: KubeadmSpec,
+    /// `[root]`: whether the profile's top CAs are signed by an external root.
+    pub root: RootSpec,
     /// Warnings found while reading (e.g. an even etcd member count).
     pub warnings: Vec<InputError>,
 }
@@ -434,6 +446,7 @@ impl Resolver<'_> {
             bootstrap,
             kubeadm,
             existing_ca,
+            root,
         } = raw;
         let mut warnings = Vec::new();
         let bootstrap = match bootstrap.and_then(|b| b.token_ttl) {
@@ -582,6 +595,11 @@ impl Resolver<'_> {
                 output,
                 bootstrap,
                 kubeadm,
+                root: RootSpec {
+                    external: root
+                        .and_then(|r| r.external)
+                        .is_some_and(|e| *e.get_ref()),
+                },
                 warnings,
             },
             existing_cas,

@@ -17,6 +17,13 @@ pub(crate) struct RawSpec {
     pub bootstrap: Option<RawBootstrap>,
     pub kubeadm: Option<RawKubeadm>,
     pub existing_ca: Option<Vec<Spanned<RawExistingCa>>>,
+    pub root: Option<RawRoot>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoot {
+    pub external: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
