@@ -26,7 +26,7 @@ mod x509;
 
 pub use adopt::{Adoption, ExistingCa, adopt};
 pub use crypto::{
-    CertParams, CryptoBackend, CryptoError, DistinguishedName, ParsedCert, PrivateKey, PublicKey,
+    CertParams, CryptoBackend, CryptoError, CsrParams, build_csr, csr_public_key, DistinguishedName, ParsedCert, PrivateKey, PublicKey,
     RustCrypto, SignatureAlgorithm, Signer, build_certificate, cert_to_pem, certs_from_pem,
     parse_certificate, random_serial, try_random_serial,
 };
@@ -39,6 +39,9 @@ pub use issue::{
     Action, Artefact, FileChange, IssueError, IssueOptions, IssueReport, Manifest, ManifestEntry,
     Progress, RenewPolicy, Renewal, Restart, RotateRequest, Rotation, RotationPhase,
     RotationStatus, issue, rotate, rotation_status,
+};
+pub use issue::{
+    CsrReport, ImportError, ImportReport, Refusal, csr, csr_path, import, imported_path, waiting,
 };
 pub use k8s::{
     CertSource, Component, Flag, FlagKind, KubeconfigUser, Link, LinkEnds, Placement, TrustSource,

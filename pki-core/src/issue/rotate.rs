@@ -369,6 +369,7 @@ fn load_final(store: &impl PkiStore, cert: &str, key: &str) -> Result<Option<Fin
         cert_der: der,
         parsed,
         adopted: None,
+        chain: Vec::new(),
     }))
 }
 

@@ -597,7 +597,8 @@ pub fn foreign_hint(code: Code, f: &Finding, cx: &HintContext<'_>) -> Option<Str
         | Code::D004
         | Code::K001
         | Code::K002
-        | Code::M001 => None,
+        | Code::M001
+        | Code::X002 => None,
     }
 }
 
@@ -795,6 +796,7 @@ mod tests {
             Code::K001,
             Code::K002,
             Code::M001,
+            Code::X002,
         ];
         for (kind, world, tool) in [
             (DirKind::Cfssl, World::Cfssl, "cfssl"),

@@ -664,7 +664,7 @@ pub(crate) fn unclaimed_node(
 }
 
 /// Overwrites a planned certificate's facts with the observed ones.
-fn fill(n: &mut CertNode, pc: &ParsedCert, key_mismatch: bool) {
+pub(crate) fn fill(n: &mut CertNode, pc: &ParsedCert, key_mismatch: bool) {
     n.subject = pc.subject.clone();
     let mut sans = SanSet::default();
     for d in &pc.dns_sans {

@@ -153,6 +153,8 @@ codes! {
         "Without --spec: a certificate found in the directory that kpki cannot match to any role of the fitted profile (by its subject, usages, SANs and issuer). It is listed with its subject and file, never dropped.\nWhy: a certificate for something kpki does not model (a webhook, an ingress, an extra CA's leaf), or a copy left behind.\nSymptom: none by itself; but nothing checks it either.\nFix: remove it if nothing uses it; otherwise leave it (or model it in a profile, `kpki init --from`)."),
     M001 => (Error, Check, "an etcd membership change etcd cannot make in one step",
         "Compares the spec's etcd members with those the output directory's manifest recorded at the last issuance.\nWhy: etcd changes membership one member at a time (`etcdctl member add`/`member remove`), each with quorum; two changes at once, or going from 2 members to 1, can lose quorum or leave a member that cannot join.\nSymptom: a new member fails to join (`member count is unequal`, `cluster ID mismatch`) or forms a cluster of its own; a removal loses quorum.\nFix: change one member, run `kpki issue`, run the steps it prints (`etcdctl member add` before starting a new member), then the next change."),
+    X002 => (Error, Plan, "a CA waits for its certificate from the external root",
+        "With `[root] external = true`: checks that every top CA of the profile has a certificate signed by the external root, imported with `kpki import`.\nWhy: kpki never holds the external root's key; until the signed intermediate is imported, nothing under that CA can be signed, and what kpki wrote would not chain to the root verifiers trust.\nSymptom: `kpki issue` stops before writing anything; without the import no leaf, trust file or kubeconfig of that CA exists.\nFix: `kpki csr` writes `csr/<id>.csr`; have the root sign it as a CA (CA:TRUE, keyCertSign, valid longer than the leaves), then `kpki import` the certificate (and the root certificate), then `kpki issue`."),
 }
 
 impl fmt::Display for Code {
@@ -175,7 +177,7 @@ impl FromStr for Code {
             .iter()
             .copied()
             .find(|c| c.as_str() == up)
-            .ok_or_else(|| format!("`{s}` is not a rule code (S001-S005, U001-U006, T001-T008, N001-N006, I001-I004, C001-C005, F001-F002, D001-D003, K001-K002, M001)"))
+            .ok_or_else(|| format!("`{s}` is not a rule code (S001-S005, U001-U006, T001-T008, N001-N006, I001-I004, C001-C005, F001-F002, D001-D003, K001-K002, M001, X002)"))
     }
 }
 
