@@ -146,6 +146,15 @@ impl Plan {
         }
     }
 
+    /// With `[root] external = true`: adds an X002 error finding for every
+    /// top CA whose certificate from the external root is not yet imported
+    /// into `store` (the output directory); nothing otherwise.
+    pub fn with_external_root(&mut self, store: &impl PkiStore) -> Result<(), StoreError> {
+        let waiting = issue::waiting(self, store)?;
+        self.report.add(waiting);
+        Ok(())
+    }
+
     /// Loads a spec file and its profile, expands and validates.
     /// The spec's `[[existing_ca]]` files are read and checked.
     pub fn load(spec_path: &std::path::Path) -> Result<Self, Error> {
