@@ -26,9 +26,9 @@ mod x509;
 
 pub use adopt::{Adoption, ExistingCa, adopt};
 pub use crypto::{
-    CertParams, CryptoBackend, CryptoError, CsrParams, build_csr, csr_public_key, DistinguishedName, ParsedCert, PrivateKey, PublicKey,
-    RustCrypto, SignatureAlgorithm, Signer, build_certificate, cert_to_pem, certs_from_pem,
-    parse_certificate, random_serial, try_random_serial,
+    CertParams, CryptoBackend, CryptoError, CsrParams, DistinguishedName, ParsedCert, PrivateKey,
+    PublicKey, RustCrypto, SignatureAlgorithm, Signer, build_certificate, build_csr, cert_to_pem,
+    certs_from_pem, csr_public_key, parse_certificate, random_serial, try_random_serial,
 };
 pub use error::{Error, InputError, Location, ProfileError, SpecError};
 pub use graph::{

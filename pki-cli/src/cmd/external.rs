@@ -48,7 +48,10 @@ fn open(out: &Path) -> Result<DirStore, Failure> {
 pub fn csr(a: &CsrArgs) -> Result<Exit, Failure> {
     let plan = pki_core::Plan::load(&a.spec)?;
     super::print_spec_warnings(&plan.spec);
-    let out = a.out.clone().unwrap_or_else(|| plan.spec.output.dir.clone());
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| plan.spec.output.dir.clone());
     let mut store = open(&out)?;
     let report = pki_core::csr(&plan, &mut store, a.leaves, &pki_core::RustCrypto)?;
     if report.requests.is_empty() {
@@ -59,6 +62,12 @@ pub fn csr(a: &CsrArgs) -> Result<Exit, Failure> {
     }
     for id in &report.new_keys {
         crate::out::outln!("new key {id}");
+    }
+    if !report.skipped.is_empty() {
+        crate::out::outln!(
+            "no request for {} (their keys live only in kubeconfigs; kpki signs them)",
+            report.skipped.join(", ")
+        );
     }
     for (id, path) in &report.requests {
         crate::out::outln!("request {id}: {}", out.join(path).display());
@@ -72,7 +81,10 @@ pub fn csr(a: &CsrArgs) -> Result<Exit, Failure> {
 pub fn import(a: &ImportArgs) -> Result<Exit, Failure> {
     let plan = pki_core::Plan::load(&a.spec)?;
     super::print_spec_warnings(&plan.spec);
-    let out = a.out.clone().unwrap_or_else(|| plan.spec.output.dir.clone());
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| plan.spec.output.dir.clone());
     let mut files = Vec::new();
     for f in &a.files {
         let bytes = std::fs::read(f)

@@ -596,9 +596,7 @@ impl Resolver<'_> {
                 bootstrap,
                 kubeadm,
                 root: RootSpec {
-                    external: root
-                        .and_then(|r| r.external)
-                        .is_some_and(|e| *e.get_ref()),
+                    external: root.and_then(|r| r.external).is_some_and(|e| *e.get_ref()),
                 },
                 warnings,
             },
