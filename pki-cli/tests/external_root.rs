@@ -510,6 +510,13 @@ fn kubeadm_preset_csr_sign_import_issue_with_real_consumers() {
     verify_every_leaf(&out, &root, &work);
     let (code, o, e) = k(&["check", out.to_str().unwrap()], &spec);
     assert_eq!(code, 0, "{o}{e}");
+
+    // A CA the root signs is never rotated into a self-signed one.
+    let before = snapshot(&out);
+    let (code, o, e) = k(&["rotate", "begin", "--ca", "etcd-ca"], &spec);
+    assert_ne!(code, 0, "{o}{e}");
+    assert!(e.contains("external root"), "{e}");
+    assert_eq!(snapshot(&out), before, "a refused rotation wrote files");
 }
 
 #[test]

@@ -196,3 +196,17 @@ fn existing_ca_paths_resolve_against_the_spec_and_errors_name_their_field() {
     let e = err_of(&unknown);
     assert_eq!(e.field, "existing_ca.password", "{e}");
 }
+
+#[test]
+fn root_external_parses_and_its_errors_name_line_and_field() {
+    assert!(!parse(MINIMAL).unwrap().root.external);
+    let s = parse(&format!("[root]\nexternal = true\n{MINIMAL}")).unwrap();
+    assert!(s.root.external);
+    let e = err_of(&format!("[root]\nexternl = true\n{MINIMAL}"));
+    assert_eq!(e.location.line, 2, "{e}");
+    assert!(e.field.contains("externl"), "{e}");
+    assert!(e.message.contains("unknown field"), "{e}");
+    let e = err_of(&format!("[root]\nexternal = \"yes\"\n{MINIMAL}"));
+    assert_eq!(e.location.line, 2, "{e}");
+    assert!(e.field.contains("external"), "{e}");
+}
