@@ -108,7 +108,7 @@ pub fn import(a: &ImportArgs) -> Result<Exit, Failure> {
                 eprintln!("refused {r}");
             }
             Err(Failure::failed(format!(
-                "{} certificate(s) refused; nothing was imported",
+                "{} refusal(s); nothing was imported",
                 refusals.len()
             )))
         }

@@ -263,7 +263,7 @@ impl std::fmt::Display for Refusal {
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     /// Certificates the plan refuses; nothing was written.
-    #[error("{} certificate(s) refused; nothing was imported", .0.len())]
+    #[error("{} refusal(s); nothing was imported", .0.len())]
     Refused(Vec<Refusal>),
     /// A file that holds no PEM certificate.
     #[error("{file}: {message}")]
