@@ -26,6 +26,10 @@ pub enum Command {
     Check(CheckArgs),
     /// Re-issue leaf certificates that expire soon, under the existing CAs.
     Renew(RenewArgs),
+    /// Write PKCS#10 requests (csr/<id>.csr) for the CAs an external root signs; --leaves: for leaves too.
+    Csr(CsrArgs),
+    /// Import certificates signed elsewhere: matched to their request by public key, checked against the plan, placed.
+    Import(ImportArgs),
     /// Rotate CAs and the service-account key in three phases, with no downtime.
     #[command(subcommand)]
     Rotate(RotateCommand),
@@ -245,6 +249,34 @@ pub struct IssueArgs {
     /// Remove stale node bundles (`nodes/<node>` of nodes no longer in the spec, with their keys).
     #[arg(long)]
     pub prune: bool,
+}
+
+/// `kpki csr`.
+#[derive(Debug, clap::Args)]
+pub struct CsrArgs {
+    /// The cluster spec.
+    #[arg(long, default_value = "kpki.toml")]
+    pub spec: PathBuf,
+    /// Output directory (default: the spec's output.dir).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Also write a request for every leaf (its key stays where kpki keeps it).
+    #[arg(long)]
+    pub leaves: bool,
+}
+
+/// `kpki import`.
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The cluster spec.
+    #[arg(long, default_value = "kpki.toml")]
+    pub spec: PathBuf,
+    /// Output directory (default: the spec's output.dir).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// PEM files: signed certificates (a CA's may be followed by its root), and the root's certificate.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
 }
 
 /// `kpki init`.

@@ -26,10 +26,10 @@ mod x509;
 
 pub use adopt::{Adoption, ExistingCa, adopt};
 pub use crypto::{
-    CertParams, CryptoBackend, CryptoError, DistinguishedName, ParsedCert, PinSource, PrivateKey,
-    PublicKey, RustCrypto, SignatureAlgorithm, Signer, Token, TokenConfig, TokenError,
-    build_certificate, cert_to_pem, certs_from_pem, parse_certificate, random_serial,
-    try_random_serial,
+    CertParams, CryptoBackend, CryptoError, CsrParams, DistinguishedName, ParsedCert, PinSource,
+    PrivateKey, PublicKey, RustCrypto, SignatureAlgorithm, Signer, Token, TokenConfig, TokenError,
+    build_certificate, build_csr, cert_to_pem, certs_from_pem, csr_public_key, parse_certificate,
+    random_serial, try_random_serial,
 };
 pub use error::{Error, InputError, Location, ProfileError, SpecError};
 pub use graph::{
@@ -40,6 +40,9 @@ pub use issue::{
     Action, Artefact, FileChange, IssueError, IssueOptions, IssueReport, Manifest, ManifestEntry,
     Progress, RenewPolicy, Renewal, Restart, RotateRequest, Rotation, RotationPhase,
     RotationStatus, issue, rotate, rotation_status,
+};
+pub use issue::{
+    CsrReport, ImportError, ImportReport, Refusal, csr, csr_path, import, imported_path, waiting,
 };
 pub use k8s::{
     CertSource, Component, Flag, FlagKind, KubeconfigUser, Link, LinkEnds, Placement, TrustSource,
@@ -216,6 +219,15 @@ impl Plan {
                 files: vec!["kpki-manifest.json".into()],
             });
         }
+    }
+
+    /// With `[root] external = true`: adds an X002 error finding for every
+    /// top CA whose certificate from the external root is not yet imported
+    /// into `store` (the output directory); nothing otherwise.
+    pub fn with_external_root(&mut self, store: &impl PkiStore) -> Result<(), StoreError> {
+        let waiting = issue::waiting(self, store)?;
+        self.report.add(waiting);
+        Ok(())
     }
 
     /// Loads a spec file and its profile, expands and validates.

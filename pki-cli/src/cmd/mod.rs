@@ -2,6 +2,7 @@
 
 mod check;
 mod explain;
+mod external;
 mod flags;
 mod init;
 mod issue;
@@ -61,6 +62,8 @@ pub fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Issue(a) => issue::run(&a),
         Command::Check(a) => check::run(&a),
         Command::Renew(a) => renew::run(&a),
+        Command::Csr(a) => external::csr(&a),
+        Command::Import(a) => external::import(&a),
         Command::Rotate(a) => rotate::run(&a),
         Command::Kubeconfig(a) => kubeconfig::run(&a),
         Command::Flags(a) => flags::run(&a),
@@ -112,6 +115,11 @@ pub fn load_plan(
     );
     if let Some(m) = recorded_members(&out) {
         plan.with_previous_members(&m.etcd_members, m.etcd_change.as_ref());
+    }
+    // X002: the top CAs still waiting for the external root's signature.
+    if plan.spec.root.external {
+        plan.with_external_root(&external::ReadOnly(&out))
+            .map_err(|e| Failure::input(e.to_string()))?;
     }
     Ok(plan)
 }

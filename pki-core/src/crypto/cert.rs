@@ -112,11 +112,11 @@ impl DistinguishedName {
     }
 }
 
-fn ku_is_empty(k: &KeyUsages) -> bool {
+pub(crate) fn ku_is_empty(k: &KeyUsages) -> bool {
     !(k.digital_signature || k.key_encipherment || k.key_cert_sign || k.crl_sign)
 }
 
-fn ku_to_ext(k: KeyUsages) -> KeyUsage {
+pub(crate) fn ku_to_ext(k: KeyUsages) -> KeyUsage {
     use x509_cert::ext::pkix::KeyUsages as K;
     let mut ku = KeyUsage(Default::default());
     if k.digital_signature {
@@ -246,7 +246,7 @@ fn to_time(t: time::OffsetDateTime, what: &str) -> Result<Time, CryptoError> {
     }
 }
 
-fn ext<T: Encode>(
+pub(crate) fn ext<T: Encode>(
     oid: ObjectIdentifier,
     critical: bool,
     value: &T,

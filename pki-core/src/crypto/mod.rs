@@ -3,6 +3,7 @@
 
 mod cert;
 mod fastverify;
+mod csr;
 mod keys;
 mod parse;
 mod pem;
@@ -12,6 +13,7 @@ pub use cert::{
     CertParams, DistinguishedName, Signer, build_certificate, cert_to_pem, certs_beside_key,
     certs_from_pem, random_serial, try_random_serial,
 };
+pub use csr::{CsrParams, build_csr, csr_public_key};
 pub use keys::{PrivateKey, PublicKey};
 pub use parse::{ParsedCert, SignatureAlgorithm, parse_certificate};
 pub use pkcs11::{PinSource, Token, TokenConfig, TokenError};

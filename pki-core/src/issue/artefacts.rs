@@ -245,6 +245,10 @@ pub(crate) fn render(
         if let Some(extra) = existing.trust_extra(id) {
             pem.extend(cert_to_pem(extra).into_bytes());
         }
+        // An intermediate of an external root: the chain up to the root.
+        for c in &f.chain {
+            pem.extend(cert_to_pem(c).into_bytes());
+        }
         pem
     };
     for (id, n) in g.iter() {
@@ -420,7 +424,7 @@ pub(crate) fn render(
     };
     let trust: BTreeMap<NodeId, Vec<u8>> = finals
         .iter()
-        .filter(|(id, _)| existing.trust_extra(**id).is_some())
+        .filter(|(id, f)| existing.trust_extra(**id).is_some() || !f.chain.is_empty())
         .map(|(id, f)| (*id, trust_pem(*id, f)))
         .collect();
     let extra = extras(plan, finals, pairs, &flags, token.as_ref(), &trust)?;

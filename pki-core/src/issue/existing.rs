@@ -509,6 +509,7 @@ impl Existing {
             cert_der: parsed.der.clone(),
             parsed: parsed.clone(),
             adopted: None,
+            chain: Vec::new(),
         })
     }
 

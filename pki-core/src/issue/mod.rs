@@ -6,6 +6,7 @@
 
 mod artefacts;
 mod existing;
+mod external;
 mod rotate;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,9 @@ use crate::x509::KeyAlgorithm;
 use existing::Existing;
 
 pub use artefacts::{Artefact, Manifest, ManifestEntry, Renewal, Rotation, RotationPhase};
+pub use external::{
+    CsrReport, ImportError, ImportReport, Refusal, csr, csr_path, import, imported_path, waiting,
+};
 pub use rotate::{Restart, RotateRequest, RotationStatus, rotate, rotation_status};
 
 /// How to issue.
@@ -140,6 +144,10 @@ pub enum IssueError {
     /// label, PIN); nothing was written.
     #[error("{0}; nothing was written")]
     Token(String),
+    /// `[root] external = true` and these top CAs have no certificate from
+    /// the external root yet (X002); nothing was written.
+    #[error("X002: {} wait(s) for a certificate from the external root (`kpki csr`, then `kpki import`); nothing was written", .0.join(", "))]
+    Waiting(Vec<String>),
 }
 
 /// What happened to one certificate or keypair.
@@ -205,6 +213,9 @@ pub(crate) struct Final {
     pub(crate) parsed: ParsedCert,
     /// An adopted CA: its files are written byte for byte.
     pub(crate) adopted: Option<crate::ExistingCa>,
+    /// A CA signed by an external root: the certificates above it, up to
+    /// the root, which its trust files hold after it.
+    pub(crate) chain: Vec<Vec<u8>>,
 }
 
 /// Issues a plan into a store.
@@ -232,6 +243,15 @@ pub fn issue(
     if let Some(t) = &token {
         existing.attach_token_keys(plan, t)?;
     }
+    let mut imported = external::load(plan, store)?;
+    let waiting: Vec<String> = external::top_cas(plan)
+        .into_iter()
+        .filter(|(id, _)| !imported.contains_key(id))
+        .map(|(_, c)| c.id.clone())
+        .collect();
+    if !waiting.is_empty() {
+        return Err(IssueError::Waiting(waiting));
+    }
     if opts.replace_ca_keys && existing.rotation.is_some() {
         return Err(IssueError::Rotation(
             "a CA rotation is in progress (`kpki rotate status`); finish it before --replace-ca-keys"
@@ -252,6 +272,8 @@ pub fn issue(
         match g.node(id) {
             // An adopted CA is used as it is: never a new key.
             Some(Node::Cert(c)) if c.is_ca && plan.existing_ca(id).is_some() => {}
+            // A CA signed by the external root keeps the key `kpki csr` made.
+            Some(Node::Cert(_)) if imported.contains_key(&id) => {}
             Some(Node::Cert(c)) => {
                 let alg = algorithm(c)?;
                 let keep = existing.key(id).filter(|k| k.algorithm() == alg);
@@ -369,8 +391,20 @@ pub fn issue(
                         cert_der: a.cert().der.clone(),
                         parsed: a.cert().clone(),
                         adopted: Some(a.clone()),
+                        chain: Vec::new(),
                     },
                 );
+            }
+            Node::Cert(c) if imported.contains_key(&id) => {
+                let Some(imp) = imported.remove(&id) else {
+                    continue;
+                };
+                let (action, f) = take_imported(&mut existing, id, c, imp, opts)?;
+                if action != Action::Kept {
+                    changed.insert(id);
+                }
+                report.actions.push((c.id.clone(), action));
+                finals.insert(id, f);
             }
             Node::Cert(c) => {
                 let had_key = existing.key(id).is_some();
@@ -554,6 +588,62 @@ fn adopt(existing: &mut Existing, id: NodeId, a: &crate::ExistingCa) -> (Action,
         Action::Adopted(a.cert_path.display().to_string())
     };
     (action, replaced)
+}
+
+/// A CA signed by the external root: its imported certificate with the key
+/// `kpki csr` made; kept when the output holds it already, else imported.
+fn take_imported(
+    existing: &mut Existing,
+    id: NodeId,
+    c: &CertNode,
+    imp: external::Imported,
+    opts: &IssueOptions,
+) -> Result<(Action, Final), IssueError> {
+    let from = external::imported_path(&c.id);
+    let bad = |message: String| IssueError::Existing {
+        path: from.clone(),
+        message,
+    };
+    if opts.replace_ca_keys {
+        return Err(bad(format!(
+            "{} is signed by the external root: --replace-ca-keys cannot replace its key; remove {from} and run `kpki csr` for a new request",
+            c.id
+        )));
+    }
+    let key = existing.take_key(id).ok_or_else(|| {
+        bad(format!(
+            "the key of {} (written by `kpki csr`) is missing from the output; run `kpki csr` and have the new request signed",
+            c.id
+        ))
+    })?;
+    if !key.matches(&imp.cert.public_key) {
+        return Err(bad(format!(
+            "is not for the key of {} in the output; import the certificate signed for its request",
+            c.id
+        )));
+    }
+    let same = existing.cert(id).is_some_and(|x| x.der == imp.cert.der);
+    let action = if same {
+        Action::Kept
+    } else {
+        Action::Adopted(from.clone())
+    };
+    if action != Action::Kept && opts.renew != RenewPolicy::Never {
+        return Err(bad(
+            "renew never touches a CA, and this one would change (a new import); run `kpki issue`"
+                .into(),
+        ));
+    }
+    Ok((
+        action,
+        Final {
+            key,
+            cert_der: imp.cert.der.clone(),
+            parsed: imp.cert,
+            adopted: None,
+            chain: imp.chain,
+        },
+    ))
 }
 
 /// One certificate to settle: its id, node, key, whether the key is new,
@@ -751,5 +841,6 @@ fn sign(
         cert_der: der,
         parsed,
         adopted: None,
+        chain: Vec::new(),
     })
 }

@@ -291,6 +291,19 @@ fn new_rotation(
             }
         }
     }
+    // A CA the external root signs is replaced by importing a new
+    // intermediate, never by a self-signed one kpki makes.
+    let external: Vec<String> = super::external::top_cas(plan)
+        .into_iter()
+        .map(|(_, c)| c.id.clone())
+        .filter(|id| cas.contains(id))
+        .collect();
+    if !external.is_empty() {
+        return Err(refuse(format!(
+            "{} signed by the external root ([root] external = true): kpki cannot rotate it; import a new intermediate instead",
+            external.join(", ")
+        )));
+    }
     let keypairs: Vec<String> = if req.sa {
         g.iter()
             .filter_map(|(_, n)| match n {
@@ -373,6 +386,7 @@ fn load_final(store: &impl PkiStore, cert: &str, key: &str) -> Result<Option<Fin
         cert_der: der,
         parsed,
         adopted: None,
+        chain: Vec::new(),
     }))
 }
 
@@ -403,6 +417,7 @@ fn token_final(
             cert_der: der,
             parsed,
             adopted: None,
+            chain: Vec::new(),
         }))
 }
 

@@ -598,7 +598,8 @@ pub fn foreign_hint(code: Code, f: &Finding, cx: &HintContext<'_>) -> Option<Str
         | Code::K001
         | Code::K002
         | Code::M001
-        | Code::X001 => None,
+        | Code::X001
+        | Code::X002 => None,
     }
 }
 
@@ -797,6 +798,7 @@ mod tests {
             Code::K002,
             Code::M001,
             Code::X001,
+            Code::X002,
         ];
         for (kind, world, tool) in [
             (DirKind::Cfssl, World::Cfssl, "cfssl"),

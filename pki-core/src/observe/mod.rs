@@ -415,11 +415,37 @@ pub fn read_dir(
         .iter()
         .filter_map(|(i, _, _)| obs.files.get(i).map(|f| (*i, f.clone())))
         .collect();
+    // A bundle whose first CA is an intermediate (signed by an external
+    // root) holds the chain above it: those CAs are its issuers, each a CA
+    // of its own (a root kpki never holds the key of), not another
+    // generation of it.
+    let mut above: BTreeMap<Vec<u8>, NodeId> = BTreeMap::new();
     for (i, f) in bundles {
+        let first = parsed
+            .get(&i)
+            .map(|p| (p.subject.clone(), p.issuer != p.subject));
         for other in reader.bundle_rest(&f) {
-            if other.is_ca == Some(true) {
-                cas.push((i, other.public_key, other.subject));
+            if other.is_ca != Some(true) {
+                continue;
             }
+            let chain = first
+                .as_ref()
+                .is_some_and(|(subject, intermediate)| *intermediate && other.subject != *subject);
+            if !chain {
+                cas.push((i, other.public_key, other.subject));
+                continue;
+            }
+            if above.contains_key(&other.der) {
+                continue;
+            }
+            let id = format!("ca:{}", other.subject.common_name);
+            let n = unclaimed_node(id, "", None, &other, f.clone(), None);
+            cas.push((next, other.public_key.clone(), other.subject.clone()));
+            above.insert(other.der.clone(), next);
+            obs.files.insert(next, f.clone());
+            parsed.insert(next, other);
+            keep.insert(next, Node::Cert(n));
+            next = NodeId(next.0.saturating_add(1));
         }
     }
     // Signatures are verified in parallel, and a CA's signature only when
@@ -664,7 +690,7 @@ pub(crate) fn unclaimed_node(
 }
 
 /// Overwrites a planned certificate's facts with the observed ones.
-fn fill(n: &mut CertNode, pc: &ParsedCert, key_mismatch: bool) {
+pub(crate) fn fill(n: &mut CertNode, pc: &ParsedCert, key_mismatch: bool) {
     n.subject = pc.subject.clone();
     let mut sans = SanSet::default();
     for d in &pc.dns_sans {

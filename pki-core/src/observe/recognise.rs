@@ -1398,6 +1398,7 @@ pub(crate) fn infer_spec(inv: &Inventory, dir: &std::path::Path, profile: &Profi
         kubeadm: crate::spec::KubeadmSpec::default(),
         ca_keys: crate::spec::CaKeyStore::default(),
         controller_manager: crate::spec::ControllerManagerSpec::default(),
+        root: crate::spec::RootSpec::default(),
         warnings: Vec::new(),
     }
 }

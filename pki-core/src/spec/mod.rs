@@ -300,6 +300,16 @@ impl Default for ControllerManagerSpec {
     }
 }
 
+/// `[root]`: who signs the profile's top CAs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RootSpec {
+    /// `external = true`: the profile's top CAs become intermediates under a
+    /// root kpki never holds. `kpki csr` writes their CSRs, `kpki import`
+    /// takes the signed certificates, and `kpki issue` waits (X002) until
+    /// every one is imported.
+    pub external: bool,
+}
+
 /// A checked cluster spec.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterSpec {
@@ -331,6 +341,8 @@ pub struct ClusterSpec {
     pub ca_keys: CaKeyStore,
     /// `[controller_manager]`.
     pub controller_manager: ControllerManagerSpec,
+    /// `[root]`: whether the profile's top CAs are signed by an external root.
+    pub root: RootSpec,
     /// Warnings found while reading (e.g. an even etcd member count).
     pub warnings: Vec<InputError>,
 }
@@ -496,6 +508,7 @@ impl Resolver<'_> {
             existing_ca,
             ca_keys,
             controller_manager,
+            root,
         } = raw;
         let ca_keys = match ca_keys {
             None => CaKeyStore::Files,
@@ -655,6 +668,9 @@ impl Resolver<'_> {
                 kubeadm,
                 ca_keys,
                 controller_manager,
+                root: RootSpec {
+                    external: root.and_then(|r| r.external).is_some_and(|e| *e.get_ref()),
+                },
                 warnings,
             },
             existing_cas,

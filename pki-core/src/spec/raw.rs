@@ -19,6 +19,7 @@ pub(crate) struct RawSpec {
     pub existing_ca: Option<Vec<Spanned<RawExistingCa>>>,
     pub ca_keys: Option<Spanned<RawCaKeys>>,
     pub controller_manager: Option<RawControllerManager>,
+    pub root: Option<RawRoot>,
 }
 
 #[derive(Deserialize)]
@@ -36,6 +37,12 @@ pub(crate) struct RawCaKeys {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawControllerManager {
     pub csr_signing: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoot {
+    pub external: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]

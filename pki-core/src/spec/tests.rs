@@ -262,4 +262,15 @@ fn ca_keys_pkcs11_is_parsed_and_checked() {
         assert_eq!(e.location.line, line, "{field}: {e:?}");
         assert!(e.message.contains(what), "{field}: {e:?}");
     }
+fn root_external_parses_and_its_errors_name_line_and_field() {
+    assert!(!parse(MINIMAL).unwrap().root.external);
+    let s = parse(&format!("[root]\nexternal = true\n{MINIMAL}")).unwrap();
+    assert!(s.root.external);
+    let e = err_of(&format!("[root]\nexternl = true\n{MINIMAL}"));
+    assert_eq!(e.location.line, 2, "{e}");
+    assert!(e.field.contains("externl"), "{e}");
+    assert!(e.message.contains("unknown field"), "{e}");
+    let e = err_of(&format!("[root]\nexternal = \"yes\"\n{MINIMAL}"));
+    assert_eq!(e.location.line, 2, "{e}");
+    assert!(e.field.contains("external"), "{e}");
 }

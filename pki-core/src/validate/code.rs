@@ -155,6 +155,8 @@ codes! {
         "Compares the spec's etcd members with those the output directory's manifest recorded at the last issuance.\nWhy: etcd changes membership one member at a time (`etcdctl member add`/`member remove`), each with quorum; two changes at once, or going from 2 members to 1, can lose quorum or leave a member that cannot join.\nSymptom: a new member fails to join (`member count is unequal`, `cluster ID mismatch`) or forms a cluster of its own; a removal loses quorum.\nFix: change one member, run `kpki issue`, run the steps it prints (`etcdctl member add` before starting a new member), then the next change."),
     X001 => (Error, Plan, "a CA key a component reads from a file is held in a PKCS#11 token",
         "With `[ca_keys] store = \"pkcs11\"`: checks that no token-held CA is the one kube-controller-manager signs CSRs with (`--cluster-signing-cert-file` / `--cluster-signing-key-file`).\nWhy: the controller-manager reads that CA's private key from a file; a key generated inside the token never leaves it, so there is no file to give it.\nSymptom: kpki could not write `--cluster-signing-key-file`; kubelet TLS bootstrap and every CertificateSigningRequest would stay pending.\nFix: one of two ways. Keep that CA on disk: leave its id out of `[ca_keys] cas` (list the CAs the token holds, e.g. `cas = [\"etcd-ca\", \"front-proxy-ca\"]`). Or turn in-cluster CSR signing off: `[controller_manager] csr_signing = false` (no --cluster-signing-* flags, no signing/ copies; CSRs are then signed outside the cluster)."),
+    X002 => (Error, Plan, "a CA waits for its certificate from the external root",
+        "With `[root] external = true`: checks that every top CA of the profile has a certificate signed by the external root, imported with `kpki import`.\nWhy: kpki never holds the external root's key; until the signed intermediate is imported, nothing under that CA can be signed, and what kpki wrote would not chain to the root verifiers trust.\nSymptom: `kpki issue` stops before writing anything; without the import no leaf, trust file or kubeconfig of that CA exists.\nFix: `kpki csr` writes `csr/<id>.csr`; have the root sign it as a CA (CA:TRUE, keyCertSign, valid longer than the leaves), then `kpki import` the certificate (and the root certificate), then `kpki issue`."),
 }
 
 impl fmt::Display for Code {
@@ -177,7 +179,7 @@ impl FromStr for Code {
             .iter()
             .copied()
             .find(|c| c.as_str() == up)
-            .ok_or_else(|| format!("`{s}` is not a rule code (S001-S005, U001-U006, T001-T008, N001-N006, I001-I004, C001-C005, F001-F002, D001-D003, K001-K002, M001, X001)"))
+            .ok_or_else(|| format!("`{s}` is not a rule code (S001-S005, U001-U006, T001-T008, N001-N006, I001-I004, C001-C005, F001-F002, D001-D003, K001-K002, M001, X001-X002)"))
     }
 }
 
