@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use common::{kpki, manifest, run, snapshot, tool};
+use common::{kpki, make_root, manifest, run, sign_csr as sign, snapshot, tool};
 
 /// A spec of `profile` with an external root: one control-plane node on
 /// 127.0.0.1 and one external etcd member (as in etcd.rs: its own loopback
@@ -50,75 +50,6 @@ fn ok(args: &[&str], spec: &Path) -> String {
 
 fn openssl(args: &[&str]) -> (bool, String, String) {
     run(Command::new(tool("openssl")).args(args))
-}
-
-/// A self-signed P-256 root valid 20 years: (cert, key).
-fn make_root(dir: &Path) -> (PathBuf, PathBuf) {
-    let (crt, key) = (dir.join("root.crt"), dir.join("root.key"));
-    let (good, o, e) = openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        key.to_str().unwrap(),
-        "-out",
-        crt.to_str().unwrap(),
-        "-subj",
-        "/CN=corp-root",
-        "-days",
-        "7300",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
-    assert!(good, "openssl root: {o}{e}");
-    (crt, key)
-}
-
-/// Signs `csr` with `ca`/`ca_key` for `days`: the request's extensions
-/// copied (`ext` None), or only those of `ext` (an openssl extension section).
-fn sign(csr: &Path, ca: &Path, ca_key: &Path, out: &Path, days: u32, ext: Option<&str>) {
-    let serial = out.with_extension("srl");
-    let mut args: Vec<String> = [
-        "x509",
-        "-req",
-        "-in",
-        csr.to_str().unwrap(),
-        "-CA",
-        ca.to_str().unwrap(),
-        "-CAkey",
-        ca_key.to_str().unwrap(),
-        "-CAcreateserial",
-        "-CAserial",
-        serial.to_str().unwrap(),
-        "-out",
-        out.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    args.extend(["-days".into(), days.to_string()]);
-    match ext {
-        None => args.extend(["-copy_extensions".into(), "copyall".into()]),
-        Some(text) => {
-            let f = out.with_extension("ext");
-            fs::write(&f, format!("[v3]\n{text}\n")).unwrap();
-            args.extend([
-                "-extfile".into(),
-                f.display().to_string(),
-                "-extensions".into(),
-                "v3".into(),
-            ]);
-        }
-    }
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (good, o, e) = openssl(&refs);
-    assert!(good, "openssl x509 -req {}: {o}{e}", csr.display());
 }
 
 /// The top CAs of the output's requests (`csr/<id>.csr`), sorted.

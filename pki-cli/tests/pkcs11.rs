@@ -606,3 +606,112 @@ fn x001_when_the_cluster_signing_ca_is_token_held() {
         "{out}"
     );
 }
+
+/// Both at once: `[root] external = true` and the etcd and front-proxy CAs
+/// token-held. `kpki csr` makes those two keys inside the token (the cluster
+/// CA's in a file), openssl signs the three requests with a root made here,
+/// `kpki import` places them, `kpki issue` signs every leaf; no key of a
+/// token CA is on disk, every leaf chains to the root through its
+/// intermediate, and a re-run changes no byte.
+#[test]
+fn external_root_over_token_held_intermediates() {
+    let h = Hsm::new();
+    let spec = h.spec(
+        "kpki",
+        "ecdsa-p256",
+        Some(&["etcd-ca", "front-proxy-ca"]),
+        true,
+    );
+    let mut text = fs::read_to_string(&spec).unwrap();
+    text.push_str("[root]\nexternal = true\n");
+    fs::write(&spec, text).unwrap();
+    let out = h.path().join("out");
+    let o = ["--spec", s(&spec), "--out", s(&out)];
+    let with = |cmd: &[&str]| -> Vec<String> {
+        cmd.iter()
+            .chain(o.iter())
+            .map(|a| (*a).to_owned())
+            .collect()
+    };
+
+    let (ok, stdout, err) = h.kpki(&strs(&with(&["issue"])));
+    assert!(!ok, "issue before import succeeded: {stdout}");
+    assert_eq!(
+        format!("{stdout}{err}").matches("X002").count().min(1),
+        1,
+        "{stdout}{err}"
+    );
+    h.kpki_ok(&strs(&with(&["csr"])));
+    let labels = h.pubkey_labels();
+    assert!(
+        labels.contains("etcd-ca") && labels.contains("front-proxy-ca"),
+        "the token holds {labels:?}"
+    );
+    assert!(!labels.contains("kubernetes-ca"), "{labels:?}");
+    // A second `kpki csr` reuses the token keys: same requests, no new key.
+    let requests = snapshot(&out.join("csr"));
+    h.kpki_ok(&strs(&with(&["csr"])));
+    assert!(
+        requests == snapshot(&out.join("csr")),
+        "csr changed its requests"
+    );
+    assert_eq!(h.pubkey_labels(), labels);
+
+    let (root, root_key) = common::make_root(h.path());
+    let mut import = with(&["import"]);
+    for id in ["kubernetes-ca", "etcd-ca", "front-proxy-ca"] {
+        let crt = h.path().join(format!("{id}.crt"));
+        common::sign_csr(
+            &out.join(format!("csr/{id}.csr")),
+            &root,
+            &root_key,
+            &crt,
+            3650,
+            None,
+        );
+        import.push(crt.display().to_string());
+    }
+    import.push(root.display().to_string());
+    h.kpki_ok(&strs(&import));
+    h.kpki_ok(&strs(&with(&["issue"])));
+
+    assert_no_token_key_on_disk(
+        &h,
+        &out,
+        &["etcd-ca", "front-proxy-ca"],
+        &["etcd-ca", "front-proxy-ca"],
+    );
+    // Every leaf: root trusted, its CA's intermediate untrusted.
+    let e = entries(&out);
+    let mut leaves = 0;
+    for (id, x) in e.iter().filter(|(_, x)| x["kind"] == "leaf") {
+        let Some(cert) = cert_file_of(&out, x) else {
+            continue;
+        };
+        let issuer = x["issuer"].as_str().unwrap();
+        let intermediate = h.path().join(format!("{issuer}.crt"));
+        let (good, o1, e1) = run(Command::new(tool("openssl"))
+            .args(["verify", "-CAfile"])
+            .arg(&root)
+            .arg("-untrusted")
+            .arg(&intermediate)
+            .arg(&cert));
+        assert!(good, "{id} does not chain to the root: {o1}{e1}");
+        // Not to the root alone: the intermediate is needed.
+        assert!(
+            !verify(&root, &cert),
+            "{id} verifies against the root alone"
+        );
+        leaves += 1;
+    }
+    assert!(leaves >= 7, "only {leaves} leaves");
+    let (ok, stdout, err) = h.kpki(&["check", "--spec", s(&spec), s(&out)]);
+    assert!(ok && stdout.contains("findings: none"), "{stdout}{err}");
+    let before = snapshot(&out);
+    h.kpki_ok(&strs(&with(&["issue"])));
+    assert!(before == snapshot(&out), "a re-run changed files");
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}

@@ -131,3 +131,72 @@ pub fn installs(name: &str) -> PathBuf {
 pub fn manifest(out: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(out.join("kpki-manifest.json")).unwrap()).unwrap()
 }
+
+/// A self-signed P-256 root valid 20 years: (cert, key).
+pub fn make_root(dir: &Path) -> (PathBuf, PathBuf) {
+    let (crt, key) = (dir.join("root.crt"), dir.join("root.key"));
+    let (good, o, e) = run(Command::new(tool("openssl")).args([
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        crt.to_str().unwrap(),
+        "-subj",
+        "/CN=corp-root",
+        "-days",
+        "7300",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]));
+    assert!(good, "openssl root: {o}{e}");
+    (crt, key)
+}
+
+/// Signs `csr` with `ca`/`ca_key` for `days`: the request's extensions
+/// copied (`ext` None), or only those of `ext` (an openssl extension section).
+pub fn sign_csr(csr: &Path, ca: &Path, ca_key: &Path, out: &Path, days: u32, ext: Option<&str>) {
+    let serial = out.with_extension("srl");
+    let mut args: Vec<String> = [
+        "x509",
+        "-req",
+        "-in",
+        csr.to_str().unwrap(),
+        "-CA",
+        ca.to_str().unwrap(),
+        "-CAkey",
+        ca_key.to_str().unwrap(),
+        "-CAcreateserial",
+        "-CAserial",
+        serial.to_str().unwrap(),
+        "-out",
+        out.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    args.extend(["-days".into(), days.to_string()]);
+    match ext {
+        None => args.extend(["-copy_extensions".into(), "copyall".into()]),
+        Some(text) => {
+            let f = out.with_extension("ext");
+            std::fs::write(&f, format!("[v3]\n{text}\n")).unwrap();
+            args.extend([
+                "-extfile".into(),
+                f.display().to_string(),
+                "-extensions".into(),
+                "v3".into(),
+            ]);
+        }
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (good, o, e) = run(Command::new(tool("openssl")).args(&refs));
+    assert!(good, "openssl x509 -req {}: {o}{e}", csr.display());
+}

@@ -138,6 +138,20 @@ pub fn csr_public_key(pem_text: &str) -> Result<PublicKey, CryptoError> {
     PublicKey::from_spki_der(&spki)
 }
 
+/// Whether two PEM requests ask for the same thing (the same
+/// `CertificationRequestInfo`: subject, key, extensions), whatever their
+/// signatures (an ECDSA signature made by a token is randomised).
+pub fn same_request(a: &str, b: &str) -> bool {
+    fn info(pem_text: &str) -> Option<Vec<u8>> {
+        let blocks = pem::decode_all(pem_text).ok()?;
+        let block = blocks
+            .into_iter()
+            .find(|b| b.label == "CERTIFICATE REQUEST")?;
+        CertReq::from_der(&block.der).ok()?.info.to_der().ok()
+    }
+    matches!((info(a), info(b)), (Some(x), Some(y)) if x == y)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]

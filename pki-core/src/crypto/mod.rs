@@ -2,8 +2,8 @@
 //! p256/p384 0.14). Certificate parameters are plain data; signing is one call.
 
 mod cert;
-mod fastverify;
 mod csr;
+mod fastverify;
 mod keys;
 mod parse;
 mod pem;
@@ -13,7 +13,7 @@ pub use cert::{
     CertParams, DistinguishedName, Signer, build_certificate, cert_to_pem, certs_beside_key,
     certs_from_pem, random_serial, try_random_serial,
 };
-pub use csr::{CsrParams, build_csr, csr_public_key};
+pub use csr::{CsrParams, build_csr, csr_public_key, same_request};
 pub use keys::{PrivateKey, PublicKey};
 pub use parse::{ParsedCert, SignatureAlgorithm, parse_certificate};
 pub use pkcs11::{PinSource, Token, TokenConfig, TokenError};

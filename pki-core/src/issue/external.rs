@@ -186,7 +186,33 @@ pub fn csr(
     let mut report = CsrReport::default();
     let mut keys: Vec<(String, zeroize::Zeroizing<String>)> = Vec::new();
     let mut requests: Vec<(String, String)> = Vec::new();
+    let token = super::open_token(plan)?;
     for (id, c) in ids {
+        if plan.token_held(id) {
+            // The key lives in the PKCS#11 token: the newest one it holds
+            // for this CA (the one `kpki issue` uses), else a new one made
+            // inside it. Nothing is written but the request.
+            let crypto = |source| IssueError::Crypto {
+                id: c.id.clone(),
+                source,
+            };
+            let held = match &token {
+                Some(t) => t.keys_of(&c.id).map_err(crypto)?.pop(),
+                None => None,
+            };
+            let key = match held {
+                Some(k) => k,
+                None => {
+                    report.new_keys.push(c.id.clone());
+                    super::generate_in_token(plan, token.as_ref(), id, super::algorithm(c)?)?
+                }
+            };
+            let pem = build_csr(&request_params(c), &key).map_err(crypto)?;
+            let path = csr_path(&c.id);
+            requests.push((path.clone(), pem));
+            report.requests.push((c.id.clone(), path));
+            continue;
+        }
         let Some(key_path) = first_path(plan, id, Part::Key) else {
             if c.is_ca {
                 return Err(IssueError::Order(format!(
@@ -234,7 +260,12 @@ pub fn csr(
         batch.push((p.as_str(), pem.as_bytes(), Mode::Secret));
     }
     for (p, pem) in &requests {
-        if store.read(p)?.as_deref() != Some(pem.as_bytes()) {
+        // The same request already there stays byte for byte (a token's
+        // ECDSA signature differs at each run).
+        let same = store.read(p)?.is_some_and(|old| {
+            std::str::from_utf8(&old).is_ok_and(|old| crate::crypto::same_request(old, pem))
+        });
+        if !same {
             batch.push((p.as_str(), pem.as_bytes(), Mode::Public));
         }
     }

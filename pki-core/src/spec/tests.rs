@@ -262,6 +262,9 @@ fn ca_keys_pkcs11_is_parsed_and_checked() {
         assert_eq!(e.location.line, line, "{field}: {e:?}");
         assert!(e.message.contains(what), "{field}: {e:?}");
     }
+}
+
+#[test]
 fn root_external_parses_and_its_errors_name_line_and_field() {
     assert!(!parse(MINIMAL).unwrap().root.external);
     let s = parse(&format!("[root]\nexternal = true\n{MINIMAL}")).unwrap();
