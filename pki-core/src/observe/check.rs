@@ -148,18 +148,29 @@ pub fn check_with(
         let failed: BTreeSet<&str> = obs.problems.iter().map(|p| p.path.as_str()).collect();
         // In a kpki directory every planned copy (cluster/ and each bundle) must exist.
         if matches!(obs.kind, super::DirKind::Kpki { .. }) {
-            for f in &plan.layout.files {
-                for p in f.output_paths() {
-                    if !dir.join(&p).exists() && !obs.missing.contains(&plan.graph.id_of(f.node)) {
-                        extra.push(Finding {
-                            code: Code::D001,
-                            severity: Code::D001.severity(),
-                            nodes: vec![plan.graph.id_of(f.node)],
-                            message: format!("{p} is planned but missing"),
-                            hint: "run `kpki issue` to fill in what is missing".into(),
-                            files: vec![p.clone()],
-                        });
-                    }
+            use rayon::prelude::*;
+            // 55,000 paths in a 5,000-node output: looked up in parallel.
+            let absent: Vec<(crate::graph::NodeId, String)> = plan
+                .layout
+                .files
+                .par_iter()
+                .flat_map_iter(|f| {
+                    f.output_paths()
+                        .into_iter()
+                        .filter(|p| !dir.join(p).exists())
+                        .map(|p| (f.node, p))
+                })
+                .collect();
+            for (node, p) in absent {
+                if !obs.missing.contains(&plan.graph.id_of(node)) {
+                    extra.push(Finding {
+                        code: Code::D001,
+                        severity: Code::D001.severity(),
+                        nodes: vec![plan.graph.id_of(node)],
+                        message: format!("{p} is planned but missing"),
+                        hint: "run `kpki issue` to fill in what is missing".into(),
+                        files: vec![p.clone()],
+                    });
                 }
             }
         }

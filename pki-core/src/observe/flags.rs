@@ -365,6 +365,7 @@ fn kubeconfig_use(
                 keys: BTreeMap::new(),
                 shared: None,
                 kubeconfigs: BTreeMap::new(),
+                certs: BTreeMap::new(),
             };
             let facts = reader.kubeconfig(rel);
             obs.problems.extend(

@@ -106,6 +106,7 @@ pub fn read_dir(
         keys: BTreeMap::new(),
         shared: None,
         kubeconfigs: BTreeMap::new(),
+        certs: BTreeMap::new(),
     };
     let by_layout = matches!(kind, DirKind::Kpki { .. }) && planned.is_some();
     let inv = if by_layout {
@@ -248,6 +249,14 @@ pub fn read_dir(
             })
             .collect();
         reader.prefetch_keys(&key_files);
+        let cert_files: Vec<String> = skeleton
+            .iter()
+            .filter_map(|(id, node)| match node {
+                Node::Cert(c) if !elsewhere(&c.node) => locate.cert(id).map(|(f, _)| f),
+                _ => None,
+            })
+            .collect();
+        reader.prefetch_certs(&cert_files);
         let kubeconfig_files: Vec<String> = skeleton
             .iter()
             .filter_map(|(id, node)| match node {
@@ -829,6 +838,9 @@ pub(crate) struct Reader<'a> {
     shared: Option<&'a SharedKeys>,
     /// Kubeconfigs already read, in parallel, without any problem.
     kubeconfigs: BTreeMap<String, KubeconfigFacts>,
+    /// Certificates already read and parsed, in parallel, without any
+    /// problem (each taken once).
+    certs: BTreeMap<String, ParsedCert>,
 }
 
 /// A key cache shared by readers on several threads.
@@ -885,6 +897,9 @@ impl Reader<'_> {
     }
 
     pub(crate) fn cert(&mut self, rel: &str) -> Option<ParsedCert> {
+        if let Some(pc) = self.certs.remove(rel) {
+            return Some(pc);
+        }
         let t = self.text(rel)?;
         let der = match certs_from_pem(&t) {
             Ok(d) if !d.is_empty() => d.into_iter().next()?,
@@ -939,6 +954,23 @@ impl Reader<'_> {
     /// Reads and parses these key files in parallel into the key cache.
     /// Only what reads and parses cleanly is kept: anything else is read
     /// again when asked for, and its problem recorded then, in order.
+    /// Reads and parses the first certificate of each file in parallel;
+    /// a file with any problem is left to [`Reader::cert`], which reports it.
+    fn prefetch_certs(&mut self, rels: &[String]) {
+        use rayon::prelude::*;
+        let dir = &self.dir;
+        let found: Vec<(String, ParsedCert)> = rels
+            .par_iter()
+            .filter_map(|rel| {
+                let b = walk::read_regular(&dir.join(rel)).ok()?;
+                let t = std::str::from_utf8(&b).ok()?;
+                let der = certs_from_pem(t).ok()?.into_iter().next()?;
+                Some((rel.clone(), parse_certificate(&der).ok()?))
+            })
+            .collect();
+        self.certs.extend(found);
+    }
+
     fn prefetch_keys(&mut self, rels: &[String]) {
         use rayon::prelude::*;
         use sha2::Digest;
@@ -1032,6 +1064,7 @@ impl Reader<'_> {
                     keys: BTreeMap::new(),
                     shared: Some(&shared),
                     kubeconfigs: BTreeMap::new(),
+                    certs: BTreeMap::new(),
                 };
                 let facts = r.kubeconfig(rel)?;
                 problems.is_empty().then(|| (rel.clone(), facts))

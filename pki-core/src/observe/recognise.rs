@@ -273,6 +273,7 @@ fn classify(dir: &std::path::Path, rel: &str, shared: &super::SharedKeys) -> Cla
             keys: BTreeMap::new(),
             shared: Some(shared),
             kubeconfigs: BTreeMap::new(),
+            certs: BTreeMap::new(),
         };
         let facts = r.kubeconfig(rel);
         let (cache, keys) = (r.cache, r.keys);
