@@ -39,6 +39,43 @@ fn quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
 }
 
+/// `body` (a profile as `toml` writes it) with each note's comment lines
+/// put before the `[[leaf]]` whose id it names.
+fn annotate(body: &str, notes: &[(String, Vec<String>)]) -> String {
+    if notes.is_empty() {
+        return body.to_owned();
+    }
+    // Split into blocks at table headers; a block is annotated when it is a
+    // `[[leaf]]` with a noted id.
+    let mut blocks: Vec<Vec<&str>> = vec![Vec::new()];
+    for line in body.lines() {
+        if line.starts_with('[') {
+            blocks.push(Vec::new());
+        }
+        if let Some(b) = blocks.last_mut() {
+            b.push(line);
+        }
+    }
+    let mut out = String::new();
+    for b in blocks {
+        if b.first() == Some(&"[[leaf]]") {
+            for (id, lines) in notes {
+                if b.iter().any(|l| *l == format!("id = {}", quote(id))) {
+                    for l in lines {
+                        out.push_str(l);
+                        out.push('\n');
+                    }
+                }
+            }
+        }
+        for l in b {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// The observed directory's kpki spec. `dir` anchors the files' absolute
 /// paths (pass an absolute directory); `spec_path` is where the spec will
 /// be written (its text is parsed against it).
@@ -578,11 +615,37 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
         for c in &f.changes {
             a.found.push(format!("profile: {c}"));
         }
-        for c in &f.not_copied {
+        let mut notes: Vec<(String, Vec<String>)> = Vec::new();
+        for m in &f.mistakes {
+            let codes: Vec<&str> = m.codes.iter().map(|c| c.as_str()).collect();
+            let fix: Vec<String> = m
+                .fix
+                .iter()
+                .map(|(k, v)| match v {
+                    Some(v) => format!("{k} = {v}"),
+                    None => format!("delete {k} (the role's default)"),
+                })
+                .collect();
             a.warnings.push(format!(
-                "profile: {c}: kpki issues it as preset {profile_name} plans it"
+                "profile: {}: copied as the directory has it, with its mistake ({} in `kpki plan`): `kpki issue` refuses until it is fixed in {file}: {}",
+                m.id,
+                codes.join(", "),
+                fix.join("; ")
             ));
+            let mut lines = vec![
+                format!(
+                    "# MISTAKE COPIED: {}, as the directory has it ({} in `kpki plan`).",
+                    m.id,
+                    codes.join(", ")
+                ),
+                format!(
+                    "# `kpki issue` refuses until it is fixed; kpki's values (preset {profile_name}):"
+                ),
+            ];
+            lines.extend(fix.iter().map(|l| format!("#   {l}")));
+            notes.push((m.id.clone(), lines));
         }
+        let body = annotate(&body, &notes);
         a.spec = a.spec.replacen(
             &format!("profile = {}", quote(profile_name)),
             &format!("profile = {}", quote(&file)),

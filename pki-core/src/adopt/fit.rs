@@ -2,7 +2,7 @@
 //! `kpki init --from` writes when the directory's certificates are not the
 //! preset's (templates it lacks, its own subjects, SANs and usages).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::graph::{CertGraph, CertNode, expand};
@@ -28,9 +28,129 @@ pub(super) struct Fitted {
     pub table: toml::Table,
     /// What was changed, one line each.
     pub changes: Vec<String>,
-    /// Templates whose certificates are not copied (the plan would carry an
-    /// error: the directory's own mistake), with why.
-    pub not_copied: Vec<String>,
+    /// Templates copied with the directory's own mistake (the plan carries
+    /// an error for each): what to change to issue kpki's values instead.
+    pub mistakes: Vec<Mistake>,
+}
+
+/// A template copied from a certificate with its mistake.
+pub(super) struct Mistake {
+    /// The leaf template.
+    pub id: String,
+    /// The error codes the copy brings into the plan.
+    pub codes: BTreeSet<Code>,
+    /// The fix: each field and kpki's value for it (`None`: remove the
+    /// field, the role's default applies).
+    pub fix: Vec<(String, Option<toml::Value>)>,
+}
+
+/// The leaf fields `fit` copies from a certificate.
+const COPIED: [&str; 4] = ["common_name", "organizations", "sans", "ext_key_usage"];
+
+/// Error findings of a plan of `t`, as (code, template).
+fn plan_errors(
+    t: &toml::Table,
+    spec: &ClusterSpec,
+    at: &Path,
+    existing: &[crate::spec::ExistingCaSpec],
+) -> Result<BTreeSet<(Code, String)>, crate::Error> {
+    let plan = crate::Plan::with_existing(spec.clone(), profile_of(t, at)?, existing)?;
+    Ok(plan
+        .report
+        .findings
+        .iter()
+        .filter(|f| f.severity == crate::validate::Severity::Error)
+        .flat_map(|f| {
+            f.nodes
+                .iter()
+                .map(|n| (f.code, template_of(n).to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .collect())
+}
+
+/// The copied templates that bring errors into the plan (errors the preset
+/// itself, `base`, does not have), each with the fewest of its copied
+/// fields that, set back to the preset's value, clear them.
+fn mistakes(
+    t: &toml::Table,
+    base: &toml::Table,
+    overridden: &BTreeSet<String>,
+    spec: &ClusterSpec,
+    at: &Path,
+    existing: &[crate::spec::ExistingCaSpec],
+) -> Result<Vec<Mistake>, crate::Error> {
+    let before = plan_errors(base, spec, at, existing)?;
+    let now = plan_errors(t, spec, at, existing)?;
+    let mut by_template: BTreeMap<String, BTreeSet<Code>> = BTreeMap::new();
+    for (code, n) in now.difference(&before) {
+        if overridden.contains(n) {
+            by_template.entry(n.clone()).or_default().insert(*code);
+        }
+    }
+    let base_leaf = |id: &str| -> Option<toml::Table> {
+        base.get("leaf")
+            .and_then(toml::Value::as_array)?
+            .iter()
+            .filter_map(toml::Value::as_table)
+            .find(|l| l.get("id").and_then(toml::Value::as_str) == Some(id))
+            .cloned()
+    };
+    let mut out = Vec::new();
+    for (id, codes) in by_template {
+        let (Some(orig), Some(cur)) = (base_leaf(&id), leaf_mut(&mut t.clone(), &id).cloned())
+        else {
+            continue;
+        };
+        let differing: Vec<&str> = COPIED
+            .iter()
+            .copied()
+            .filter(|k| orig.get(*k) != cur.get(*k))
+            .collect();
+        let own = |set: &BTreeSet<(Code, String)>| -> BTreeSet<Code> {
+            set.iter()
+                .filter(|(c, n)| *n == id && codes.contains(c))
+                .map(|(c, _)| *c)
+                .collect()
+        };
+        let with = |fields: &[&str]| -> Result<toml::Table, crate::Error> {
+            let mut trial = t.clone();
+            if let Some(l) = leaf_mut(&mut trial, &id) {
+                for k in fields {
+                    match orig.get(*k) {
+                        Some(v) => {
+                            l.insert((*k).into(), v.clone());
+                        }
+                        None => {
+                            l.remove(*k);
+                        }
+                    }
+                }
+            }
+            Ok(trial)
+        };
+        // The fields whose own revert clears some of the template's errors.
+        let mut faulty: Vec<&str> = Vec::new();
+        for k in &differing {
+            let left = own(&plan_errors(&with(&[k])?, spec, at, existing)?);
+            if left.len() < codes.len() {
+                faulty.push(k);
+            }
+        }
+        if faulty.is_empty() || !own(&plan_errors(&with(&faulty)?, spec, at, existing)?).is_empty()
+        {
+            faulty.clone_from(&differing);
+        }
+        out.push(Mistake {
+            id: id.clone(),
+            codes,
+            fix: faulty
+                .iter()
+                .map(|k| ((*k).to_owned(), orig.get(*k).cloned()))
+                .collect(),
+        });
+    }
+    Ok(out)
 }
 
 fn leaves(t: &mut toml::Table) -> Option<&mut Vec<toml::Value>> {
@@ -245,56 +365,12 @@ pub(super) fn fit(
     let mut fitted = Fitted {
         table: toml::Table::new(),
         changes,
-        not_copied: Vec::new(),
+        mistakes: Vec::new(),
     };
     let mut overridden: BTreeSet<String> = BTreeSet::new();
-    let mut reverted: BTreeSet<String> = BTreeSet::new();
     for _ in 0..8 {
         let profile = profile_of(&t, spec_path)?;
         let plan = crate::Plan::with_existing(spec.clone(), profile, &existing)?;
-        let errors = |p: &crate::Plan| -> BTreeSet<(Code, String)> {
-            p.report
-                .findings
-                .iter()
-                .filter(|f| f.severity == crate::validate::Severity::Error)
-                .flat_map(|f| {
-                    f.nodes
-                        .iter()
-                        .map(|n| (f.code, template_of(n).to_owned()))
-                        .collect::<Vec<_>>()
-                })
-                .collect()
-        };
-        let base =
-            crate::Plan::with_existing(spec.clone(), profile_of(&base_t, spec_path)?, &existing)?;
-        let before = errors(&base);
-        // An override that makes the plan fail is the directory's mistake.
-        let mut bad: BTreeSet<String> = BTreeSet::new();
-        for (code, n) in errors(&plan).difference(&before) {
-            if overridden.contains(n) && !reverted.contains(n) && bad.insert(n.clone()) {
-                fitted.not_copied.push(format!(
-                    "{n}: its certificate is not copied ({code} in the plan)"
-                ));
-            }
-        }
-        if !bad.is_empty() {
-            for n in bad {
-                let orig = base_t
-                    .get("leaf")
-                    .and_then(toml::Value::as_array)
-                    .and_then(|a| {
-                        a.iter()
-                            .find(|l| l.get("id").and_then(toml::Value::as_str) == Some(n.as_str()))
-                    })
-                    .and_then(toml::Value::as_table)
-                    .cloned();
-                if let (Some(orig), Some(l)) = (orig, leaf_mut(&mut t, &n)) {
-                    *l = orig;
-                }
-                reverted.insert(n);
-            }
-            continue;
-        }
         let rep = crate::observe::check(dir, Some(&plan), None, &Options::default())?;
         let mut changed = false;
         for f in &rep.report.findings {
@@ -310,7 +386,7 @@ pub(super) fn fit(
                 }
                 continue;
             }
-            if f.code != Code::D003 || reverted.contains(&tid) {
+            if f.code != Code::D003 {
                 continue;
             }
             let Some(seen) = rep
@@ -374,11 +450,7 @@ pub(super) fn fit(
             break;
         }
     }
-    fitted.changes.retain(|c| {
-        !reverted
-            .iter()
-            .any(|r| c.starts_with(&format!("{r}: subject")))
-    });
+    fitted.mistakes = mistakes(&t, &base_t, &overridden, &spec, spec_path, &existing)?;
     if t == preset {
         return Ok(None);
     }
