@@ -113,41 +113,73 @@ fn mistakes(
                 .map(|(c, _)| *c)
                 .collect()
         };
-        let with = |fields: &[&str]| -> Result<toml::Table, crate::Error> {
-            let mut trial = t.clone();
-            if let Some(l) = leaf_mut(&mut trial, &id) {
-                for k in fields {
-                    match orig.get(*k) {
-                        Some(v) => {
-                            l.insert((*k).into(), v.clone());
-                        }
-                        None => {
-                            l.remove(*k);
+        // kpki's value for a field: the preset's; for the SANs first the
+        // copied ones with the preset's rules added (the directory's own
+        // names are kept), then the preset's alone.
+        let union = match (cur.get("sans"), orig.get("sans")) {
+            (Some(toml::Value::Array(c)), Some(toml::Value::Array(o))) => {
+                let mut u = c.clone();
+                u.extend(o.iter().filter(|v| !c.contains(v)).cloned());
+                Some(toml::Value::Array(u))
+            }
+            _ => orig.get("sans").cloned(),
+        };
+        let mut found = None;
+        for sans in [union, orig.get("sans").cloned()] {
+            let value = |k: &str| -> Option<toml::Value> {
+                if k == "sans" {
+                    sans.clone()
+                } else {
+                    orig.get(k).cloned()
+                }
+            };
+            let with = |fields: &[&str]| -> toml::Table {
+                let mut trial = t.clone();
+                if let Some(l) = leaf_mut(&mut trial, &id) {
+                    for k in fields {
+                        match value(k) {
+                            Some(v) => {
+                                l.insert((*k).into(), v);
+                            }
+                            None => {
+                                l.remove(*k);
+                            }
                         }
                     }
                 }
+                trial
+            };
+            // The fields whose own fix clears some of the template's errors.
+            let mut faulty: Vec<&str> = Vec::new();
+            for k in &differing {
+                let left = own(&plan_errors(&with(&[k]), spec, at, existing)?);
+                if left.len() < codes.len() {
+                    faulty.push(k);
+                }
             }
-            Ok(trial)
-        };
-        // The fields whose own revert clears some of the template's errors.
-        let mut faulty: Vec<&str> = Vec::new();
-        for k in &differing {
-            let left = own(&plan_errors(&with(&[k])?, spec, at, existing)?);
-            if left.len() < codes.len() {
-                faulty.push(k);
+            if faulty.is_empty() {
+                faulty.clone_from(&differing);
+            }
+            if own(&plan_errors(&with(&faulty), spec, at, existing)?).is_empty() {
+                found = Some(
+                    faulty
+                        .iter()
+                        .map(|k| ((*k).to_owned(), value(k)))
+                        .collect::<Vec<_>>(),
+                );
+                break;
             }
         }
-        if faulty.is_empty() || !own(&plan_errors(&with(&faulty)?, spec, at, existing)?).is_empty()
-        {
-            faulty.clone_from(&differing);
-        }
+        let fix = found.unwrap_or_else(|| {
+            differing
+                .iter()
+                .map(|k| ((*k).to_owned(), orig.get(*k).cloned()))
+                .collect()
+        });
         out.push(Mistake {
             id: id.clone(),
             codes,
-            fix: faulty
-                .iter()
-                .map(|k| ((*k).to_owned(), orig.get(*k).cloned()))
-                .collect(),
+            fix,
         });
     }
     Ok(out)
