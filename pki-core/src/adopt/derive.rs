@@ -34,7 +34,7 @@ struct CaEntry {
     key_found: bool,
 }
 
-fn quote(s: &str) -> String {
+pub(super) fn quote(s: &str) -> String {
     // TOML basic string: JSON string escaping is a subset TOML accepts.
     serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
 }
@@ -646,6 +646,9 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
             notes.push((m.id.clone(), lines));
         }
         let body = annotate(&body, &notes);
+        if !f.spec_extra.is_empty() {
+            a.spec.push_str(&f.spec_extra);
+        }
         a.spec = a.spec.replacen(
             &format!("profile = {}", quote(profile_name)),
             &format!("profile = {}", quote(&file)),

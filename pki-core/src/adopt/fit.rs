@@ -3,6 +3,7 @@
 //! preset's (templates it lacks, its own subjects, SANs and usages).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::graph::{CertGraph, CertNode, expand};
@@ -28,6 +29,8 @@ pub(super) struct Fitted {
     pub table: toml::Table,
     /// What was changed, one line each.
     pub changes: Vec<String>,
+    /// `[[existing_ca]]` entries to add to the spec (CAs the preset lacks).
+    pub spec_extra: String,
     /// Templates copied with the directory's own mistake (the plan carries
     /// an error for each): what to change to issue kpki's values instead.
     pub mistakes: Vec<Mistake>,
@@ -42,6 +45,214 @@ pub(super) struct Mistake {
     /// The fix: each field and kpki's value for it (`None`: remove the
     /// field, the role's default applies).
     pub fix: Vec<(String, Option<toml::Value>)>,
+}
+
+/// A CA template added for a CA the preset lacks.
+struct AddedCa {
+    id: String,
+    file: String,
+    cert_abs: String,
+    key_abs: String,
+    table: toml::Table,
+}
+
+/// A leaf template (and the CAs it needs) added for a certificate no
+/// template fits.
+struct Added {
+    id: String,
+    leaf: toml::Table,
+    cas: Vec<AddedCa>,
+}
+
+fn add_ca(t: &mut toml::Table, c: &AddedCa) {
+    if let Some(a) = t
+        .entry("ca")
+        .or_insert_with(|| toml::Value::Array(Vec::new()))
+        .as_array_mut()
+    {
+        a.push(toml::Value::Table(c.table.clone()));
+    }
+}
+
+/// A template id made of a name: lowercase letters, digits and `-`.
+fn id_of(name: &str) -> String {
+    let mut id: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    while id.contains("--") {
+        id = id.replace("--", "-");
+    }
+    id.trim_matches('-').to_owned()
+}
+
+fn ids(t: &toml::Table) -> BTreeSet<String> {
+    ["ca", "leaf", "keypair", "kubeconfig"]
+        .iter()
+        .filter_map(|k| t.get(*k).and_then(toml::Value::as_array))
+        .flatten()
+        .filter_map(|v| v.get("id").and_then(toml::Value::as_str))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn strings(v: &[String]) -> toml::Value {
+    toml::Value::Array(v.iter().cloned().map(toml::Value::String).collect())
+}
+
+/// For `file` (relative to `dir`), a leaf certificate that fits no template
+/// of `plan`: a leaf template copied from it (subject, SANs as literals,
+/// usages), signed by the template of the CA that signed it; that CA gets
+/// a template (and is adopted) when the profile has none. Added to `t`.
+fn add_unplanned(
+    dir: &Path,
+    file: &str,
+    obs: &crate::Observation,
+    plan: &crate::Plan,
+    t: &mut toml::Table,
+) -> Result<Option<Added>, crate::Error> {
+    let read = |p: &Path| -> Option<crate::crypto::ParsedCert> {
+        let bytes = crate::observe::walk::read_regular_capped(p, 1 << 20).ok()?;
+        let text = std::str::from_utf8(&bytes).ok()?;
+        let der = crate::crypto::certs_from_pem(text)
+            .ok()?
+            .into_iter()
+            .next()?;
+        crate::crypto::parse_certificate(&der).ok()
+    };
+    let Some(pc) = read(&dir.join(file)) else {
+        return Ok(None);
+    };
+    if pc.is_ca == Some(true) {
+        return Ok(None);
+    }
+    // The observed CA that signed it.
+    let Some((ca_id, ca)) = obs.graph.certs().find_map(|(i, c)| {
+        if !c.is_ca || c.subject.common_name != pc.issuer.common_name {
+            return None;
+        }
+        let f = obs.files.get(&i)?;
+        let ca = read(&dir.join(f))?;
+        pc.verify_signed_by(&ca.public_key).then_some((i, c))
+    }) else {
+        return Ok(None);
+    };
+    let mut taken = ids(t);
+    let mut cas = Vec::new();
+    let issuer = if plan
+        .graph
+        .find(&ca.id)
+        .is_some_and(|i| plan.graph.cert(i).is_some_and(|c| c.is_ca))
+    {
+        ca.template.clone()
+    } else {
+        let (Some(cert), Some(key)) = (obs.files.get(&ca_id), ca.key_path.as_ref()) else {
+            return Ok(None);
+        };
+        let mut id = id_of(&ca.subject.common_name);
+        if id.is_empty() || taken.contains(&id) {
+            id = format!("{}-ca", id_of(file.rsplit('/').next().unwrap_or(file)));
+        }
+        if taken.contains(&id) {
+            return Ok(None);
+        }
+        taken.insert(id.clone());
+        let mut table = toml::Table::new();
+        table.insert("id".into(), toml::Value::String(id.clone()));
+        table.insert(
+            "common_name".into(),
+            toml::Value::String(ca.subject.common_name.clone()),
+        );
+        if !ca.subject.organizations.is_empty() {
+            table.insert("organizations".into(), strings(&ca.subject.organizations));
+        }
+        table.insert("cert".into(), toml::Value::String(format!("pki/{id}.crt")));
+        table.insert("key".into(), toml::Value::String(format!("pki/{id}.key")));
+        let c = AddedCa {
+            id: id.clone(),
+            file: cert.clone(),
+            cert_abs: dir.join(cert).display().to_string(),
+            key_abs: dir.join(key).display().to_string(),
+            table,
+        };
+        add_ca(t, &c);
+        cas.push(c);
+        id
+    };
+    let base = file.rsplit('/').next().unwrap_or(file);
+    let stem = base
+        .strip_suffix(".pem")
+        .or_else(|| base.strip_suffix(".crt"))
+        .unwrap_or(base);
+    let mut id = id_of(stem);
+    if id.is_empty() || taken.contains(&id) {
+        id = format!("{}-cert", id_of(&format!("{issuer}-{stem}")));
+    }
+    if taken.contains(&id) {
+        return Ok(None);
+    }
+    let server = pc
+        .ext_key_usage
+        .contains(&crate::x509::ExtUsage::ServerAuth);
+    let client = pc
+        .ext_key_usage
+        .contains(&crate::x509::ExtUsage::ClientAuth);
+    let role = match (server, client) {
+        (true, true) => "peer",
+        (false, true) => "client",
+        _ => "server",
+    };
+    let cp_ips: BTreeSet<std::net::IpAddr> =
+        plan.spec.control_plane.iter().map(|n| n.address).collect();
+    let fan_out = if pc.ip_sans.iter().any(|i| cp_ips.contains(i)) {
+        "control-plane"
+    } else {
+        "cluster"
+    };
+    let sans: Vec<String> = pc
+        .dns_sans
+        .iter()
+        .map(|d| format!("dns:{d}"))
+        .chain(pc.ip_sans.iter().map(|i| format!("ip:{i}")))
+        .collect();
+    let mut leaf = toml::Table::new();
+    leaf.insert("id".into(), toml::Value::String(id.clone()));
+    leaf.insert("issuer".into(), toml::Value::String(issuer));
+    leaf.insert("role".into(), toml::Value::String(role.into()));
+    leaf.insert("fan_out".into(), toml::Value::String(fan_out.into()));
+    leaf.insert(
+        "common_name".into(),
+        toml::Value::String(pc.subject.common_name.clone()),
+    );
+    if !pc.subject.organizations.is_empty() {
+        leaf.insert("organizations".into(), strings(&pc.subject.organizations));
+    }
+    if !sans.is_empty() {
+        leaf.insert("sans".into(), strings(&sans));
+    }
+    if !pc.ext_key_usage.is_empty() {
+        leaf.insert(
+            "ext_key_usage".into(),
+            toml::Value::Array(
+                pc.ext_key_usage
+                    .iter()
+                    .map(|u| toml::Value::String(u.as_str().into()))
+                    .collect(),
+            ),
+        );
+    }
+    leaf.insert("cert".into(), toml::Value::String(format!("pki/{id}.crt")));
+    leaf.insert("key".into(), toml::Value::String(format!("pki/{id}.key")));
+    if let Some(l) = leaves(t) {
+        l.push(toml::Value::Table(leaf.clone()));
+    }
+    Ok(Some(Added { id, leaf, cas }))
 }
 
 /// The leaf fields `fit` copies from a certificate.
@@ -362,8 +573,9 @@ pub(super) fn fit(
     let Ok(preset) = text.parse::<toml::Table>() else {
         return Ok(None);
     };
-    let (spec, existing) =
+    let (mut spec, mut existing) =
         ClusterSpec::parse_with_existing(spec_text, spec_path).map_err(crate::Error::Spec)?;
+    let existing_before = existing.len();
     // Without every CA key the plan cannot be made: nothing to compare.
     if existing.iter().any(|e| !e.key.exists()) {
         return Ok(None);
@@ -398,13 +610,56 @@ pub(super) fn fit(
         table: toml::Table::new(),
         changes,
         mistakes: Vec::new(),
+        spec_extra: String::new(),
     };
+    let mut unplanned: BTreeSet<String> = BTreeSet::new();
     let mut overridden: BTreeSet<String> = BTreeSet::new();
     for _ in 0..8 {
         let profile = profile_of(&t, spec_path)?;
         let plan = crate::Plan::with_existing(spec.clone(), profile, &existing)?;
         let rep = crate::observe::check(dir, Some(&plan), None, &Options::default())?;
         let mut changed = false;
+        // Certificates no template fits (a role the preset does not model,
+        // signed by a CA it lacks): a leaf template copied from each, and a
+        // CA template (and `[[existing_ca]]`) for a CA the preset lacks.
+        for f in rep.report.findings.iter().filter(|f| f.code == Code::D002) {
+            let Some(file) = f.nodes.first() else {
+                continue;
+            };
+            if !unplanned.insert(file.clone()) {
+                continue;
+            }
+            if let Some(added) = add_unplanned(dir, file, &rep.observation, &plan, &mut t)? {
+                for c in &added.cas {
+                    add_ca(&mut base_t, c);
+                    let _ = write!(
+                        fitted.spec_extra,
+                        "\n[[existing_ca]]\nid = {}\ncert = {}\nkey = {}\n",
+                        super::derive::quote(&c.id),
+                        super::derive::quote(&c.cert_abs),
+                        super::derive::quote(&c.key_abs)
+                    );
+                    fitted.changes.push(format!(
+                        "{}: a CA the preset lacks, as in {} (adopted)",
+                        c.id, c.file
+                    ));
+                }
+                if let Some(l) = leaves(&mut base_t) {
+                    l.push(toml::Value::Table(added.leaf.clone()));
+                }
+                fitted.changes.push(format!(
+                    "{}: a certificate the preset lacks, as in {file}",
+                    added.id
+                ));
+                changed = true;
+            }
+        }
+        let with_cas = format!("{spec_text}{}", fitted.spec_extra);
+        if existing.len() != existing_before + fitted.spec_extra.matches("[[existing_ca]]").count()
+        {
+            (spec, existing) = ClusterSpec::parse_with_existing(&with_cas, spec_path)
+                .map_err(crate::Error::Spec)?;
+        }
         for f in &rep.report.findings {
             let Some(id) = f.nodes.first() else { continue };
             let tid = template_of(id).to_owned();
