@@ -83,12 +83,21 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
     let mut a = Adoption::default();
     let g = &obs.graph;
     let certs: Vec<(NodeId, &CertNode)> = g.certs().collect();
-    let apiserver = certs.iter().map(|(_, c)| *c).find(|c| {
-        c.sans
-            .dns
-            .iter()
-            .any(|d| d.as_str().starts_with("kubernetes.default.svc."))
-    });
+    let apiserver = certs
+        .iter()
+        .map(|(_, c)| *c)
+        .find(|c| {
+            c.sans
+                .dns
+                .iter()
+                .any(|d| d.as_str().starts_with("kubernetes.default.svc."))
+        })
+        .or_else(|| {
+            certs
+                .iter()
+                .map(|(_, c)| *c)
+                .find(|c| c.template == "apiserver")
+        });
     // DNS domain.
     let domain = apiserver.and_then(|c| {
         c.sans.dns.iter().find_map(|d| {
@@ -197,13 +206,34 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
         n.name.as_str() == format!("node-{}", n.address.to_string().replace(['.', ':'], "-"))
     };
     let mut cp = cp;
+    // One control-plane node, at an address its apiserver certificate does
+    // not hold, where that certificate holds the endpoint IP and no node is
+    // there: the master is the endpoint (one master and no VIP, as seed
+    // 001's 10.0.4.15). Recognition's guess was another node's host.
+    if let (Some(api), Some(ep), [only]) = (apiserver, endpoint_ip, cp.as_mut_slice())
+        && made_up(only)
+        && !api.sans.ip.contains(&only.address)
+        && api.sans.ip.contains(&ep)
+        && !etcd.iter().chain(&workers).any(|n| n.address == ep)
+        && let Ok(name) =
+            NodeName::parse(&format!("node-{}", ep.to_string().replace(['.', ':'], "-")))
+    {
+        a.assumed.push(format!(
+            "control-plane node {name} at {ep}, the endpoint its apiserver certificate holds (not {}, which it lacks)",
+            only.address
+        ));
+        only.extra_ips.retain(|i| *i != ep && *i != only.address);
+        only.address = ep;
+        only.name = name;
+    }
     for n in &mut cp {
-        // (Not a name that is an IP address: the node-name SAN rule would
-        // make it a DNS SAN.)
+        // (A name that is an IP address is fine: the node-name SAN rule
+        // makes it an IP SAN.)
         if made_up(n)
-            && let Some(other) = etcd.iter().chain(&workers).find(|o| {
-                o.address == n.address && !made_up(o) && o.name.as_str().parse::<IpAddr>().is_err()
-            })
+            && let Some(other) = etcd
+                .iter()
+                .chain(&workers)
+                .find(|o| o.address == n.address && !made_up(o))
         {
             a.assumed.push(format!(
                 "control-plane node {} named {} (the name its certificates give)",

@@ -613,6 +613,7 @@ pub(super) fn fit(
         spec_extra: String::new(),
     };
     let mut unplanned: BTreeSet<String> = BTreeSet::new();
+    let mut narrowed: BTreeSet<String> = BTreeSet::new();
     let mut overridden: BTreeSet<String> = BTreeSet::new();
     for _ in 0..8 {
         let profile = profile_of(&t, spec_path)?;
@@ -664,6 +665,40 @@ pub(super) fn fit(
             let Some(id) = f.nodes.first() else { continue };
             let tid = template_of(id).to_owned();
             if f.code == Code::D001 {
+                if narrowed.contains(&tid) {
+                    continue;
+                }
+                // A kubelet certificate the directory has for some nodes
+                // only (workers, not the control plane): the fan-out
+                // narrowed, not the template dropped.
+                let present = rep
+                    .observation
+                    .graph
+                    .certs()
+                    .any(|(_, c)| c.template == tid);
+                let on_cp = id
+                    .split_once('@')
+                    .map(|(_, n)| spec.control_plane.iter().any(|x| x.name.as_str() == n));
+                if present && let Some(on_cp) = on_cp {
+                    let to = if on_cp { "worker" } else { "control-plane" };
+                    let mut done = false;
+                    for table in [&mut t, &mut base_t] {
+                        if let Some(l) = leaf_mut(table, &tid)
+                            && l.get("fan_out").and_then(toml::Value::as_str) == Some("kubelet")
+                        {
+                            l.insert("fan_out".into(), toml::Value::String(to.into()));
+                            done = true;
+                        }
+                    }
+                    if done {
+                        narrowed.insert(tid.clone());
+                        fitted.changes.push(format!(
+                            "{tid}: fan_out = \"{to}\" (the directory has it for those nodes only)"
+                        ));
+                        changed = true;
+                        continue;
+                    }
+                }
                 if drop_template(&mut t, &tid) {
                     drop_template(&mut base_t, &tid);
                     fitted

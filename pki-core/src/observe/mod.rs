@@ -259,7 +259,9 @@ pub fn read_dir(
     }
     for (id, node) in skeleton.iter() {
         match node {
-            Node::Cert(c) if elsewhere(&c.node) => {}
+            // Another node's certificate is read only when recognition
+            // found it by content (a file that names that node as its own).
+            Node::Cert(c) if elsewhere(&c.node) && !matches!(source, Source::Content(..)) => {}
             Node::Kubeconfig(k) if elsewhere(&k.node) => {}
             Node::Cert(c) => {
                 // Missing ones are counted at the end: a kubeconfig may carry it.
