@@ -329,7 +329,16 @@ fn mistakes(
         // names are kept), then the preset's alone.
         let union = match (cur.get("sans"), orig.get("sans")) {
             (Some(toml::Value::Array(c)), Some(toml::Value::Array(o))) => {
-                let mut u = c.clone();
+                // (Less the names no client ever matches: N006.)
+                let mut u: Vec<toml::Value> = c
+                    .iter()
+                    .filter(|v| {
+                        v.as_str()
+                            .and_then(|s| s.strip_prefix("dns:"))
+                            .is_none_or(|d| crate::x509::DnsName::parse(d).is_ok())
+                    })
+                    .cloned()
+                    .collect();
                 u.extend(o.iter().filter(|v| !c.contains(v)).cloned());
                 Some(toml::Value::Array(u))
             }

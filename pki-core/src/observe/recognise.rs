@@ -615,6 +615,13 @@ fn score(t: &CertNode, f: &Found, cert_file: &str, break_glass: bool) -> i64 {
     if name_hint(&t.template, cert_file) {
         s += 6;
     }
+    // The service-account key's certificate (kube-apiserver
+    // --service-account-key-file takes one, as seed 003's does): it is no
+    // TLS role of the profile, whatever its usages.
+    let base = cert_file.rsplit('/').next().unwrap_or(cert_file);
+    if base.starts_with("service-account") && !t.template.contains("service-account") {
+        s -= 40;
+    }
     s
 }
 
