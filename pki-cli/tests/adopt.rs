@@ -484,6 +484,23 @@ fn a_seed_without_a_ca_key_is_adopted_but_not_issued() {
     let text = std::fs::read_to_string(&spec).unwrap();
     assert!(text.contains("service_cidr = \"10.254.0.0/16\""), "{text}");
     assert!(text.contains("# NO KEY FOUND"), "{text}");
+    // The spec describes the directory all the same: no drift.
+    let o = kpki()
+        .arg("check")
+        .arg(&dir)
+        .arg("--spec")
+        .arg(&spec)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    let doc = json(&o);
+    let findings = doc["findings"].as_array().unwrap();
+    assert!(!findings.is_empty(), "{doc}");
+    let drift: Vec<&Value> = findings
+        .iter()
+        .filter(|f| f["code"].as_str().unwrap().starts_with('D'))
+        .collect();
+    assert!(drift.is_empty(), "systemd-units: drift {drift:?}");
     let out = tmp.path().join("out");
     let o = kpki()
         .args(["issue", "--spec"])

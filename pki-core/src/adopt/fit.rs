@@ -265,7 +265,7 @@ fn plan_errors(
     at: &Path,
     existing: &[crate::spec::ExistingCaSpec],
 ) -> Result<BTreeSet<(Code, String)>, crate::Error> {
-    let plan = crate::Plan::with_existing(spec.clone(), profile_of(t, at)?, existing)?;
+    let plan = crate::Plan::plan(spec.clone(), profile_of(t, at)?, existing, false)?;
     Ok(plan
         .report
         .findings
@@ -421,11 +421,12 @@ fn template_of(id: &str) -> &str {
 }
 
 /// Removes template `id` (a leaf, keypair or kubeconfig), the kubeconfigs
-/// whose client it is and the bindings that name it. True if it was there.
+/// whose client it is and the bindings that name it. What was done, if
+/// it was there.
 /// A missing kubeconfig whose client certificate lives only inside it is
 /// removed alone, and that certificate given files of its own (the
 /// directory may hold it as a PEM pair): the next round tells.
-fn drop_template(t: &mut toml::Table, id: &str) -> bool {
+fn drop_template(t: &mut toml::Table, id: &str) -> Option<&'static str> {
     let client = t
         .get("kubeconfig")
         .and_then(toml::Value::as_array)
@@ -450,7 +451,9 @@ fn drop_template(t: &mut toml::Table, id: &str) -> bool {
         if let Some(arr) = t.get_mut("kubeconfig").and_then(toml::Value::as_array_mut) {
             arr.retain(|v| v.get("id").and_then(toml::Value::as_str) != Some(id));
         }
-        return true;
+        return Some(
+            "kubeconfig dropped (the directory has none); its client certificate kept, as files of its own",
+        );
     }
     let mut removed = false;
     for key in ["leaf", "keypair", "kubeconfig"] {
@@ -465,6 +468,12 @@ fn drop_template(t: &mut toml::Table, id: &str) -> bool {
             removed |= arr.len() != before;
         }
     }
+    unbind(t, id);
+    removed.then_some("dropped (the directory has none)")
+}
+
+/// Removes the bindings that name `id`.
+fn unbind(t: &mut toml::Table, id: &str) {
     if let Some(b) = t.get_mut("bindings").and_then(toml::Value::as_table_mut) {
         for (_, comp) in b.iter_mut() {
             if let Some(c) = comp.as_table_mut() {
@@ -473,7 +482,6 @@ fn drop_template(t: &mut toml::Table, id: &str) -> bool {
         }
         b.retain(|_, v| v.as_table().is_none_or(|c| !c.is_empty()));
     }
-    removed
 }
 
 /// Replaces CA `from` by CA `to` wherever it is named, and removes it.
@@ -585,10 +593,8 @@ pub(super) fn fit(
     let (mut spec, mut existing) =
         ClusterSpec::parse_with_existing(spec_text, spec_path).map_err(crate::Error::Spec)?;
     let existing_before = existing.len();
-    // Without every CA key the plan cannot be made: nothing to compare.
-    if existing.iter().any(|e| !e.key.exists()) {
-        return Ok(None);
-    }
+    // (A CA whose key is absent is planned from its certificate: the
+    // comparison signs nothing.)
     let mut t = preset.clone();
     let mut changes = Vec::new();
     // One CA signs everything (a single cfssl CA): the preset's other CAs
@@ -626,49 +632,54 @@ pub(super) fn fit(
     let mut overridden: BTreeSet<String> = BTreeSet::new();
     for _ in 0..8 {
         let profile = profile_of(&t, spec_path)?;
-        let plan = crate::Plan::with_existing(spec.clone(), profile, &existing)?;
+        let plan = crate::Plan::plan(spec.clone(), profile, &existing, false)?;
         let rep = crate::observe::check(dir, Some(&plan), None, &Options::default())?;
         let mut changed = false;
-        // Certificates no template fits (a role the preset does not model,
-        // signed by a CA it lacks): a leaf template copied from each, and a
-        // CA template (and `[[existing_ca]]`) for a CA the preset lacks.
-        for f in rep.report.findings.iter().filter(|f| f.code == Code::D002) {
-            let Some(file) = f.nodes.first() else {
-                continue;
-            };
-            if !unplanned.insert(file.clone()) {
-                continue;
-            }
-            if let Some(added) = add_unplanned(dir, file, &rep.observation, &plan, &mut t)? {
-                for c in &added.cas {
-                    add_ca(&mut base_t, c);
-                    let _ = write!(
-                        fitted.spec_extra,
-                        "\n[[existing_ca]]\nid = {}\ncert = {}\nkey = {}\n",
-                        super::derive::quote(&c.id),
-                        super::derive::quote(&c.cert_abs),
-                        super::derive::quote(&c.key_abs)
-                    );
+        // CAs of the preset the directory lacks first (their leaves are
+        // recognised again under the CA they merge into, before any drop).
+        let mut merged = false;
+        for f in rep.report.findings.iter().filter(|f| f.code == Code::D001) {
+            let Some(id) = f.nodes.first() else { continue };
+            let tid = template_of(id).to_owned();
+            // A CA of the preset the directory lacks: its certificates
+            // are signed by the directory's main CA (the adopted one
+            // that signs the most).
+            let is_ca = t
+                .get("ca")
+                .and_then(toml::Value::as_array)
+                .is_some_and(|a| {
+                    a.iter()
+                        .any(|c| c.get("id").and_then(toml::Value::as_str) == Some(tid.as_str()))
+                });
+            if is_ca && !existing.iter().any(|e| e.id == tid) {
+                let g = &rep.observation.graph;
+                let main = existing
+                    .iter()
+                    .filter_map(|e| {
+                        let n = g.find(&e.id)?;
+                        let signed = g
+                            .certs()
+                            .filter(|(_, c)| {
+                                !c.is_ca && c.issuer == crate::graph::IssuerRef::Node(n)
+                            })
+                            .count();
+                        Some((signed, e.id.clone()))
+                    })
+                    .max_by_key(|(n, id)| (*n, std::cmp::Reverse(id.clone())))
+                    .map(|(_, id)| id);
+                if let Some(main) = main {
+                    merge_ca(&mut t, &tid, &main);
+                    merge_ca(&mut base_t, &tid, &main);
                     fitted.changes.push(format!(
-                        "{}: a CA the preset lacks, as in {} (adopted)",
-                        c.id, c.file
-                    ));
+                            "{tid}: merged into {main} (the directory has no such CA; {main} signs its certificates)"
+                        ));
+                    merged = true;
                 }
-                if let Some(l) = leaves(&mut base_t) {
-                    l.push(toml::Value::Table(added.leaf.clone()));
-                }
-                fitted.changes.push(format!(
-                    "{}: a certificate the preset lacks, as in {file}",
-                    added.id
-                ));
-                changed = true;
+                continue;
             }
         }
-        let with_cas = format!("{spec_text}{}", fitted.spec_extra);
-        if existing.len() != existing_before + fitted.spec_extra.matches("[[existing_ca]]").count()
-        {
-            (spec, existing) = ClusterSpec::parse_with_existing(&with_cas, spec_path)
-                .map_err(crate::Error::Spec)?;
+        if merged {
+            continue;
         }
         for f in &rep.report.findings {
             let Some(id) = f.nodes.first() else { continue };
@@ -677,6 +688,7 @@ pub(super) fn fit(
                 if narrowed.contains(&tid) {
                     continue;
                 }
+
                 // A kubelet certificate the directory has for some nodes
                 // only (workers, not the control plane): the fan-out
                 // narrowed, not the template dropped.
@@ -697,6 +709,9 @@ pub(super) fn fit(
                         {
                             l.insert("fan_out".into(), toml::Value::String(to.into()));
                             done = true;
+                            // A kubelet flag naming it would want it on
+                            // every node that runs a kubelet: unbound.
+                            unbind(table, &tid);
                         }
                     }
                     if done {
@@ -708,11 +723,9 @@ pub(super) fn fit(
                         continue;
                     }
                 }
-                if drop_template(&mut t, &tid) {
+                if let Some(what) = drop_template(&mut t, &tid) {
                     drop_template(&mut base_t, &tid);
-                    fitted
-                        .changes
-                        .push(format!("{tid}: dropped (the directory has none)"));
+                    fitted.changes.push(format!("{tid}: {what}"));
                     changed = true;
                 }
                 continue;
@@ -775,6 +788,51 @@ pub(super) fn fit(
                     "{tid}: subject, SANs and usages as in {}",
                     seen.cert_path.as_deref().unwrap_or(id)
                 ));
+            }
+        }
+        // Once the preset's templates are settled:
+        if !changed {
+            // Certificates no template fits (a role the preset does not model,
+            // signed by a CA it lacks): a leaf template copied from each, and a
+            // CA template (and `[[existing_ca]]`) for a CA the preset lacks.
+            for f in rep.report.findings.iter().filter(|f| f.code == Code::D002) {
+                let Some(file) = f.nodes.first() else {
+                    continue;
+                };
+                if !unplanned.insert(file.clone()) {
+                    continue;
+                }
+                if let Some(added) = add_unplanned(dir, file, &rep.observation, &plan, &mut t)? {
+                    for c in &added.cas {
+                        add_ca(&mut base_t, c);
+                        let _ = write!(
+                            fitted.spec_extra,
+                            "\n[[existing_ca]]\nid = {}\ncert = {}\nkey = {}\n",
+                            super::derive::quote(&c.id),
+                            super::derive::quote(&c.cert_abs),
+                            super::derive::quote(&c.key_abs)
+                        );
+                        fitted.changes.push(format!(
+                            "{}: a CA the preset lacks, as in {} (adopted)",
+                            c.id, c.file
+                        ));
+                    }
+                    if let Some(l) = leaves(&mut base_t) {
+                        l.push(toml::Value::Table(added.leaf.clone()));
+                    }
+                    fitted.changes.push(format!(
+                        "{}: a certificate the preset lacks, as in {file}",
+                        added.id
+                    ));
+                    changed = true;
+                }
+            }
+            let with_cas = format!("{spec_text}{}", fitted.spec_extra);
+            if existing.len()
+                != existing_before + fitted.spec_extra.matches("[[existing_ca]]").count()
+            {
+                (spec, existing) = ClusterSpec::parse_with_existing(&with_cas, spec_path)
+                    .map_err(crate::Error::Spec)?;
             }
         }
         if !changed {

@@ -501,12 +501,27 @@ pub fn read_dir(
     obs.graph = graph;
     obs.extra = match (&inv, planned) {
         (None, _) => locate.extra(&used_files, &walked.files),
-        (Some(inv), Some(_)) => inv
-            .entries
-            .iter()
-            .filter(|e| e.kind.is_pki() && !used_files.contains(&e.path))
-            .map(|e| e.path.clone())
-            .collect(),
+        (Some(inv), Some(_)) => {
+            // A copy of a planned private key elsewhere in the tree (the
+            // service-account key the apiserver signs with and the
+            // controller-manager's) is that artefact, not an extra file.
+            let used_keys: Vec<&PublicKey> = inv
+                .keys
+                .iter()
+                .filter(|(f, _)| used_files.contains(f))
+                .map(|(_, k)| k)
+                .collect();
+            let copy = |path: &str| {
+                inv.keys
+                    .iter()
+                    .any(|(f, k)| f == path && used_keys.contains(&k))
+            };
+            inv.entries
+                .iter()
+                .filter(|e| e.kind.is_pki() && !used_files.contains(&e.path) && !copy(&e.path))
+                .map(|e| e.path.clone())
+                .collect()
+        }
         (Some(_), None) => Vec::new(),
     };
     obs.inventory = match inv {

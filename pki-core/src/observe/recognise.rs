@@ -626,13 +626,18 @@ fn score(t: &CertNode, f: &Found, cert_file: &str, break_glass: bool) -> i64 {
 }
 
 /// The node a certificate names as its own (`system:node:X`, or a server
-/// cert whose CN is one of its DNS SANs), if any.
+/// cert whose CN is one of its DNS SANs, or its IP SAN), if any.
 fn node_named(f: &Found) -> Option<&str> {
     let cn = f.pc.subject.common_name.as_str();
     cn.strip_prefix(NODE_USER_PREFIX).or_else(|| {
         (!NOT_NODES.contains(&cn)
             && !cn.contains(':')
-            && f.pc.dns_sans.iter().any(|d| d.eq_ignore_ascii_case(cn)))
+            && (f.pc.dns_sans.iter().any(|d| d.eq_ignore_ascii_case(cn))
+                // A node named by its IP (a kubelet serving certificate
+                // `CN=10.1.0.87`, IP SAN 10.1.0.87).
+                || cn
+                    .parse::<IpAddr>()
+                    .is_ok_and(|ip| f.pc.ip_sans.contains(&ip))))
         .then_some(cn)
     })
 }
