@@ -24,6 +24,9 @@ pub struct Adoption {
     pub assumed: Vec<String>,
     /// What the user must act on (a CA without its key), one line each.
     pub warnings: Vec<String>,
+    /// How many of the directory's mistakes the profile copies (each is a
+    /// warning, and an error finding of the plan until fixed).
+    pub mistakes: usize,
 }
 
 /// An adopted CA entry.
@@ -646,6 +649,7 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
             a.found.push(format!("profile: {c}"));
         }
         let mut notes: Vec<(String, Vec<String>)> = Vec::new();
+        a.mistakes = f.mistakes.len();
         for m in &f.mistakes {
             let codes: Vec<&str> = m.codes.iter().map(|c| c.as_str()).collect();
             let fix: Vec<String> = m
