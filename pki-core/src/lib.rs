@@ -159,7 +159,7 @@ impl Plan {
         let (spec, existing) = ClusterSpec::load_with_existing(spec_path).map_err(Error::Spec)?;
         let profile =
             Profile::load(&spec.profile, &spec.profile_location).map_err(Error::Profile)?;
-        Self::plan(spec, profile, &existing, false)
+        Self::build(spec, profile, &existing, false)
     }
 
     /// Plans a spec built in code (or loaded), with no `[[existing_ca]]`
@@ -187,12 +187,12 @@ impl Plan {
         profile: Profile,
         existing: &[ExistingCaSpec],
     ) -> Result<Self, Error> {
-        Self::plan(spec, profile, existing, true)
+        Self::build(spec, profile, existing, true)
     }
 
     /// [`Plan::with_existing`]; without `need_key` an adopted CA's absent
     /// key file is no error ([`Plan::load_for_check`]).
-    pub(crate) fn plan(
+    pub(crate) fn build(
         spec: ClusterSpec,
         profile: Profile,
         existing: &[ExistingCaSpec],

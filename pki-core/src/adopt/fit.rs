@@ -265,7 +265,7 @@ fn plan_errors(
     at: &Path,
     existing: &[crate::spec::ExistingCaSpec],
 ) -> Result<BTreeSet<(Code, String)>, crate::Error> {
-    let plan = crate::Plan::plan(spec.clone(), profile_of(t, at)?, existing, false)?;
+    let plan = crate::Plan::build(spec.clone(), profile_of(t, at)?, existing, false)?;
     Ok(plan
         .report
         .findings
@@ -632,7 +632,7 @@ pub(super) fn fit(
     let mut overridden: BTreeSet<String> = BTreeSet::new();
     for _ in 0..8 {
         let profile = profile_of(&t, spec_path)?;
-        let plan = crate::Plan::plan(spec.clone(), profile, &existing, false)?;
+        let plan = crate::Plan::build(spec.clone(), profile, &existing, false)?;
         let rep = crate::observe::check(dir, Some(&plan), None, &Options::default())?;
         let mut changed = false;
         // CAs of the preset the directory lacks first (their leaves are
