@@ -75,23 +75,20 @@ fn fixtures() -> Vec<Fixture> {
         Fixture {
             name: "kubeadm",
             dir: existing_pki().join("kubeadm"),
-            // The planted faults (README of fixtures/existing-pki) that are
-            // drift from any sound plan: admin in system:masters (I003),
+            // The planted faults (README of fixtures/existing-pki) copied:
             // apiserver without the service IP (N002), etcd server without
-            // clientAuth (U003), scheduler CN (I001). (Its etcd peer SANs with
-            // loopback, which the kubeadm preset leaves out, are no drift: the
-            // adopted profile file adds them.)
+            // clientAuth (U003), scheduler CN (I001). (Admin in
+            // system:masters, I003, is a warning: copied, and kept.)
             profile_file: true,
             fixed: &["N002", "U003", "I001"],
         },
         Fixture {
             name: "cfssl",
             dir: existing_pki().join("cfssl"),
-            // Planted faults, not copied: the apiserver without the service
-            // IP (N002), the etcd server without clientAuth (U003). The
-            // preset's client certificates that live only in kubeconfigs are
-            // dropped (a bare cfssl folder has none; its kube-scheduler.pem
-            // and friends are not fitted to them).
+            // Planted faults copied: the apiserver without the service IP
+            // (N002), the etcd server without clientAuth (U003). The
+            // client certificates kubeadm keeps in kubeconfigs are files
+            // of their own here (kube-scheduler.pem and friends).
             profile_file: true,
             fixed: &["N002", "U003"],
         },
@@ -99,11 +96,15 @@ fn fixtures() -> Vec<Fixture> {
         // systemd-units, whose front-proxy CA key is not on disk: see
         // `a_seed_without_a_ca_key_is_adopted_but_not_issued`). `init --from`
         // fits the preset to each (a profile file: templates the tree lacks
-        // dropped, the seed's own CNs, O, SANs and usages); what remains
-        // below is what it must not or cannot reproduce.
+        // dropped, the seed's own CNs, O, SANs and usages, the seed's own
+        // mistakes included).
         Fixture {
             name: "seed-000",
             dir: installs("seed-000"),
+            // The admin cert with server auth only (U002), the scheduler CN
+            // `kube-scheduler` (I001). The seventh CA
+            // (controller-manager-server-ca) and its leaf, which no preset
+            // has, get templates of their own.
             profile_file: true,
             fixed: &["U002", "I001"],
         },
@@ -111,31 +112,27 @@ fn fixtures() -> Vec<Fixture> {
             name: "seed-001",
             dir: installs("seed-001"),
             // The apiserver cert without kubernetes.default.svc.<domain>
-            // (N003): not copied, the new one has it. (Recognition puts a
-            // control-plane node and the worker at 10.0.2.15, where the
-            // write-up's master is 10.0.4.15: `init --from` keeps one node.)
-            //
-            // The kubelet's client cert is `system:node:10.0.2.15` (the
-            // node registers by IP); a spec node named `10.0.2.15` would put
-            // that IP into DNS SANs (N006), so the node keeps the name
-            // `node-10-0-2-15` and its new kubelet cert differs (I002 if
-            // copied): NOT reproduced.
+            // (N003). The master is 10.0.4.15 (the endpoint its apiserver
+            // cert holds); the kubelet cert is worker `10.0.2.15`'s, a node
+            // named by its IP.
             profile_file: true,
             fixed: &["N003"],
         },
         Fixture {
             name: "seed-002",
             dir: installs("seed-002"),
-            // The seed's `client` profile has no client auth (U002): those
-            // certs are not copied, the new ones are client certs. The
-            // apiserver cert lacks the address its kubeconfigs dial (N001):
-            // not copied, the new one holds the endpoint.
+            // The seed's `client` profile has no client auth (U002); the
+            // apiserver cert lacks the address its kubeconfigs dial (N001).
             profile_file: true,
             fixed: &["U002", "N001"],
         },
         Fixture {
             name: "seed-003",
             dir: installs("seed-003"),
+            // kubernetes.pem's trailing-dot SAN (N006). Its etcd.pem serves
+            // etcd's peers too, and its service-account.pem (the
+            // apiserver's --service-account-key-file) is a template of its
+            // own.
             profile_file: true,
             fixed: &["N006"],
         },
