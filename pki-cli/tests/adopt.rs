@@ -13,20 +13,17 @@ use std::process::Command;
 use common::{existing_pki, installs, kpki, run, snapshot, tool};
 use serde_json::Value;
 
-/// One directory to adopt, and the drift (`D` findings: code and
-/// certificate id) it may keep: a fault planted in the files that kpki
-/// re-issues correctly, which no spec can (or should) describe, or what
-/// adoption does not yet reproduce (listed, so that any other drift fails).
+/// One directory to adopt. `init --from` describes it as it is: `check
+/// DIR --spec` reports no drift (no `D` finding) on any of them.
 struct Fixture {
     name: &'static str,
     dir: PathBuf,
-    known_drift: &'static [(&'static str, &'static str)],
     /// No preset fits: `init --from` writes a profile file next to the spec.
     profile_file: bool,
-    /// Rule codes of the directory's own mistakes that `init --from` does
-    /// not copy (they would make the plan fail): the issued PKI is free of
-    /// them (its leaves are correct, so they differ from DIR's: the D003
-    /// entries of `known_drift`).
+    /// Rule codes of the directory's own mistakes that `init --from`
+    /// copies (marked in the profile): the plan reports exactly these
+    /// errors, as `check` does; once the marked fixes are applied the plan
+    /// is clean and the issued PKI is free of them.
     fixed: &'static [&'static str],
 }
 
@@ -78,33 +75,20 @@ fn fixtures() -> Vec<Fixture> {
         Fixture {
             name: "kubeadm",
             dir: existing_pki().join("kubeadm"),
-            // The planted faults (README of fixtures/existing-pki) that are
-            // drift from any sound plan: admin in system:masters (I003),
+            // The planted faults (README of fixtures/existing-pki) copied:
             // apiserver without the service IP (N002), etcd server without
-            // clientAuth (U003), scheduler CN (I001). (Its etcd peer SANs with
-            // loopback, which the kubeadm preset leaves out, are no drift: the
-            // adopted profile file adds them.)
-            known_drift: &[
-                ("D003", "admin"),
-                ("D003", "apiserver@cp1"),
-                ("D003", "etcd-server@cp1"),
-                ("D003", "scheduler@cp1"),
-            ],
+            // clientAuth (U003), scheduler CN (I001). (Admin in
+            // system:masters, I003, is a warning: copied, and kept.)
             profile_file: true,
             fixed: &["N002", "U003", "I001"],
         },
         Fixture {
             name: "cfssl",
             dir: existing_pki().join("cfssl"),
-            // Planted faults, not copied: the apiserver without the service
-            // IP (N002), the etcd server without clientAuth (U003). The
-            // preset's client certificates that live only in kubeconfigs are
-            // dropped (a bare cfssl folder has none; its kube-scheduler.pem
-            // and friends are not fitted to them).
-            known_drift: &[
-                ("D003", "apiserver@node-10-0-0-10"),
-                ("D003", "etcd-server@node-10-0-0-10"),
-            ],
+            // Planted faults copied: the apiserver without the service IP
+            // (N002), the etcd server without clientAuth (U003). The
+            // client certificates kubeadm keeps in kubeconfigs are files
+            // of their own here (kube-scheduler.pem and friends).
             profile_file: true,
             fixed: &["N002", "U003"],
         },
@@ -112,25 +96,15 @@ fn fixtures() -> Vec<Fixture> {
         // systemd-units, whose front-proxy CA key is not on disk: see
         // `a_seed_without_a_ca_key_is_adopted_but_not_issued`). `init --from`
         // fits the preset to each (a profile file: templates the tree lacks
-        // dropped, the seed's own CNs, O, SANs and usages); what remains
-        // below is what it must not or cannot reproduce.
+        // dropped, the seed's own CNs, O, SANs and usages, the seed's own
+        // mistakes included).
         Fixture {
             name: "seed-000",
             dir: installs("seed-000"),
-            known_drift: &[
-                // The seed's mistakes, not copied (the plan would fail): the
-                // admin cert with server auth only (U002) and the scheduler
-                // CN `kube-scheduler` (I001). The new leaves are correct.
-                ("D003", "admin"),
-                ("D003", "scheduler@node-192-168-123-244"),
-                // Signed by the seventh CA (controller-manager-server-ca),
-                // which no preset has: recognition fits `isolated` (six CAs).
-                (
-                    "D002",
-                    "etc/kubernetes/ssl/controller-manager-server-key.pem",
-                ),
-                ("D002", "etc/kubernetes/ssl/controller-manager-server.pem"),
-            ],
+            // The admin cert with server auth only (U002), the scheduler CN
+            // `kube-scheduler` (I001). The seventh CA
+            // (controller-manager-server-ca) and its leaf, which no preset
+            // has, get templates of their own.
             profile_file: true,
             fixed: &["U002", "I001"],
         },
@@ -138,77 +112,84 @@ fn fixtures() -> Vec<Fixture> {
             name: "seed-001",
             dir: installs("seed-001"),
             // The apiserver cert without kubernetes.default.svc.<domain>
-            // (N003): not copied, the new one has it. (Recognition puts a
-            // control-plane node and the worker at 10.0.2.15, where the
-            // write-up's master is 10.0.4.15: `init --from` keeps one node.)
-            //
-            // The kubelet's client cert is `system:node:10.0.2.15` (the
-            // node registers by IP); a spec node named `10.0.2.15` would put
-            // that IP into DNS SANs (N006), so the node keeps the name
-            // `node-10-0-2-15` and its new kubelet cert differs (I002 if
-            // copied): NOT reproduced.
-            known_drift: &[
-                ("D003", "apiserver@node-10-0-2-15"),
-                ("D003", "kubelet-client@node-10-0-2-15"),
-            ],
+            // (N003). The master is 10.0.4.15 (the endpoint its apiserver
+            // cert holds); the kubelet cert is worker `10.0.2.15`'s, a node
+            // named by its IP.
             profile_file: true,
             fixed: &["N003"],
         },
         Fixture {
             name: "seed-002",
             dir: installs("seed-002"),
-            // The seed's `client` profile has no client auth (U002): those
-            // certs are not copied, the new ones are client certs. The
-            // apiserver cert lacks the address its kubeconfigs dial (N001):
-            // not copied, the new one holds the endpoint.
-            known_drift: &[
-                ("D003", "admin"),
-                ("D003", "apiserver-etcd-client@node-192-168-1-26"),
-                ("D003", "apiserver-kubelet-client@node-192-168-1-26"),
-                ("D003", "apiserver@node-192-168-1-26"),
-                ("D003", "controller-manager@node-192-168-1-26"),
-                ("D003", "scheduler@node-192-168-1-26"),
-            ],
+            // The seed's `client` profile has no client auth (U002); the
+            // apiserver cert lacks the address its kubeconfigs dial (N001).
             profile_file: true,
             fixed: &["U002", "N001"],
         },
         Fixture {
             name: "seed-003",
             dir: installs("seed-003"),
-            known_drift: &[
-                // kubernetes.pem (apiserver serving cert and its etcd and
-                // kubelet client cert in one) is recognised as `admin`; its
-                // trailing-dot SAN (N006) is not copied.
-                ("D003", "admin"),
-                // Recognition leaves these out of the single-ca fit: the
-                // etcd cert, and the service-account "key" that is a
-                // certificate.
-                ("D002", "opt/etcd/etcd-key.pem"),
-                ("D002", "opt/etcd/etcd.pem"),
-                ("D002", "opt/kube-apiserver/service-account.pem"),
-                (
-                    "D002",
-                    "opt/kube-controller-manager/service-account-key.pem",
-                ),
-            ],
+            // kubernetes.pem's trailing-dot SAN (N006). Its etcd.pem serves
+            // etcd's peers too, and its service-account.pem (the
+            // apiserver's --service-account-key-file) is a template of its
+            // own.
             profile_file: true,
             fixed: &["N006"],
         },
         Fixture {
             name: "kubeadm-etc",
             dir: installs("kubeadm-etc"),
-            known_drift: &[],
             profile_file: true,
             fixed: &[],
         },
         Fixture {
             name: "kubeadm-clean",
             dir: clean_kubeadm(),
-            known_drift: &[],
             profile_file: false,
             fixed: &[],
         },
     ]
+}
+
+/// Applies what `init --from` marks in a profile file (`# MISTAKE COPIED:
+/// ID, ...` followed by `#   KEY = VALUE` or `#   delete KEY ...` lines) to
+/// leaf ID, as a user following the marks would; the ids fixed.
+fn apply_marked_fixes(profile: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(profile).unwrap();
+    let mut t: toml::Table = text.parse().unwrap();
+    let mut fixed = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# MISTAKE COPIED: ") {
+            let id = rest.split(',').next().unwrap().to_owned();
+            fixed.push(id.clone());
+            current = Some(id);
+            continue;
+        }
+        let Some(id) = &current else { continue };
+        let Some(fix) = line.strip_prefix("#   ") else {
+            if !line.starts_with('#') {
+                current = None;
+            }
+            continue;
+        };
+        let leaf = t["leaf"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .map(|l| l.as_table_mut().unwrap())
+            .find(|l| l["id"].as_str() == Some(id.as_str()))
+            .unwrap();
+        if let Some(rest) = fix.strip_prefix("delete ") {
+            let key = rest.split(' ').next().unwrap();
+            assert!(leaf.remove(key).is_some(), "{id}: no {key}");
+        } else {
+            let kv: toml::Table = fix.parse().unwrap();
+            leaf.extend(kv);
+        }
+    }
+    std::fs::write(profile, toml::to_string(&t).unwrap()).unwrap();
+    fixed
 }
 
 fn json(out: &std::process::Output) -> Value {
@@ -279,7 +260,8 @@ fn adopt_check_issue_renew_on_every_fixture() {
             assert!(src.starts_with(&fx.dir), "{}: {}", fx.name, src.display());
         }
 
-        // check DIR --spec: no drift but the known faults.
+        // check DIR --spec: no drift at all; the directory's own mistakes
+        // are reported by their codes, by check and by the plan alike.
         let o = kpki()
             .arg("check")
             .arg(&fx.dir)
@@ -289,34 +271,41 @@ fn adopt_check_issue_renew_on_every_fixture() {
             .output()
             .unwrap();
         let doc = json(&o);
-        let drift: BTreeSet<(String, String)> = doc["findings"]
+        let drift: Vec<&Value> = doc["findings"]
             .as_array()
             .unwrap()
             .iter()
             .filter(|f| f["code"].as_str().unwrap().starts_with('D'))
-            .flat_map(|f| {
-                let code = f["code"].as_str().unwrap().to_owned();
-                f["nodes"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(move |n| (code.clone(), n.as_str().unwrap().to_owned()))
-                    .collect::<Vec<_>>()
-            })
             .collect();
-        let known: BTreeSet<(String, String)> = fx
-            .known_drift
-            .iter()
-            .map(|(c, n)| ((*c).to_owned(), (*n).to_owned()))
-            .collect();
-        let unexpected: Vec<_> = drift.difference(&known).collect();
+        assert!(drift.is_empty(), "{}: drift {drift:?}", fx.name);
+        let codes = |doc: &Value| -> BTreeSet<String> {
+            doc["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|f| f["severity"] == "error")
+                .map(|f| f["code"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let want: BTreeSet<String> = fx.fixed.iter().map(|c| (*c).to_owned()).collect();
+        assert_eq!(codes(&plan), want, "{}: plan errors: {plan}", fx.name);
+        let checked = codes(&doc);
         assert!(
-            unexpected.is_empty(),
-            "{}: unexpected drift {unexpected:?} in {doc}",
+            want.is_subset(&checked),
+            "{}: check misses {want:?}: {checked:?}",
             fx.name
         );
-        if fx.known_drift.is_empty() {
-            assert!(drift.is_empty(), "{}: {doc}", fx.name);
+        // Each copied mistake is marked in the profile with kpki's values:
+        // applied, the plan is clean.
+        if fx.profile_file {
+            let fixed = apply_marked_fixes(&profile);
+            assert_eq!(fixed.is_empty(), want.is_empty(), "{}: {fixed:?}", fx.name);
+            let o = kpki()
+                .args(["plan", "--format", "json", "--spec"])
+                .arg(&spec)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}: {}", fx.name, json(&o));
         }
 
         // issue: CAs byte-identical, leaves verify against DIR's CA files.
@@ -492,6 +481,23 @@ fn a_seed_without_a_ca_key_is_adopted_but_not_issued() {
     let text = std::fs::read_to_string(&spec).unwrap();
     assert!(text.contains("service_cidr = \"10.254.0.0/16\""), "{text}");
     assert!(text.contains("# NO KEY FOUND"), "{text}");
+    // The spec describes the directory all the same: no drift.
+    let o = kpki()
+        .arg("check")
+        .arg(&dir)
+        .arg("--spec")
+        .arg(&spec)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    let doc = json(&o);
+    let findings = doc["findings"].as_array().unwrap();
+    assert!(!findings.is_empty(), "{doc}");
+    let drift: Vec<&Value> = findings
+        .iter()
+        .filter(|f| f["code"].as_str().unwrap().starts_with('D'))
+        .collect();
+    assert!(drift.is_empty(), "systemd-units: drift {drift:?}");
     let out = tmp.path().join("out");
     let o = kpki()
         .args(["issue", "--spec"])
@@ -510,10 +516,10 @@ fn a_seed_without_a_ca_key_is_adopted_but_not_issued() {
 }
 
 #[test]
-fn fitted_profile_keeps_the_seeds_own_names_and_not_their_mistakes() {
+fn fitted_profile_keeps_the_seeds_own_names_and_marks_their_mistakes() {
     // seed-002: etcd certs with the seed's CNs and hosts list (shared by
     // the three masters), the service range from the apiserver unit; the
-    // `client` profile without client auth is not copied.
+    // `client` profile without client auth is copied, and marked.
     let tmp = tempfile::tempdir().unwrap();
     let spec = tmp.path().join("kpki.toml");
     let o = kpki()
@@ -557,12 +563,26 @@ fn fitted_profile_keeps_the_seeds_own_names_and_not_their_mistakes() {
     for want in ["dns:k8s-master-1", "dns:k8s-master-2", "dns:k8s-master-3"] {
         assert!(sans.contains(&want), "{sans:?}");
     }
-    // The seed's `client` certs lack clientAuth (U002): kpki's are clients.
+    // The seed's `client` certs lack clientAuth (U002): copied as they are
+    // (the spec describes the directory), marked with kpki's value.
     let admin = leaf("admin");
-    assert!(admin.get("ext_key_usage").is_none(), "{admin}");
+    let eku: Vec<&str> = admin["ext_key_usage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(!eku.contains(&"clientAuth"), "{admin}");
     assert!(
-        stderr.contains("admin: its certificate is not copied (U002 in the plan)"),
+        stderr.contains(
+            "profile: admin: copied as the directory has it, with its mistake (U002 in `kpki plan`): `kpki issue` refuses until it is fixed in kpki.profile.toml: delete ext_key_usage"
+        ),
         "{stderr}"
+    );
+    let text = std::fs::read_to_string(tmp.path().join("kpki.profile.toml")).unwrap();
+    assert!(
+        text.contains("# MISTAKE COPIED: admin, as the directory has it (U002 in `kpki plan`).\n"),
+        "{text}"
     );
     // etcd-healthcheck-client: the seed made none.
     assert!(

@@ -191,16 +191,19 @@ fn kubeadm_layout_hints_name_openssl_lines_and_flags() {
     // Re-issuing: the openssl command, kubeadm's own, and adoption.
     let c003 = hint(&doc, "C003", "pki/etcd/healthcheck-client.crt");
     let adopt = format!("`kpki init --from {} --out kpki.toml`", dir.display());
+    // The adopted spec describes the tree as it is, its planted mistakes
+    // included: the hint says it must be fixed first, and offers no issue.
     assert!(
         c003.contains("-out pki/etcd/healthcheck-client.crt`")
             && c003.contains("`kubeadm certs renew all`")
             && c003.contains(&adopt)
-            && c003.contains("`kpki issue --spec kpki.toml`"),
+            && c003.contains("does not plan cleanly (it describes the directory as it is, mistakes included, and marks kpki's value for each)")
+            && !c003.contains("`kpki issue"),
         "{c003}"
     );
     assert!(hint(&doc, "T007", "pki/apiserver-etcd-client.crt").contains(&adopt));
-    // The kubeadm tree adopts cleanly: init, then issue, both succeed.
-    assert_eq!(run_commands(&doc, &dir), 2, "{:?}", kpki_commands(&doc));
+    // The one command offered works.
+    assert_eq!(run_commands(&doc, &dir), 1, "{:?}", kpki_commands(&doc));
 }
 
 #[test]
@@ -238,7 +241,7 @@ fn cfssl_layout_hints_name_usages_hosts_and_the_trust_flag() {
 }
 
 #[test]
-fn seed_000_hints_speak_cfssl_and_adoption_commands_work() {
+fn seed_000_hints_speak_cfssl_and_the_adoption_command_works() {
     let dir = installs("seed-000");
     let doc = check_json(&dir);
     assert_foreign_language(&doc);
@@ -268,19 +271,20 @@ fn seed_000_hints_speak_cfssl_and_adoption_commands_work() {
     );
     let c002 = hint(&doc, "C002", "etc/etcd/ssl/etcd-peer.pem");
     assert!(c002.contains("`\"expiry\": \"8760h\"`"), "{c002}");
-    // `init --from` cuts the leaves' validity to what the CAs have left
-    // (seed-000's leaves are as long as its CAs), so the adopted spec plans
-    // without error: the hint offers `init --from` and `issue`, and both work.
+    // The adopted spec describes seed-000 as it is: its admin without
+    // client auth and its scheduler CN are copied (U002, I001 in the plan),
+    // so the hint offers `init --from` alone, which works.
     let cmds = kpki_commands(&doc);
     assert_eq!(
         cmds,
-        vec![
-            format!("kpki init --from {} --out kpki.toml", dir.display()),
-            "kpki issue --spec kpki.toml".to_owned()
-        ],
+        vec![format!(
+            "kpki init --from {} --out kpki.toml",
+            dir.display()
+        )],
         "{cmds:?}"
     );
-    assert_eq!(run_commands(&doc, &dir), 2);
+    assert!(c002.contains("does not plan cleanly"), "{c002}");
+    assert_eq!(run_commands(&doc, &dir), 1);
 }
 
 #[test]

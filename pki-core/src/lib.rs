@@ -239,6 +239,16 @@ impl Plan {
         Self::with_existing(spec, profile, &existing)
     }
 
+    /// [`Plan::load`] for `kpki check DIR --spec`: an `[[existing_ca]]`
+    /// whose key file is absent is planned from its certificate alone (a
+    /// check compares files and signs nothing); such a plan cannot issue.
+    pub fn load_for_check(spec_path: &std::path::Path) -> Result<Self, Error> {
+        let (spec, existing) = ClusterSpec::load_with_existing(spec_path).map_err(Error::Spec)?;
+        let profile =
+            Profile::load(&spec.profile, &spec.profile_location).map_err(Error::Profile)?;
+        Self::build(spec, profile, &existing, false)
+    }
+
     /// Plans a spec built in code (or loaded), with no `[[existing_ca]]`
     /// (see [`Plan::with_existing`]).
     pub fn from_spec(spec: ClusterSpec) -> Result<Self, Error> {
@@ -264,6 +274,17 @@ impl Plan {
         profile: Profile,
         existing: &[ExistingCaSpec],
     ) -> Result<Self, Error> {
+        Self::build(spec, profile, existing, true)
+    }
+
+    /// [`Plan::with_existing`]; without `need_key` an adopted CA's absent
+    /// key file is no error ([`Plan::load_for_check`]).
+    pub(crate) fn build(
+        spec: ClusterSpec,
+        profile: Profile,
+        existing: &[ExistingCaSpec],
+        need_key: bool,
+    ) -> Result<Self, Error> {
         let mut graph = expand(&spec, &profile).map_err(Error::Profile)?;
         // In-cluster CSR signing off: no --cluster-signing-* flags (and so no signing/ copies).
         if !spec.controller_manager.csr_signing {
@@ -271,7 +292,8 @@ impl Plan {
                 .bindings
                 .retain(|b| b.flag != k8s::Flag::ControllerManagerClusterSigningCertFile);
         }
-        let existing = adopt::load_existing(existing, &mut graph, &profile).map_err(Error::Spec)?;
+        let existing =
+            adopt::load_existing(existing, &mut graph, &profile, need_key).map_err(Error::Spec)?;
         ca_keys_fit(&spec, &graph, &existing).map_err(Error::Spec)?;
         let mut spec = spec;
         let unused = spec::unused_fields(&spec, &graph, &profile.name);

@@ -508,3 +508,45 @@ fn k001_k002_a_profile_kubeadm_and_cluster_api_cannot_express() {
     assert!(codes(&p).contains(&Code::K001), "{:#?}", p.report);
     assert!(codes(&p).contains(&Code::K002), "{:#?}", p.report);
 }
+
+#[test]
+fn a_node_named_by_its_ip_gets_an_ip_san_from_the_node_name_rule() {
+    // A kubelet registered with `--hostname-override=10.0.2.15`: the node
+    // is named by its IP. `node-name` then gives an IP SAN (never the IP
+    // as a DNS name, N006), and the kubelet identity is that name.
+    let text = SPEC.replace("name = \"w1\"", "name = \"10.0.2.15\"");
+    let spec = ClusterSpec::parse(&text, Path::new("rules.toml")).unwrap();
+    // The isolated preset gives workers a kubelet serving certificate.
+    let isolated = pki_core::PRESETS
+        .iter()
+        .find(|(n, _)| *n == "isolated")
+        .unwrap()
+        .1;
+    let profile = Profile::parse(isolated, Path::new("isolated.toml")).unwrap();
+    let plan = Plan::with_profile(spec, profile).unwrap();
+    let ip: std::net::IpAddr = "10.0.2.15".parse().unwrap();
+    let mut seen = 0;
+    for (_, c) in plan.graph.certs() {
+        if c.node.as_ref().is_some_and(|n| n.as_str() == "10.0.2.15") {
+            assert!(
+                !c.sans.dns.iter().any(|d| d.as_str() == "10.0.2.15"),
+                "{}: {:?}",
+                c.id,
+                c.sans
+            );
+            if c.template == "kubelet-client" {
+                assert_eq!(c.subject.common_name, "system:node:10.0.2.15");
+            }
+            if !c.sans.ip.is_empty() {
+                assert!(c.sans.ip.contains(&ip), "{}: {:?}", c.id, c.sans);
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen > 0, "no certificate of node 10.0.2.15 has SANs");
+    assert!(
+        !plan.report.findings.iter().any(|f| f.code == Code::N006),
+        "{:?}",
+        plan.report.findings
+    );
+}

@@ -8,7 +8,7 @@ pub fn run(a: &CheckArgs) -> Result<Exit, Failure> {
         .within
         .parse()
         .map_err(|e| Failure::input(format!("--within: {e}")))?;
-    let plan = a.spec.as_deref().map(Plan::load).transpose()?;
+    let plan = a.spec.as_deref().map(Plan::load_for_check).transpose()?;
     let now = time::OffsetDateTime::now_utc();
     let opts = Options {
         now: Some(now),

@@ -87,12 +87,23 @@ fn adopt(dir: &std::path::Path, out: &std::path::Path) -> Result<Exit, Failure> 
         eprintln!("wrote {}", path.display());
     }
     create(out, &adoption.spec)?;
-    eprintln!(
-        "wrote {}; check it with `kpki check {} --spec {}`, then `kpki issue --spec {}`",
-        out.display(),
-        dir.display(),
-        out.display(),
-        out.display()
-    );
+    if adoption.mistakes == 0 {
+        eprintln!(
+            "wrote {}; check it with `kpki check {} --spec {}`, then `kpki issue --spec {}`",
+            out.display(),
+            dir.display(),
+            out.display(),
+            out.display()
+        );
+    } else {
+        eprintln!(
+            "wrote {}; check it with `kpki check {} --spec {}`; it copies {} of the directory's mistakes (warnings above, marked in the profile file): fix them, then `kpki issue --spec {}`",
+            out.display(),
+            dir.display(),
+            out.display(),
+            adoption.mistakes,
+            out.display()
+        );
+    }
     Ok(Exit::Ok)
 }

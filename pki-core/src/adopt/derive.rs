@@ -24,6 +24,9 @@ pub struct Adoption {
     pub assumed: Vec<String>,
     /// What the user must act on (a CA without its key), one line each.
     pub warnings: Vec<String>,
+    /// How many of the directory's mistakes the profile copies (each is a
+    /// warning, and an error finding of the plan until fixed).
+    pub mistakes: usize,
 }
 
 /// An adopted CA entry.
@@ -34,9 +37,46 @@ struct CaEntry {
     key_found: bool,
 }
 
-fn quote(s: &str) -> String {
+pub(super) fn quote(s: &str) -> String {
     // TOML basic string: JSON string escaping is a subset TOML accepts.
     serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
+}
+
+/// `body` (a profile as `toml` writes it) with each note's comment lines
+/// put before the `[[leaf]]` whose id it names.
+fn annotate(body: &str, notes: &[(String, Vec<String>)]) -> String {
+    if notes.is_empty() {
+        return body.to_owned();
+    }
+    // Split into blocks at table headers; a block is annotated when it is a
+    // `[[leaf]]` with a noted id.
+    let mut blocks: Vec<Vec<&str>> = vec![Vec::new()];
+    for line in body.lines() {
+        if line.starts_with('[') {
+            blocks.push(Vec::new());
+        }
+        if let Some(b) = blocks.last_mut() {
+            b.push(line);
+        }
+    }
+    let mut out = String::new();
+    for b in blocks {
+        if b.first() == Some(&"[[leaf]]") {
+            for (id, lines) in notes {
+                if b.iter().any(|l| *l == format!("id = {}", quote(id))) {
+                    for l in lines {
+                        out.push_str(l);
+                        out.push('\n');
+                    }
+                }
+            }
+        }
+        for l in b {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// The observed directory's kpki spec. `dir` anchors the files' absolute
@@ -46,12 +86,21 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
     let mut a = Adoption::default();
     let g = &obs.graph;
     let certs: Vec<(NodeId, &CertNode)> = g.certs().collect();
-    let apiserver = certs.iter().map(|(_, c)| *c).find(|c| {
-        c.sans
-            .dns
-            .iter()
-            .any(|d| d.as_str().starts_with("kubernetes.default.svc."))
-    });
+    let apiserver = certs
+        .iter()
+        .map(|(_, c)| *c)
+        .find(|c| {
+            c.sans
+                .dns
+                .iter()
+                .any(|d| d.as_str().starts_with("kubernetes.default.svc."))
+        })
+        .or_else(|| {
+            certs
+                .iter()
+                .map(|(_, c)| *c)
+                .find(|c| c.template == "apiserver")
+        });
     // DNS domain.
     let domain = apiserver.and_then(|c| {
         c.sans.dns.iter().find_map(|d| {
@@ -160,13 +209,34 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
         n.name.as_str() == format!("node-{}", n.address.to_string().replace(['.', ':'], "-"))
     };
     let mut cp = cp;
+    // One control-plane node, at an address its apiserver certificate does
+    // not hold, where that certificate holds the endpoint IP and no node is
+    // there: the master is the endpoint (one master and no VIP, as seed
+    // 001's 10.0.4.15). Recognition's guess was another node's host.
+    if let (Some(api), Some(ep), [only]) = (apiserver, endpoint_ip, cp.as_mut_slice())
+        && made_up(only)
+        && !api.sans.ip.contains(&only.address)
+        && api.sans.ip.contains(&ep)
+        && !etcd.iter().chain(&workers).any(|n| n.address == ep)
+        && let Ok(name) =
+            NodeName::parse(&format!("node-{}", ep.to_string().replace(['.', ':'], "-")))
+    {
+        a.assumed.push(format!(
+            "control-plane node {name} at {ep}, the endpoint its apiserver certificate holds (not {}, which it lacks)",
+            only.address
+        ));
+        only.extra_ips.retain(|i| *i != ep && *i != only.address);
+        only.address = ep;
+        only.name = name;
+    }
     for n in &mut cp {
-        // (Not a name that is an IP address: the node-name SAN rule would
-        // make it a DNS SAN.)
+        // (A name that is an IP address is fine: the node-name SAN rule
+        // makes it an IP SAN.)
         if made_up(n)
-            && let Some(other) = etcd.iter().chain(&workers).find(|o| {
-                o.address == n.address && !made_up(o) && o.name.as_str().parse::<IpAddr>().is_err()
-            })
+            && let Some(other) = etcd
+                .iter()
+                .chain(&workers)
+                .find(|o| o.address == n.address && !made_up(o))
         {
             a.assumed.push(format!(
                 "control-plane node {} named {} (the name its certificates give)",
@@ -578,10 +648,40 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
         for c in &f.changes {
             a.found.push(format!("profile: {c}"));
         }
-        for c in &f.not_copied {
+        let mut notes: Vec<(String, Vec<String>)> = Vec::new();
+        a.mistakes = f.mistakes.len();
+        for m in &f.mistakes {
+            let codes: Vec<&str> = m.codes.iter().map(|c| c.as_str()).collect();
+            let fix: Vec<String> = m
+                .fix
+                .iter()
+                .map(|(k, v)| match v {
+                    Some(v) => format!("{k} = {v}"),
+                    None => format!("delete {k} (the role's default)"),
+                })
+                .collect();
             a.warnings.push(format!(
-                "profile: {c}: kpki issues it as preset {profile_name} plans it"
+                "profile: {}: copied as the directory has it, with its mistake ({} in `kpki plan`): `kpki issue` refuses until it is fixed in {file}: {}",
+                m.id,
+                codes.join(", "),
+                fix.join("; ")
             ));
+            let mut lines = vec![
+                format!(
+                    "# MISTAKE COPIED: {}, as the directory has it ({} in `kpki plan`).",
+                    m.id,
+                    codes.join(", ")
+                ),
+                format!(
+                    "# `kpki issue` refuses until it is fixed; kpki's values (preset {profile_name}):"
+                ),
+            ];
+            lines.extend(fix.iter().map(|l| format!("#   {l}")));
+            notes.push((m.id.clone(), lines));
+        }
+        let body = annotate(&body, &notes);
+        if !f.spec_extra.is_empty() {
+            a.spec.push_str(&f.spec_extra);
         }
         a.spec = a.spec.replacen(
             &format!("profile = {}", quote(profile_name)),

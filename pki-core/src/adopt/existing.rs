@@ -38,9 +38,9 @@ pub struct ExistingCa {
 
 struct Material {
     cert_pem: Vec<u8>,
-    key_pem: Zeroizing<Vec<u8>>,
+    /// `None` only when loaded for a check, with the key file absent.
+    key: Option<(Zeroizing<Vec<u8>>, PrivateKey)>,
     cert: ParsedCert,
-    key: PrivateKey,
 }
 
 impl std::fmt::Debug for ExistingCa {
@@ -65,12 +65,15 @@ impl ExistingCa {
         &self.material.cert
     }
 
-    pub(crate) fn key_pem(&self) -> &Zeroizing<Vec<u8>> {
-        &self.material.key_pem
+    /// The private key file's bytes, as read (`None`: loaded for a check
+    /// without its key file).
+    pub(crate) fn key_pem(&self) -> Option<&Zeroizing<Vec<u8>>> {
+        self.material.key.as_ref().map(|(p, _)| p)
     }
 
-    pub(crate) fn key(&self) -> &PrivateKey {
-        &self.material.key
+    /// The private key (`None`: loaded for a check without its key file).
+    pub(crate) fn key(&self) -> Option<&PrivateKey> {
+        self.material.key.as_ref().map(|(_, k)| k)
     }
 }
 
@@ -83,7 +86,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>, String> {
     crate::observe::walk::read_regular_capped(path, MAX_BYTES)
 }
 
-fn load_one(e: &ExistingCaSpec, node: NodeId) -> Result<ExistingCa, InputError> {
+fn load_one(e: &ExistingCaSpec, node: NodeId, need_key: bool) -> Result<ExistingCa, InputError> {
     let shown = |p: &Path| p.display().to_string();
     let cert_pem =
         read_file(&e.cert).map_err(|m| e.error("cert", format!("{}: {m}", shown(&e.cert))))?;
@@ -119,6 +122,21 @@ fn load_one(e: &ExistingCaSpec, node: NodeId) -> Result<ExistingCa, InputError> 
             ),
         ));
     }
+    // A check compares files and signs nothing: the key may be absent
+    // (kubeadm's external-CA mode), but a key that is there must be its own.
+    if !need_key && std::fs::symlink_metadata(&e.key).is_err() {
+        return Ok(ExistingCa {
+            id: e.id.clone(),
+            node,
+            cert_path: e.cert.clone(),
+            key_path: e.key.clone(),
+            material: Arc::new(Material {
+                cert_pem,
+                key: None,
+                cert,
+            }),
+        });
+    }
     let key_pem = Zeroizing::new(
         read_file(&e.key).map_err(|m| e.error("key", format!("{}: {m}", shown(&e.key))))?,
     );
@@ -149,9 +167,8 @@ fn load_one(e: &ExistingCaSpec, node: NodeId) -> Result<ExistingCa, InputError> 
         key_path: e.key.clone(),
         material: Arc::new(Material {
             cert_pem,
-            key_pem,
+            key: Some((key_pem, key)),
             cert,
-            key,
         }),
     })
 }
@@ -159,11 +176,13 @@ fn load_one(e: &ExistingCaSpec, node: NodeId) -> Result<ExistingCa, InputError> 
 /// Reads every `[[existing_ca]]` entry and gives its CA node in `g` the
 /// certificate's facts. An id that is no CA of the profile, a file that
 /// cannot be read, a certificate that is not a CA, a key that is not the
-/// certificate's: an error naming the spec field and the file.
+/// certificate's: an error naming the spec field and the file. Without
+/// `need_key` (a check, which signs nothing) an absent key file is no error.
 pub(crate) fn load(
     entries: &[ExistingCaSpec],
     g: &mut CertGraph,
     profile: &Profile,
+    need_key: bool,
 ) -> Result<Vec<ExistingCa>, InputError> {
     let mut out: Vec<ExistingCa> = Vec::new();
     for e in entries {
@@ -185,7 +204,7 @@ pub(crate) fn load(
                     ),
                 )
             })?;
-        out.push(load_one(e, node)?);
+        out.push(load_one(e, node, need_key)?);
     }
     // A CA the profile signs with another CA: that one must be adopted too,
     // and must have signed it (a generated parent never did).

@@ -220,8 +220,14 @@ impl Expander<'_> {
         match rule {
             SanRule::Endpoint => sans.insert(c.endpoint.host.to_san()),
             SanRule::NodeName => {
+                // A node named by its IP (a kubelet registered with
+                // `--hostname-override=10.0.2.15`) is dialled at that IP: an
+                // IP SAN (as a DNS SAN it would never match).
                 if let Some(n) = node {
-                    sans.insert(San::Dns(DnsName::unchecked(n.name.as_str())));
+                    match n.name.as_str().parse::<IpAddr>() {
+                        Ok(ip) => sans.insert(San::Ip(ip)),
+                        Err(_) => sans.insert(San::Dns(DnsName::unchecked(n.name.as_str()))),
+                    }
                 }
             }
             SanRule::NodeIps => node

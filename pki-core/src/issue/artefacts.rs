@@ -173,6 +173,18 @@ pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
+/// An adopted CA planned without its key (a check's plan) cannot issue.
+pub(crate) fn no_key(a: &crate::ExistingCa) -> IssueError {
+    IssueError::Existing {
+        path: a.key_path.display().to_string(),
+        message: format!(
+            "{}: no private key: kpki cannot sign with {}",
+            a.key_path.display(),
+            a.id
+        ),
+    }
+}
+
 fn key_pem(id: &str, k: &PrivateKey) -> Result<Zeroizing<Vec<u8>>, IssueError> {
     k.to_pem()
         .map(|p| Zeroizing::new(p.as_bytes().to_vec()))
@@ -266,7 +278,10 @@ pub(crate) fn render(
                     }
                 };
                 let (key_bytes, cert_bytes) = match &f.adopted {
-                    Some(a) => (a.key_pem().clone(), Zeroizing::new(a.cert_pem().to_vec())),
+                    Some(a) => (
+                        a.key_pem().cloned().ok_or_else(|| no_key(a))?,
+                        Zeroizing::new(a.cert_pem().to_vec()),
+                    ),
                     // A CA's trust file holds both generations during a rotation.
                     None => (
                         key_pem(&c.id, &f.key, &kp)?,

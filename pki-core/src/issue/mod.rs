@@ -369,7 +369,8 @@ pub fn issue(
                         ),
                     });
                 }
-                let (action, replaced) = adopt(&mut existing, id, a);
+                let key = a.key().ok_or_else(|| artefacts::no_key(a))?;
+                let (action, replaced) = adopt(&mut existing, id, a, key);
                 if replaced && opts.renew != RenewPolicy::Never {
                     return Err(IssueError::Existing {
                         path: existing.key_path(id).unwrap_or_else(|| c.id.clone()),
@@ -387,7 +388,7 @@ pub fn issue(
                 finals.insert(
                     id,
                     Final {
-                        key: a.key().duplicate(),
+                        key: key.duplicate(),
                         cert_der: a.cert().der.clone(),
                         parsed: a.cert().clone(),
                         adopted: Some(a.clone()),
@@ -577,10 +578,15 @@ pub(crate) fn key_hash(k: &PrivateKey) -> String {
 /// What an adopted CA does to the output: kept when the output holds its
 /// certificate and key already, else adopted; and whether it replaces
 /// another CA there (whose certificates are then re-issued under it).
-fn adopt(existing: &mut Existing, id: NodeId, a: &crate::ExistingCa) -> (Action, bool) {
+fn adopt(
+    existing: &mut Existing,
+    id: NodeId,
+    a: &crate::ExistingCa,
+    key: &PrivateKey,
+) -> (Action, bool) {
     let old_key = existing.take_key(id);
     let same_cert = existing.cert(id).map(|x| x.der == a.cert().der);
-    let same_key = old_key.map(|k| k.public_key() == a.key().public_key());
+    let same_key = old_key.map(|k| k.public_key() == key.public_key());
     let replaced = same_cert == Some(false) || same_key == Some(false);
     let action = if same_cert == Some(true) && same_key == Some(true) {
         Action::Kept

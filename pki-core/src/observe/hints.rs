@@ -146,7 +146,7 @@ impl<'a> HintContext<'a> {
             )
         } else {
             format!(
-                "; kpki can adopt the directory (`kpki init --from {dir} --out kpki.toml` writes a spec that keeps its CAs), but as read that spec does not plan cleanly: fix what planning it reports before issuing from it"
+                "; kpki can adopt the directory (`kpki init --from {dir} --out kpki.toml` writes a spec that keeps its CAs), but as read that spec does not plan cleanly (it describes the directory as it is, mistakes included, and marks kpki's value for each): fix what planning it reports before issuing from it"
             )
         }
     }

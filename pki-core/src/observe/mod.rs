@@ -268,7 +268,9 @@ pub fn read_dir(
     }
     for (id, node) in skeleton.iter() {
         match node {
-            Node::Cert(c) if elsewhere(&c.node) => {}
+            // Another node's certificate is read only when recognition
+            // found it by content (a file that names that node as its own).
+            Node::Cert(c) if elsewhere(&c.node) && !matches!(source, Source::Content(..)) => {}
             Node::Kubeconfig(k) if elsewhere(&k.node) => {}
             Node::Cert(c) => {
                 // Missing ones are counted at the end: a kubeconfig may carry it.
@@ -534,12 +536,27 @@ pub fn read_dir(
     obs.graph = graph;
     obs.extra = match (&inv, planned) {
         (None, _) => locate.extra(&used_files, &walked.files),
-        (Some(inv), Some(_)) => inv
-            .entries
-            .iter()
-            .filter(|e| e.kind.is_pki() && !used_files.contains(&e.path))
-            .map(|e| e.path.clone())
-            .collect(),
+        (Some(inv), Some(_)) => {
+            // A copy of a planned private key elsewhere in the tree (the
+            // service-account key the apiserver signs with and the
+            // controller-manager's) is that artefact, not an extra file.
+            let used_keys: Vec<&PublicKey> = inv
+                .keys
+                .iter()
+                .filter(|(f, _)| used_files.contains(f))
+                .map(|(_, k)| k)
+                .collect();
+            let copy = |path: &str| {
+                inv.keys
+                    .iter()
+                    .any(|(f, k)| f == path && used_keys.contains(&k))
+            };
+            inv.entries
+                .iter()
+                .filter(|e| e.kind.is_pki() && !used_files.contains(&e.path) && !copy(&e.path))
+                .map(|e| e.path.clone())
+                .collect()
+        }
         (Some(_), None) => Vec::new(),
     };
     obs.inventory = match inv {

@@ -616,17 +616,29 @@ fn score(t: &CertNode, f: &Found, cert_file: &str, break_glass: bool) -> i64 {
     if name_hint(&t.template, cert_file) {
         s += 6;
     }
+    // The service-account key's certificate (kube-apiserver
+    // --service-account-key-file takes one, as seed 003's does): it is no
+    // TLS role of the profile, whatever its usages.
+    let base = cert_file.rsplit('/').next().unwrap_or(cert_file);
+    if base.starts_with("service-account") && !t.template.contains("service-account") {
+        s -= 40;
+    }
     s
 }
 
 /// The node a certificate names as its own (`system:node:X`, or a server
-/// cert whose CN is one of its DNS SANs), if any.
+/// cert whose CN is one of its DNS SANs, or its IP SAN), if any.
 fn node_named(f: &Found) -> Option<&str> {
     let cn = f.pc.subject.common_name.as_str();
     cn.strip_prefix(NODE_USER_PREFIX).or_else(|| {
         (!NOT_NODES.contains(&cn)
             && !cn.contains(':')
-            && f.pc.dns_sans.iter().any(|d| d.eq_ignore_ascii_case(cn)))
+            && (f.pc.dns_sans.iter().any(|d| d.eq_ignore_ascii_case(cn))
+                // A node named by its IP (a kubelet serving certificate
+                // `CN=10.1.0.87`, IP SAN 10.1.0.87).
+                || cn
+                    .parse::<IpAddr>()
+                    .is_ok_and(|ip| f.pc.ip_sans.contains(&ip))))
         .then_some(cn)
     })
 }
@@ -641,11 +653,22 @@ pub(crate) fn node_of_dir(inv: &Inventory, spec: &ClusterSpec) -> Option<NodeNam
             && let Some((k, _)) = known.get_key_value(&NodeName::unchecked(n))
         {
             *votes.entry(*k).or_default() += 1;
+        } else if !f.is_ca() {
+            // A certificate that names no node but holds control-plane
+            // addresses (an apiserver's): a vote for those nodes.
+            for n in &spec.control_plane {
+                if f.pc.ip_sans.contains(&n.address) {
+                    *votes.entry(&n.name).or_default() += 1;
+                }
+            }
         }
     }
+    // On a tie, a control-plane node: a master's tree also holds the
+    // kubelet certificates it made for workers.
+    let is_cp = |n: &NodeName| spec.control_plane.iter().any(|c| c.name == *n);
     votes
         .into_iter()
-        .max_by_key(|(n, v)| (*v, std::cmp::Reverse((*n).clone())))
+        .max_by_key(|(n, v)| (*v, is_cp(n), std::cmp::Reverse((*n).clone())))
         .map(|(n, _)| n.clone())
 }
 
@@ -786,12 +809,12 @@ pub(crate) fn fit(
     skeleton: CertGraph,
     node: Option<&NodeName>,
 ) -> Result<Fit, crate::Error> {
-    let leaves: Vec<(NodeId, &CertNode)> = skeleton
-        .certs()
-        .filter(|(_, c)| {
-            !c.is_ca && (node.is_none() || c.node.is_none() || c.node.as_ref() == node)
-        })
-        .collect();
+    // With one node's directory, that node's templates and the node-less
+    // ones; another node's only for a certificate that names that node as
+    // its own (a master's tree holding the kubelet certificate it made for
+    // worker `10.0.2.15`).
+    let elsewhere = |c: &CertNode| node.is_some() && c.node.is_some() && c.node.as_ref() != node;
+    let leaves: Vec<(NodeId, &CertNode)> = skeleton.certs().filter(|(_, c)| !c.is_ca).collect();
     let found_leaves: Vec<usize> = (0..inv.certs.len())
         .filter(|i| inv.certs.get(*i).is_some_and(|f| !f.is_ca()))
         .collect();
@@ -800,7 +823,7 @@ pub(crate) fn fit(
     // 5,000-node fleet has ten thousand of each): a certificate that names
     // nodes of the plan is scored against those nodes' templates and the
     // node-less ones only; one that names none, against every template.
-    let nodes = NodeIndex::new(leaves.iter().map(|(_, t)| *t));
+    let nodes = NodeIndex::new(leaves.iter().map(|(_, t)| *t).filter(|t| !elsewhere(t)));
     let break_glass = break_glass_clients(&skeleton);
     let mut per_node: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     let mut anywhere: Vec<usize> = Vec::new();
@@ -824,11 +847,27 @@ pub(crate) fn fit(
         .map(|(id, t)| {
             let bg = break_glass.contains(id);
             let cands: Vec<usize> = match nodes.of(t) {
+                _ if elsewhere(t) => Vec::new(),
                 None => all.clone(),
                 Some(n) => merge_sorted(per_node.get(&n).map_or(&[][..], Vec::as_slice), &anywhere),
             };
+            let own: Vec<usize> = if elsewhere(t) {
+                (0..found_leaves.len())
+                    .filter(|fi| {
+                        found_leaves
+                            .get(*fi)
+                            .and_then(|i| inv.certs.get(*i))
+                            .and_then(node_named)
+                            .zip(t.node.as_ref())
+                            .is_some_and(|(m, n)| m.eq_ignore_ascii_case(n.as_str()))
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
             cands
                 .into_iter()
+                .chain(own)
                 .filter_map(|fi| {
                     let i = found_leaves.get(fi)?;
                     Some((fi, score(t, inv.certs.get(*i)?, files.get(*i)?, bg)))
@@ -872,6 +911,9 @@ pub(crate) fn fit(
             let (Some((id, t)), Some(found)) = (leaves.get(*ti), found_leaves.get(*fi)) else {
                 continue;
             };
+            if elsewhere(t) {
+                continue;
+            }
             let other_node = t.node.as_ref().is_some_and(|n| {
                 inv.certs
                     .get(*found)
