@@ -288,6 +288,9 @@ pub struct InitArgs {
     /// Adopt an existing PKI: a spec that describes DIR, its CAs as `[[existing_ca]]`
     #[arg(long, value_name = "DIR")]
     pub from: Option<PathBuf>,
+    /// With --from: write kpki's values for DIR's mistakes instead of copying them (check DIR --spec then reports those certificates as D003)
+    #[arg(long, requires = "from")]
+    pub fix: bool,
 }
 
 /// Output format of `plan`.

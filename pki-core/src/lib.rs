@@ -24,7 +24,7 @@ mod store;
 mod validate;
 mod x509;
 
-pub use adopt::{Adoption, ExistingCa, adopt};
+pub use adopt::{AdoptOptions, Adoption, ExistingCa, adopt, adopt_with};
 pub use crypto::{
     CertParams, CryptoBackend, CryptoError, CsrParams, DistinguishedName, ParsedCert, PinSource,
     PrivateKey, PublicKey, RustCrypto, SignatureAlgorithm, Signer, Token, TokenConfig, TokenError,

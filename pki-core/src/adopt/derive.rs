@@ -25,8 +25,24 @@ pub struct Adoption {
     /// What the user must act on (a CA without its key), one line each.
     pub warnings: Vec<String>,
     /// How many of the directory's mistakes the profile copies (each is a
-    /// warning, and an error finding of the plan until fixed).
+    /// warning, and an error finding of the plan until fixed); none with
+    /// [`AdoptOptions::fix`].
     pub mistakes: usize,
+    /// With [`AdoptOptions::fix`]: the directory's mistakes written with
+    /// kpki's values instead, one line each (`check DIR --spec` reports
+    /// their certificates as D003).
+    pub fixed: Vec<String>,
+    /// The leaf templates of [`Adoption::fixed`], in the same order.
+    pub fixed_templates: Vec<String>,
+}
+
+/// How [`adopt_with`] writes the spec.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AdoptOptions {
+    /// Write kpki's values for each of the directory's mistakes instead of
+    /// copying them (`kpki init --from DIR --fix`): the plan is clean of
+    /// them, and `check DIR --spec` reports the fixed certificates as D003.
+    pub fix: bool,
 }
 
 /// An adopted CA entry.
@@ -79,10 +95,22 @@ fn annotate(body: &str, notes: &[(String, Vec<String>)]) -> String {
     out
 }
 
-/// The observed directory's kpki spec. `dir` anchors the files' absolute
-/// paths (pass an absolute directory); `spec_path` is where the spec will
-/// be written (its text is parsed against it).
+/// The observed directory's kpki spec, describing it as it is (its
+/// mistakes copied and marked). `dir` anchors the files' absolute paths
+/// (pass an absolute directory); `spec_path` is where the spec will be
+/// written (its text is parsed against it).
 pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption, crate::Error> {
+    adopt_with(obs, dir, spec_path, AdoptOptions::default())
+}
+
+/// [`adopt`], with `options` (`fix`: kpki's values for the directory's
+/// mistakes).
+pub fn adopt_with(
+    obs: &Observation,
+    dir: &Path,
+    spec_path: &Path,
+    options: AdoptOptions,
+) -> Result<Adoption, crate::Error> {
     let mut a = Adoption::default();
     let g = &obs.graph;
     let certs: Vec<(NodeId, &CertNode)> = g.certs().collect();
@@ -638,18 +666,18 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
                 .file_stem()
                 .map_or_else(|| "kpki".into(), |s| s.to_string_lossy().into_owned())
         );
-        let body = toml::to_string(&f.table).map_err(|e| crate::Error::Io {
-            path: spec_path.to_path_buf(),
-            message: format!("profile: {e}"),
-        })?;
         a.found.push(format!(
             "the certificates are not preset {profile_name}'s: profile file {file} (the preset fitted to them)"
         ));
         for c in &f.changes {
             a.found.push(format!("profile: {c}"));
         }
+        let mut table = f.table.clone();
         let mut notes: Vec<(String, Vec<String>)> = Vec::new();
-        a.mistakes = f.mistakes.len();
+        let show = |k: &str, v: Option<&toml::Value>| match v {
+            Some(v) => format!("{k} = {v}"),
+            None => format!("no {k}"),
+        };
         for m in &f.mistakes {
             let codes: Vec<&str> = m.codes.iter().map(|c| c.as_str()).collect();
             let fix: Vec<String> = m
@@ -660,6 +688,48 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
                     None => format!("delete {k} (the role's default)"),
                 })
                 .collect();
+            // (A mistake whose template is not found is copied and marked.)
+            if options.fix
+                && let Some(leaf) = super::fit::leaf_mut(&mut table, &m.id)
+            {
+                let mut old = Vec::new();
+                for (k, v) in &m.fix {
+                    old.push(show(k, leaf.get(k)));
+                    match v {
+                        Some(v) => {
+                            leaf.insert(k.clone(), v.clone());
+                        }
+                        None => {
+                            leaf.remove(k);
+                        }
+                    }
+                }
+                a.fixed.push(format!(
+                    "{}: {}, not {} as the directory has it ({}); `kpki check {} --spec` reports its certificates as D003",
+                    m.id,
+                    fix.join("; "),
+                    old.join("; "),
+                    codes.join(", "),
+                    dir.display()
+                ));
+                a.fixed_templates.push(m.id.clone());
+                notes.push((
+                    m.id.clone(),
+                    vec![
+                        format!(
+                            "# FIXED: {} (was {} as the directory has it: {})",
+                            m.id,
+                            codes.join(", "),
+                            old.join("; ")
+                        ),
+                        format!(
+                            "# kpki's values below (preset {profile_name}): `kpki check` reports the directory's certificate as D003."
+                        ),
+                    ],
+                ));
+                continue;
+            }
+            a.mistakes += 1;
             a.warnings.push(format!(
                 "profile: {}: copied as the directory has it, with its mistake ({} in `kpki plan`): `kpki issue` refuses until it is fixed in {file}: {}",
                 m.id,
@@ -679,6 +749,10 @@ pub fn adopt(obs: &Observation, dir: &Path, spec_path: &Path) -> Result<Adoption
             lines.extend(fix.iter().map(|l| format!("#   {l}")));
             notes.push((m.id.clone(), lines));
         }
+        let body = toml::to_string(&table).map_err(|e| crate::Error::Io {
+            path: spec_path.to_path_buf(),
+            message: format!("profile: {e}"),
+        })?;
         let body = annotate(&body, &notes);
         if !f.spec_extra.is_empty() {
             a.spec.push_str(&f.spec_extra);

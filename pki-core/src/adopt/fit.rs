@@ -409,7 +409,7 @@ fn leaves(t: &mut toml::Table) -> Option<&mut Vec<toml::Value>> {
     t.get_mut("leaf").and_then(toml::Value::as_array_mut)
 }
 
-fn leaf_mut<'a>(t: &'a mut toml::Table, id: &str) -> Option<&'a mut toml::Table> {
+pub(super) fn leaf_mut<'a>(t: &'a mut toml::Table, id: &str) -> Option<&'a mut toml::Table> {
     leaves(t)?
         .iter_mut()
         .filter_map(toml::Value::as_table_mut)

@@ -6,7 +6,7 @@ mod derive;
 mod existing;
 mod fit;
 
-pub use derive::{Adoption, adopt};
+pub use derive::{AdoptOptions, Adoption, adopt, adopt_with};
 
 pub use existing::ExistingCa;
 pub(crate) use existing::{findings, load as load_existing};
