@@ -22,8 +22,10 @@ struct Fixture {
     profile_file: bool,
     /// Rule codes of the directory's own mistakes that `init --from`
     /// copies (marked in the profile): the plan reports exactly these
-    /// errors, as `check` does; once the marked fixes are applied the plan
-    /// is clean and the issued PKI is free of them.
+    /// errors, as `check` does. `init --from --fix` writes kpki's values
+    /// for them (what applying the marks gives): its plan is clean, `check
+    /// DIR --spec` reports D003 on exactly those templates, and the issued
+    /// PKI is free of them.
     fixed: &'static [&'static str],
 }
 
@@ -295,18 +297,107 @@ fn adopt_check_issue_renew_on_every_fixture() {
             "{}: check misses {want:?}: {checked:?}",
             fx.name
         );
-        // Each copied mistake is marked in the profile with kpki's values:
-        // applied, the plan is clean.
+        // Without --fix, the output ends naming it when there are mistakes.
+        let last = stderr.lines().last().unwrap_or_default();
+        assert_eq!(
+            last.contains(" --fix "),
+            !want.is_empty(),
+            "{}: {stderr}",
+            fx.name
+        );
+
+        // `init --from DIR --fix`: the same spec, the profile with kpki's
+        // values where the directory has a mistake, which is what a user
+        // applying the marks by hand gets.
+        let fix_dir = tmp.path().join("fix");
+        std::fs::create_dir(&fix_dir).unwrap();
+        let spec_fixed = fix_dir.join("kpki.toml");
+        let o = kpki()
+            .args(["init", "--fix", "--from"])
+            .arg(&fx.dir)
+            .arg("--out")
+            .arg(&spec_fixed)
+            .output()
+            .unwrap();
+        let fix_stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{}: {fix_stderr}", fx.name);
+        assert!(!fix_stderr.contains("PRIVATE KEY"), "{}", fx.name);
+        assert_eq!(
+            std::fs::read_to_string(&spec_fixed).unwrap(),
+            text,
+            "{}: --fix changed the spec",
+            fx.name
+        );
+        let profile_fixed = fix_dir.join("kpki.profile.toml");
+        assert_eq!(profile_fixed.exists(), fx.profile_file, "{}", fx.name);
+        let mut fixed_ids: BTreeSet<String> = BTreeSet::new();
         if fx.profile_file {
-            let fixed = apply_marked_fixes(&profile);
-            assert_eq!(fixed.is_empty(), want.is_empty(), "{}: {fixed:?}", fx.name);
-            let o = kpki()
-                .args(["plan", "--format", "json", "--spec"])
-                .arg(&spec)
-                .output()
-                .unwrap();
-            assert!(o.status.success(), "{}: {}", fx.name, json(&o));
+            let fixed_text = std::fs::read_to_string(&profile_fixed).unwrap();
+            if want.is_empty() {
+                assert_eq!(
+                    fixed_text,
+                    std::fs::read_to_string(&profile).unwrap(),
+                    "{}: --fix changed a profile with no mistake",
+                    fx.name
+                );
+            }
+            assert!(!fixed_text.contains("# MISTAKE COPIED"), "{fixed_text}");
+            fixed_ids = apply_marked_fixes(&profile).into_iter().collect();
+            assert_eq!(fixed_ids.is_empty(), want.is_empty(), "{}", fx.name);
+            let marked: BTreeSet<String> = fixed_text
+                .lines()
+                .filter_map(|l| l.strip_prefix("# FIXED: "))
+                .map(|l| l.split(' ').next().unwrap().to_owned())
+                .collect();
+            assert_eq!(marked, fixed_ids, "{}: {fixed_text}", fx.name);
+            for id in &fixed_ids {
+                assert!(
+                    fix_stderr.contains(&format!("fixed:   {id}: ")),
+                    "{}: {fix_stderr}",
+                    fx.name
+                );
+            }
+            let by_hand: toml::Table = std::fs::read_to_string(&profile).unwrap().parse().unwrap();
+            let by_fix: toml::Table = fixed_text.parse().unwrap();
+            assert_eq!(
+                by_fix, by_hand,
+                "{}: --fix is not the marked fixes",
+                fx.name
+            );
         }
+        // The fixed spec plans cleanly (exit 0) ...
+        let o = kpki()
+            .args(["plan", "--format", "json", "--spec"])
+            .arg(&spec_fixed)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}: {}", fx.name, json(&o));
+        // ... and `check DIR --spec` tells the honest difference: D003,
+        // exactly on the fixed templates' certificates.
+        let o = kpki()
+            .arg("check")
+            .arg(&fx.dir)
+            .arg("--spec")
+            .arg(&spec_fixed)
+            .args(["--format", "json"])
+            .output()
+            .unwrap();
+        let doc = json(&o);
+        let mut drifted: BTreeSet<String> = BTreeSet::new();
+        for f in doc["findings"].as_array().unwrap() {
+            let code = f["code"].as_str().unwrap();
+            if !code.starts_with('D') {
+                continue;
+            }
+            assert_eq!(code, "D003", "{}: {f}", fx.name);
+            for n in f["nodes"].as_array().unwrap() {
+                let n = n.as_str().unwrap();
+                drifted.insert(n.split('@').next().unwrap().to_owned());
+            }
+        }
+        assert_eq!(drifted, fixed_ids, "{}: D003 on {drifted:?}", fx.name);
+        // From here on, the fixed spec.
+        let spec = spec_fixed;
 
         // issue: CAs byte-identical, leaves verify against DIR's CA files.
         let out = tmp.path().join("out");
