@@ -29,8 +29,8 @@ pub struct Adoption {
     /// [`AdoptOptions::fix`].
     pub mistakes: usize,
     /// With [`AdoptOptions::fix`]: the directory's mistakes written with
-    /// kpki's values instead, one line each (`check DIR --spec` reports
-    /// their certificates as D003).
+    /// kpki's values instead, one line each (kpki's value, the directory's,
+    /// the codes; `check DIR --spec` reports their certificates as D003).
     pub fixed: Vec<String>,
     /// The leaf templates of [`Adoption::fixed`], in the same order.
     pub fixed_templates: Vec<String>,
@@ -705,12 +705,11 @@ pub fn adopt_with(
                     }
                 }
                 a.fixed.push(format!(
-                    "{}: {}, not {} as the directory has it ({}); `kpki check {} --spec` reports its certificates as D003",
+                    "{}: {}, not {} as the directory has it ({})",
                     m.id,
                     fix.join("; "),
                     old.join("; "),
                     codes.join(", "),
-                    dir.display()
                 ));
                 a.fixed_templates.push(m.id.clone());
                 notes.push((
