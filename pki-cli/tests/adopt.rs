@@ -685,6 +685,55 @@ fn fitted_profile_keeps_the_seeds_own_names_and_marks_their_mistakes() {
     );
 }
 
+/// `--fix` writes kpki's value and names what the directory has, in the
+/// profile and on stderr; it needs `--from`.
+#[test]
+fn fix_writes_kpkis_value_and_names_the_directorys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = tmp.path().join("kpki.toml");
+    let o = kpki()
+        .args(["init", "--fix", "--from"])
+        .arg(existing_pki().join("cfssl"))
+        .arg("--out")
+        .arg(&spec)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("fixed:   etcd-server: delete ext_key_usage (the role's default), not ext_key_usage = [\"serverAuth\"] as the directory has it (U003)\n"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("MISTAKE") && !stderr.contains("copied as the directory has it"),
+        "{stderr}"
+    );
+    let text = std::fs::read_to_string(tmp.path().join("kpki.profile.toml")).unwrap();
+    assert!(
+        text.contains("# FIXED: etcd-server (was U003 as the directory has it: ext_key_usage = [\"serverAuth\"])\n"),
+        "{text}"
+    );
+    let profile: toml::Table = text.parse().unwrap();
+    let etcd = profile["leaf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["id"].as_str() == Some("etcd-server"))
+        .unwrap();
+    assert!(etcd.get("ext_key_usage").is_none(), "{etcd}");
+
+    // Without --from, --fix is refused (usage, exit 2) and nothing is written.
+    let dir = tempfile::tempdir().unwrap();
+    let o = kpki()
+        .current_dir(dir.path())
+        .args(["init", "--fix"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--from"));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
 #[test]
 fn derived_spec_has_the_directory_facts() {
     let tmp = tempfile::tempdir().unwrap();
