@@ -26,7 +26,7 @@ pub enum Command {
     Check(CheckArgs),
     /// Re-issue leaf certificates that expire soon, under the existing CAs.
     Renew(RenewArgs),
-    /// Write PKCS#10 requests (csr/<id>.csr) for the CAs an external root signs; --leaves: for leaves too.
+    /// Write PKCS#10 requests (csr/ID.csr) for the CAs an external root signs; --leaves: for leaves too.
     Csr(CsrArgs),
     /// Import certificates signed elsewhere: matched to their request by public key, checked against the plan, placed.
     Import(ImportArgs),

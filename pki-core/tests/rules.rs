@@ -550,3 +550,59 @@ fn a_node_named_by_its_ip_gets_an_ip_san_from_the_node_name_rule() {
         plan.report.findings
     );
 }
+
+/// A plan of the kubeadm preset with `extra` appended to SPEC.
+fn plan_of(extra: &str) -> Plan {
+    let spec = ClusterSpec::parse(&format!("{SPEC}{extra}"), Path::new("rules.toml")).unwrap();
+    let profile = Profile::parse(&preset(), Path::new("kubeadm.toml")).unwrap();
+    Plan::with_profile(spec, profile).unwrap()
+}
+
+const TOKEN: &str = "[ca_keys]\nstore = \"pkcs11\"\nmodule = \"/usr/lib/softhsm/libsofthsm2.so\"\ntoken_label = \"kpki\"\npin_env = \"KPKI_PKCS11_PIN\"\n";
+
+#[test]
+fn x001_the_cluster_signing_ca_in_a_token_while_csr_signing_is_on() {
+    // Every CA in the token (no `cas`), CSR signing on: the cluster CA's key
+    // must be a file for --cluster-signing-key-file.
+    let p = plan_of(TOKEN);
+    let f = p.report.with_code(Code::X001).next();
+    let f = f.unwrap_or_else(|| panic!("no X001: {:#?}", p.report.findings));
+    assert_eq!(f.nodes, vec!["kubernetes-ca".to_owned()]);
+    assert_eq!(f.severity, Severity::Error);
+    // Named explicitly: the same.
+    let p = plan_of(&format!("{TOKEN}cas = [\"kubernetes-ca\"]\n"));
+    assert!(codes(&p).contains(&Code::X001));
+    // The two ways out: leave that CA on disk, or turn CSR signing off.
+    let p = plan_of(&format!("{TOKEN}cas = [\"etcd-ca\", \"front-proxy-ca\"]\n"));
+    assert!(!codes(&p).contains(&Code::X001), "{:#?}", p.report);
+    let p = plan_of(&format!(
+        "{TOKEN}[controller_manager]\ncsr_signing = false\n"
+    ));
+    assert!(!codes(&p).contains(&Code::X001), "{:#?}", p.report);
+    // Files (the default): never.
+    assert!(!codes(&plan_of("")).contains(&Code::X001));
+}
+
+#[test]
+fn x002_each_top_ca_waits_for_the_external_root_until_imported() {
+    let p = plan_of("[root]\nexternal = true\n");
+    let mut store = pki_core::MemStore::default();
+    let waiting = pki_core::waiting(&p, &store).unwrap();
+    let mut ids: Vec<&str> = waiting
+        .iter()
+        .inspect(|f| assert_eq!(f.code, Code::X002))
+        .flat_map(|f| f.nodes.iter().map(String::as_str))
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["etcd-ca", "front-proxy-ca", "kubernetes-ca"]);
+    // An imported chain ends the wait for that CA only.
+    store.files.insert(
+        pki_core::imported_path("etcd-ca"),
+        (b"imported".to_vec(), pki_core::Mode::Public),
+    );
+    let left = pki_core::waiting(&p, &store).unwrap();
+    assert_eq!(left.len(), 2);
+    assert!(left.iter().all(|f| f.nodes != ["etcd-ca"]));
+    // Without an external root nothing waits.
+    assert!(pki_core::waiting(&plan_of(""), &store).unwrap().is_empty());
+}
