@@ -715,3 +715,233 @@ fn external_root_over_token_held_intermediates() {
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
+
+/// The spec `h.spec(..)` writes, with the PIN from `pin_file = "pin"`
+/// (relative: beside the spec) instead of `pin_env`.
+fn with_pin_file(spec: &Path) -> PathBuf {
+    let text = fs::read_to_string(spec).unwrap();
+    assert!(text.contains("pin_env = \"KPKI_PKCS11_PIN\"\n"));
+    let p = spec.with_file_name("pin-file.toml");
+    fs::write(
+        &p,
+        text.replace("pin_env = \"KPKI_PKCS11_PIN\"\n", "pin_file = \"pin\"\n"),
+    )
+    .unwrap();
+    p
+}
+
+/// Writes the PIN file beside the specs: 0600, a trailing newline.
+fn write_pin_file(h: &Hsm, pin: &str) -> PathBuf {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let p = h.path().join("pin");
+    let _ = fs::remove_file(&p);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&p)
+        .unwrap();
+    f.write_all(format!("{pin}\n").as_bytes()).unwrap();
+    p
+}
+
+/// `pin_file` instead of `pin_env`: issue, renew and check work with the
+/// PIN read from a 0600 file and no PIN in the environment; a wrong PIN in
+/// the file, or no file, is exit 2 naming the file, nothing written, and
+/// the PIN is never printed.
+#[test]
+fn pin_from_a_0600_file() {
+    let h = Hsm::new();
+    let spec = with_pin_file(&h.spec("kpki", "ecdsa-p256", Some(&["etcd-ca"]), true));
+    let out = h.path().join("out");
+    let pin = write_pin_file(&h, PIN);
+    let o = ["--spec", s(&spec), "--out", s(&out)];
+    for args in [
+        vec!["issue"],
+        vec!["renew", "--all"],
+        vec!["check", "--spec", s(&spec), s(&out)],
+    ] {
+        let args: Vec<&str> = if args[0] == "check" {
+            args
+        } else {
+            args.iter().chain(o.iter()).copied().collect()
+        };
+        let (ok, stdout, err) = h.kpki_pin(&args, None);
+        assert!(ok, "{args:?} with the PIN in a file: {stdout}{err}");
+        assert!(
+            !stdout.contains(PIN) && !err.contains(PIN),
+            "PIN printed: {stdout}{err}"
+        );
+    }
+    assert_eq!(h.pubkey_labels(), BTreeSet::from(["etcd-ca".to_owned()]));
+    assert!(!out.join("cluster/pki/etcd/ca.key").exists());
+    assert!(verify_all(&out) >= 7);
+
+    write_pin_file(&h, WRONG_PIN);
+    let missing = h.path().join("missing.toml");
+    fs::write(
+        &missing,
+        fs::read_to_string(&spec)
+            .unwrap()
+            .replace("pin_file = \"pin\"", "pin_file = \"no-such-pin\""),
+    )
+    .unwrap();
+    let no_file = h.path().join("no-such-pin");
+    for (spec, want) in [
+        (
+            spec.as_path(),
+            format!("PIN rejected by token \"kpki\" (from {})", pin.display()),
+        ),
+        (missing.as_path(), no_file.display().to_string()),
+    ] {
+        let before = snapshot(&out);
+        let args = ["renew", "--all", "--spec", s(spec), "--out", s(&out)];
+        let mut c = Command::new(assert_cmd::cargo::cargo_bin("kpki"));
+        h.env(&mut c).args(args).env_remove("KPKI_PKCS11_PIN");
+        let o = c.output().unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+        );
+        assert_eq!(o.status.code(), Some(2), "{stdout}{stderr}");
+        assert!(stderr.contains(&want), "want {want}: {stderr}");
+        for p in [PIN, WRONG_PIN] {
+            assert!(
+                !stdout.contains(p) && !stderr.contains(p),
+                "PIN printed: {stdout}{stderr}"
+            );
+        }
+        assert!(before == snapshot(&out), "a failed renew changed out/");
+    }
+}
+
+/// ECDSA P-384 CAs in the token (every CA, CSR signing off): CKM_ECDSA over
+/// a SHA-384 digest. openssl verifies every chain; the CA and leaf
+/// signatures are ecdsa-with-SHA384; check, re-run and renew as with P-256.
+#[test]
+fn every_ca_in_the_token_ecdsa_p384() {
+    let h = Hsm::new();
+    let spec = h.spec("kpki", "ecdsa-p384", None, false);
+    let out = h.path().join("out");
+    let cas = ["etcd-ca", "front-proxy-ca", "kubernetes-ca"];
+    issue_check_rerun_renew(&h, &spec, &out, &cas);
+    for f in [
+        "cluster/pki/ca.crt",
+        "cluster/pki/apiserver.crt",
+        "cluster/pki/etcd/ca.crt",
+        "cluster/pki/etcd/server.crt",
+        "cluster/pki/front-proxy-client.crt",
+    ] {
+        let text = openssl(&["x509", "-in", s(&out.join(f)), "-noout", "-text"]);
+        assert!(
+            text.contains("Signature Algorithm: ecdsa-with-SHA384"),
+            "{f}: {text}"
+        );
+        assert!(text.contains("NIST CURVE: P-384"), "{f}: {text}");
+    }
+}
+
+/// `issue --replace-ca-keys` with token CAs: each gets a new generation in
+/// the token (`<id>#2`), its certificate holds the new key, every leaf it
+/// signs is re-signed (new serial, verifies against the new CA, not the
+/// old one); no key of a token CA on disk; a re-run changes nothing.
+#[test]
+fn replace_ca_keys_makes_a_new_token_generation() {
+    let h = Hsm::new();
+    let token_cas = ["etcd-ca", "front-proxy-ca"];
+    let spec = h.spec("kpki", "ecdsa-p256", Some(&token_cas), true);
+    let out = h.path().join("out");
+    h.kpki_ok(&["issue", "--spec", s(&spec), "--out", s(&out)]);
+    let old = entries(&out);
+    let saved = h.path().join("old");
+    fs::create_dir(&saved).unwrap();
+    let mut old_ca = BTreeMap::new();
+    for ca in token_cas {
+        let p = saved.join(format!("{ca}.crt"));
+        fs::copy(cert_file(&out, &old[ca]), &p).unwrap();
+        old_ca.insert(ca, p);
+    }
+    h.kpki_ok(&[
+        "issue",
+        "--spec",
+        s(&spec),
+        "--out",
+        s(&out),
+        "--replace-ca-keys",
+    ]);
+    let labels = ["etcd-ca", "etcd-ca#2", "front-proxy-ca", "front-proxy-ca#2"];
+    assert_no_token_key_on_disk(&h, &out, &token_cas, &labels);
+    let new = entries(&out);
+    for ca in token_cas {
+        let new_ca = cert_file(&out, &new[ca]);
+        assert_ne!(cert_pubkey(&new_ca), cert_pubkey(&old_ca[ca]), "{ca}");
+        let mut n = 0;
+        for (id, e) in new.iter().filter(|(i, e)| e["issuer"] == ca && *i != ca) {
+            assert_ne!(old[id]["serial"], e["serial"], "{id} was not re-signed");
+            if let Some(c) = cert_file_of(&out, e) {
+                assert!(verify(&new_ca, &c), "{id} is not signed by the new {ca}");
+                assert!(!verify(&old_ca[ca], &c), "{id} verifies with the old {ca}");
+                n += 1;
+            }
+        }
+        assert!(n > 0, "{ca} signs no file");
+    }
+    assert!(verify_all(&out) >= 7);
+    let (ok, stdout, err) = h.kpki(&["check", "--spec", s(&spec), s(&out)]);
+    assert!(ok && stdout.contains("findings: none"), "{stdout}{err}");
+    let before = snapshot(&out);
+    h.kpki_ok(&["issue", "--spec", s(&spec), "--out", s(&out)]);
+    assert!(before == snapshot(&out), "a re-run changed files");
+    assert_no_token_key_on_disk(&h, &out, &token_cas, &labels);
+}
+
+/// `kpki rotate ARGS` aborted (like `kill -9`) right after its `n`th file.
+fn rotate_killed(h: &Hsm, spec: &Path, out: &Path, args: &[&str], n: usize) {
+    use std::os::unix::process::ExitStatusExt;
+    let mut c = Command::new(assert_cmd::cargo::cargo_bin("kpki"));
+    h.env(&mut c)
+        .arg("rotate")
+        .args(args)
+        .args(["--spec", s(spec), "--out", s(out)])
+        .env("KPKI_PKCS11_PIN", PIN)
+        .env("KPKI_TEST_ABORT_AFTER_WRITES", n.to_string());
+    let o = c.output().unwrap();
+    assert!(
+        o.status.signal().is_some(),
+        "{args:?} was not killed after {n} writes: {:?} {}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// `rotate begin --all-cas` with token CAs killed at three moments (after
+/// the manifest's "in progress", while staging, near the end), and once
+/// between a token key's generation and its certificate (the key made
+/// with pkcs11-tool, as a killed run leaves it): the next phase is
+/// refused, `begin` again completes it without another token key, and
+/// switch and finish then complete the rotation (every check of
+/// `rotate_through_the_token`).
+#[test]
+fn killed_token_rotation_begin_recovers() {
+    let token_cas = ["etcd-ca", "front-proxy-ca"];
+    for (n, orphan) in [(1, true), (1, false), (4, false), (20, false)] {
+        let h = Hsm::new();
+        let spec = h.spec("kpki", "ecdsa-p256", Some(&token_cas), true);
+        let out = h.path().join("out");
+        h.kpki_ok(&["issue", "--spec", s(&spec), "--out", s(&out)]);
+        rotate_killed(&h, &spec, &out, &["begin", "--all-cas"], n);
+        let (ok, _, err) = h.kpki(&["rotate", "switch", "--spec", s(&spec), "--out", s(&out)]);
+        assert!(!ok && err.contains("kpki rotate begin"), "after {n}: {err}");
+        if orphan {
+            let id: String = b"etcd-ca#2".iter().map(|b| format!("{b:02x}")).collect();
+            let (ok, o, e) = run(h
+                .env(&mut Command::new(tool("pkcs11-tool")))
+                .args(["--module", MODULE, "--login", "--pin", PIN])
+                .args(["--keypairgen", "--key-type", "EC:prime256v1"])
+                .args(["--label", "etcd-ca#2", "--id", &id]));
+            assert!(ok, "pkcs11-tool --keypairgen: {o}{e}");
+        }
+        rotate_through_the_token(&h, &spec, &out, &token_cas);
+    }
+}
