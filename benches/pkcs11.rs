@@ -9,7 +9,8 @@
 //! - `renew_all/*`: `kpki renew --all` into a `MemStore` (every leaf
 //!   re-signed by its CA, leaf keys kept, CA keys found in the token);
 //! - `leaf_sign/*`: one leaf built and signed with `build_certificate` by a
-//!   token key vs a key in memory.
+//!   token key vs a key in memory;
+//! - `token_open`: what each token run pays first (session, C_Login).
 //!
 //! The tokens are initialised at start in a temp dir (`softhsm2-util
 //! --init-token --free --label kpki --pin 1234 --so-pin 5678`, and `kpki-rsa`
@@ -86,8 +87,16 @@ fn renew_all(c: &mut Criterion) {
             // Issued once (CA keys made: in the token, or in the store).
             let mut issued = MemStore::default();
             pki_core::issue(&plan, &mut issued, &IssueOptions::default()).unwrap();
-            let key_files = issued.files.keys().filter(|p| p.ends_with("ca.key")).count();
-            assert_eq!(key_files == 0, token.is_some(), "{kind}: {key_files} CA key files");
+            let key_files = issued
+                .files
+                .keys()
+                .filter(|p| p.ends_with("ca.key"))
+                .count();
+            assert_eq!(
+                key_files == 0,
+                token.is_some(),
+                "{kind}: {key_files} CA key files"
+            );
             g.bench_function(BenchmarkId::new(alg, kind), |b| {
                 b.iter_batched(
                     || issued.clone(),
@@ -177,7 +186,21 @@ fn leaf_sign(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, renew_all, leaf_sign);
+/// What every token run pays once: load (cached), find the token by
+/// label, open a session, C_Login with the PIN from the file.
+fn token_open(c: &mut Criterion) {
+    let mut g = c.benchmark_group("token_open");
+    g.sample_size(20);
+    let cfg = TokenConfig {
+        module: PathBuf::from(MODULE),
+        token_label: "kpki".into(),
+        pin: PinSource::File(pin_file()),
+    };
+    g.bench_function("open+login", |b| b.iter(|| Token::open(&cfg).unwrap()));
+    g.finish();
+}
+
+criterion_group!(benches, renew_all, leaf_sign, token_open);
 
 /// Makes the token in a temp dir, then runs this binary again (same
 /// arguments) with SOFTHSM2_CONF pointing there; the dir goes afterwards.
@@ -204,7 +227,9 @@ fn init_token_and_rerun() -> i32 {
             .args(["--init-token", "--free", "--label", label])
             .args(["--pin", "1234", "--so-pin", "5678"])
             .output()
-            .unwrap_or_else(|e| panic!("softhsm2-util is required (scripts/install-test-deps): {e}"));
+            .unwrap_or_else(|e| {
+                panic!("softhsm2-util is required (scripts/install-test-deps): {e}")
+            });
         assert!(
             init.status.success(),
             "softhsm2-util --init-token: {}",
