@@ -6,14 +6,12 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File};
-use std::net::TcpListener;
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use common::{manifest, run, snapshot, tool};
+use common::etcd::{Client, Etcd, free_ports, wait_healthy};
+use common::{manifest, openssl_verify, run, snapshot, tool, verifies};
 use serde_json::Value;
 
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
@@ -156,15 +154,6 @@ fn cert_pubkey(p: &Path) -> String {
     openssl(&["x509", "-in", s(p), "-noout", "-pubkey"])
 }
 
-/// `openssl verify -CAfile ca leaf`.
-fn verify(ca: &Path, leaf: &Path) -> bool {
-    let (ok, _, _) = run(Command::new(tool("openssl"))
-        .args(["verify", "-CAfile"])
-        .arg(ca)
-        .arg(leaf));
-    ok
-}
-
 /// Every leaf of the manifest verifies against its CA's certificate, and
 /// the CA certificates (self-signed, signed by the token) verify too.
 /// Returns how many leaves were checked.
@@ -177,7 +166,10 @@ fn verify_all(out: &Path) -> usize {
         let Some(cert) = cert_file_of(out, x) else {
             continue;
         };
-        assert!(verify(&ca, &cert), "{id} does not verify against {issuer}");
+        assert!(
+            verifies(&ca, &cert),
+            "{id} does not verify against {issuer}"
+        );
         if x["kind"] == "leaf" {
             n += 1;
         }
@@ -222,24 +214,6 @@ fn assert_no_token_key_on_disk(h: &Hsm, out: &Path, token_cas: &[&str], labels: 
     assert_eq!(listed, want, "pkcs11-tool lists other keys");
 }
 
-/// `n` free loopback ports.
-fn free_ports(n: usize) -> Vec<u16> {
-    let l: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    l.iter().map(|l| l.local_addr().unwrap().port()).collect()
-}
-
-/// An etcd process, always killed.
-struct Etcd(Child, PathBuf);
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts etcd from `kpki flags etcd` (paths in the node bundle) on free
 /// ports, then writes and reads a key over mutual TLS with the
 /// healthcheck-client certificate.
@@ -260,74 +234,24 @@ fn etcd_serves_mutual_tls(h: &Hsm, spec: &Path, out: &Path) {
     let args: Vec<&str> = flags.lines().collect();
     assert!(args.contains(&"--client-cert-auth=true"), "{args:?}");
     let ports = free_ports(2);
-    let client = format!("https://127.0.0.1:{}", ports[0]);
-    let peer = format!("https://127.0.0.1:{}", ports[1]);
-    let log = h.path().join("etcd.log");
-    let lf = File::create(&log).unwrap();
-    let mut cmd = Command::new(tool("etcd"));
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("ETCD") {
-            cmd.env_remove(k);
-        }
-    }
-    let child = cmd
-        .args(&args)
-        .arg("--data-dir")
-        .arg(h.path().join("etcd-data"))
-        .args([
-            "--listen-client-urls",
-            &client,
-            "--advertise-client-urls",
-            &client,
-        ])
-        .args([
-            "--listen-peer-urls",
-            &peer,
-            "--initial-advertise-peer-urls",
-            &peer,
-        ])
-        .args(["--initial-cluster", &format!("cp1={peer}")])
-        .stdin(Stdio::null())
-        .stdout(lf.try_clone().unwrap())
-        .stderr(lf)
-        .spawn()
-        .unwrap();
-    let mut etcd = Etcd(child, log);
+    let mut etcd = vec![Etcd::spawn(
+        &args,
+        (ports[0], ports[1]),
+        &format!("cp1=https://127.0.0.1:{}", ports[1]),
+        &h.path().join("etcd-data"),
+        h.path().join("etcd.log"),
+    )];
+    let client = etcd[0].client_url.clone();
     let pki = bundle.join("etc/kubernetes/pki/etcd");
-    let etcdctl = |a: &[&str]| {
-        let mut c = Command::new(tool("etcdctl"));
-        c.env("ETCDCTL_API", "3")
-            .args(["--endpoints", &client, "--cacert"])
-            .arg(pki.join("ca.crt"))
-            .arg("--cert")
-            .arg(pki.join("healthcheck-client.crt"))
-            .arg("--key")
-            .arg(pki.join("healthcheck-client.key"))
-            .args(["--dial-timeout", "3s", "--command-timeout", "10s"])
-            .args(a)
-            .stdin(Stdio::null());
-        run(&mut c)
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(st) = etcd.0.try_wait().unwrap() {
-            panic!(
-                "etcd exited ({st}): {}",
-                fs::read_to_string(&etcd.1).unwrap_or_default()
-            );
-        }
-        let (ok, o, e) = etcdctl(&["put", "/kpki/hsm", "ok"]);
-        if ok {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "etcd never served: {o}{e}\n{}",
-            fs::read_to_string(&etcd.1).unwrap_or_default()
-        );
-        sleep(Duration::from_millis(250));
-    }
-    let (ok, o, e) = etcdctl(&["get", "/kpki/hsm", "--print-value-only"]);
+    let healthcheck = Client::new(
+        &pki.join("ca.crt"),
+        &pki.join("healthcheck-client.crt"),
+        &pki.join("healthcheck-client.key"),
+    );
+    wait_healthy(&mut etcd, &healthcheck, &client, &[]);
+    let (ok, o, e) = healthcheck.etcdctl(&client, &["put", "/kpki/hsm", "ok"]);
+    assert!(ok, "{o}{e}");
+    let (ok, o, e) = healthcheck.etcdctl(&client, &["get", "/kpki/hsm", "--print-value-only"]);
     assert!(ok && o.trim() == "ok", "{o}{e}");
     drop(etcd);
 }
@@ -355,7 +279,7 @@ fn issue_check_rerun_renew(h: &Hsm, spec: &Path, out: &Path, token_cas: &[&str])
             if e["issuer"] == *ca && id != ca {
                 assert_ne!(old[id]["serial"], e["serial"], "{id} was not renewed");
                 if let Some(c) = cert_file_of(out, e) {
-                    assert!(verify(&cert_file(out, &new[*ca]), &c), "{id}");
+                    assert!(verifies(&cert_file(out, &new[*ca]), &c), "{id}");
                 }
             }
         }
@@ -406,7 +330,7 @@ fn rotate_through_the_token(h: &Hsm, spec: &Path, out: &Path, token_cas: &[&str]
             .filter(|(i, e)| e["issuer"] == *ca && i != ca)
         {
             if let Some(c) = cert_file_of(out, e) {
-                assert!(verify(&new_ca, &c), "{id} is not signed by the new {ca}");
+                assert!(verifies(&new_ca, &c), "{id} is not signed by the new {ca}");
                 n += 1;
             }
         }
@@ -690,16 +614,12 @@ fn external_root_over_token_held_intermediates() {
         };
         let issuer = x["issuer"].as_str().unwrap();
         let intermediate = h.path().join(format!("{issuer}.crt"));
-        let (good, o1, e1) = run(Command::new(tool("openssl"))
-            .args(["verify", "-CAfile"])
-            .arg(&root)
-            .arg("-untrusted")
-            .arg(&intermediate)
-            .arg(&cert));
-        assert!(good, "{id} does not chain to the root: {o1}{e1}");
+        let untrusted = ["-untrusted", s(&intermediate)];
+        let (good, msg) = openssl_verify(&root, &untrusted, &cert);
+        assert!(good, "{id} does not chain to the root: {msg}");
         // Not to the root alone: the intermediate is needed.
         assert!(
-            !verify(&root, &cert),
+            !verifies(&root, &cert),
             "{id} verifies against the root alone"
         );
         leaves += 1;
@@ -880,8 +800,11 @@ fn replace_ca_keys_makes_a_new_token_generation() {
         for (id, e) in new.iter().filter(|(i, e)| e["issuer"] == ca && *i != ca) {
             assert_ne!(old[id]["serial"], e["serial"], "{id} was not re-signed");
             if let Some(c) = cert_file_of(&out, e) {
-                assert!(verify(&new_ca, &c), "{id} is not signed by the new {ca}");
-                assert!(!verify(&old_ca[ca], &c), "{id} verifies with the old {ca}");
+                assert!(verifies(&new_ca, &c), "{id} is not signed by the new {ca}");
+                assert!(
+                    !verifies(&old_ca[ca], &c),
+                    "{id} verifies with the old {ca}"
+                );
                 n += 1;
             }
         }
