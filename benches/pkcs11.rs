@@ -21,15 +21,16 @@
 //! `cargo bench -p pki-core --bench pkcs11 -- --warm-up-time 1 --measurement-time 3`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
+use common::LeafToSign;
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group};
 use pki_core::{
-    CertParams, ClusterSpec, DistinguishedName, ExtUsage, IssueOptions, KeyAlgorithm, KeyUsages,
-    MemStore, PinSource, Plan, PrivateKey, RenewPolicy, Signer, Token, TokenConfig,
-    build_certificate, random_serial,
+    ClusterSpec, IssueOptions, KeyAlgorithm, MemStore, PinSource, Plan, PrivateKey, RenewPolicy,
+    Token, TokenConfig,
 };
 
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
@@ -113,39 +114,6 @@ fn renew_all(c: &mut Criterion) {
     g.finish();
 }
 
-fn params(cn: &str, is_ca: bool) -> CertParams {
-    let now = time::OffsetDateTime::now_utc();
-    CertParams {
-        serial: random_serial(),
-        subject: DistinguishedName::cn(cn),
-        not_before: now - time::Duration::minutes(5),
-        not_after: now + time::Duration::days(365),
-        is_ca,
-        path_len: None,
-        key_usage: KeyUsages {
-            digital_signature: true,
-            key_encipherment: !is_ca,
-            key_cert_sign: is_ca,
-            crl_sign: false,
-        },
-        ext_key_usage: if is_ca {
-            Vec::new()
-        } else {
-            vec![ExtUsage::ServerAuth]
-        },
-        dns_sans: if is_ca {
-            Vec::new()
-        } else {
-            vec!["cp1".into(), "kubernetes.default.svc".into()]
-        },
-        ip_sans: if is_ca {
-            Vec::new()
-        } else {
-            vec![IpAddr::V4(Ipv4Addr::new(10, 96, 0, 1))]
-        },
-    }
-}
-
 fn leaf_sign(c: &mut Criterion) {
     let mut g = c.benchmark_group("leaf_sign");
     g.sample_size(20);
@@ -160,27 +128,8 @@ fn leaf_sign(c: &mut Criterion) {
         assert!(in_token.is_token_held());
         let in_memory = PrivateKey::generate(alg).unwrap();
         for (kind, ca_key) in [("files", &in_memory), ("token", &in_token)] {
-            let ca_der = build_certificate(
-                &params("bench-ca", true),
-                &ca_key.public_key(),
-                Signer::SelfSigned(ca_key),
-            )
-            .unwrap();
-            let leaf_pub = PrivateKey::generate(alg).unwrap().public_key();
-            let leaf = params("kube-apiserver", false);
-            g.bench_function(BenchmarkId::new(name, kind), |b| {
-                b.iter(|| {
-                    build_certificate(
-                        &leaf,
-                        &leaf_pub,
-                        Signer::Issuer {
-                            cert_der: &ca_der,
-                            key: ca_key,
-                        },
-                    )
-                    .unwrap()
-                });
-            });
+            let l = LeafToSign::new(ca_key, alg);
+            g.bench_function(BenchmarkId::new(name, kind), |b| b.iter(|| l.sign()));
         }
     }
     g.finish();

@@ -5,14 +5,14 @@
 
 mod common;
 
-use std::ffi::OsStr;
+use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use common::etcd::{Client, Etcd, HEALTH_TIMEOUT, clean_env, free_ports, wait_healthy};
+use common::etcd::{Client, Etcd, HEALTH_TIMEOUT, clean_env, free_ports, tls_flags, wait_healthy};
 use common::{kpki, run, tool};
 use serde_json::Value;
 
@@ -131,28 +131,21 @@ impl Etcd {
         initial_cluster: &str,
         work: &Path,
     ) -> Self {
-        let args: Vec<&OsStr> = vec![
-            "--name".as_ref(),
-            name.as_ref(),
-            "--initial-cluster-state".as_ref(),
-            "new".as_ref(),
-            "--initial-cluster-token".as_ref(),
-            "kpki-etcd-test".as_ref(),
-            "--client-cert-auth".as_ref(),
-            "--trusted-ca-file".as_ref(),
-            certs.ca.as_os_str(),
-            "--cert-file".as_ref(),
-            certs.server_crt.as_os_str(),
-            "--key-file".as_ref(),
-            certs.server_key.as_os_str(),
-            "--peer-client-cert-auth".as_ref(),
-            "--peer-trusted-ca-file".as_ref(),
-            certs.ca.as_os_str(),
-            "--peer-cert-file".as_ref(),
-            certs.peer_crt.as_os_str(),
-            "--peer-key-file".as_ref(),
-            certs.peer_key.as_os_str(),
-        ];
+        let mut args: Vec<OsString> = [
+            "--name",
+            name,
+            "--initial-cluster-state",
+            "new",
+            "--initial-cluster-token",
+            "kpki-etcd-test",
+        ]
+        .map(OsString::from)
+        .to_vec();
+        args.extend(tls_flags(
+            &certs.ca,
+            (&certs.server_crt, &certs.server_key),
+            (&certs.peer_crt, &certs.peer_key),
+        ));
         Self::spawn(
             &args,
             (client_port, peer_port),

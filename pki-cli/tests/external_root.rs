@@ -14,7 +14,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::etcd::{Client, Etcd, free_ports, wait_healthy};
+use common::etcd::{Client, Etcd, free_ports, tls_flags, wait_healthy};
 use common::{kpki, make_root, manifest, openssl_verify, run, sign_csr as sign, snapshot, tool};
 
 /// A spec of `profile` with an external root: one control-plane node on
@@ -201,26 +201,14 @@ fn etcd_serves_mutual_tls(out: &Path, work: &Path) {
     let d = out.join("cluster/pki/etcd");
     let ports = free_ports(2);
     let peer_url = format!("https://127.0.0.1:{}", ports[1]);
-    let args: Vec<OsString> = vec![
-        "--name".into(),
-        "e1".into(),
-        "--initial-cluster-state".into(),
-        "new".into(),
-        "--client-cert-auth".into(),
-        "--trusted-ca-file".into(),
-        d.join("ca.crt").into_os_string(),
-        "--cert-file".into(),
-        d.join("server.crt").into_os_string(),
-        "--key-file".into(),
-        d.join("server.key").into_os_string(),
-        "--peer-client-cert-auth".into(),
-        "--peer-trusted-ca-file".into(),
-        d.join("ca.crt").into_os_string(),
-        "--peer-cert-file".into(),
-        d.join("peer.crt").into_os_string(),
-        "--peer-key-file".into(),
-        d.join("peer.key").into_os_string(),
-    ];
+    let mut args: Vec<OsString> = ["--name", "e1", "--initial-cluster-state", "new"]
+        .map(OsString::from)
+        .to_vec();
+    args.extend(tls_flags(
+        &d.join("ca.crt"),
+        (&d.join("server.crt"), &d.join("server.key")),
+        (&d.join("peer.crt"), &d.join("peer.key")),
+    ));
     let mut etcd = vec![Etcd::spawn(
         &args,
         (ports[0], ports[1]),
@@ -229,16 +217,9 @@ fn etcd_serves_mutual_tls(out: &Path, work: &Path) {
         work.join("etcd.log"),
     )];
     let client_url = etcd[0].client_url.clone();
-    let client = Client::new(
-        &d.join("ca.crt"),
-        &d.join("healthcheck-client.crt"),
-        &d.join("healthcheck-client.key"),
-    );
+    let client = Client::healthcheck(&d);
     wait_healthy(&mut etcd, &client, &client_url, &[]);
-    let (good, o, e) = client.etcdctl(&client_url, &["put", "/kpki", "external-root"]);
-    assert!(good && o.trim() == "OK", "put: {o}{e}");
-    let (good, o, e) = client.etcdctl(&client_url, &["get", "/kpki", "--print-value-only"]);
-    assert!(good && o.trim() == "external-root", "get: {o}{e}");
+    client.put_get(&client_url, "/kpki", "external-root");
     let log = etcd[0].log_text();
     assert!(
         !log.contains("bad certificate") && !log.contains("unknown authority"),

@@ -242,17 +242,9 @@ fn etcd_serves_mutual_tls(h: &Hsm, spec: &Path, out: &Path) {
         h.path().join("etcd.log"),
     )];
     let client = etcd[0].client_url.clone();
-    let pki = bundle.join("etc/kubernetes/pki/etcd");
-    let healthcheck = Client::new(
-        &pki.join("ca.crt"),
-        &pki.join("healthcheck-client.crt"),
-        &pki.join("healthcheck-client.key"),
-    );
+    let healthcheck = Client::healthcheck(&bundle.join("etc/kubernetes/pki/etcd"));
     wait_healthy(&mut etcd, &healthcheck, &client, &[]);
-    let (ok, o, e) = healthcheck.etcdctl(&client, &["put", "/kpki/hsm", "ok"]);
-    assert!(ok, "{o}{e}");
-    let (ok, o, e) = healthcheck.etcdctl(&client, &["get", "/kpki/hsm", "--print-value-only"]);
-    assert!(ok && o.trim() == "ok", "{o}{e}");
+    healthcheck.put_get(&client, "/kpki/hsm", "ok");
     drop(etcd);
 }
 
@@ -389,13 +381,23 @@ fn kubeadm_etcd_and_front_proxy_cas_in_the_token_ecdsa() {
     etcd_serves_mutual_tls(&h, &spec, &out);
 }
 
+/// The kubeadm preset's CAs.
+const EVERY_CA: [&str; 3] = ["etcd-ca", "front-proxy-ca", "kubernetes-ca"];
+
+/// Every CA in the token (CSR signing off), `alg`: issue, check, re-run,
+/// renew. Returns the token, the spec and the output dir.
+fn every_ca_in_the_token(alg: &str) -> (Hsm, PathBuf, PathBuf) {
+    let h = Hsm::new();
+    let spec = h.spec("kpki", alg, None, false);
+    let out = h.path().join("out");
+    issue_check_rerun_renew(&h, &spec, &out, &EVERY_CA);
+    (h, spec, out)
+}
+
 #[test]
 fn every_ca_in_the_token_with_csr_signing_off_rsa() {
-    let h = Hsm::new();
-    let spec = h.spec("kpki", "rsa-2048", None, false);
-    let out = h.path().join("out");
-    let cas = ["etcd-ca", "front-proxy-ca", "kubernetes-ca"];
-    issue_check_rerun_renew(&h, &spec, &out, &cas);
+    let (h, spec, out) = every_ca_in_the_token("rsa-2048");
+    let cas = EVERY_CA;
     for f in [
         "cluster/pki/ca.key",
         "cluster/pki/signing/ca.key",
@@ -741,11 +743,7 @@ fn pin_from_a_0600_file() {
 /// signatures are ecdsa-with-SHA384; check, re-run and renew as with P-256.
 #[test]
 fn every_ca_in_the_token_ecdsa_p384() {
-    let h = Hsm::new();
-    let spec = h.spec("kpki", "ecdsa-p384", None, false);
-    let out = h.path().join("out");
-    let cas = ["etcd-ca", "front-proxy-ca", "kubernetes-ca"];
-    issue_check_rerun_renew(&h, &spec, &out, &cas);
+    let (_h, _, out) = every_ca_in_the_token("ecdsa-p384");
     for f in [
         "cluster/pki/ca.crt",
         "cluster/pki/apiserver.crt",
@@ -821,21 +819,13 @@ fn replace_ca_keys_makes_a_new_token_generation() {
 
 /// `kpki rotate ARGS` aborted (like `kill -9`) right after its `n`th file.
 fn rotate_killed(h: &Hsm, spec: &Path, out: &Path, args: &[&str], n: usize) {
-    use std::os::unix::process::ExitStatusExt;
     let mut c = Command::new(assert_cmd::cargo::cargo_bin("kpki"));
     h.env(&mut c)
         .arg("rotate")
         .args(args)
         .args(["--spec", s(spec), "--out", s(out)])
-        .env("KPKI_PKCS11_PIN", PIN)
-        .env("KPKI_TEST_ABORT_AFTER_WRITES", n.to_string());
-    let o = c.output().unwrap();
-    assert!(
-        o.status.signal().is_some(),
-        "{args:?} was not killed after {n} writes: {:?} {}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
+        .env("KPKI_PKCS11_PIN", PIN);
+    common::run_killed_after_writes(&mut c, n);
 }
 
 /// `rotate begin --all-cas` with token CAs killed at three moments (after

@@ -601,19 +601,8 @@ fn switch_new_keys_gives_leaves_new_keys() {
 /// Runs a phase that aborts after `n` file writes; asserts it did abort.
 fn killed(s: &Setup, args: &[&str], n: usize) {
     let mut c = Command::new(assert_cmd::cargo::cargo_bin("kpki"));
-    c.arg("rotate")
-        .args(args)
-        .arg("--spec")
-        .arg(&s.spec)
-        .env("KPKI_TEST_ABORT_AFTER_WRITES", n.to_string());
-    let o = c.output().unwrap();
-    use std::os::unix::process::ExitStatusExt;
-    assert!(
-        o.status.signal().is_some(),
-        "{args:?} was not killed after {n} writes: {:?} {}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
+    c.arg("rotate").args(args).arg("--spec").arg(&s.spec);
+    common::run_killed_after_writes(&mut c, n);
 }
 
 #[test]

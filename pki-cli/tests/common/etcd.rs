@@ -1,7 +1,7 @@
 //! etcd for the tests: free loopback ports, a member process killed on
 //! drop, etcdctl with a client certificate, and a bounded health wait.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -35,6 +35,25 @@ pub fn clean_env(cmd: &mut Command) -> &mut Command {
         }
     }
     cmd
+}
+
+/// etcd's client and peer mutual-TLS flags: `ca` is trusted for both,
+/// `server` and `peer` are (certificate, key).
+pub fn tls_flags(ca: &Path, server: (&Path, &Path), peer: (&Path, &Path)) -> Vec<OsString> {
+    let mut v: Vec<OsString> = Vec::new();
+    let mut flag = |f: &str, p: &Path| {
+        v.push(f.into());
+        v.push(p.into());
+    };
+    flag("--trusted-ca-file", ca);
+    flag("--cert-file", server.0);
+    flag("--key-file", server.1);
+    flag("--peer-trusted-ca-file", ca);
+    flag("--peer-cert-file", peer.0);
+    flag("--peer-key-file", peer.1);
+    v.push("--client-cert-auth".into());
+    v.push("--peer-client-cert-auth".into());
+    v
 }
 
 /// A running etcd member; killed and reaped on drop (also when a test panics).
@@ -125,6 +144,24 @@ impl Client {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
         }
+    }
+
+    /// The healthcheck client of an etcd pki dir (`ca.crt`,
+    /// `healthcheck-client.crt`, `healthcheck-client.key`).
+    pub fn healthcheck(dir: &Path) -> Self {
+        Self::new(
+            &dir.join("ca.crt"),
+            &dir.join("healthcheck-client.crt"),
+            &dir.join("healthcheck-client.key"),
+        )
+    }
+
+    /// Puts `key` = `value` and reads it back.
+    pub fn put_get(&self, endpoints: &str, key: &str, value: &str) {
+        let (ok, o, e) = self.etcdctl(endpoints, &["put", key, value]);
+        assert!(ok && o.trim() == "OK", "put {key}: {o}{e}");
+        let (ok, o, e) = self.etcdctl(endpoints, &["get", key, "--print-value-only"]);
+        assert!(ok && o.trim() == value, "get {key}: {o}{e}");
     }
 
     /// Runs `etcdctl --endpoints ENDPOINTS <TLS flags> ARGS`.

@@ -64,6 +64,22 @@ pub fn verifies(ca: &Path, cert: &Path) -> bool {
     openssl_verify(ca, &[], cert).0
 }
 
+/// Runs `cmd` with `KPKI_TEST_ABORT_AFTER_WRITES=n` (the process aborts,
+/// like `kill -9`, right after its `n`th file) and asserts it was killed.
+pub fn run_killed_after_writes(cmd: &mut Command, n: usize) {
+    use std::os::unix::process::ExitStatusExt;
+    let o = cmd
+        .env("KPKI_TEST_ABORT_AFTER_WRITES", n.to_string())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        o.status.signal().is_some(),
+        "{cmd:?} was not killed after {n} writes: {:?} {}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 /// Every file under `dir` (relative path -> bytes), to compare before and after.
 pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     fn walk(root: &Path, d: &Path, m: &mut std::collections::BTreeMap<String, Vec<u8>>) {
