@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{existing_pki, installs, kpki, run, snapshot, tool};
+use common::{existing_pki, installs, kpki, openssl_verify, run, snapshot, tool};
 use serde_json::Value;
 
 /// One directory to adopt. `init --from` describes it as it is: `check
@@ -202,16 +202,6 @@ fn json(out: &std::process::Output) -> Value {
             String::from_utf8_lossy(&out.stderr)
         )
     })
-}
-
-/// `openssl verify -CAfile ca leaf`.
-fn verify(ca: &Path, leaf: &Path) -> (bool, String) {
-    let (ok, out, err) = run(Command::new(tool("openssl"))
-        .arg("verify")
-        .arg("-CAfile")
-        .arg(ca)
-        .arg(leaf));
-    (ok, format!("{out}{err}"))
 }
 
 #[test]
@@ -457,7 +447,7 @@ fn adopt_check_issue_renew_on_every_fixture() {
                     let issuer = e["issuer"].as_str().unwrap();
                     let ca = source_of(issuer);
                     for f in files.iter().filter(|f| f.ends_with(".crt")) {
-                        let (ok, msg) = verify(&ca, &out.join(f));
+                        let (ok, msg) = openssl_verify(&ca, &[], &out.join(f));
                         assert!(ok, "{}: {f} against {}: {msg}", fx.name, ca.display());
                         leaves += 1;
                     }
@@ -996,8 +986,9 @@ fn non_canonical_ca_files_are_written_byte_for_byte() {
         );
     }
     assert_eq!(std::fs::read(out.join("cluster/pki/ca.key")).unwrap(), key);
-    let (ok, msg) = verify(
+    let (ok, msg) = openssl_verify(
         &tmp.path().join("ca.crt"),
+        &[],
         &out.join("cluster/pki/apiserver.crt"),
     );
     assert!(ok, "{msg}");
@@ -1075,7 +1066,11 @@ fn adopting_over_a_generated_ca_reissues_its_leaves_and_renew_refuses() {
         std::fs::read(out.join("cluster/pki/ca.crt")).unwrap(),
         std::fs::read(fx.join("ca.crt")).unwrap()
     );
-    let (ok, msg) = verify(&fx.join("ca.crt"), &out.join("cluster/pki/apiserver.crt"));
+    let (ok, msg) = openssl_verify(
+        &fx.join("ca.crt"),
+        &[],
+        &out.join("cluster/pki/apiserver.crt"),
+    );
     assert!(ok, "{msg}");
     // The etcd CA, not adopted, was kept.
     assert_eq!(

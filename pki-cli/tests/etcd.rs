@@ -5,18 +5,16 @@
 
 mod common;
 
-use std::fs::{self, File};
-use std::net::TcpListener;
+use std::ffi::OsString;
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use common::etcd::{Client, Etcd, HEALTH_TIMEOUT, clean_env, free_ports, tls_flags, wait_healthy};
 use common::{kpki, run, tool};
 use serde_json::Value;
-
-/// How long a cluster may take to become healthy.
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Log lines that mean a certificate was refused although it should not be.
 const TLS_COMPLAINTS: [&str; 2] = ["incompatible key usage", "bad certificate"];
@@ -62,29 +60,6 @@ fn issue(dir: &Path, name: &str, members: &[&str]) -> PathBuf {
     out
 }
 
-/// `n` distinct free loopback ports (all listeners are held until every port
-/// is chosen, so the ports differ from each other).
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
-
-/// Removes ETCD_* / ETCDCTL_* variables so the caller's environment cannot
-/// change what is tested.
-fn clean_env(cmd: &mut Command) -> &mut Command {
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("ETCD") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
-}
-
 /// The files one etcd member serves with.
 struct MemberCerts {
     ca: PathBuf,
@@ -113,44 +88,6 @@ impl MemberCerts {
             assert!(p.is_file(), "kpki did not write {}", p.display());
         }
         c
-    }
-}
-
-/// A client identity for etcdctl.
-struct Client {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-impl Client {
-    fn new(ca: &Path, cert: &Path, key: &Path) -> Self {
-        for p in [ca, cert, key] {
-            assert!(p.is_file(), "missing {}", p.display());
-        }
-        Self {
-            ca: ca.to_path_buf(),
-            cert: cert.to_path_buf(),
-            key: key.to_path_buf(),
-        }
-    }
-
-    /// Runs `etcdctl --endpoints ENDPOINTS <TLS flags> ARGS`.
-    fn etcdctl(&self, endpoints: &str, args: &[&str]) -> (bool, String, String) {
-        let mut cmd = Command::new(tool("etcdctl"));
-        clean_env(&mut cmd)
-            .env("ETCDCTL_API", "3")
-            .args(["--endpoints", endpoints])
-            .arg("--cacert")
-            .arg(&self.ca)
-            .arg("--cert")
-            .arg(&self.cert)
-            .arg("--key")
-            .arg(&self.key)
-            .args(["--dial-timeout", "3s", "--command-timeout", "10s"])
-            .args(args)
-            .stdin(Stdio::null());
-        run(&mut cmd)
     }
 }
 
@@ -184,13 +121,6 @@ fn hand_over_leadership(c: &Client, urls: &[String], i: usize) {
     panic!("leadership did not move to {next}");
 }
 
-/// A running etcd member; killed and reaped on drop (also when a test panics).
-struct Etcd {
-    child: Child,
-    log: PathBuf,
-    client_url: String,
-}
-
 impl Etcd {
     /// Starts one member with client and peer mutual TLS.
     fn start(
@@ -201,64 +131,28 @@ impl Etcd {
         initial_cluster: &str,
         work: &Path,
     ) -> Self {
-        let data_dir = work.join(format!("data-{name}"));
-        let log = work.join(format!("etcd-{name}.log"));
-        let log_file = File::create(&log).unwrap();
-        let client_url = format!("https://127.0.0.1:{client_port}");
-        let peer_url = format!("https://127.0.0.1:{peer_port}");
-        let mut cmd = Command::new(tool("etcd"));
-        clean_env(&mut cmd)
-            .args(["--name", name])
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .args(["--listen-client-urls", &client_url])
-            .args(["--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", initial_cluster])
-            .args(["--initial-cluster-state", "new"])
-            .args(["--initial-cluster-token", "kpki-etcd-test"])
-            .arg("--client-cert-auth")
-            .arg("--trusted-ca-file")
-            .arg(&certs.ca)
-            .arg("--cert-file")
-            .arg(&certs.server_crt)
-            .arg("--key-file")
-            .arg(&certs.server_key)
-            .arg("--peer-client-cert-auth")
-            .arg("--peer-trusted-ca-file")
-            .arg(&certs.ca)
-            .arg("--peer-cert-file")
-            .arg(&certs.peer_crt)
-            .arg("--peer-key-file")
-            .arg(&certs.peer_key)
-            .args(["--logger", "zap", "--log-outputs", "stderr"])
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start etcd: {e}"));
-        Self {
-            child,
-            log,
-            client_url,
-        }
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Panics (with the log) if the process has already exited.
-    fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            panic!(
-                "etcd exited early ({status}); log {}:\n{}",
-                self.log.display(),
-                self.log_text()
-            );
-        }
+        let mut args: Vec<OsString> = [
+            "--name",
+            name,
+            "--initial-cluster-state",
+            "new",
+            "--initial-cluster-token",
+            "kpki-etcd-test",
+        ]
+        .map(OsString::from)
+        .to_vec();
+        args.extend(tls_flags(
+            &certs.ca,
+            (&certs.server_crt, &certs.server_key),
+            (&certs.peer_crt, &certs.peer_key),
+        ));
+        Self::spawn(
+            &args,
+            (client_port, peer_port),
+            initial_cluster,
+            &work.join(format!("data-{name}")),
+            work.join(format!("etcd-{name}.log")),
+        )
     }
 
     /// Log lines that complain about certificates.
@@ -269,41 +163,6 @@ impl Etcd {
             .map(str::to_owned)
             .collect()
     }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Polls `etcdctl endpoint health ARGS` until it succeeds, bounded by
-/// [`HEALTH_TIMEOUT`]; fails with every member's log otherwise.
-fn wait_healthy(members: &mut [Etcd], client: &Client, endpoints: &str, args: &[&str]) {
-    let deadline = Instant::now() + HEALTH_TIMEOUT;
-    let mut last;
-    loop {
-        for m in members.iter_mut() {
-            m.assert_running();
-        }
-        let mut full = vec!["endpoint", "health"];
-        full.extend_from_slice(args);
-        let (ok, out, err) = client.etcdctl(endpoints, &full);
-        if ok {
-            return;
-        }
-        last = format!("{out}{err}");
-        if Instant::now() > deadline {
-            break;
-        }
-        sleep(Duration::from_millis(250));
-    }
-    let logs: String = members
-        .iter()
-        .map(|m| format!("--- {}\n{}", m.log.display(), m.log_text()))
-        .collect();
-    panic!("etcd not healthy after {HEALTH_TIMEOUT:?}: {last}\n{logs}");
 }
 
 #[test]
@@ -512,41 +371,14 @@ fn start_from_kpki_flags(
             "{must} missing from {args:?}"
         );
     }
-    let log = work.join(format!("etcd-flags-{name}.log"));
-    let log_file = File::create(&log).unwrap();
-    let client_url = format!("https://127.0.0.1:{}", ports.0);
-    let peer_url = format!("https://127.0.0.1:{}", ports.1);
-    let mut cmd = Command::new(tool("etcd"));
-    clean_env(&mut cmd)
-        .args(&args)
-        // Test-only overrides: free ports instead of 2379/2380, a temp data dir.
-        .arg("--data-dir")
-        .arg(work.join(format!("flags-data-{name}")))
-        .args([
-            "--listen-client-urls",
-            &client_url,
-            "--advertise-client-urls",
-            &client_url,
-        ])
-        .args([
-            "--listen-peer-urls",
-            &peer_url,
-            "--initial-advertise-peer-urls",
-            &peer_url,
-        ])
-        .args(["--initial-cluster", initial])
-        .args(["--logger", "zap", "--log-outputs", "stderr"])
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone().unwrap())
-        .stderr(log_file);
-    let child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start etcd: {e}"));
-    Etcd {
-        child,
-        log,
-        client_url,
-    }
+    // Test-only overrides: free ports instead of 2379/2380, a temp data dir.
+    Etcd::spawn(
+        &args,
+        ports,
+        initial,
+        &work.join(format!("flags-data-{name}")),
+        work.join(format!("etcd-flags-{name}.log")),
+    )
 }
 
 #[test]

@@ -8,15 +8,14 @@
 
 mod common;
 
-use std::fs::{self, File};
-use std::net::TcpListener;
+use std::ffi::OsString;
+use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use common::{kpki, make_root, manifest, run, sign_csr as sign, snapshot, tool};
+use common::etcd::{Client, Etcd, free_ports, tls_flags, wait_healthy};
+use common::{kpki, make_root, manifest, openssl_verify, run, sign_csr as sign, snapshot, tool};
 
 /// A spec of `profile` with an external root: one control-plane node on
 /// 127.0.0.1 and one external etcd member (as in etcd.rs: its own loopback
@@ -186,50 +185,13 @@ fn verify_every_leaf(out: &Path, root: &Path, work: &Path) -> usize {
         let ps = purposes(&cert);
         assert!(!ps.is_empty(), "{id} has no TLS purpose");
         for p in ps {
-            let (good, o, e) = openssl(&[
-                "verify",
-                "-CAfile",
-                root.to_str().unwrap(),
-                "-untrusted",
-                intermediate.to_str().unwrap(),
-                "-purpose",
-                p,
-                cert.to_str().unwrap(),
-            ]);
-            assert!(good, "{id} ({p}) does not verify to the root: {o}{e}");
+            let opts = ["-untrusted", intermediate.to_str().unwrap(), "-purpose", p];
+            let (good, msg) = openssl_verify(root, &opts, &cert);
+            assert!(good, "{id} ({p}) does not verify to the root: {msg}");
         }
         n += 1;
     }
     n
-}
-
-/// A running etcd member (as in etcd.rs); killed and reaped on drop.
-struct Etcd {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_ports(n: usize) -> Vec<u16> {
-    let l: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    l.iter().map(|l| l.local_addr().unwrap().port()).collect()
-}
-
-fn clean_env(cmd: &mut Command) -> &mut Command {
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("ETCD") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
 }
 
 /// etcd with client and peer mutual TLS from kpki's cluster/pki/etcd (the
@@ -238,82 +200,27 @@ fn clean_env(cmd: &mut Command) -> &mut Command {
 fn etcd_serves_mutual_tls(out: &Path, work: &Path) {
     let d = out.join("cluster/pki/etcd");
     let ports = free_ports(2);
-    let client_url = format!("https://127.0.0.1:{}", ports[0]);
     let peer_url = format!("https://127.0.0.1:{}", ports[1]);
-    let log = work.join("etcd.log");
-    let log_file = File::create(&log).unwrap();
-    let mut cmd = Command::new(tool("etcd"));
-    clean_env(&mut cmd)
-        .args(["--name", "e1"])
-        .arg("--data-dir")
-        .arg(work.join("etcd-data"))
-        .args(["--listen-client-urls", &client_url])
-        .args(["--advertise-client-urls", &client_url])
-        .args(["--listen-peer-urls", &peer_url])
-        .args(["--initial-advertise-peer-urls", &peer_url])
-        .args(["--initial-cluster", &format!("e1={peer_url}")])
-        .args(["--initial-cluster-state", "new"])
-        .arg("--client-cert-auth")
-        .arg("--trusted-ca-file")
-        .arg(d.join("ca.crt"))
-        .arg("--cert-file")
-        .arg(d.join("server.crt"))
-        .arg("--key-file")
-        .arg(d.join("server.key"))
-        .arg("--peer-client-cert-auth")
-        .arg("--peer-trusted-ca-file")
-        .arg(d.join("ca.crt"))
-        .arg("--peer-cert-file")
-        .arg(d.join("peer.crt"))
-        .arg("--peer-key-file")
-        .arg(d.join("peer.key"))
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone().unwrap())
-        .stderr(log_file);
-    let mut etcd = Etcd {
-        child: cmd.spawn().unwrap(),
-        log,
-    };
-    let etcdctl = |args: &[&str]| {
-        let mut c = Command::new(tool("etcdctl"));
-        clean_env(&mut c)
-            .env("ETCDCTL_API", "3")
-            .args(["--endpoints", &client_url])
-            .arg("--cacert")
-            .arg(d.join("ca.crt"))
-            .arg("--cert")
-            .arg(d.join("healthcheck-client.crt"))
-            .arg("--key")
-            .arg(d.join("healthcheck-client.key"))
-            .args(["--dial-timeout", "3s", "--command-timeout", "10s"])
-            .args(args)
-            .stdin(Stdio::null());
-        run(&mut c)
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = etcd.child.try_wait().unwrap() {
-            panic!(
-                "etcd exited ({status}):\n{}",
-                fs::read_to_string(&etcd.log).unwrap_or_default()
-            );
-        }
-        let (good, _, _) = etcdctl(&["endpoint", "health"]);
-        if good {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "etcd not healthy in 30s:\n{}",
-            fs::read_to_string(&etcd.log).unwrap_or_default()
-        );
-        sleep(Duration::from_millis(250));
-    }
-    let (good, o, e) = etcdctl(&["put", "/kpki", "external-root"]);
-    assert!(good && o.trim() == "OK", "put: {o}{e}");
-    let (good, o, e) = etcdctl(&["get", "/kpki", "--print-value-only"]);
-    assert!(good && o.trim() == "external-root", "get: {o}{e}");
-    let log = fs::read_to_string(&etcd.log).unwrap_or_default();
+    let mut args: Vec<OsString> = ["--name", "e1", "--initial-cluster-state", "new"]
+        .map(OsString::from)
+        .to_vec();
+    args.extend(tls_flags(
+        &d.join("ca.crt"),
+        (&d.join("server.crt"), &d.join("server.key")),
+        (&d.join("peer.crt"), &d.join("peer.key")),
+    ));
+    let mut etcd = vec![Etcd::spawn(
+        &args,
+        (ports[0], ports[1]),
+        &format!("e1={peer_url}"),
+        &work.join("etcd-data"),
+        work.join("etcd.log"),
+    )];
+    let client_url = etcd[0].client_url.clone();
+    let client = Client::healthcheck(&d);
+    wait_healthy(&mut etcd, &client, &client_url, &[]);
+    client.put_get(&client_url, "/kpki", "external-root");
+    let log = etcd[0].log_text();
     assert!(
         !log.contains("bad certificate") && !log.contains("unknown authority"),
         "etcd refused a certificate:\n{log}"

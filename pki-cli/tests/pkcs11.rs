@@ -6,14 +6,12 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File};
-use std::net::TcpListener;
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use common::{manifest, run, snapshot, tool};
+use common::etcd::{Client, Etcd, free_ports, wait_healthy};
+use common::{manifest, openssl_verify, run, snapshot, tool, verifies};
 use serde_json::Value;
 
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
@@ -156,15 +154,6 @@ fn cert_pubkey(p: &Path) -> String {
     openssl(&["x509", "-in", s(p), "-noout", "-pubkey"])
 }
 
-/// `openssl verify -CAfile ca leaf`.
-fn verify(ca: &Path, leaf: &Path) -> bool {
-    let (ok, _, _) = run(Command::new(tool("openssl"))
-        .args(["verify", "-CAfile"])
-        .arg(ca)
-        .arg(leaf));
-    ok
-}
-
 /// Every leaf of the manifest verifies against its CA's certificate, and
 /// the CA certificates (self-signed, signed by the token) verify too.
 /// Returns how many leaves were checked.
@@ -177,7 +166,10 @@ fn verify_all(out: &Path) -> usize {
         let Some(cert) = cert_file_of(out, x) else {
             continue;
         };
-        assert!(verify(&ca, &cert), "{id} does not verify against {issuer}");
+        assert!(
+            verifies(&ca, &cert),
+            "{id} does not verify against {issuer}"
+        );
         if x["kind"] == "leaf" {
             n += 1;
         }
@@ -222,24 +214,6 @@ fn assert_no_token_key_on_disk(h: &Hsm, out: &Path, token_cas: &[&str], labels: 
     assert_eq!(listed, want, "pkcs11-tool lists other keys");
 }
 
-/// `n` free loopback ports.
-fn free_ports(n: usize) -> Vec<u16> {
-    let l: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    l.iter().map(|l| l.local_addr().unwrap().port()).collect()
-}
-
-/// An etcd process, always killed.
-struct Etcd(Child, PathBuf);
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts etcd from `kpki flags etcd` (paths in the node bundle) on free
 /// ports, then writes and reads a key over mutual TLS with the
 /// healthcheck-client certificate.
@@ -260,75 +234,17 @@ fn etcd_serves_mutual_tls(h: &Hsm, spec: &Path, out: &Path) {
     let args: Vec<&str> = flags.lines().collect();
     assert!(args.contains(&"--client-cert-auth=true"), "{args:?}");
     let ports = free_ports(2);
-    let client = format!("https://127.0.0.1:{}", ports[0]);
-    let peer = format!("https://127.0.0.1:{}", ports[1]);
-    let log = h.path().join("etcd.log");
-    let lf = File::create(&log).unwrap();
-    let mut cmd = Command::new(tool("etcd"));
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("ETCD") {
-            cmd.env_remove(k);
-        }
-    }
-    let child = cmd
-        .args(&args)
-        .arg("--data-dir")
-        .arg(h.path().join("etcd-data"))
-        .args([
-            "--listen-client-urls",
-            &client,
-            "--advertise-client-urls",
-            &client,
-        ])
-        .args([
-            "--listen-peer-urls",
-            &peer,
-            "--initial-advertise-peer-urls",
-            &peer,
-        ])
-        .args(["--initial-cluster", &format!("cp1={peer}")])
-        .stdin(Stdio::null())
-        .stdout(lf.try_clone().unwrap())
-        .stderr(lf)
-        .spawn()
-        .unwrap();
-    let mut etcd = Etcd(child, log);
-    let pki = bundle.join("etc/kubernetes/pki/etcd");
-    let etcdctl = |a: &[&str]| {
-        let mut c = Command::new(tool("etcdctl"));
-        c.env("ETCDCTL_API", "3")
-            .args(["--endpoints", &client, "--cacert"])
-            .arg(pki.join("ca.crt"))
-            .arg("--cert")
-            .arg(pki.join("healthcheck-client.crt"))
-            .arg("--key")
-            .arg(pki.join("healthcheck-client.key"))
-            .args(["--dial-timeout", "3s", "--command-timeout", "10s"])
-            .args(a)
-            .stdin(Stdio::null());
-        run(&mut c)
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(st) = etcd.0.try_wait().unwrap() {
-            panic!(
-                "etcd exited ({st}): {}",
-                fs::read_to_string(&etcd.1).unwrap_or_default()
-            );
-        }
-        let (ok, o, e) = etcdctl(&["put", "/kpki/hsm", "ok"]);
-        if ok {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "etcd never served: {o}{e}\n{}",
-            fs::read_to_string(&etcd.1).unwrap_or_default()
-        );
-        sleep(Duration::from_millis(250));
-    }
-    let (ok, o, e) = etcdctl(&["get", "/kpki/hsm", "--print-value-only"]);
-    assert!(ok && o.trim() == "ok", "{o}{e}");
+    let mut etcd = vec![Etcd::spawn(
+        &args,
+        (ports[0], ports[1]),
+        &format!("cp1=https://127.0.0.1:{}", ports[1]),
+        &h.path().join("etcd-data"),
+        h.path().join("etcd.log"),
+    )];
+    let client = etcd[0].client_url.clone();
+    let healthcheck = Client::healthcheck(&bundle.join("etc/kubernetes/pki/etcd"));
+    wait_healthy(&mut etcd, &healthcheck, &client, &[]);
+    healthcheck.put_get(&client, "/kpki/hsm", "ok");
     drop(etcd);
 }
 
@@ -355,7 +271,7 @@ fn issue_check_rerun_renew(h: &Hsm, spec: &Path, out: &Path, token_cas: &[&str])
             if e["issuer"] == *ca && id != ca {
                 assert_ne!(old[id]["serial"], e["serial"], "{id} was not renewed");
                 if let Some(c) = cert_file_of(out, e) {
-                    assert!(verify(&cert_file(out, &new[*ca]), &c), "{id}");
+                    assert!(verifies(&cert_file(out, &new[*ca]), &c), "{id}");
                 }
             }
         }
@@ -406,7 +322,7 @@ fn rotate_through_the_token(h: &Hsm, spec: &Path, out: &Path, token_cas: &[&str]
             .filter(|(i, e)| e["issuer"] == *ca && i != ca)
         {
             if let Some(c) = cert_file_of(out, e) {
-                assert!(verify(&new_ca, &c), "{id} is not signed by the new {ca}");
+                assert!(verifies(&new_ca, &c), "{id} is not signed by the new {ca}");
                 n += 1;
             }
         }
@@ -465,13 +381,23 @@ fn kubeadm_etcd_and_front_proxy_cas_in_the_token_ecdsa() {
     etcd_serves_mutual_tls(&h, &spec, &out);
 }
 
+/// The kubeadm preset's CAs.
+const EVERY_CA: [&str; 3] = ["etcd-ca", "front-proxy-ca", "kubernetes-ca"];
+
+/// Every CA in the token (CSR signing off), `alg`: issue, check, re-run,
+/// renew. Returns the token, the spec and the output dir.
+fn every_ca_in_the_token(alg: &str) -> (Hsm, PathBuf, PathBuf) {
+    let h = Hsm::new();
+    let spec = h.spec("kpki", alg, None, false);
+    let out = h.path().join("out");
+    issue_check_rerun_renew(&h, &spec, &out, &EVERY_CA);
+    (h, spec, out)
+}
+
 #[test]
 fn every_ca_in_the_token_with_csr_signing_off_rsa() {
-    let h = Hsm::new();
-    let spec = h.spec("kpki", "rsa-2048", None, false);
-    let out = h.path().join("out");
-    let cas = ["etcd-ca", "front-proxy-ca", "kubernetes-ca"];
-    issue_check_rerun_renew(&h, &spec, &out, &cas);
+    let (h, spec, out) = every_ca_in_the_token("rsa-2048");
+    let cas = EVERY_CA;
     for f in [
         "cluster/pki/ca.key",
         "cluster/pki/signing/ca.key",
@@ -690,16 +616,12 @@ fn external_root_over_token_held_intermediates() {
         };
         let issuer = x["issuer"].as_str().unwrap();
         let intermediate = h.path().join(format!("{issuer}.crt"));
-        let (good, o1, e1) = run(Command::new(tool("openssl"))
-            .args(["verify", "-CAfile"])
-            .arg(&root)
-            .arg("-untrusted")
-            .arg(&intermediate)
-            .arg(&cert));
-        assert!(good, "{id} does not chain to the root: {o1}{e1}");
+        let untrusted = ["-untrusted", s(&intermediate)];
+        let (good, msg) = openssl_verify(&root, &untrusted, &cert);
+        assert!(good, "{id} does not chain to the root: {msg}");
         // Not to the root alone: the intermediate is needed.
         assert!(
-            !verify(&root, &cert),
+            !verifies(&root, &cert),
             "{id} verifies against the root alone"
         );
         leaves += 1;
@@ -714,4 +636,225 @@ fn external_root_over_token_held_intermediates() {
 
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
+}
+
+/// The spec `h.spec(..)` writes, with the PIN from `pin_file = "pin"`
+/// (relative: beside the spec) instead of `pin_env`.
+fn with_pin_file(spec: &Path) -> PathBuf {
+    let text = fs::read_to_string(spec).unwrap();
+    assert!(text.contains("pin_env = \"KPKI_PKCS11_PIN\"\n"));
+    let p = spec.with_file_name("pin-file.toml");
+    fs::write(
+        &p,
+        text.replace("pin_env = \"KPKI_PKCS11_PIN\"\n", "pin_file = \"pin\"\n"),
+    )
+    .unwrap();
+    p
+}
+
+/// Writes the PIN file beside the specs: 0600, a trailing newline.
+fn write_pin_file(h: &Hsm, pin: &str) -> PathBuf {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let p = h.path().join("pin");
+    let _ = fs::remove_file(&p);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&p)
+        .unwrap();
+    f.write_all(format!("{pin}\n").as_bytes()).unwrap();
+    p
+}
+
+/// `pin_file` instead of `pin_env`: issue, renew and check work with the
+/// PIN read from a 0600 file and no PIN in the environment; a wrong PIN in
+/// the file, or no file, is exit 2 naming the file, nothing written, and
+/// the PIN is never printed.
+#[test]
+fn pin_from_a_0600_file() {
+    let h = Hsm::new();
+    let spec = with_pin_file(&h.spec("kpki", "ecdsa-p256", Some(&["etcd-ca"]), true));
+    let out = h.path().join("out");
+    let pin = write_pin_file(&h, PIN);
+    let o = ["--spec", s(&spec), "--out", s(&out)];
+    for args in [
+        vec!["issue"],
+        vec!["renew", "--all"],
+        vec!["check", "--spec", s(&spec), s(&out)],
+    ] {
+        let args: Vec<&str> = if args[0] == "check" {
+            args
+        } else {
+            args.iter().chain(o.iter()).copied().collect()
+        };
+        let (ok, stdout, err) = h.kpki_pin(&args, None);
+        assert!(ok, "{args:?} with the PIN in a file: {stdout}{err}");
+        assert!(
+            !stdout.contains(PIN) && !err.contains(PIN),
+            "PIN printed: {stdout}{err}"
+        );
+    }
+    assert_eq!(h.pubkey_labels(), BTreeSet::from(["etcd-ca".to_owned()]));
+    assert!(!out.join("cluster/pki/etcd/ca.key").exists());
+    assert!(verify_all(&out) >= 7);
+
+    write_pin_file(&h, WRONG_PIN);
+    let missing = h.path().join("missing.toml");
+    fs::write(
+        &missing,
+        fs::read_to_string(&spec)
+            .unwrap()
+            .replace("pin_file = \"pin\"", "pin_file = \"no-such-pin\""),
+    )
+    .unwrap();
+    let no_file = h.path().join("no-such-pin");
+    for (spec, want) in [
+        (
+            spec.as_path(),
+            format!("PIN rejected by token \"kpki\" (from {})", pin.display()),
+        ),
+        (missing.as_path(), no_file.display().to_string()),
+    ] {
+        let before = snapshot(&out);
+        let args = ["renew", "--all", "--spec", s(spec), "--out", s(&out)];
+        let mut c = Command::new(assert_cmd::cargo::cargo_bin("kpki"));
+        h.env(&mut c).args(args).env_remove("KPKI_PKCS11_PIN");
+        let o = c.output().unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+        );
+        assert_eq!(o.status.code(), Some(2), "{stdout}{stderr}");
+        assert!(stderr.contains(&want), "want {want}: {stderr}");
+        for p in [PIN, WRONG_PIN] {
+            assert!(
+                !stdout.contains(p) && !stderr.contains(p),
+                "PIN printed: {stdout}{stderr}"
+            );
+        }
+        assert!(before == snapshot(&out), "a failed renew changed out/");
+    }
+}
+
+/// ECDSA P-384 CAs in the token (every CA, CSR signing off): CKM_ECDSA over
+/// a SHA-384 digest. openssl verifies every chain; the CA and leaf
+/// signatures are ecdsa-with-SHA384; check, re-run and renew as with P-256.
+#[test]
+fn every_ca_in_the_token_ecdsa_p384() {
+    let (_h, _, out) = every_ca_in_the_token("ecdsa-p384");
+    for f in [
+        "cluster/pki/ca.crt",
+        "cluster/pki/apiserver.crt",
+        "cluster/pki/etcd/ca.crt",
+        "cluster/pki/etcd/server.crt",
+        "cluster/pki/front-proxy-client.crt",
+    ] {
+        let text = openssl(&["x509", "-in", s(&out.join(f)), "-noout", "-text"]);
+        assert!(
+            text.contains("Signature Algorithm: ecdsa-with-SHA384"),
+            "{f}: {text}"
+        );
+        assert!(text.contains("NIST CURVE: P-384"), "{f}: {text}");
+    }
+}
+
+/// `issue --replace-ca-keys` with token CAs: each gets a new generation in
+/// the token (`<id>#2`), its certificate holds the new key, every leaf it
+/// signs is re-signed (new serial, verifies against the new CA, not the
+/// old one); no key of a token CA on disk; a re-run changes nothing.
+#[test]
+fn replace_ca_keys_makes_a_new_token_generation() {
+    let h = Hsm::new();
+    let token_cas = ["etcd-ca", "front-proxy-ca"];
+    let spec = h.spec("kpki", "ecdsa-p256", Some(&token_cas), true);
+    let out = h.path().join("out");
+    h.kpki_ok(&["issue", "--spec", s(&spec), "--out", s(&out)]);
+    let old = entries(&out);
+    let saved = h.path().join("old");
+    fs::create_dir(&saved).unwrap();
+    let mut old_ca = BTreeMap::new();
+    for ca in token_cas {
+        let p = saved.join(format!("{ca}.crt"));
+        fs::copy(cert_file(&out, &old[ca]), &p).unwrap();
+        old_ca.insert(ca, p);
+    }
+    h.kpki_ok(&[
+        "issue",
+        "--spec",
+        s(&spec),
+        "--out",
+        s(&out),
+        "--replace-ca-keys",
+    ]);
+    let labels = ["etcd-ca", "etcd-ca#2", "front-proxy-ca", "front-proxy-ca#2"];
+    assert_no_token_key_on_disk(&h, &out, &token_cas, &labels);
+    let new = entries(&out);
+    for ca in token_cas {
+        let new_ca = cert_file(&out, &new[ca]);
+        assert_ne!(cert_pubkey(&new_ca), cert_pubkey(&old_ca[ca]), "{ca}");
+        let mut n = 0;
+        for (id, e) in new.iter().filter(|(i, e)| e["issuer"] == ca && *i != ca) {
+            assert_ne!(old[id]["serial"], e["serial"], "{id} was not re-signed");
+            if let Some(c) = cert_file_of(&out, e) {
+                assert!(verifies(&new_ca, &c), "{id} is not signed by the new {ca}");
+                assert!(
+                    !verifies(&old_ca[ca], &c),
+                    "{id} verifies with the old {ca}"
+                );
+                n += 1;
+            }
+        }
+        assert!(n > 0, "{ca} signs no file");
+    }
+    assert!(verify_all(&out) >= 7);
+    let (ok, stdout, err) = h.kpki(&["check", "--spec", s(&spec), s(&out)]);
+    assert!(ok && stdout.contains("findings: none"), "{stdout}{err}");
+    let before = snapshot(&out);
+    h.kpki_ok(&["issue", "--spec", s(&spec), "--out", s(&out)]);
+    assert!(before == snapshot(&out), "a re-run changed files");
+    assert_no_token_key_on_disk(&h, &out, &token_cas, &labels);
+}
+
+/// `kpki rotate ARGS` aborted (like `kill -9`) right after its `n`th file.
+fn rotate_killed(h: &Hsm, spec: &Path, out: &Path, args: &[&str], n: usize) {
+    let mut c = Command::new(assert_cmd::cargo::cargo_bin("kpki"));
+    h.env(&mut c)
+        .arg("rotate")
+        .args(args)
+        .args(["--spec", s(spec), "--out", s(out)])
+        .env("KPKI_PKCS11_PIN", PIN);
+    common::run_killed_after_writes(&mut c, n);
+}
+
+/// `rotate begin --all-cas` with token CAs killed at three moments (after
+/// the manifest's "in progress", while staging, near the end), and once
+/// between a token key's generation and its certificate (the key made
+/// with pkcs11-tool, as a killed run leaves it): the next phase is
+/// refused, `begin` again completes it without another token key, and
+/// switch and finish then complete the rotation (every check of
+/// `rotate_through_the_token`).
+#[test]
+fn killed_token_rotation_begin_recovers() {
+    let token_cas = ["etcd-ca", "front-proxy-ca"];
+    for (n, orphan) in [(1, true), (1, false), (4, false), (20, false)] {
+        let h = Hsm::new();
+        let spec = h.spec("kpki", "ecdsa-p256", Some(&token_cas), true);
+        let out = h.path().join("out");
+        h.kpki_ok(&["issue", "--spec", s(&spec), "--out", s(&out)]);
+        rotate_killed(&h, &spec, &out, &["begin", "--all-cas"], n);
+        let (ok, _, err) = h.kpki(&["rotate", "switch", "--spec", s(&spec), "--out", s(&out)]);
+        assert!(!ok && err.contains("kpki rotate begin"), "after {n}: {err}");
+        if orphan {
+            let id: String = b"etcd-ca#2".iter().map(|b| format!("{b:02x}")).collect();
+            let (ok, o, e) = run(h
+                .env(&mut Command::new(tool("pkcs11-tool")))
+                .args(["--module", MODULE, "--login", "--pin", PIN])
+                .args(["--keypairgen", "--key-type", "EC:prime256v1"])
+                .args(["--label", "etcd-ca#2", "--id", &id]));
+            assert!(ok, "pkcs11-tool --keypairgen: {o}{e}");
+        }
+        rotate_through_the_token(&h, &spec, &out, &token_cas);
+    }
 }

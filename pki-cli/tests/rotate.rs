@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{kpki, manifest, run, snapshot, tool};
+use common::{kpki, manifest, run, snapshot, tool, verifies};
 use serde_json::Value;
 
 fn spec_text(profile: &str) -> String {
@@ -100,14 +100,6 @@ fn cert_count(p: &Path) -> usize {
         .count()
 }
 
-fn verify(ca_file: &Path, leaf: &Path) -> bool {
-    let (ok, _, _) = run(Command::new(tool("openssl"))
-        .args(["verify", "-CAfile"])
-        .arg(ca_file)
-        .arg(leaf));
-    ok
-}
-
 /// The public key (PEM) of a certificate or of a private key.
 fn pubkey_of_cert(p: &Path) -> String {
     let (ok, out, err) = run(Command::new(tool("openssl"))
@@ -156,7 +148,7 @@ fn assert_leaves(out: &Path, leaves: &[(String, String, PathBuf)], accepted: boo
         assert!(!trust.is_empty(), "{issuer} has no trust file");
         for t in trust {
             assert_eq!(
-                verify(&out.join(&t), leaf),
+                verifies(&out.join(&t), leaf),
                 accepted,
                 "{what}: {id} against {t} (issuer {issuer})"
             );
@@ -274,7 +266,7 @@ fn assert_kubeconfigs(out: &Path, scratch: &Path, n: usize, what: &str) {
             assert!(
                 issuers.iter().any(|i| {
                     let (trust, _) = trust_and_signing(&es[*i]);
-                    verify(&out.join(&trust[0]), &cl_file)
+                    verifies(&out.join(&trust[0]), &cl_file)
                 }),
                 "{what}: client cert of {} not accepted by {issuers:?}",
                 f.display()
@@ -609,19 +601,8 @@ fn switch_new_keys_gives_leaves_new_keys() {
 /// Runs a phase that aborts after `n` file writes; asserts it did abort.
 fn killed(s: &Setup, args: &[&str], n: usize) {
     let mut c = Command::new(assert_cmd::cargo::cargo_bin("kpki"));
-    c.arg("rotate")
-        .args(args)
-        .arg("--spec")
-        .arg(&s.spec)
-        .env("KPKI_TEST_ABORT_AFTER_WRITES", n.to_string());
-    let o = c.output().unwrap();
-    use std::os::unix::process::ExitStatusExt;
-    assert!(
-        o.status.signal().is_some(),
-        "{args:?} was not killed after {n} writes: {:?} {}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
+    c.arg("rotate").args(args).arg("--spec").arg(&s.spec);
+    common::run_killed_after_writes(&mut c, n);
 }
 
 #[test]

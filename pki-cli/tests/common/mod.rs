@@ -1,6 +1,8 @@
 //! Helpers shared by the CLI tests.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod etcd;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -44,6 +46,38 @@ pub fn run(cmd: &mut Command) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// `openssl verify -CAfile CA OPTS CERT` (OPTS: `-untrusted FILE`,
+/// `-purpose P`...): whether it verified, and openssl's stdout + stderr.
+pub fn openssl_verify(ca: &Path, opts: &[&str], cert: &Path) -> (bool, String) {
+    let (ok, out, err) = run(Command::new(tool("openssl"))
+        .args(["verify", "-CAfile"])
+        .arg(ca)
+        .args(opts)
+        .arg(cert));
+    (ok, format!("{out}{err}"))
+}
+
+/// Whether `openssl verify -CAfile CA CERT` succeeds.
+pub fn verifies(ca: &Path, cert: &Path) -> bool {
+    openssl_verify(ca, &[], cert).0
+}
+
+/// Runs `cmd` with `KPKI_TEST_ABORT_AFTER_WRITES=n` (the process aborts,
+/// like `kill -9`, right after its `n`th file) and asserts it was killed.
+pub fn run_killed_after_writes(cmd: &mut Command, n: usize) {
+    use std::os::unix::process::ExitStatusExt;
+    let o = cmd
+        .env("KPKI_TEST_ABORT_AFTER_WRITES", n.to_string())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        o.status.signal().is_some(),
+        "{cmd:?} was not killed after {n} writes: {:?} {}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// Every file under `dir` (relative path -> bytes), to compare before and after.

@@ -24,6 +24,7 @@ use crate::crypto::{PrivateKey, Token, cert_to_pem, certs_from_pem, parse_certif
 use crate::graph::{IssuerRef, Node, NodeId};
 use crate::k8s::Component;
 use crate::store::{Mode, Part, PkiStore};
+use crate::x509::KeyAlgorithm;
 
 /// What a rotation phase should do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -421,6 +422,29 @@ fn token_final(
         }))
 }
 
+/// The newest key of token-held CA `ca` when it is a later generation than
+/// `current` (the key its certificate names) and of the algorithm `alg`.
+fn unnamed_newer_key(
+    token: &Arc<Token>,
+    ca: &str,
+    current: &PrivateKey,
+    alg: KeyAlgorithm,
+) -> Result<Option<PrivateKey>, IssueError> {
+    let keys = token.keys_of(ca).map_err(|source| IssueError::Crypto {
+        id: ca.to_owned(),
+        source,
+    })?;
+    let public = current.public_key();
+    let Some(at) = keys.iter().position(|k| k.matches(&public)) else {
+        return Ok(None);
+    };
+    Ok(keys
+        .into_iter()
+        .skip(at + 1)
+        .last()
+        .filter(|k| k.public_key().algorithm().ok() == Some(alg)))
+}
+
 /// The generation of a rotating CA's issuer that signs its new
 /// certificate: the issuer's staged new one when it rotates too.
 fn parent_final(
@@ -506,21 +530,33 @@ fn stage(
                 let cp = first(id, Part::Cert)
                     .ok_or_else(|| refuse(format!("{}: no certificate file", c.id)))?;
                 let oc = staged_path(&c.id, "old", "crt");
-                if token_final(store, tok, &c.id, &oc)?.is_none() {
-                    let cur = token_final(store, tok, &c.id, &cp)?.ok_or_else(|| {
-                        bad(
-                            &cp,
-                            "no CA certificate whose key is in the token to rotate; run `kpki issue` first",
-                        )
-                    })?;
-                    store.write(&oc, cert_to_pem(&cur.cert_der).as_bytes(), Mode::Public)?;
-                }
+                let old = match token_final(store, tok, &c.id, &oc)? {
+                    Some(f) => f,
+                    None => {
+                        let cur = token_final(store, tok, &c.id, &cp)?.ok_or_else(|| {
+                            bad(
+                                &cp,
+                                "no CA certificate whose key is in the token to rotate; run `kpki issue` first",
+                            )
+                        })?;
+                        store.write(&oc, cert_to_pem(&cur.cert_der).as_bytes(), Mode::Public)?;
+                        cur
+                    }
+                };
                 let nc = staged_path(&c.id, "new", "crt");
                 if token_final(store, tok, &c.id, &nc)?.is_some() {
                     continue;
                 }
                 let parent = parent_final(plan, store, token, r, id, c)?;
-                let key = super::generate_in_token(plan, Some(tok), id, super::algorithm(c)?)?;
+                // A run killed after C_GenerateKeyPair but before the new
+                // certificate was written left a newer key than the old
+                // certificate's in the token, named by no certificate: it
+                // is this rotation's new key (no second one is made).
+                let alg = super::algorithm(c)?;
+                let key = match unnamed_newer_key(tok, &c.id, &old.key, alg)? {
+                    Some(k) => k,
+                    None => super::generate_in_token(plan, Some(tok), id, alg)?,
+                };
                 let f = sign(c, key, parent.as_ref(), opts)?;
                 store.write(&nc, cert_to_pem(&f.cert_der).as_bytes(), Mode::Public)?;
             }
