@@ -583,3 +583,93 @@ pub fn certs_from_pem(pem: &str) -> Result<Vec<Vec<u8>>, CryptoError> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use sha2::Digest;
+
+    /// A fixed P-256 key: ECDSA (RFC 6979) signatures are deterministic, so
+    /// the same inputs give the same certificate bytes.
+    pub(crate) const FIXED_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgkw0f4ICRgQdKwuc7
+hEJhcraY4GtVeiXmdoX6KAV0IzShRANCAAStEpsL9DhQsuaD722CJ3//QGgfP5Ct
+2c1S9tg/+tc1pECjuP/GXBrV9engHie0gmbGBHvwB7qZu0tV7HPGM+DL
+-----END PRIVATE KEY-----
+";
+
+    pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+        sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn at(secs: i64) -> time::OffsetDateTime {
+        time::OffsetDateTime::from_unix_timestamp(secs).unwrap()
+    }
+
+    /// The bytes kpki issues for fixed inputs: a self-signed CA (critical
+    /// basicConstraints with a path length, keyUsage) and a leaf with an
+    /// empty subject (critical SANs), DNS and IP SANs and a repeated EKU.
+    /// Guards refactors of the extension list against any byte change.
+    #[test]
+    fn same_inputs_give_the_same_certificate_bytes() {
+        let key = PrivateKey::from_pem(FIXED_KEY).unwrap();
+        let ca = CertParams {
+            serial: vec![0x11; 16],
+            subject: DistinguishedName::cn("kubernetes-ca"),
+            not_before: at(1_700_000_000),
+            not_after: at(1_800_000_000),
+            is_ca: true,
+            path_len: Some(0),
+            key_usage: KeyUsages {
+                digital_signature: true,
+                key_cert_sign: true,
+                crl_sign: true,
+                ..Default::default()
+            },
+            ext_key_usage: Vec::new(),
+            dns_sans: Vec::new(),
+            ip_sans: Vec::new(),
+        };
+        let ca_der = build_certificate(&ca, &key.public_key(), Signer::SelfSigned(&key)).unwrap();
+        let leaf = CertParams {
+            serial: vec![0x22; 16],
+            subject: DistinguishedName::default(),
+            is_ca: false,
+            path_len: None,
+            key_usage: KeyUsages {
+                digital_signature: true,
+                key_encipherment: true,
+                ..Default::default()
+            },
+            ext_key_usage: vec![
+                ExtUsage::ServerAuth,
+                ExtUsage::ClientAuth,
+                ExtUsage::ServerAuth,
+            ],
+            dns_sans: vec!["kubernetes.default.svc".into(), "localhost".into()],
+            ip_sans: vec!["10.96.0.1".parse().unwrap(), "::1".parse().unwrap()],
+            ..ca.clone()
+        };
+        let leaf_der = build_certificate(
+            &leaf,
+            &key.public_key(),
+            Signer::Issuer {
+                cert_der: &ca_der,
+                key: &key,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            sha256_hex(&ca_der),
+            "39d1c05c262acc45ab8936070407ae2872b24bb4da640f2464e45cf2fd760946"
+        );
+        assert_eq!(
+            sha256_hex(&leaf_der),
+            "9719e9e905d8ea3dfae2b9741537df7a0ef17e23e128036fa9a982ef1e6de238"
+        );
+    }
+}

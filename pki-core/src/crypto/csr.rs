@@ -177,4 +177,49 @@ mod tests {
         assert!(a.starts_with("-----BEGIN CERTIFICATE REQUEST-----"));
         assert!(key.matches(&csr_public_key(&a).unwrap()));
     }
+
+    /// The request bytes for fixed inputs (a fixed key, every extension,
+    /// an empty subject so the SANs are critical): guards refactors of the
+    /// extension list against any byte change.
+    #[test]
+    fn same_inputs_give_the_same_request_bytes() {
+        let key = PrivateKey::from_pem(crate::crypto::cert::tests::FIXED_KEY).unwrap();
+        let p = CsrParams {
+            subject: DistinguishedName::default(),
+            is_ca: false,
+            path_len: Some(3),
+            key_usage: KeyUsages {
+                digital_signature: true,
+                key_encipherment: true,
+                ..Default::default()
+            },
+            ext_key_usage: vec![
+                ExtUsage::ClientAuth,
+                ExtUsage::ServerAuth,
+                ExtUsage::ClientAuth,
+            ],
+            dns_sans: vec!["kubernetes.default.svc".into()],
+            ip_sans: vec!["10.96.0.1".parse().unwrap(), "::1".parse().unwrap()],
+        };
+        let ca = CsrParams {
+            subject: DistinguishedName::cn("kubernetes-ca"),
+            is_ca: true,
+            path_len: Some(1),
+            key_usage: KeyUsages {
+                key_cert_sign: true,
+                crl_sign: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let sha = crate::crypto::cert::tests::sha256_hex;
+        assert_eq!(
+            sha(build_csr(&p, &key).unwrap().as_bytes()),
+            "d6702217f6d502ed1d1bc273dc4a27c8dc0a033f429ec799579daddedd53461b"
+        );
+        assert_eq!(
+            sha(build_csr(&ca, &key).unwrap().as_bytes()),
+            "f010e0f359c572bd5e800b5ee6e27c03ee98938f145b9f38e1c4913e106f6e5a"
+        );
+    }
 }
