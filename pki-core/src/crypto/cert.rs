@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use der::asn1::{
-    Any, BitString, GeneralizedTime, Ia5String, ObjectIdentifier, OctetString, PrintableStringRef,
+    Any, BitString, GeneralizedTime, ObjectIdentifier, OctetString, PrintableStringRef,
 };
 use der::oid::AssociatedOid;
 use der::{Decode, Encode, Tag};
@@ -20,16 +20,13 @@ use x509_cert::builder::profile::BuilderProfile;
 use x509_cert::builder::{Builder, CertificateBuilder};
 use x509_cert::certificate::TbsCertificate;
 use x509_cert::ext::Extension;
-use x509_cert::ext::pkix::name::GeneralName;
-use x509_cert::ext::pkix::{
-    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAltName,
-    SubjectKeyIdentifier,
-};
+use x509_cert::ext::pkix::{AuthorityKeyIdentifier, KeyUsage, SubjectKeyIdentifier};
 use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::{Time, Validity};
 
 use super::CryptoError;
+use super::csr::CsrParams;
 use super::keys::{Inner, PrivateKey, PublicKey, os_rng};
 use super::pem;
 
@@ -166,6 +163,22 @@ pub struct CertParams {
     pub dns_sans: Vec<String>,
     /// IP address subjectAltNames.
     pub ip_sans: Vec<IpAddr>,
+}
+
+impl CertParams {
+    /// What this certificate asks for, as a request: the subject and the
+    /// extension parameters it shares with a CSR.
+    fn request(&self) -> CsrParams {
+        CsrParams {
+            subject: self.subject.clone(),
+            is_ca: self.is_ca,
+            path_len: self.path_len,
+            key_usage: self.key_usage,
+            ext_key_usage: self.ext_key_usage.clone(),
+            dns_sans: self.dns_sans.clone(),
+            ip_sans: self.ip_sans.clone(),
+        }
+    }
 }
 
 /// Who signs the certificate.
@@ -459,54 +472,7 @@ pub fn build_certificate(
         }
     };
 
-    let mut exts = Vec::new();
-    exts.push(ext(
-        <BasicConstraints as AssociatedOid>::OID,
-        true,
-        &BasicConstraints {
-            ca: params.is_ca,
-            path_len_constraint: if params.is_ca { params.path_len } else { None },
-        },
-    )?);
-    if !ku_is_empty(&params.key_usage) {
-        exts.push(ext(
-            <KeyUsage as AssociatedOid>::OID,
-            true,
-            &ku_to_ext(params.key_usage),
-        )?);
-    }
-    if !params.ext_key_usage.is_empty() {
-        let mut oids: Vec<ObjectIdentifier> = Vec::new();
-        for u in &params.ext_key_usage {
-            let oid = eku_oid(*u);
-            if !oids.contains(&oid) {
-                oids.push(oid);
-            }
-        }
-        exts.push(ext(
-            <ExtendedKeyUsage as AssociatedOid>::OID,
-            false,
-            &ExtendedKeyUsage(oids),
-        )?);
-    }
-    if !params.dns_sans.is_empty() || !params.ip_sans.is_empty() {
-        let mut names = Vec::new();
-        for d in &params.dns_sans {
-            let ia5 = Ia5String::new(d)
-                .map_err(|_| CryptoError::InvalidParams(format!("DNS SAN {d:?} is not ASCII")))?;
-            names.push(GeneralName::DnsName(ia5));
-        }
-        for ip in &params.ip_sans {
-            names.push(GeneralName::from(*ip));
-        }
-        // RFC 5280 4.2.1.6: critical when the subject is empty.
-        let critical = subject.is_empty();
-        exts.push(ext(
-            <SubjectAltName as AssociatedOid>::OID,
-            critical,
-            &SubjectAltName(names),
-        )?);
-    }
+    let mut exts = params.request().extensions(&subject)?;
     let ski = OctetString::new(subject_key.key_id().to_vec())
         .map_err(|e| CryptoError::Encode(e.to_string()))?;
     exts.push(ext(
