@@ -166,6 +166,37 @@ pub struct CertParams {
 }
 
 impl CertParams {
+    /// Parameters for a certificate asking what `request` asks, with its
+    /// serial and validity.
+    pub(crate) fn from_request(
+        request: CsrParams,
+        serial: Vec<u8>,
+        not_before: time::OffsetDateTime,
+        not_after: time::OffsetDateTime,
+    ) -> Self {
+        let CsrParams {
+            subject,
+            is_ca,
+            path_len,
+            key_usage,
+            ext_key_usage,
+            dns_sans,
+            ip_sans,
+        } = request;
+        CertParams {
+            serial,
+            subject,
+            not_before,
+            not_after,
+            is_ca,
+            path_len,
+            key_usage,
+            ext_key_usage,
+            dns_sans,
+            ip_sans,
+        }
+    }
+
     /// What this certificate asks for, as a request: the subject and the
     /// extension parameters it shares with a CSR.
     fn request(&self) -> CsrParams {
