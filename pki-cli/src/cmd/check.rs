@@ -280,15 +280,7 @@ fn table(
             }
         }
     }
-    let kind = match &obs.kind {
-        pki_core::DirKind::Kpki { .. } => "kpki output".to_owned(),
-        pki_core::DirKind::Kubeadm { pki_only: false } => {
-            "kubeadm layout (/etc/kubernetes)".to_owned()
-        }
-        pki_core::DirKind::Kubeadm { pki_only: true } => "kubeadm layout (pki/)".to_owned(),
-        pki_core::DirKind::Cfssl => "cfssl layout".to_owned(),
-        pki_core::DirKind::Files => "files recognised by content".to_owned(),
-    };
+    let kind = obs.kind.describe();
     let width = if wide { usize::MAX } else { TABLE_WIDTH };
     let mut out = crate::render::wrap(
         "",

@@ -1,6 +1,6 @@
 //! `kpki csr` and `kpki import`: CAs (and leaves) signed outside kpki.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::Failure;
 use crate::Exit;
@@ -45,13 +45,17 @@ fn open(out: &Path) -> Result<DirStore, Failure> {
     .map_err(Failure::from)
 }
 
-pub fn csr(a: &CsrArgs) -> Result<Exit, Failure> {
-    let plan = pki_core::Plan::load(&a.spec)?;
+/// The spec's plan (its warnings printed) and the output directory: `out`,
+/// or the spec's `output.dir`.
+fn load(spec: &Path, out: Option<&Path>) -> Result<(pki_core::Plan, PathBuf), Failure> {
+    let plan = pki_core::Plan::load(spec)?;
     super::print_spec_warnings(&plan.spec);
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| plan.spec.output.dir.clone());
+    let out = out.map_or_else(|| plan.spec.output.dir.clone(), Path::to_path_buf);
+    Ok((plan, out))
+}
+
+pub fn csr(a: &CsrArgs) -> Result<Exit, Failure> {
+    let (plan, out) = load(&a.spec, a.out.as_deref())?;
     let mut store = open(&out)?;
     let report = pki_core::csr(&plan, &mut store, a.leaves, &pki_core::RustCrypto)?;
     if report.requests.is_empty() {
@@ -79,12 +83,7 @@ pub fn csr(a: &CsrArgs) -> Result<Exit, Failure> {
 }
 
 pub fn import(a: &ImportArgs) -> Result<Exit, Failure> {
-    let plan = pki_core::Plan::load(&a.spec)?;
-    super::print_spec_warnings(&plan.spec);
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| plan.spec.output.dir.clone());
+    let (plan, out) = load(&a.spec, a.out.as_deref())?;
     let mut files = Vec::new();
     for f in &a.files {
         let bytes = std::fs::read(f)

@@ -525,16 +525,9 @@ pub fn adopt_with(
     let preset = crate::profile::PRESETS
         .iter()
         .any(|(n, _)| n == profile_name);
-    let layout = match &obs.kind {
-        crate::observe::DirKind::Kpki { .. } => "kpki output".to_owned(),
-        crate::observe::DirKind::Kubeadm { pki_only: false } => "kubeadm /etc/kubernetes".into(),
-        crate::observe::DirKind::Kubeadm { pki_only: true } => "kubeadm pki/".into(),
-        crate::observe::DirKind::Cfssl => "cfssl".into(),
-        #[allow(unreachable_patterns)]
-        other => format!("{other:?}"),
-    };
     a.found.push(format!(
-        "profile {profile_name} ({layout} layout){}",
+        "profile {profile_name}, {}{}",
+        obs.kind.describe(),
         if preset { "" } else { ": not a preset" }
     ));
     if !preset {

@@ -124,19 +124,30 @@ fn load_one(e: &ExistingCaSpec, node: NodeId, need_key: bool) -> Result<Existing
     }
     // A check compares files and signs nothing: the key may be absent
     // (kubeadm's external-CA mode), but a key that is there must be its own.
-    if !need_key && std::fs::symlink_metadata(&e.key).is_err() {
-        return Ok(ExistingCa {
-            id: e.id.clone(),
-            node,
-            cert_path: e.cert.clone(),
-            key_path: e.key.clone(),
-            material: Arc::new(Material {
-                cert_pem,
-                key: None,
-                cert,
-            }),
-        });
-    }
+    let key = if !need_key && std::fs::symlink_metadata(&e.key).is_err() {
+        None
+    } else {
+        Some(read_key(e, &cert)?)
+    };
+    Ok(ExistingCa {
+        id: e.id.clone(),
+        node,
+        cert_path: e.cert.clone(),
+        key_path: e.key.clone(),
+        material: Arc::new(Material {
+            cert_pem,
+            key,
+            cert,
+        }),
+    })
+}
+
+/// `e`'s private key, PEM and parsed; it must be the key of `cert`.
+fn read_key(
+    e: &ExistingCaSpec,
+    cert: &ParsedCert,
+) -> Result<(Zeroizing<Vec<u8>>, PrivateKey), InputError> {
+    let shown = |p: &Path| p.display().to_string();
     let key_pem = Zeroizing::new(
         read_file(&e.key).map_err(|m| e.error("key", format!("{}: {m}", shown(&e.key))))?,
     );
@@ -160,17 +171,7 @@ fn load_one(e: &ExistingCaSpec, node: NodeId, need_key: bool) -> Result<Existing
             ),
         ));
     }
-    Ok(ExistingCa {
-        id: e.id.clone(),
-        node,
-        cert_path: e.cert.clone(),
-        key_path: e.key.clone(),
-        material: Arc::new(Material {
-            cert_pem,
-            key: Some((key_pem, key)),
-            cert,
-        }),
-    })
+    Ok((key_pem, key))
 }
 
 /// Reads every `[[existing_ca]]` entry and gives its CA node in `g` the

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use der::asn1::{
-    Any, BitString, GeneralizedTime, Ia5String, ObjectIdentifier, OctetString, PrintableStringRef,
+    Any, BitString, GeneralizedTime, ObjectIdentifier, OctetString, PrintableStringRef,
 };
 use der::oid::AssociatedOid;
 use der::{Decode, Encode, Tag};
@@ -20,16 +20,13 @@ use x509_cert::builder::profile::BuilderProfile;
 use x509_cert::builder::{Builder, CertificateBuilder};
 use x509_cert::certificate::TbsCertificate;
 use x509_cert::ext::Extension;
-use x509_cert::ext::pkix::name::GeneralName;
-use x509_cert::ext::pkix::{
-    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAltName,
-    SubjectKeyIdentifier,
-};
+use x509_cert::ext::pkix::{AuthorityKeyIdentifier, KeyUsage, SubjectKeyIdentifier};
 use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::{Time, Validity};
 
 use super::CryptoError;
+use super::csr::CsrParams;
 use super::keys::{Inner, PrivateKey, PublicKey, os_rng};
 use super::pem;
 
@@ -166,6 +163,53 @@ pub struct CertParams {
     pub dns_sans: Vec<String>,
     /// IP address subjectAltNames.
     pub ip_sans: Vec<IpAddr>,
+}
+
+impl CertParams {
+    /// Parameters for a certificate asking what `request` asks, with its
+    /// serial and validity.
+    pub(crate) fn from_request(
+        request: CsrParams,
+        serial: Vec<u8>,
+        not_before: time::OffsetDateTime,
+        not_after: time::OffsetDateTime,
+    ) -> Self {
+        let CsrParams {
+            subject,
+            is_ca,
+            path_len,
+            key_usage,
+            ext_key_usage,
+            dns_sans,
+            ip_sans,
+        } = request;
+        CertParams {
+            serial,
+            subject,
+            not_before,
+            not_after,
+            is_ca,
+            path_len,
+            key_usage,
+            ext_key_usage,
+            dns_sans,
+            ip_sans,
+        }
+    }
+
+    /// What this certificate asks for, as a request: the subject and the
+    /// extension parameters it shares with a CSR.
+    fn request(&self) -> CsrParams {
+        CsrParams {
+            subject: self.subject.clone(),
+            is_ca: self.is_ca,
+            path_len: self.path_len,
+            key_usage: self.key_usage,
+            ext_key_usage: self.ext_key_usage.clone(),
+            dns_sans: self.dns_sans.clone(),
+            ip_sans: self.ip_sans.clone(),
+        }
+    }
 }
 
 /// Who signs the certificate.
@@ -459,54 +503,7 @@ pub fn build_certificate(
         }
     };
 
-    let mut exts = Vec::new();
-    exts.push(ext(
-        <BasicConstraints as AssociatedOid>::OID,
-        true,
-        &BasicConstraints {
-            ca: params.is_ca,
-            path_len_constraint: if params.is_ca { params.path_len } else { None },
-        },
-    )?);
-    if !ku_is_empty(&params.key_usage) {
-        exts.push(ext(
-            <KeyUsage as AssociatedOid>::OID,
-            true,
-            &ku_to_ext(params.key_usage),
-        )?);
-    }
-    if !params.ext_key_usage.is_empty() {
-        let mut oids: Vec<ObjectIdentifier> = Vec::new();
-        for u in &params.ext_key_usage {
-            let oid = eku_oid(*u);
-            if !oids.contains(&oid) {
-                oids.push(oid);
-            }
-        }
-        exts.push(ext(
-            <ExtendedKeyUsage as AssociatedOid>::OID,
-            false,
-            &ExtendedKeyUsage(oids),
-        )?);
-    }
-    if !params.dns_sans.is_empty() || !params.ip_sans.is_empty() {
-        let mut names = Vec::new();
-        for d in &params.dns_sans {
-            let ia5 = Ia5String::new(d)
-                .map_err(|_| CryptoError::InvalidParams(format!("DNS SAN {d:?} is not ASCII")))?;
-            names.push(GeneralName::DnsName(ia5));
-        }
-        for ip in &params.ip_sans {
-            names.push(GeneralName::from(*ip));
-        }
-        // RFC 5280 4.2.1.6: critical when the subject is empty.
-        let critical = subject.is_empty();
-        exts.push(ext(
-            <SubjectAltName as AssociatedOid>::OID,
-            critical,
-            &SubjectAltName(names),
-        )?);
-    }
+    let mut exts = params.request().extensions(&subject)?;
     let ski = OctetString::new(subject_key.key_id().to_vec())
         .map_err(|e| CryptoError::Encode(e.to_string()))?;
     exts.push(ext(
@@ -582,4 +579,94 @@ pub fn certs_from_pem(pem: &str) -> Result<Vec<Vec<u8>>, CryptoError> {
         out.push(block.der.to_vec());
     }
     Ok(out)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use sha2::Digest;
+
+    /// A fixed P-256 key: ECDSA (RFC 6979) signatures are deterministic, so
+    /// the same inputs give the same certificate bytes.
+    pub(crate) const FIXED_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgkw0f4ICRgQdKwuc7
+hEJhcraY4GtVeiXmdoX6KAV0IzShRANCAAStEpsL9DhQsuaD722CJ3//QGgfP5Ct
+2c1S9tg/+tc1pECjuP/GXBrV9engHie0gmbGBHvwB7qZu0tV7HPGM+DL
+-----END PRIVATE KEY-----
+";
+
+    pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+        sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn at(secs: i64) -> time::OffsetDateTime {
+        time::OffsetDateTime::from_unix_timestamp(secs).unwrap()
+    }
+
+    /// The bytes kpki issues for fixed inputs: a self-signed CA (critical
+    /// basicConstraints with a path length, keyUsage) and a leaf with an
+    /// empty subject (critical SANs), DNS and IP SANs and a repeated EKU.
+    /// Guards refactors of the extension list against any byte change.
+    #[test]
+    fn same_inputs_give_the_same_certificate_bytes() {
+        let key = PrivateKey::from_pem(FIXED_KEY).unwrap();
+        let ca = CertParams {
+            serial: vec![0x11; 16],
+            subject: DistinguishedName::cn("kubernetes-ca"),
+            not_before: at(1_700_000_000),
+            not_after: at(1_800_000_000),
+            is_ca: true,
+            path_len: Some(0),
+            key_usage: KeyUsages {
+                digital_signature: true,
+                key_cert_sign: true,
+                crl_sign: true,
+                ..Default::default()
+            },
+            ext_key_usage: Vec::new(),
+            dns_sans: Vec::new(),
+            ip_sans: Vec::new(),
+        };
+        let ca_der = build_certificate(&ca, &key.public_key(), Signer::SelfSigned(&key)).unwrap();
+        let leaf = CertParams {
+            serial: vec![0x22; 16],
+            subject: DistinguishedName::default(),
+            is_ca: false,
+            path_len: None,
+            key_usage: KeyUsages {
+                digital_signature: true,
+                key_encipherment: true,
+                ..Default::default()
+            },
+            ext_key_usage: vec![
+                ExtUsage::ServerAuth,
+                ExtUsage::ClientAuth,
+                ExtUsage::ServerAuth,
+            ],
+            dns_sans: vec!["kubernetes.default.svc".into(), "localhost".into()],
+            ip_sans: vec!["10.96.0.1".parse().unwrap(), "::1".parse().unwrap()],
+            ..ca.clone()
+        };
+        let leaf_der = build_certificate(
+            &leaf,
+            &key.public_key(),
+            Signer::Issuer {
+                cert_der: &ca_der,
+                key: &key,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            sha256_hex(&ca_der),
+            "39d1c05c262acc45ab8936070407ae2872b24bb4da640f2464e45cf2fd760946"
+        );
+        assert_eq!(
+            sha256_hex(&leaf_der),
+            "9719e9e905d8ea3dfae2b9741537df7a0ef17e23e128036fa9a982ef1e6de238"
+        );
+    }
 }

@@ -9,8 +9,10 @@ use der::oid::AssociatedOid;
 use der::{Decode, Encode};
 use spki::SubjectPublicKeyInfoOwned;
 use x509_cert::attr::Attribute;
+use x509_cert::ext::Extension;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAltName};
+use x509_cert::name::Name;
 use x509_cert::request::{CertReq, CertReqInfo, ExtensionReq, Version};
 
 use super::cert::{eku_oid, ext, ku_is_empty, ku_to_ext, sign, signature_algorithm_for};
@@ -38,6 +40,64 @@ pub struct CsrParams {
     pub ip_sans: Vec<IpAddr>,
 }
 
+impl CsrParams {
+    /// The extensions a request and the certificate issued for it share, in
+    /// this order: basicConstraints (critical, path length on CAs only),
+    /// keyUsage (critical, when any bit is set), extendedKeyUsage (when any,
+    /// duplicates dropped), subjectAltName (when any; critical when
+    /// `subject`, the encoded [`CsrParams::subject`], is empty: RFC 5280
+    /// 4.2.1.6).
+    pub(crate) fn extensions(&self, subject: &Name) -> Result<Vec<Extension>, CryptoError> {
+        let mut exts = vec![ext(
+            <BasicConstraints as AssociatedOid>::OID,
+            true,
+            &BasicConstraints {
+                ca: self.is_ca,
+                path_len_constraint: self.path_len.filter(|_| self.is_ca),
+            },
+        )?];
+        if !ku_is_empty(&self.key_usage) {
+            exts.push(ext(
+                <KeyUsage as AssociatedOid>::OID,
+                true,
+                &ku_to_ext(self.key_usage),
+            )?);
+        }
+        if !self.ext_key_usage.is_empty() {
+            let mut oids: Vec<ObjectIdentifier> = Vec::new();
+            for u in &self.ext_key_usage {
+                let oid = eku_oid(*u);
+                if !oids.contains(&oid) {
+                    oids.push(oid);
+                }
+            }
+            exts.push(ext(
+                <ExtendedKeyUsage as AssociatedOid>::OID,
+                false,
+                &ExtendedKeyUsage(oids),
+            )?);
+        }
+        if !self.dns_sans.is_empty() || !self.ip_sans.is_empty() {
+            let mut names = Vec::new();
+            for d in &self.dns_sans {
+                let ia5 = Ia5String::new(d).map_err(|_| {
+                    CryptoError::InvalidParams(format!("DNS SAN {d:?} is not ASCII"))
+                })?;
+                names.push(GeneralName::DnsName(ia5));
+            }
+            for ip in &self.ip_sans {
+                names.push(GeneralName::from(*ip));
+            }
+            exts.push(ext(
+                <SubjectAltName as AssociatedOid>::OID,
+                subject.is_empty(),
+                &SubjectAltName(names),
+            )?);
+        }
+        Ok(exts)
+    }
+}
+
 /// Builds and signs a PKCS#10 request; returns PEM (`CERTIFICATE REQUEST`).
 /// ECDSA (RFC 6979) and RSA PKCS#1 v1.5 signatures are deterministic, so
 /// the same key and parameters give the same bytes.
@@ -47,51 +107,7 @@ pub fn build_csr(params: &CsrParams, key: &PrivateKey) -> Result<String, CryptoE
     let spki = SubjectPublicKeyInfoOwned::from_der(public.spki_der())
         .map_err(|e| CryptoError::InvalidParams(format!("public key: {e}")))?;
     let subject = params.subject.to_name()?;
-    let mut exts = vec![ext(
-        <BasicConstraints as AssociatedOid>::OID,
-        true,
-        &BasicConstraints {
-            ca: params.is_ca,
-            path_len_constraint: params.path_len.filter(|_| params.is_ca),
-        },
-    )?];
-    if !ku_is_empty(&params.key_usage) {
-        exts.push(ext(
-            <KeyUsage as AssociatedOid>::OID,
-            true,
-            &ku_to_ext(params.key_usage),
-        )?);
-    }
-    if !params.ext_key_usage.is_empty() {
-        let mut oids: Vec<ObjectIdentifier> = Vec::new();
-        for u in &params.ext_key_usage {
-            let oid = eku_oid(*u);
-            if !oids.contains(&oid) {
-                oids.push(oid);
-            }
-        }
-        exts.push(ext(
-            <ExtendedKeyUsage as AssociatedOid>::OID,
-            false,
-            &ExtendedKeyUsage(oids),
-        )?);
-    }
-    if !params.dns_sans.is_empty() || !params.ip_sans.is_empty() {
-        let mut names = Vec::new();
-        for d in &params.dns_sans {
-            let ia5 = Ia5String::new(d)
-                .map_err(|_| CryptoError::InvalidParams(format!("DNS SAN {d:?} is not ASCII")))?;
-            names.push(GeneralName::DnsName(ia5));
-        }
-        for ip in &params.ip_sans {
-            names.push(GeneralName::from(*ip));
-        }
-        exts.push(ext(
-            <SubjectAltName as AssociatedOid>::OID,
-            subject.is_empty(),
-            &SubjectAltName(names),
-        )?);
-    }
+    let exts = params.extensions(&subject)?;
     let attr = Attribute::try_from(ExtensionReq(exts))
         .map_err(|e| CryptoError::Encode(format!("extensionRequest: {e}")))?;
     let mut attributes = SetOfVec::new();
@@ -176,5 +192,50 @@ mod tests {
         assert_eq!(a, b);
         assert!(a.starts_with("-----BEGIN CERTIFICATE REQUEST-----"));
         assert!(key.matches(&csr_public_key(&a).unwrap()));
+    }
+
+    /// The request bytes for fixed inputs (a fixed key, every extension,
+    /// an empty subject so the SANs are critical): guards refactors of the
+    /// extension list against any byte change.
+    #[test]
+    fn same_inputs_give_the_same_request_bytes() {
+        let key = PrivateKey::from_pem(crate::crypto::cert::tests::FIXED_KEY).unwrap();
+        let p = CsrParams {
+            subject: DistinguishedName::default(),
+            is_ca: false,
+            path_len: Some(3),
+            key_usage: KeyUsages {
+                digital_signature: true,
+                key_encipherment: true,
+                ..Default::default()
+            },
+            ext_key_usage: vec![
+                ExtUsage::ClientAuth,
+                ExtUsage::ServerAuth,
+                ExtUsage::ClientAuth,
+            ],
+            dns_sans: vec!["kubernetes.default.svc".into()],
+            ip_sans: vec!["10.96.0.1".parse().unwrap(), "::1".parse().unwrap()],
+        };
+        let ca = CsrParams {
+            subject: DistinguishedName::cn("kubernetes-ca"),
+            is_ca: true,
+            path_len: Some(1),
+            key_usage: KeyUsages {
+                key_cert_sign: true,
+                crl_sign: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let sha = crate::crypto::cert::tests::sha256_hex;
+        assert_eq!(
+            sha(build_csr(&p, &key).unwrap().as_bytes()),
+            "d6702217f6d502ed1d1bc273dc4a27c8dc0a033f429ec799579daddedd53461b"
+        );
+        assert_eq!(
+            sha(build_csr(&ca, &key).unwrap().as_bytes()),
+            "f010e0f359c572bd5e800b5ee6e27c03ee98938f145b9f38e1c4913e106f6e5a"
+        );
     }
 }

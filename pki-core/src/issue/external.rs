@@ -15,14 +15,14 @@ use std::collections::BTreeMap;
 
 use crate::Plan;
 use crate::crypto::{
-    CsrParams, ParsedCert, PrivateKey, build_csr, cert_to_pem, certs_from_pem, csr_public_key,
+    ParsedCert, PrivateKey, build_csr, cert_to_pem, certs_from_pem, csr_public_key,
     parse_certificate,
 };
 use crate::graph::{CertNode, IssuerRef, Node, NodeId};
 use crate::store::{Mode, Part, PkiStore, StoreError};
 use crate::validate::{Code, Finding};
 
-use super::IssueError;
+use super::{IssueError, request_params};
 
 /// Where `kpki csr` writes a request: `csr/<id>.csr`.
 pub fn csr_path(id: &str) -> String {
@@ -154,18 +154,6 @@ fn read_key(store: &impl PkiStore, path: &str) -> Result<Option<PrivateKey>, Iss
             path: path.to_owned(),
             message: format!("is not a usable private key ({e})"),
         })
-}
-
-fn request_params(c: &CertNode) -> CsrParams {
-    CsrParams {
-        subject: c.subject.clone(),
-        is_ca: c.is_ca,
-        path_len: c.usage.path_len.filter(|_| c.is_ca),
-        key_usage: c.usage.key.unwrap_or_default(),
-        ext_key_usage: c.usage.ext.clone(),
-        dns_sans: c.sans.dns.iter().map(|d| d.to_string()).collect(),
-        ip_sans: c.sans.ip.iter().copied().collect(),
-    }
 }
 
 /// `kpki csr`: one PKCS#10 request per top CA waiting for the external root

@@ -16,7 +16,8 @@ use serde::Serialize;
 
 use crate::Plan;
 use crate::crypto::{
-    CertParams, CryptoError, ParsedCert, PrivateKey, Signer, parse_certificate, try_random_serial,
+    CertParams, CryptoError, CsrParams, ParsedCert, PrivateKey, Signer, parse_certificate,
+    try_random_serial,
 };
 use crate::graph::{CertNode, IssuerRef, Node, NodeId, issuance_order};
 use crate::store::{PkiStore, StoreError};
@@ -802,6 +803,20 @@ fn generate_keys(
 
 const BACKDATE: time::Duration = time::Duration::minutes(5);
 
+/// What `c`'s certificate asks for: its subject and extensions (the same
+/// in the certificate kpki signs and in the request `kpki csr` writes).
+pub(crate) fn request_params(c: &CertNode) -> CsrParams {
+    CsrParams {
+        subject: c.subject.clone(),
+        is_ca: c.is_ca,
+        path_len: c.usage.path_len.filter(|_| c.is_ca),
+        key_usage: c.usage.key.unwrap_or_default(),
+        ext_key_usage: c.usage.ext.clone(),
+        dns_sans: c.sans.dns.iter().map(|d| d.to_string()).collect(),
+        ip_sans: c.sans.ip.iter().copied().collect(),
+    }
+}
+
 fn sign(
     c: &CertNode,
     key: PrivateKey,
@@ -818,18 +833,12 @@ fn sign(
         // A leaf never outlives its CA.
         not_after = not_after.min(p.parsed.not_after);
     }
-    let params = CertParams {
-        serial: try_random_serial().map_err(crypto)?,
-        subject: c.subject.clone(),
+    let params = CertParams::from_request(
+        request_params(c),
+        try_random_serial().map_err(crypto)?,
         not_before,
         not_after,
-        is_ca: c.is_ca,
-        path_len: c.usage.path_len.filter(|_| c.is_ca),
-        key_usage: c.usage.key.unwrap_or_default(),
-        ext_key_usage: c.usage.ext.clone(),
-        dns_sans: c.sans.dns.iter().map(|d| d.to_string()).collect(),
-        ip_sans: c.sans.ip.iter().copied().collect(),
-    };
+    );
     let signer = match parent {
         Some(p) => Signer::Issuer {
             cert_der: &p.cert_der,

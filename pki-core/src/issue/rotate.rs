@@ -20,7 +20,9 @@ use super::{Final, IssueError, IssueOptions, IssueReport, MANIFEST, issue, sign}
 use crate::Plan;
 use std::sync::Arc;
 
-use crate::crypto::{PrivateKey, Token, cert_to_pem, certs_from_pem, parse_certificate};
+use crate::crypto::{
+    ParsedCert, PrivateKey, Token, cert_to_pem, certs_from_pem, parse_certificate,
+};
 use crate::graph::{IssuerRef, Node, NodeId};
 use crate::k8s::Component;
 use crate::store::{Mode, Part, PkiStore};
@@ -367,17 +369,24 @@ fn bad(path: &str, m: impl Into<String>) -> IssueError {
     }
 }
 
+/// The first certificate of the PEM text of the file at `path`, DER and
+/// parsed.
+fn first_cert(text: &str, path: &str) -> Result<(Vec<u8>, ParsedCert), IssueError> {
+    let der = certs_from_pem(text)
+        .ok()
+        .and_then(|v| v.into_iter().next())
+        .ok_or_else(|| bad(path, "holds no certificate"))?;
+    let parsed = parse_certificate(&der).map_err(|e| bad(path, e.to_string()))?;
+    Ok((der, parsed))
+}
+
 /// A CA's current certificate and key: the staged generation if any, else
 /// what its files hold (the first certificate of a bundle).
 fn load_final(store: &impl PkiStore, cert: &str, key: &str) -> Result<Option<Final>, IssueError> {
     let (Some(ct), Some(kt)) = (text(store, cert)?, text(store, key)?) else {
         return Ok(None);
     };
-    let der = certs_from_pem(&ct)
-        .ok()
-        .and_then(|v| v.into_iter().next())
-        .ok_or_else(|| bad(cert, "holds no certificate"))?;
-    let parsed = parse_certificate(&der).map_err(|e| bad(cert, e.to_string()))?;
+    let (der, parsed) = first_cert(&ct, cert)?;
     let k = PrivateKey::from_pem(&kt).map_err(|e| bad(key, e.to_string()))?;
     if !k.matches(&parsed.public_key) {
         return Ok(None);
@@ -401,11 +410,7 @@ fn token_final(
     let Some(ct) = text(store, cert)? else {
         return Ok(None);
     };
-    let der = certs_from_pem(&ct)
-        .ok()
-        .and_then(|v| v.into_iter().next())
-        .ok_or_else(|| bad(cert, "holds no certificate"))?;
-    let parsed = parse_certificate(&der).map_err(|e| bad(cert, e.to_string()))?;
+    let (der, parsed) = first_cert(&ct, cert)?;
     let keys = token.keys_of(ca).map_err(|source| IssueError::Crypto {
         id: ca.to_owned(),
         source,

@@ -26,6 +26,20 @@ pub enum DirKind {
     Files,
 }
 
+impl DirKind {
+    /// The layout as `kpki check` and `kpki init --from` name it:
+    /// `kubeadm layout (/etc/kubernetes)`, `cfssl layout`...
+    pub fn describe(&self) -> &'static str {
+        match self {
+            DirKind::Kpki { .. } => "kpki output",
+            DirKind::Kubeadm { pki_only: false } => "kubeadm layout (/etc/kubernetes)",
+            DirKind::Kubeadm { pki_only: true } => "kubeadm layout (pki/)",
+            DirKind::Cfssl => "cfssl layout",
+            DirKind::Files => "files recognised by content",
+        }
+    }
+}
+
 /// Recognises the layout of `dir`.
 pub fn detect(dir: &Path) -> Result<DirKind, String> {
     if !dir.is_dir() {
@@ -122,5 +136,36 @@ impl<'a> Locator<'a> {
             })
             .cloned()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DirKind;
+
+    /// The names `kpki check` prints (docs/migration.md shows them) and
+    /// `init --from` reuses: one label per layout, none a Debug name.
+    #[test]
+    fn each_layout_has_its_label() {
+        let labels: Vec<&str> = [
+            DirKind::Kpki { profile: None },
+            DirKind::Kubeadm { pki_only: false },
+            DirKind::Kubeadm { pki_only: true },
+            DirKind::Cfssl,
+            DirKind::Files,
+        ]
+        .iter()
+        .map(DirKind::describe)
+        .collect();
+        assert_eq!(
+            labels,
+            [
+                "kpki output",
+                "kubeadm layout (/etc/kubernetes)",
+                "kubeadm layout (pki/)",
+                "cfssl layout",
+                "files recognised by content",
+            ]
+        );
     }
 }
