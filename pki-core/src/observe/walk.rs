@@ -182,7 +182,8 @@ impl Walker<'_> {
             return;
         }
         self.visited.insert(id, rel.to_owned());
-        let entries = match Dir::read_from(&fd) {
+        // The directory's descriptor is the Dir's own (no second open).
+        let mut entries = match Dir::new(fd) {
             Ok(d) => d,
             Err(e) => {
                 let e = std::io::Error::from(e);
@@ -192,7 +193,7 @@ impl Walker<'_> {
         };
         // (name, what readdir says it is).
         let mut names: Vec<(String, Seen)> = Vec::new();
-        for entry in entries {
+        while let Some(entry) = entries.next() {
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
@@ -211,7 +212,10 @@ impl Walker<'_> {
                 // to the open directory: no lookup of its whole path, 40,000
                 // of them in a 5,000-node output.
                 rustix::fs::FileType::RegularFile => {
-                    match rustix::fs::statat(&fd, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW) {
+                    let st = entries.fd().and_then(|fd| {
+                        rustix::fs::statat(fd, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW)
+                    });
+                    match st {
                         Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {
                             Seen::File(u64::try_from(st.st_size).unwrap_or(u64::MAX))
                         }
