@@ -418,17 +418,28 @@ pub(crate) fn sign(key: &PrivateKey, msg: &[u8]) -> Result<Vec<u8>, CryptoError>
                 .map_err(|e| CryptoError::Signing(e.to_string()))?;
             Ok(sig.to_vec())
         }
+        // RFC 6979 (deterministic, as `SigningKey` signs) from the secret
+        // scalar alone: `SigningKey::from(SecretKey)` would derive the
+        // public point again, a second scalar multiplication per signature.
         Inner::P256(k) => {
-            let sk = p256::ecdsa::SigningKey::from(k.clone());
-            let sig: p256::ecdsa::DerSignature = signature::Signer::try_sign(&sk, msg)
-                .map_err(|e| CryptoError::Signing(e.to_string()))?;
-            Ok(sig.to_vec())
+            use sha2::Digest;
+            let z = sha2::Sha256::digest(msg);
+            let (sig, _) = ecdsa::hazmat::sign_prehashed_rfc6979::<p256::NistP256, sha2::Sha256>(
+                &k.to_nonzero_scalar(),
+                &z,
+                &[],
+            );
+            Ok(sig.to_der().to_vec())
         }
         Inner::P384(k) => {
-            let sk = p384::ecdsa::SigningKey::from(k.clone());
-            let sig: p384::ecdsa::DerSignature = signature::Signer::try_sign(&sk, msg)
-                .map_err(|e| CryptoError::Signing(e.to_string()))?;
-            Ok(sig.to_vec())
+            use sha2::Digest;
+            let z = sha2::Sha384::digest(msg);
+            let (sig, _) = ecdsa::hazmat::sign_prehashed_rfc6979::<p384::NistP384, sha2::Sha384>(
+                &k.to_nonzero_scalar(),
+                &z,
+                &[],
+            );
+            Ok(sig.to_der().to_vec())
         }
     }
 }
