@@ -580,3 +580,47 @@ fn bad_imports_are_refused_and_nothing_is_placed() {
     let (code, o, e) = k(&["check", out.to_str().unwrap()], &spec);
     assert_eq!(code, 0, "{o}{e}");
 }
+
+/// Hostile files given to `kpki import`: a FIFO (never waited on), a file
+/// over the cap, a directory, garbage: exit 2 naming the file, nothing
+/// written to the output.
+#[test]
+fn import_refuses_what_is_not_a_certificate_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = spec(dir.path(), "kubeadm");
+    ok(&["csr"], &spec);
+    let out = dir.path().join("out");
+    let before = snapshot(&out);
+    let fifo = dir.path().join("chain.crt");
+    mkfifo(&fifo);
+    let big = dir.path().join("big.crt");
+    fs::write(&big, vec![b'A'; 2 * 1024 * 1024]).unwrap();
+    let garbage = dir.path().join("garbage.crt");
+    fs::write(&garbage, "not a certificate\n").unwrap();
+    for (file, says) in [
+        (&fifo, "is not a regular file (a FIFO)"),
+        (&big, "cap: not read"),
+        (
+            &dir.path().to_path_buf(),
+            "is not a regular file (a directory)",
+        ),
+        (&garbage, "no PEM block"),
+    ] {
+        let (code, o, e) = k(&["import", file.to_str().unwrap()], &spec);
+        assert_eq!(code, 2, "{}: {o}{e}", file.display());
+        assert!(
+            e.contains(file.to_str().unwrap()) && e.contains(says),
+            "{e}"
+        );
+        assert!(
+            before == snapshot(&out),
+            "import of {} changed the output",
+            file.display()
+        );
+    }
+}
+
+fn mkfifo(p: &Path) {
+    let (good, o, e) = run(Command::new("mkfifo").arg(p));
+    assert!(good, "mkfifo: {o}{e}");
+}

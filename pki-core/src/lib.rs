@@ -47,6 +47,14 @@ pub use issue::{
 pub use k8s::{
     CertSource, Component, Flag, FlagKind, KubeconfigUser, Link, LinkEnds, Placement, TrustSource,
 };
+/// Reads `path` if it is a regular file of at most `cap` bytes, opened
+/// without blocking (a FIFO or a device is refused, never waited on) and
+/// judged by `fstat` of the open descriptor; otherwise a message that
+/// follows the file's name ("is larger than the 1048576-byte cap: not read").
+pub fn read_file_capped(path: &std::path::Path, cap: u64) -> Result<Vec<u8>, String> {
+    observe::walk::read_regular_capped(path, cap)
+}
+
 pub use observe::{
     AppliedFlag, AuditedFile, CheckReport, DirKind, FileKind, FileProblem, HintContext,
     KubeconfigUse, MissingFile, Observation, TrustOrigin, Unrecognised, World, check, check_with,

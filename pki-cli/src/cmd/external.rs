@@ -86,9 +86,7 @@ pub fn import(a: &ImportArgs) -> Result<Exit, Failure> {
     let (plan, out) = load(&a.spec, a.out.as_deref())?;
     let mut files = Vec::new();
     for f in &a.files {
-        let bytes = std::fs::read(f)
-            .map_err(|e| Failure::input(format!("{}: cannot read: {e}", f.display())))?;
-        files.push((f.display().to_string(), bytes));
+        files.push((f.display().to_string(), read_capped(f)?));
     }
     let mut store = open(&out)?;
     match pki_core::import(&plan, &mut store, &files, time::OffsetDateTime::now_utc()) {
@@ -115,3 +113,13 @@ pub fn import(a: &ImportArgs) -> Result<Exit, Failure> {
         Err(ImportError::Issue(e)) => Err(e.into()),
     }
 }
+
+/// A certificate file to import: a regular file of at most [`IMPORT_CAP`]
+/// bytes (a chain is a few kilobytes); a FIFO or a device is refused.
+fn read_capped(f: &std::path::Path) -> Result<Vec<u8>, Failure> {
+    pki_core::read_file_capped(f, IMPORT_CAP)
+        .map_err(|m| Failure::input(format!("{}: {m}", f.display())))
+}
+
+/// The largest file `kpki import` reads.
+const IMPORT_CAP: u64 = 1024 * 1024;
