@@ -168,13 +168,16 @@ fn read_pin(pin: &PinSource) -> Result<AuthPin, TokenError> {
             ))),
         },
         PinSource::File(path) => {
-            let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-                TokenError(format!(
-                    "cannot read the token PIN file {}: {}",
-                    path.display(),
-                    e.kind()
-                ))
-            })?);
+            // A regular file of at most 4 KiB, opened without blocking (a
+            // FIFO is refused, not waited on).
+            let bytes = Zeroizing::new(
+                crate::observe::walk::read_regular_capped(path, 4096).map_err(|m| {
+                    TokenError(format!("the token PIN file {} {m}", path.display()))
+                })?,
+            );
+            let text = std::str::from_utf8(&bytes).map_err(|_| {
+                TokenError(format!("the token PIN file {} is not text", path.display()))
+            })?;
             let pin = text.trim_end_matches(['\n', '\r']);
             if pin.is_empty() {
                 return Err(TokenError(format!(
