@@ -388,6 +388,19 @@ impl PkiStore for DirStore {
         }
     }
 
+    /// Reads in parallel (a no-op run at fleet scale reads every key and
+    /// certificate: opening each by path is most of its system time).
+    fn read_many(
+        &self,
+        paths: &[&str],
+    ) -> Vec<Result<Option<zeroize::Zeroizing<Vec<u8>>>, StoreError>> {
+        use rayon::prelude::*;
+        paths
+            .par_iter()
+            .map(|p| Ok(self.read(p)?.map(zeroize::Zeroizing::new)))
+            .collect()
+    }
+
     /// Compares in parallel (at fleet scale a no-op run compares tens of
     /// thousands of files; opening each by path is most of its cost).
     fn same_many(&self, items: &[(&str, &[u8])]) -> Vec<Result<Option<bool>, StoreError>> {

@@ -52,6 +52,18 @@ pub trait PkiStore {
     fn write(&mut self, path: &str, bytes: &[u8], mode: Mode) -> Result<(), StoreError>;
     /// Removes `path` if it exists.
     fn remove(&mut self, path: &str) -> Result<(), StoreError>;
+    /// Reads many files: one result per path, in order (as
+    /// [`PkiStore::read`] of each); the bytes are wiped when dropped (they
+    /// may be keys). Stores may read them in parallel.
+    fn read_many(
+        &self,
+        paths: &[&str],
+    ) -> Vec<Result<Option<zeroize::Zeroizing<Vec<u8>>>, StoreError>> {
+        paths
+            .iter()
+            .map(|p| Ok(self.read(p)?.map(zeroize::Zeroizing::new)))
+            .collect()
+    }
     /// Compares many files with the bytes a run would write: one result per
     /// item, in order: `None` when the file does not exist, else whether it
     /// holds exactly those bytes (as [`PkiStore::read`] and `==`). What was
