@@ -184,3 +184,173 @@ fn jobs_1_and_2_same_structure_and_byte_identical_reruns() {
         assert_eq!(&snapshot(d), snap);
     }
 }
+
+/// The manifest without its key-file digests (as older versions wrote it).
+fn strip_key_digests(out: &Path) {
+    let path = out.join("kpki-manifest.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let re = regex::Regex::new(r#",\n\s*"key_sha256": "[0-9a-f]{64}""#).unwrap();
+    assert!(re.is_match(&text), "no key digests in the manifest");
+    std::fs::write(&path, re.replace_all(&text, "").as_bytes()).unwrap();
+}
+
+fn pem_der(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap()
+}
+
+fn der_pem(der: &[u8]) -> String {
+    use base64::Engine;
+    let b = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN EC PRIVATE KEY-----\n{}\n-----END EC PRIVATE KEY-----\n",
+        lines.join("\n")
+    )
+}
+
+/// The manifest records, for every key file kpki wrote, the SHA-256 of its
+/// bytes: the digest is the file's, on every path the key is written to.
+#[test]
+fn manifest_records_the_digest_of_every_key_file() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    assert_eq!(issue(&out, &[]).0, Some(0));
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(out.join("kpki-manifest.json")).unwrap()).unwrap();
+    let mut seen = 0;
+    for e in m["entries"].as_array().unwrap() {
+        let keys: Vec<&str> = e["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap())
+            .filter(|f| {
+                std::fs::read_to_string(out.join(f)).is_ok_and(|t| t.contains("PRIVATE KEY"))
+            })
+            .collect();
+        if keys.is_empty() {
+            // A key that lives only in a kubeconfig: nothing to record.
+            assert!(e.get("key_sha256").is_none(), "{e}");
+            continue;
+        }
+        let h = e["key_sha256"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no key digest for {}", e["id"]));
+        for f in keys {
+            let digest = std::process::Command::new(common::tool("sha256sum"))
+                .arg(out.join(f))
+                .output()
+                .unwrap();
+            let digest = String::from_utf8(digest.stdout).unwrap();
+            assert!(digest.starts_with(h), "{f}: {digest} != {h}");
+            seen += 1;
+        }
+    }
+    assert!(seen > 20, "{seen}");
+}
+
+/// A key file replaced after a no-op run by another valid P-256 key of the
+/// same size (another output's key of the same leaf): the digest no longer
+/// matches, the key is parsed in full and refused as before the shortcut
+/// (same exit code and message as with a manifest without key digests);
+/// check reports T007.
+#[test]
+fn key_replaced_after_noop_run_is_noticed_as_without_the_shortcut() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, b, c) = (t.path().join("a"), t.path().join("b"), t.path().join("c"));
+    for d in [&a, &b] {
+        assert_eq!(issue(d, &[]).0, Some(0));
+    }
+    let (code, out, _) = issue(&b, &[]);
+    assert_eq!((code, out.contains("wrote 0 file(s)")), (Some(0), true));
+    let rel = format!("{LEAF}.key");
+    let (ka, kb) = (
+        std::fs::read(a.join(&rel)).unwrap(),
+        std::fs::read(b.join(&rel)).unwrap(),
+    );
+    assert_eq!(ka.len(), kb.len());
+    assert_ne!(ka, kb);
+    std::fs::write(b.join(&rel), &ka).unwrap();
+    // The same tree, its manifest without key digests: today's full parse.
+    let cp = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&b)
+        .arg(&c)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    strip_key_digests(&c);
+    let (fast, slow) = (issue(&b, &[]), issue(&c, &[]));
+    assert_eq!(fast.0, Some(2), "{}", fast.2);
+    assert!(
+        fast.2.contains("does not match its private key"),
+        "{}",
+        fast.2
+    );
+    let norm = |s: &str, d: &Path| s.replace(&d.display().to_string(), "OUT");
+    assert_eq!((fast.0, norm(&fast.2, &b)), (slow.0, norm(&slow.2, &c)));
+    let found = problems(&check_json(&b));
+    assert!(
+        found
+            .iter()
+            .any(|(c, f)| c == "T007" && f.contains(&format!("{LEAF}.crt"))),
+        "{found:?}"
+    );
+}
+
+/// A key file whose scalar is unchanged but whose embedded public point is
+/// another key's (same size, still a valid SEC1 key): its digest differs,
+/// so the point is not trusted; the full parse derives the right one, the
+/// run keeps the certificate and rewrites the file as it was.
+#[test]
+fn key_file_with_foreign_point_is_not_trusted() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, b) = (t.path().join("a"), t.path().join("b"));
+    for d in [&a, &b] {
+        assert_eq!(issue(d, &[]).0, Some(0));
+    }
+    let before = snapshot(&b);
+    let rel = format!("{LEAF}.key");
+    let (pa, mut pb) = (
+        pem_der(&std::fs::read_to_string(a.join(&rel)).unwrap()),
+        pem_der(&std::fs::read_to_string(b.join(&rel)).unwrap()),
+    );
+    let n = pb.len();
+    assert_eq!(pa.len(), n);
+    pb[n - 65..].copy_from_slice(&pa[n - 65..]);
+    std::fs::write(b.join(&rel), der_pem(&pb)).unwrap();
+    assert_ne!(snapshot(&b), before);
+    let (code, out, err) = issue(&b, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("wrote 1 file(s)"), "{out}");
+    assert_eq!(snapshot(&b), before);
+}
+
+/// A manifest without key digests (an older version's) still works: the
+/// re-run parses every key in full, changes no certificate or key, and
+/// writes the manifest back with the digests (the same bytes as the
+/// first run's); the run after that writes nothing.
+#[test]
+fn manifest_without_key_digests_reruns_byte_identical() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    assert_eq!(issue(&out, &[]).0, Some(0));
+    let before = snapshot(&out);
+    strip_key_digests(&out);
+    let (code, text, err) = issue(&out, &["--jobs", "1"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(text.contains("wrote 1 file(s)"), "{text}");
+    assert_eq!(snapshot(&out), before);
+    let (code, text, _) = issue(&out, &["--jobs", "2"]);
+    assert_eq!(code, Some(0));
+    assert!(text.contains("wrote 0 file(s)"), "{text}");
+    assert_eq!(snapshot(&out), before);
+}

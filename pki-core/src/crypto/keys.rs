@@ -225,6 +225,60 @@ impl PrivateKey {
         Err(CryptoError::NoPemBlock)
     }
 
+    /// Parses a key file that is byte for byte one kpki wrote (the caller
+    /// checked its digest against the manifest): a SEC1 `EC PRIVATE KEY`
+    /// takes its public key from the structure's own `publicKey` field
+    /// (which kpki wrote from the derived key), skipping the scalar
+    /// multiplication; the point is still checked to be on the curve. Any
+    /// other form, or a SEC1 key without that field, is parsed as
+    /// [`PrivateKey::from_pem`] does. Never call this for a file whose bytes
+    /// were not verified: a mismatched point would be trusted.
+    pub(crate) fn from_pem_as_written(pem: &str) -> Result<Self, CryptoError> {
+        let blocks = pem::decode_all(pem)?;
+        if let [block] = blocks.as_slice()
+            && block.label == "EC PRIVATE KEY"
+            && let Some(key) = Self::from_sec1_der_as_written(&block.der)?
+        {
+            return Ok(key);
+        }
+        Self::from_pem(pem)
+    }
+
+    /// The SEC1 shortcut of [`PrivateKey::from_pem_as_written`]; None when
+    /// the structure has no public key or names another curve.
+    fn from_sec1_der_as_written(der: &[u8]) -> Result<Option<Self>, CryptoError> {
+        let parsed = sec1::EcPrivateKey::from_der(der)
+            .map_err(|e| CryptoError::KeyDecode(format!("SEC1 EC private key: {e}")))?;
+        let (Some(curve), Some(point)) = (
+            parsed.parameters.and_then(|p| p.named_curve()),
+            parsed.public_key,
+        ) else {
+            return Ok(None);
+        };
+        let encode = |d: Result<spki::Document, spki::Error>| {
+            d.map(|d| PublicKey {
+                der: d.as_bytes().to_vec(),
+            })
+            .map_err(|e| CryptoError::KeyDecode(format!("EC public key: {e}")))
+        };
+        let (inner, public) = if curve == OID_SECP256R1 {
+            let secret = p256::SecretKey::from_slice(parsed.private_key)
+                .map_err(|_| CryptoError::KeyDecode("invalid P-256 scalar".into()))?;
+            let public = p256::PublicKey::from_sec1_bytes(point)
+                .map_err(|_| CryptoError::KeyDecode("invalid P-256 public key".into()))?;
+            (Inner::P256(secret), encode(public.to_public_key_der())?)
+        } else if curve == OID_SECP384R1 {
+            let secret = p384::SecretKey::from_slice(parsed.private_key)
+                .map_err(|_| CryptoError::KeyDecode("invalid P-384 scalar".into()))?;
+            let public = p384::PublicKey::from_sec1_bytes(point)
+                .map_err(|_| CryptoError::KeyDecode("invalid P-384 public key".into()))?;
+            (Inner::P384(secret), encode(public.to_public_key_der())?)
+        } else {
+            return Ok(None);
+        };
+        Ok(Some(PrivateKey::with_public(inner, public)))
+    }
+
     fn from_pkcs1_der(der: &[u8]) -> Result<Self, CryptoError> {
         let parsed = pkcs1::RsaPrivateKeyRef::from_der(der)
             .map_err(|e| CryptoError::KeyDecode(format!("PKCS#1 RSA private key: {e}")))?;
@@ -500,6 +554,49 @@ mod tests {
                 PrivateKey::from_pem(&ours).unwrap().public_key(),
                 k.public_key()
             );
+        }
+    }
+
+    /// A key file as kpki wrote it parses to the same key with or without
+    /// the shortcut; the shortcut takes the embedded point (no derivation),
+    /// and refuses a point that is not on the curve.
+    #[test]
+    fn as_written_takes_the_embedded_point() {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        for alg in [KeyAlgorithm::EcdsaP256, KeyAlgorithm::EcdsaP384] {
+            let (k, other) = (
+                PrivateKey::generate(alg).unwrap(),
+                PrivateKey::generate(alg).unwrap(),
+            );
+            let pem = k.to_pem().unwrap();
+            let fast = PrivateKey::from_pem_as_written(&pem).unwrap();
+            assert_eq!(fast.public_key(), k.public_key(), "{alg:?}");
+            assert_eq!(*fast.to_pem().unwrap(), *pem);
+            // The scalar of `k` with the point of `other`: the shortcut
+            // believes the file (so the caller must have checked its
+            // digest); a full parse derives the right point.
+            let der = |p: &str| {
+                let body: String = p.lines().filter(|l| !l.starts_with("-----")).collect();
+                b64.decode(body).unwrap()
+            };
+            let (mut mixed, theirs) = (der(&pem), der(&other.to_pem().unwrap()));
+            let n = match alg {
+                KeyAlgorithm::EcdsaP256 => 65,
+                _ => 97,
+            };
+            let (ml, tl) = (mixed.len(), theirs.len());
+            mixed[ml - n..].copy_from_slice(&theirs[tl - n..]);
+            let mixed_pem = super::pem::encode("EC PRIVATE KEY", &mixed).unwrap();
+            let believed = PrivateKey::from_pem_as_written(&mixed_pem).unwrap();
+            assert_eq!(believed.public_key(), other.public_key());
+            let full = PrivateKey::from_pem(&mixed_pem).unwrap();
+            assert_eq!(full.public_key(), k.public_key());
+            // A point off the curve is an error, never a key.
+            let last = mixed.len() - 1;
+            mixed[last] ^= 1;
+            let off = super::pem::encode("EC PRIVATE KEY", &mixed).unwrap();
+            assert!(PrivateKey::from_pem_as_written(&off).is_err());
         }
     }
 }

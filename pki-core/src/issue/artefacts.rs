@@ -53,6 +53,12 @@ pub struct ManifestEntry {
     pub not_after: String,
     /// Output-relative files.
     pub files: Vec<String>,
+    /// SHA-256 of the private-key file's bytes as kpki encoded and wrote
+    /// them, hex: a later run that finds the same bytes takes the public key
+    /// from the file instead of deriving it again. Absent for adopted and
+    /// token-held keys, and in manifests of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_sha256: Option<String>,
 }
 
 /// `kpki-manifest.json`: what was issued.
@@ -292,6 +298,10 @@ pub(crate) fn render(
                         }),
                     ),
                 };
+                // Only bytes kpki encoded itself: an adopted file's embedded
+                // public key was never checked against its scalar here.
+                let key_sha256 =
+                    (f.adopted.is_none() && !key_bytes.is_empty()).then(|| sha256_hex(&key_bytes));
                 let key = Artefact {
                     paths: kp.clone(),
                     bytes: key_bytes,
@@ -345,6 +355,7 @@ pub(crate) fn render(
                     not_before: rfc3339(f.parsed.not_before),
                     not_after: rfc3339(f.parsed.not_after),
                     files,
+                    key_sha256,
                 });
             }
             Node::KeyPair(k) => {
@@ -362,9 +373,11 @@ pub(crate) fn render(
                     })?);
                 }
                 let (pp, qp) = (paths(id, Part::PrivateKey), paths(id, Part::PublicKey));
+                let key_bytes = key_pem(&k.id, key)?;
+                let key_sha256 = Some(sha256_hex(&key_bytes));
                 pair_files.push(Artefact {
                     paths: pp.clone(),
-                    bytes: key_pem(&k.id, key)?,
+                    bytes: key_bytes,
                     mode: Mode::Secret,
                 });
                 pair_files.push(Artefact {
@@ -379,6 +392,7 @@ pub(crate) fn render(
                     kind: "keypair".into(),
                     sha256: sha256_hex(public.spki_der()),
                     files,
+                    key_sha256,
                     ..Default::default()
                 });
             }
@@ -590,7 +604,7 @@ fn extras(
     Ok(out)
 }
 
-fn sha256_hex(b: &[u8]) -> String {
+pub(crate) fn sha256_hex(b: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(b)
         .iter()

@@ -30,6 +30,8 @@ pub(crate) struct Existing {
     pub(crate) etcd_change: Option<crate::outputs::MembershipChange>,
     /// The manifest's certificates: id -> (SHA-256 of the DER, issuer id).
     recorded: BTreeMap<String, (String, String)>,
+    /// The manifest's key files: id -> SHA-256 of the bytes kpki wrote.
+    recorded_keys: BTreeMap<String, String>,
     /// The rotation in progress (from the manifest).
     pub(crate) rotation: Option<super::artefacts::Rotation>,
     /// Finished rotations (from the manifest).
@@ -68,6 +70,14 @@ fn read_text(
     let bytes = store
         .read(path)
         .map_err(|e| bad(path, format!("cannot read: {}", e.message)))?;
+    as_text(path, bytes)
+}
+
+/// [`read_text`] of bytes read already.
+fn as_text(
+    path: &str,
+    bytes: Option<Vec<u8>>,
+) -> Result<Option<zeroize::Zeroizing<String>>, IssueError> {
     bytes
         .map(|b| {
             String::from_utf8(b)
@@ -82,6 +92,31 @@ fn read_text(
 
 fn parse_key(path: &str, text: &str) -> Result<PrivateKey, IssueError> {
     PrivateKey::from_pem(text).map_err(|e| bad(path, format!("is not a usable private key ({e})")))
+}
+
+/// Parses a key file; `as_written` (its bytes are the ones the manifest
+/// recorded) lets an EC key take its public key from the file. A keypair's
+/// public key (`pair_sha`, a keypair's manifest digest) must then also have
+/// the digest the manifest recorded. Anything else is parsed in full.
+fn parse_key_as(
+    path: &str,
+    text: &str,
+    as_written: bool,
+    pair_sha: Option<&str>,
+) -> Result<PrivateKey, IssueError> {
+    if !as_written {
+        return parse_key(path, text);
+    }
+    match PrivateKey::from_pem_as_written(text) {
+        Ok(k)
+            if pair_sha.is_none_or(|sha| {
+                sha == super::artefacts::sha256_hex(k.public_key().spki_der())
+            }) =>
+        {
+            Ok(k)
+        }
+        _ => parse_key(path, text),
+    }
 }
 
 fn parse_cert(path: &str, text: &str) -> Result<ParsedCert, IssueError> {
@@ -107,6 +142,7 @@ impl Existing {
             replaced: BTreeMap::new(),
             pending: BTreeSet::new(),
             recorded: BTreeMap::new(),
+            recorded_keys: BTreeMap::new(),
             rotation: None,
             rotations: Vec::new(),
             trust_extra: BTreeMap::new(),
@@ -120,54 +156,112 @@ impl Existing {
                 .part(id, part)
                 .and_then(|f| f.output_paths().into_iter().next())
         };
-        // Read every key and certificate (in order), then parse them in
-        // parallel: deriving each EC public key is a scalar multiplication.
-        enum Kind {
-            Key,
-            Cert,
-        }
-        let mut texts = Vec::new();
-        for (id, n) in g.iter() {
-            let parts: &[(Part, Kind)] = match n {
-                Node::Cert(_) => &[(Part::Key, Kind::Key), (Part::Cert, Kind::Cert)],
-                Node::KeyPair(_) => &[(Part::PrivateKey, Kind::Key)],
-                Node::Kubeconfig(_) => &[],
-            };
-            for (part, kind) in parts {
-                if let Some(p) = first(id, *part)
-                    && let Some(t) = read_text(store, &p)?
-                {
-                    texts.push((id, kind, p, t));
+        // The manifest first: its digests say which key files are byte for
+        // byte what kpki wrote.
+        if let Ok(Some(bytes)) = store.read("kpki-manifest.json")
+            && let Ok(m) = serde_json::from_slice::<super::artefacts::Manifest>(&bytes)
+        {
+            e.renewals = m.renewals;
+            e.etcd_members = Some(m.etcd_members);
+            e.etcd_change = m.etcd_change;
+            e.rotation = m.rotation;
+            e.rotations = m.rotations;
+            for x in m.entries {
+                if let Some(k) = x.key_sha256 {
+                    e.recorded_keys.insert(x.id.clone(), k);
                 }
+                e.recorded.insert(x.id, (x.sha256, x.issuer));
             }
         }
-        enum Parsed {
-            Key(PrivateKey),
-            Cert(Box<ParsedCert>),
+        // Read every key and certificate (in order), then parse them in
+        // parallel: deriving each EC public key is a scalar multiplication.
+        // A key file whose bytes are the ones the manifest recorded (and,
+        // for a certificate's key, next to the certificate the manifest
+        // recorded) takes its public key from the file instead; any other
+        // key file is parsed in full.
+        type Text = Option<(String, zeroize::Zeroizing<String>)>;
+        let mut nodes = Vec::new();
+        for (id, n) in g.iter() {
+            match n {
+                Node::Cert(_) => {
+                    nodes.push((id, true, first(id, Part::Key), first(id, Part::Cert)))
+                }
+                Node::KeyPair(_) => nodes.push((id, false, first(id, Part::PrivateKey), None)),
+                Node::Kubeconfig(_) => {}
+            }
+        }
+        // Read in parallel where the store can (opening each file by path is
+        // most of a no-op run's system time); errors in order, as when serial.
+        let paths: Vec<&str> = nodes
+            .iter()
+            .flat_map(|(_, _, k, c)| [k, c])
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        let mut read = store.read_many(&paths).into_iter();
+        let mut next = |p: Option<String>| -> Result<Text, IssueError> {
+            let Some(p) = p else { return Ok(None) };
+            let bytes = read
+                .next()
+                .ok_or_else(|| bad(&p, "was not read"))?
+                .map_err(|e| bad(&p, format!("cannot read: {}", e.message)))?
+                // The buffer moves out whole: no unwiped copy is left.
+                .map(|mut b| std::mem::take(&mut *b));
+            Ok(as_text(&p, bytes)?.map(|t| (p, t)))
+        };
+        let mut texts: Vec<(NodeId, bool, Text, Text)> = Vec::new();
+        for (id, has_cert, k, c) in nodes {
+            let key = next(k)?;
+            let cert = next(c)?;
+            texts.push((id, has_cert, key, cert));
         }
         use rayon::prelude::*;
-        let parsed: Vec<(NodeId, String, Parsed)> = texts
+        type Parsed = (
+            NodeId,
+            Option<(String, PrivateKey)>,
+            Option<(String, ParsedCert)>,
+        );
+        let recorded = &e.recorded;
+        let recorded_keys = &e.recorded_keys;
+        let parsed: Vec<Parsed> = texts
             .into_par_iter()
-            .map(|(id, kind, p, t)| {
-                let x = match kind {
-                    Kind::Key => Parsed::Key(parse_key(&p, &t)?),
-                    Kind::Cert => Parsed::Cert(Box::new(parse_cert(&p, &t)?)),
+            .map(|(id, has_cert, key, cert)| {
+                let name = g.id_of(id);
+                // Errors in file order (key, then certificate), as when serial.
+                let cert = cert.map(|(p, t)| parse_cert(&p, &t).map(|c| (p, c)));
+                let key = match key {
+                    Some((p, t)) => {
+                        let as_written = recorded_keys
+                            .get(&name)
+                            .is_some_and(|h| *h == super::artefacts::sha256_hex(t.as_bytes()))
+                            && match (&cert, recorded.get(&name)) {
+                                (Some(Ok((_, c))), Some((sha, _))) => {
+                                    *sha == c.sha256_fingerprint()
+                                }
+                                (None, Some(_)) => !has_cert,
+                                _ => false,
+                            };
+                        let pair_sha = recorded
+                            .get(&name)
+                            .filter(|_| !has_cert)
+                            .map(|(sha, _)| sha.as_str());
+                        Some(parse_key_as(&p, &t, as_written, pair_sha).map(|k| (p, k)))
+                    }
+                    None => None,
                 };
-                Ok((id, p, x))
+                Ok((id, key.transpose()?, cert.transpose()?))
             })
             .collect::<Vec<Result<_, IssueError>>>()
             // In order: the error reported is the first one, as when serial.
             .into_iter()
             .collect::<Result<_, _>>()?;
-        for (id, p, x) in parsed {
-            match x {
-                Parsed::Key(k) => {
-                    e.keys.insert(id, k);
-                    e.key_paths.insert(id, p);
-                }
-                Parsed::Cert(c) => {
-                    e.certs.insert(id, (*c, p));
-                }
+        for (id, key, cert) in parsed {
+            if let Some((p, k)) = key {
+                e.keys.insert(id, k);
+                e.key_paths.insert(id, p);
+            }
+            if let Some((p, c)) = cert {
+                e.certs.insert(id, (c, p));
             }
         }
         // Certificates that live only inside kubeconfigs (kubeadm's admin.conf...).
@@ -220,20 +314,6 @@ impl Existing {
                     .and_then(|y| crate::outputs::BootstrapToken::expiration_of_manifest(&y));
                 t
             });
-        }
-        if let Ok(Some(bytes)) = store.read("kpki-manifest.json")
-            && let Ok(m) = serde_json::from_slice::<super::artefacts::Manifest>(&bytes)
-        {
-            e.renewals = m.renewals;
-            e.etcd_members = Some(m.etcd_members);
-            e.etcd_change = m.etcd_change;
-            e.rotation = m.rotation;
-            e.rotations = m.rotations;
-            e.recorded = m
-                .entries
-                .into_iter()
-                .map(|x| (x.id, (x.sha256, x.issuer)))
-                .collect();
         }
         e.load_rotation(plan, store)?;
         // A run killed while re-keying leaves new keys beside old certificates;

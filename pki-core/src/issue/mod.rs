@@ -529,13 +529,23 @@ pub fn issue(
     // CAs before leaves); the manifest last, once the rest is durable.
     let mut batch: Vec<(&str, &[u8], crate::store::Mode)> = Vec::new();
     let mut manifest_write = Vec::new();
+    // Every file is compared with its bytes first (in parallel where the
+    // store can); the error reported is the first in file order.
+    let items: Vec<(&str, &[u8])> = files
+        .items
+        .iter()
+        .flat_map(|a| a.paths.iter().map(|p| (p.as_str(), a.bytes.as_slice())))
+        .collect();
+    let mut same = store.same_many(&items).into_iter();
     for art in &files.items {
         for path in &art.paths {
-            let before = store.read(path)?;
-            let change = match before {
+            let change = match same
+                .next()
+                .ok_or_else(|| IssueError::Order(format!("{path}: not compared")))??
+            {
                 None => FileChange::Created,
-                Some(b) if b == *art.bytes => FileChange::Unchanged,
-                Some(_) => FileChange::Updated,
+                Some(true) => FileChange::Unchanged,
+                Some(false) => FileChange::Updated,
             };
             if change != FileChange::Unchanged {
                 if path == MANIFEST {

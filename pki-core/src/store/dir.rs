@@ -203,7 +203,11 @@ impl DirStore {
     /// and removes the temp files (any name starting with [`TEMP_PREFIX`]) a
     /// killed run left. Never follows a symbolic link.
     fn sweep(&self, dir: &Path) -> Result<(), StoreError> {
+        use rayon::prelude::*;
         let entries = fs::read_dir(dir).map_err(|e| err(dir, e))?;
+        // Subdirectories are swept in parallel (a fleet's tree has tens of
+        // thousands); the error reported is the first in directory order.
+        let mut subdirs = Vec::new();
         for e in entries.flatten() {
             let temp = e.file_name().to_string_lossy().starts_with(TEMP_PREFIX);
             // The type readdir reports (no stat per file): a regular file
@@ -221,10 +225,15 @@ impl DirStore {
                 check_owner(&p, &meta, "this symbolic link")?;
             } else if meta.is_dir() {
                 check_dir(&p, &meta)?;
-                self.sweep(&p)?;
+                subdirs.push(p);
             }
         }
-        Ok(())
+        subdirs
+            .par_iter()
+            .map(|p| self.sweep(p))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect()
     }
 
     /// Removes a node bundle (`nodes/<node>`, see [`stale_bundles`]) and
@@ -377,6 +386,33 @@ impl PkiStore for DirStore {
                 Ok(_) => Err(err(&p, m)),
             },
         }
+    }
+
+    /// Reads in parallel (a no-op run at fleet scale reads every key and
+    /// certificate: opening each by path is most of its system time).
+    fn read_many(
+        &self,
+        paths: &[&str],
+    ) -> Vec<Result<Option<zeroize::Zeroizing<Vec<u8>>>, StoreError>> {
+        use rayon::prelude::*;
+        paths
+            .par_iter()
+            .map(|p| Ok(self.read(p)?.map(zeroize::Zeroizing::new)))
+            .collect()
+    }
+
+    /// Compares in parallel (at fleet scale a no-op run compares tens of
+    /// thousands of files; opening each by path is most of its cost).
+    fn same_many(&self, items: &[(&str, &[u8])]) -> Vec<Result<Option<bool>, StoreError>> {
+        use rayon::prelude::*;
+        items
+            .par_iter()
+            .map(|(p, b)| {
+                Ok(self
+                    .read(p)?
+                    .map(|x| zeroize::Zeroizing::new(x).as_slice() == *b))
+            })
+            .collect()
     }
 
     fn write(&mut self, rel: &str, bytes: &[u8], mode: Mode) -> Result<(), StoreError> {

@@ -52,6 +52,33 @@ pub trait PkiStore {
     fn write(&mut self, path: &str, bytes: &[u8], mode: Mode) -> Result<(), StoreError>;
     /// Removes `path` if it exists.
     fn remove(&mut self, path: &str) -> Result<(), StoreError>;
+    /// Reads many files: one result per path, in order (as
+    /// [`PkiStore::read`] of each); the bytes are wiped when dropped (they
+    /// may be keys). Stores may read them in parallel.
+    fn read_many(
+        &self,
+        paths: &[&str],
+    ) -> Vec<Result<Option<zeroize::Zeroizing<Vec<u8>>>, StoreError>> {
+        paths
+            .iter()
+            .map(|p| Ok(self.read(p)?.map(zeroize::Zeroizing::new)))
+            .collect()
+    }
+    /// Compares many files with the bytes a run would write: one result per
+    /// item, in order: `None` when the file does not exist, else whether it
+    /// holds exactly those bytes (as [`PkiStore::read`] and `==`). What was
+    /// read is wiped and dropped at once (it may be a key). Stores may
+    /// compare in parallel.
+    fn same_many(&self, items: &[(&str, &[u8])]) -> Vec<Result<Option<bool>, StoreError>> {
+        items
+            .iter()
+            .map(|(p, b)| {
+                Ok(self
+                    .read(p)?
+                    .map(|x| zeroize::Zeroizing::new(x).as_slice() == *b))
+            })
+            .collect()
+    }
     /// Writes many files; each one atomically, in order. Stores may do it faster.
     fn write_batch(&mut self, items: &[(&str, &[u8], Mode)]) -> Result<(), StoreError> {
         items.iter().try_for_each(|(p, b, m)| self.write(p, b, *m))
