@@ -742,15 +742,31 @@ fn rotating_both_etcd_cas_with_rolling_restarts_loses_no_write() {
                 i += 1;
                 let put = || c.etcdctl(&endpoints, &["put", "/kpki/rotation", &i.to_string()]);
                 let (mut ok, mut out, mut err) = put();
-                // A member that has just started answers its client port
-                // over HTTP/1 before its gRPC service is up (etcd's own
-                // start-up, not TLS): clients retry such a call, so the
-                // writer does too, once. Any other failure (a TLS or
-                // certificate error above all) counts.
-                if !ok && err.contains("missing content-type field") {
-                    eprintln!("put {i}: a member was still starting; retried");
-                    sleep(Duration::from_millis(200));
+                // etcd's own availability errors are retried, as clients
+                // do, up to 5 times: a member that has just started answers
+                // its client port over HTTP/1 before its gRPC service is up
+                // ("missing content-type field"), and on a loaded machine a
+                // restart can still cost an election ("request timed out,
+                // possibly due to previous leader failure", "leader
+                // changed"). The put is idempotent (same key, same value).
+                // Any other failure (a TLS or certificate error above all)
+                // counts at once, and so does a put still failing after 5.
+                let transient = |e: &str| {
+                    [
+                        "missing content-type field",
+                        "etcdserver: request timed out",
+                        "etcdserver: leader changed",
+                        "etcdserver: no leader",
+                    ]
+                    .iter()
+                    .any(|t| e.contains(t))
+                };
+                let mut tries = 1;
+                while !ok && tries < 5 && transient(&err) {
+                    eprintln!("put {i}: etcd not available yet (try {tries}); retried");
+                    sleep(Duration::from_millis(300));
                     (ok, out, err) = put();
+                    tries += 1;
                 }
                 if ok {
                     ok_count += 1;

@@ -403,6 +403,23 @@ impl signature::Signer<RawSignature> for KeySigner<'_> {
     }
 }
 
+/// ECDSA over `msg` (curve, digest, secret key), RFC 6979 (deterministic,
+/// as `SigningKey` signs), DER. From the secret scalar alone:
+/// `SigningKey::from(SecretKey)` would derive the public point again, a
+/// second scalar multiplication per signature.
+macro_rules! ecdsa_rfc6979 {
+    ($curve:ty, $digest:ty, $key:expr, $msg:expr) => {{
+        use sha2::Digest;
+        let z = <$digest>::digest($msg);
+        let (sig, _) = ecdsa::hazmat::sign_prehashed_rfc6979::<$curve, $digest>(
+            &$key.to_nonzero_scalar(),
+            &z,
+            &[],
+        );
+        sig.to_der().to_vec()
+    }};
+}
+
 /// Sign `msg` with the key's X.509 signature algorithm (see
 /// [`signature_algorithm_for`]).
 pub(crate) fn sign(key: &PrivateKey, msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
@@ -418,29 +435,8 @@ pub(crate) fn sign(key: &PrivateKey, msg: &[u8]) -> Result<Vec<u8>, CryptoError>
                 .map_err(|e| CryptoError::Signing(e.to_string()))?;
             Ok(sig.to_vec())
         }
-        // RFC 6979 (deterministic, as `SigningKey` signs) from the secret
-        // scalar alone: `SigningKey::from(SecretKey)` would derive the
-        // public point again, a second scalar multiplication per signature.
-        Inner::P256(k) => {
-            use sha2::Digest;
-            let z = sha2::Sha256::digest(msg);
-            let (sig, _) = ecdsa::hazmat::sign_prehashed_rfc6979::<p256::NistP256, sha2::Sha256>(
-                &k.to_nonzero_scalar(),
-                &z,
-                &[],
-            );
-            Ok(sig.to_der().to_vec())
-        }
-        Inner::P384(k) => {
-            use sha2::Digest;
-            let z = sha2::Sha384::digest(msg);
-            let (sig, _) = ecdsa::hazmat::sign_prehashed_rfc6979::<p384::NistP384, sha2::Sha384>(
-                &k.to_nonzero_scalar(),
-                &z,
-                &[],
-            );
-            Ok(sig.to_der().to_vec())
-        }
+        Inner::P256(k) => Ok(ecdsa_rfc6979!(p256::NistP256, sha2::Sha256, k, msg)),
+        Inner::P384(k) => Ok(ecdsa_rfc6979!(p384::NistP384, sha2::Sha384, k, msg)),
     }
 }
 
