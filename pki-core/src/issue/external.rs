@@ -176,69 +176,55 @@ pub fn csr(
     let mut requests: Vec<(String, String)> = Vec::new();
     let token = super::open_token(plan)?;
     for (id, c) in ids {
-        if plan.token_held(id) {
+        let crypto = |source| IssueError::Crypto {
+            id: c.id.clone(),
+            source,
+        };
+        let key = if plan.token_held(id) {
             // The key lives in the PKCS#11 token: the newest one it holds
             // for this CA (the one `kpki issue` uses), else a new one made
             // inside it. Nothing is written but the request.
-            let crypto = |source| IssueError::Crypto {
-                id: c.id.clone(),
-                source,
-            };
             let held = match &token {
                 Some(t) => t.keys_of(&c.id).map_err(crypto)?.pop(),
                 None => None,
             };
-            let key = match held {
+            match held {
                 Some(k) => k,
                 None => {
                     report.new_keys.push(c.id.clone());
                     super::generate_in_token(plan, token.as_ref(), id, super::algorithm(c)?)?
                 }
-            };
-            let pem = build_csr(&request_params(c), &key).map_err(crypto)?;
-            let path = csr_path(&c.id);
-            requests.push((path.clone(), pem));
-            report.requests.push((c.id.clone(), path));
-            continue;
-        }
-        let Some(key_path) = first_path(plan, id, Part::Key) else {
-            if c.is_ca {
-                return Err(IssueError::Order(format!(
-                    "{}: the plan keeps no key file for it",
-                    c.id
-                )));
             }
-            report.skipped.push(c.id.clone());
-            continue;
-        };
-        let key = match read_key(store, &key_path)? {
-            Some(k) => k,
-            None => {
-                let alg = super::algorithm(c)?;
-                let k = backend.generate(alg).map_err(|source| IssueError::Crypto {
-                    id: c.id.clone(),
-                    source,
-                })?;
-                let pem = k.to_pem().map_err(|source| IssueError::Crypto {
-                    id: c.id.clone(),
-                    source,
-                })?;
-                for p in plan
-                    .layout
-                    .part(id, Part::Key)
-                    .map(|f| f.output_paths())
-                    .unwrap_or_default()
-                {
-                    keys.push((p, pem.clone()));
+        } else {
+            let Some(key_path) = first_path(plan, id, Part::Key) else {
+                if c.is_ca {
+                    return Err(IssueError::Order(format!(
+                        "{}: the plan keeps no key file for it",
+                        c.id
+                    )));
                 }
-                report.new_keys.push(c.id.clone());
-                k
+                report.skipped.push(c.id.clone());
+                continue;
+            };
+            match read_key(store, &key_path)? {
+                Some(k) => k,
+                None => {
+                    let k = backend.generate(super::algorithm(c)?).map_err(crypto)?;
+                    let pem = k.to_pem().map_err(crypto)?;
+                    for p in plan
+                        .layout
+                        .part(id, Part::Key)
+                        .map(|f| f.output_paths())
+                        .unwrap_or_default()
+                    {
+                        keys.push((p, pem.clone()));
+                    }
+                    report.new_keys.push(c.id.clone());
+                    k
+                }
             }
         };
-        let pem = build_csr(&request_params(c), &key).map_err(|source| IssueError::Crypto {
-            id: c.id.clone(),
-            source,
-        })?;
+        let pem = build_csr(&request_params(c), &key).map_err(crypto)?;
         let path = csr_path(&c.id);
         requests.push((path.clone(), pem));
         report.requests.push((c.id.clone(), path));

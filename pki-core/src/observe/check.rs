@@ -146,8 +146,8 @@ pub fn check_with(
     }
     if let Some(plan) = plan {
         let failed: BTreeSet<&str> = obs.problems.iter().map(|p| p.path.as_str()).collect();
-        // In a kpki directory every planned copy (cluster/ and each bundle) must exist.
         if matches!(obs.kind, super::DirKind::Kpki { .. }) {
+            // In a kpki directory every planned copy (cluster/ and each bundle) must exist.
             use rayon::prelude::*;
             // 55,000 paths in a 5,000-node output: looked up in parallel.
             let absent: Vec<(crate::graph::NodeId, String)> = plan
@@ -173,14 +173,11 @@ pub fn check_with(
                     });
                 }
             }
-        }
-        // Every copy of a planned file (cluster/ and each node's bundle, the
-        // first node's included) must equal the copy the graph was read from.
-        if matches!(obs.kind, super::DirKind::Kpki { .. }) {
+            // Every copy of a planned file (cluster/ and each node's bundle,
+            // the first node's included) must equal the copy the graph was
+            // read from.
             extra.extend(differing_copies(dir, plan));
-        }
-        // Bundles of nodes no longer in the spec (with their keys).
-        if matches!(obs.kind, super::DirKind::Kpki { .. }) {
+            // Bundles of nodes no longer in the spec (with their keys).
             for b in crate::store::stale_bundles(dir, &plan.layout) {
                 extra.push(Finding {
                     code: Code::D002,
