@@ -246,10 +246,6 @@ pub fn read_dir(
     // Which skeleton nodes have files, and their facts.
     let mut keep: BTreeMap<NodeId, Node> = BTreeMap::new();
     let mut parsed: BTreeMap<NodeId, ParsedCert> = BTreeMap::new();
-    // The ids `parsed` holds by public key (DER): a kubeconfig's CA is found
-    // without comparing it with every certificate (10,000 kubeconfigs times
-    // 10,000 leaves at fleet scale).
-    let mut by_key: BTreeMap<Vec<u8>, std::collections::BTreeSet<NodeId>> = BTreeMap::new();
     let mut used_files = std::collections::BTreeSet::new();
     // File -> the graph nodes it was recognised as.
     let mut roles: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
@@ -328,10 +324,6 @@ pub fn read_dir(
                 n.cert_path = (!seen.embedded).then(|| seen.file.clone());
                 n.key_path = seen.key;
                 obs.files.insert(id, seen.file);
-                by_key
-                    .entry(seen.pc.public_key.der.clone())
-                    .or_default()
-                    .insert(id);
                 parsed.insert(id, seen.pc);
                 keep.insert(id, Node::Cert(n));
             }
@@ -384,10 +376,6 @@ pub fn read_dir(
                     n.cert_path = None;
                     n.key_path = None;
                     obs.files.insert(k.client, path.clone());
-                    by_key
-                        .entry(cert.public_key.der.clone())
-                        .or_default()
-                        .insert(k.client);
                     parsed.insert(k.client, cert);
                     keep.insert(k.client, Node::Cert(n));
                 }
@@ -395,17 +383,14 @@ pub fn read_dir(
                 n.server = cfg.server;
                 n.file = path.clone();
                 // The CA it embeds: whichever observed CA has that certificate's key.
-                // (The lowest id whose certificate has that key, as a scan
-                // of `parsed` in order would find.)
-                n.ca =
-                    cfg.ca
-                        .as_ref()
-                        .and_then(|ca| {
-                            by_key.get(&ca.public_key.der)?.iter().copied().find(|i| {
-                                parsed.get(i).is_some_and(|p| p.public_key == ca.public_key)
-                            })
-                        })
-                        .unwrap_or(n.ca);
+                n.ca = parsed
+                    .iter()
+                    .find(|(_, p)| {
+                        cfg.ca
+                            .as_ref()
+                            .is_some_and(|ca| ca.public_key == p.public_key)
+                    })
+                    .map_or(n.ca, |(i, _)| *i);
                 obs.files.insert(id, path);
                 keep.insert(id, Node::Kubeconfig(n));
             }
