@@ -933,3 +933,112 @@ impl PkiStore for DirStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    /// Every name under `dir` (recursively, not following links).
+    fn names(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            out.push(e.file_name().to_string_lossy().into_owned());
+            if e.file_type().unwrap().is_dir() {
+                out.extend(names(&e.path()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn staged_leftover_dirs_are_swept_without_following_links() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("out");
+        let outside = t.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("keep.key"), b"x").unwrap();
+        // A killed run's staged trees: at the top and inside `nodes/`.
+        let top = root.join(format!("{TEMP_PREFIX}0123456789abcdef"));
+        fs::create_dir_all(top.join("w1/etc/kubernetes/pki")).unwrap();
+        fs::write(top.join("w1/etc/kubernetes/pki/ca.key"), b"k").unwrap();
+        std::os::unix::fs::symlink(&outside, top.join("w1/link")).unwrap();
+        let inner = root
+            .join("nodes")
+            .join(format!("{TEMP_PREFIX}fedcba9876543210"));
+        fs::create_dir_all(inner.join("etc")).unwrap();
+        fs::write(inner.join("etc/a.crt"), b"c").unwrap();
+        fs::set_permissions(&inner, fs::Permissions::from_mode(0o700)).unwrap();
+        fs::set_permissions(root.join("nodes"), fs::Permissions::from_mode(0o700)).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o700)).unwrap();
+        let store = DirStore::open(&root).unwrap();
+        assert!(!top.exists() && !inner.exists());
+        assert!(root.join("nodes").is_dir());
+        assert_eq!(fs::read(outside.join("keep.key")).unwrap(), b"x");
+        assert!(!names(&root).iter().any(|n| n.starts_with(TEMP_PREFIX)));
+        drop(store);
+    }
+
+    #[test]
+    fn batch_stages_new_trees_with_final_modes_and_later_bytes_win() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("out");
+        let mut s = DirStore::open(&root).unwrap();
+        s.write_batch(&[
+            ("cluster/pki/ca.key", b"k1", Mode::Secret),
+            ("nodes/w1/etc/kubernetes/pki/ca.crt", b"c1", Mode::Public),
+            ("nodes/w1/etc/kubernetes/kubelet.conf", b"kc", Mode::Secret),
+            ("kpki-manifest.json", b"m", Mode::Public),
+            ("cluster/pki/ca.key", b"k2", Mode::Secret),
+        ])
+        .unwrap();
+        assert_eq!(fs::read(root.join("cluster/pki/ca.key")).unwrap(), b"k2");
+        assert_eq!(mode(&root.join("cluster/pki/ca.key")), 0o600);
+        assert_eq!(mode(&root.join("kpki-manifest.json")), 0o644);
+        assert_eq!(
+            mode(&root.join("nodes/w1/etc/kubernetes/pki/ca.crt")),
+            0o644
+        );
+        assert_eq!(mode(&root.join("cluster")), 0o700);
+        assert_eq!(mode(&root.join("nodes")), 0o700);
+        assert_eq!(mode(&root.join("nodes/w1")), 0o755);
+        assert_eq!(mode(&root.join("nodes/w1/etc/kubernetes")), 0o755);
+        assert_eq!(mode(&root.join("nodes/w1/etc/kubernetes/pki")), 0o700);
+        // A node added later: its bundle is a new tree inside `nodes/`;
+        // files into existing directories replace the old ones.
+        s.write_batch(&[
+            (
+                "nodes/w2/var/lib/kubelet/pki/kubelet.key",
+                b"w2",
+                Mode::Secret,
+            ),
+            ("nodes/w1/etc/kubernetes/pki/ca.crt", b"c2", Mode::Public),
+        ])
+        .unwrap();
+        assert_eq!(mode(&root.join("nodes/w2")), 0o755);
+        assert_eq!(mode(&root.join("nodes/w2/var/lib/kubelet/pki")), 0o700);
+        assert_eq!(
+            fs::read(root.join("nodes/w1/etc/kubernetes/pki/ca.crt")).unwrap(),
+            b"c2"
+        );
+        assert!(!names(&root).iter().any(|n| n.starts_with(TEMP_PREFIX)));
+        // Reads: present, absent under a missing directory, absent in one.
+        let r = s.read_many(&[
+            "nodes/w2/var/lib/kubelet/pki/kubelet.key",
+            "nodes/w9/a/b",
+            "x/y/z",
+            "cluster/pki/nope",
+        ]);
+        assert_eq!(
+            r[0].as_ref().unwrap().as_deref().map(|b| b.to_vec()),
+            Some(b"w2".to_vec())
+        );
+        assert!(r[1..].iter().all(|x| x.as_ref().unwrap().is_none()));
+        assert!(s.write_batch(&[("a/../../x", b"x", Mode::Public)]).is_err());
+    }
+}
