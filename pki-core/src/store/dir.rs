@@ -419,13 +419,19 @@ impl Drop for Pending {
     }
 }
 
+/// Files to write into an existing directory: (batch index, bytes, mode).
+type DirectFiles<'a> = Vec<(usize, &'a [u8], u32)>;
+/// Directories to create in a stage (path inside it, mode).
+type StagedDirs = Vec<(String, u32)>;
+/// Files to write in a stage (path inside it, bytes, mode).
+type StagedFiles<'a> = Vec<(String, &'a [u8], u32)>;
+
 /// One unit of parallel writing.
 enum Unit<'a> {
-    /// Temp files into an existing directory: (batch index, name, bytes, mode).
-    Direct(PathBuf, Vec<(usize, &'a [u8], u32)>),
-    /// Part of a staged tree: directories to create (path inside the
-    /// stage, mode), then files (path inside the stage, bytes, mode).
-    Staged(usize, Vec<(String, u32)>, Vec<(String, &'a [u8], u32)>),
+    /// Temp files into an existing directory.
+    Direct(PathBuf, DirectFiles<'a>),
+    /// Part of a staged tree (stage index): its directories, then its files.
+    Staged(usize, StagedDirs, StagedFiles<'a>),
 }
 
 impl DirStore {
@@ -488,8 +494,8 @@ impl DirStore {
         // Where each file goes: (directory, name, stage index if staged).
         let mut stages: Vec<Stage> = Vec::new();
         let mut stage_of: HashMap<String, usize> = HashMap::new();
-        let mut direct: BTreeMap<String, Vec<(usize, &[u8], u32)>> = BTreeMap::new();
-        let mut staged_files: Vec<Vec<(String, &[u8], u32)>> = Vec::new();
+        let mut direct: BTreeMap<String, DirectFiles> = BTreeMap::new();
+        let mut staged_files: Vec<StagedFiles> = Vec::new();
         let mut place: Vec<Option<usize>> = Vec::with_capacity(items.len());
         let mut devs: BTreeMap<u64, PathBuf> = BTreeMap::new();
         if let Some(d) = self.safe_dirs.get("") {
@@ -595,8 +601,7 @@ impl DirStore {
             .map(|(d, f)| Unit::Direct(self.root.join(d), f))
             .collect();
         for (si, (s, files)) in stages.iter().zip(staged_files).enumerate() {
-            let mut parts: BTreeMap<&str, (Vec<(String, u32)>, Vec<(String, &[u8], u32)>)> =
-                BTreeMap::new();
+            let mut parts: BTreeMap<&str, (StagedDirs, StagedFiles)> = BTreeMap::new();
             for d in &s.dirs {
                 let inner = d.get(s.top.len() + 1..).unwrap_or_default();
                 let first = inner.split('/').next().unwrap_or_default();
