@@ -919,7 +919,14 @@ impl PkiStore for DirStore {
         self.write_batch(&[(rel, bytes, mode)])
     }
 
-    /// Writes many files crash-safely and fast; see [`DirStore::write_staged`].
+    /// Writes many files crash-safely and fast. Files into existing
+    /// directories go to temp files; a missing directory tree (`nodes` on a
+    /// first run, `nodes/<node>` for a new node) is built whole under a
+    /// temp name next to where it goes. Everything is written in parallel
+    /// and flushed once (syncfs) before the first rename; the renames
+    /// follow the given order (a new tree at the place of its last file)
+    /// and are flushed again. A crash leaves each file old or new, never
+    /// partial; the next run removes the temp names.
     fn write_batch(&mut self, items: &[(&str, &[u8], Mode)]) -> Result<(), StoreError> {
         self.write_staged(items)
     }
