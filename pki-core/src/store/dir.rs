@@ -1,6 +1,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -52,7 +53,11 @@ fn euid() -> u32 {
 
 /// Refuses what another user owns: only the caller and root are trusted.
 fn check_owner(path: &Path, meta: &fs::Metadata, what: &str) -> Result<(), StoreError> {
-    let uid = meta.uid();
+    check_uid(path, meta.uid(), what)
+}
+
+/// [`check_owner`] of an owner's user id.
+fn check_uid(path: &Path, uid: u32, what: &str) -> Result<(), StoreError> {
     if uid != 0 && uid != euid() {
         return Err(refuse(
             path,
@@ -66,11 +71,16 @@ fn check_owner(path: &Path, meta: &fs::Metadata, what: &str) -> Result<(), Store
 
 /// Refuses a directory another user could write into, as ssh's StrictModes does.
 fn check_dir(path: &Path, meta: &fs::Metadata) -> Result<(), StoreError> {
-    if !meta.is_dir() {
+    check_dir_raw(path, meta.is_dir(), meta.uid(), meta.mode())
+}
+
+/// [`check_dir`] of a file type, owner and mode.
+fn check_dir_raw(path: &Path, is_dir: bool, uid: u32, mode: u32) -> Result<(), StoreError> {
+    if !is_dir {
         return Err(err(path, "exists and is not a directory"));
     }
-    check_owner(path, meta, "this directory")?;
-    let mode = meta.mode() & 0o7777;
+    check_uid(path, uid, "this directory")?;
+    let mode = mode & 0o7777;
     if mode & 0o022 != 0 {
         return Err(refuse(
             path,
@@ -188,12 +198,13 @@ impl DirStore {
                 Err(fs::TryLockError::Error(e)) => return Err(err(&lock_path, e)),
             }
         }
-        let store = Self {
+        let mut store = Self {
             root: root.to_path_buf(),
             safe_dirs: HashMap::from([(String::new(), dev)]),
             _lock: lock,
         };
-        store.sweep(root)?;
+        let checked = store.sweep()?;
+        store.safe_dirs.extend(checked);
         Ok(store)
     }
 
@@ -205,44 +216,110 @@ impl DirStore {
     /// Checks every directory of the tree (see [`check_existing`]: nothing
     /// another user owns or can write, no symbolic link another user owns)
     /// and removes the temp files and staged directories (any name starting
-    /// with [`TEMP_PREFIX`]) a killed run left. Never follows a symbolic link.
-    fn sweep(&self, dir: &Path) -> Result<(), StoreError> {
+    /// with [`TEMP_PREFIX`]) a killed run left. Never follows a symbolic
+    /// link. Returns the directories checked (output-relative) with their
+    /// devices: a batch need not check them again.
+    fn sweep(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let fd = rustix::fs::open(
+            &self.root,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            RawMode::empty(),
+        )
+        .map_err(|e| err(&self.root, e))?;
+        Self::sweep_open(fd, &self.root, "")
+    }
+
+    /// Sweeps the open directory `fd` (at `path`, output-relative `rel`).
+    /// Each subdirectory is opened relative to it (no symbolic link
+    /// followed) and judged by `fstat` of its descriptor.
+    fn sweep_open(
+        fd: rustix::fd::OwnedFd,
+        path: &Path,
+        rel: &str,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
         use rayon::prelude::*;
-        let entries = fs::read_dir(dir).map_err(|e| err(dir, e))?;
-        // Subdirectories are swept in parallel (a fleet's tree has tens of
-        // thousands); the error reported is the first in directory order.
+        use rustix::fs::FileType;
+        let mut dir = rustix::fs::Dir::new(fd).map_err(|e| err(path, e))?;
         let mut subdirs = Vec::new();
-        for e in entries.flatten() {
-            let temp = e.file_name().to_string_lossy().starts_with(TEMP_PREFIX);
+        while let Some(e) = dir.read() {
+            let e = e.map_err(|e| err(path, e))?;
+            let name = e.file_name();
+            if matches!(name.to_bytes(), b"." | b"..") {
+                continue;
+            }
+            let temp = name.to_bytes().starts_with(TEMP_PREFIX.as_bytes());
+            let mut ft = e.file_type();
             // The type readdir reports (no stat per file): a regular file
             // that is not a temp file needs nothing here, and at fleet scale
             // the tree holds tens of thousands of them.
-            if !temp && e.file_type().is_ok_and(|t| t.is_file()) {
+            if !temp && ft == FileType::RegularFile {
                 continue;
             }
-            let p = e.path();
-            let Ok(meta) = e.metadata() else { continue };
-            if temp && !meta.is_dir() {
-                // Unlinking never follows a symlink: whoever planted it, it goes.
-                fs::remove_file(&p).map_err(|x| err(&p, x))?;
-            } else if temp {
+            let p = path.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+            let fd = dir.fd().map_err(|x| err(path, x))?;
+            if ft == FileType::Unknown || ft == FileType::Symlink {
+                let Ok(st) = rustix::fs::statat(fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                else {
+                    continue;
+                };
+                ft = FileType::from_raw_mode(st.st_mode);
+                if ft == FileType::Symlink && !temp {
+                    check_uid(&p, st.st_uid, "this symbolic link")?;
+                    continue;
+                }
+            }
+            if temp && ft == FileType::Directory {
                 // A subtree a killed run was building (see
                 // `DirStore::write_staged`): removed whole. Removal never
                 // follows a symbolic link inside it.
                 fs::remove_dir_all(&p).map_err(|x| err(&p, x))?;
-            } else if meta.file_type().is_symlink() {
-                check_owner(&p, &meta, "this symbolic link")?;
-            } else if meta.is_dir() {
-                check_dir(&p, &meta)?;
-                subdirs.push(p);
+            } else if temp {
+                // Unlinking never follows a symlink: whoever planted it, it goes.
+                rustix::fs::unlinkat(fd, name, rustix::fs::AtFlags::empty())
+                    .map_err(|x| err(&p, x))?;
+            } else if ft == FileType::Directory {
+                subdirs.push(name.to_owned());
             }
         }
-        subdirs
+        let parent = dir.fd().map_err(|x| err(path, x))?;
+        // Subdirectories are swept in parallel (a fleet's tree has tens of
+        // thousands); the error reported is the first in directory order.
+        let found: Vec<Result<Vec<(String, u64)>, StoreError>> = subdirs
             .par_iter()
-            .map(|p| self.sweep(p))
-            .collect::<Vec<_>>()
-            .into_iter()
-            .collect()
+            .map(|name| {
+                let lossy = name.to_string_lossy();
+                let p = path.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+                let fd = match rustix::fs::openat(
+                    parent,
+                    name.as_c_str(),
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    RawMode::empty(),
+                ) {
+                    Ok(fd) => fd,
+                    // Gone since it was listed: nothing to check.
+                    Err(rustix::io::Errno::NOENT) => return Ok(Vec::new()),
+                    Err(x) => return Err(err(&p, x)),
+                };
+                let st = rustix::fs::fstat(&fd).map_err(|x| err(&p, x))?;
+                check_dir_raw(&p, true, st.st_uid, st.st_mode)?;
+                let child = if rel.is_empty() {
+                    lossy.into_owned()
+                } else {
+                    format!("{rel}/{lossy}")
+                };
+                let mut out = Self::sweep_open(fd, &p, &child)?;
+                // Only names kpki could write are remembered as checked.
+                if name.to_str().is_ok() {
+                    out.push((child, st.st_dev));
+                }
+                Ok(out)
+            })
+            .collect();
+        let mut out = Vec::new();
+        for r in found {
+            out.extend(r?);
+        }
+        Ok(out)
     }
 
     /// Removes a node bundle (`nodes/<node>`, see [`stale_bundles`]) and
