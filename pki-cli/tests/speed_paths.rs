@@ -460,3 +460,43 @@ fn fresh_issue_killed_after_each_rename_then_rerun_is_clean_and_stable() {
     // between trees, not only before or after the whole run.
     assert!(killed >= 3, "killed {killed} times");
 }
+
+/// Files and directories are created with their final modes and set again
+/// only where the umask narrowed them: under umask 077 (narrowing), 022
+/// and 000 a fresh run and a renewal give the same modes (certificates
+/// 0644, keys 0600, bundle directories 0755, pki directories 0700).
+#[test]
+fn modes_do_not_depend_on_the_umask() {
+    let t = tempfile::tempdir().unwrap();
+    let kpki_bin = assert_cmd::cargo::cargo_bin("kpki");
+    let run = |umask: &str, cmd: &str, out: &Path| {
+        let o = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "umask {umask} && exec \"$0\" {cmd} --spec \"$1\" --out \"$2\""
+            ))
+            .arg(&kpki_bin)
+            .arg(spec())
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let mut all = Vec::new();
+    for umask in ["077", "022", "000"] {
+        let out = t.path().join(format!("u{umask}"));
+        run(umask, "issue", &out);
+        let fresh = modes(&out);
+        run(umask, "renew --all", &out);
+        assert_eq!(modes(&out), fresh, "umask {umask}: renewal changed modes");
+        all.push((umask, fresh));
+    }
+    let (_, want) = &all[1];
+    assert_eq!(want.get("nodes/w1"), Some(&0o755));
+    assert_eq!(want.get("nodes/w1/var/lib/kubelet/pki"), Some(&0o700));
+    assert_eq!(want.get(&format!("{LEAF}.crt")), Some(&0o644));
+    assert_eq!(want.get(&format!("{LEAF}.key")), Some(&0o600));
+    for (umask, got) in &all {
+        assert_eq!(got, want, "umask {umask}");
+    }
+}
