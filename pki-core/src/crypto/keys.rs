@@ -244,6 +244,74 @@ impl PrivateKey {
         Self::from_pem(pem)
     }
 
+    /// Parses many key files as [`PrivateKey::from_pem_beside_certs`] does,
+    /// one result per text, in order. A P-256 SEC1 key that carries its
+    /// public point is not derived one by one: all such points are checked
+    /// against their scalars together (`batchkeys`: one scalar
+    /// multiplication for the lot); if that check fails, every one of them
+    /// is parsed and derived in full, so the key at fault is the one whose
+    /// point differs from its certificate's.
+    pub(crate) fn from_pems_beside_certs(texts: &[&str]) -> Vec<Result<Self, CryptoError>> {
+        use rayon::prelude::*;
+        let first: Vec<(Result<Self, CryptoError>, bool)> = texts
+            .par_iter()
+            .map(|t| match Self::p256_as_written(t) {
+                Some(k) => (Ok(k), true),
+                None => (Self::from_pem_beside_certs(t), false),
+            })
+            .collect();
+        let mut pairs: Vec<(p256::Scalar, p256::AffinePoint)> = first
+            .iter()
+            .filter(|(_, unchecked)| *unchecked)
+            .filter_map(|(k, _)| k.as_ref().ok()?.p256_pair())
+            .collect();
+        let unchecked = first.iter().filter(|(_, u)| *u).count();
+        let held = pairs.len() == unchecked
+            && os_rng().is_ok_and(|mut rng| super::batchkeys::all_match(&pairs, &mut rng));
+        for (d, _) in &mut pairs {
+            zeroize::Zeroize::zeroize(d);
+        }
+        if held {
+            return first.into_iter().map(|(k, _)| k).collect();
+        }
+        first
+            .into_par_iter()
+            .zip(texts.par_iter())
+            .map(|((k, unchecked), t)| {
+                if unchecked {
+                    Self::from_pem_beside_certs(t)
+                } else {
+                    k
+                }
+            })
+            .collect()
+    }
+
+    /// A P-256 SEC1 key (the first key block, certificates and EC
+    /// parameters skipped) with the public point its file carries,
+    /// unchecked; None for anything else.
+    fn p256_as_written(pem: &str) -> Option<Self> {
+        let blocks = pem::decode_all(pem).ok()?;
+        let block = blocks
+            .iter()
+            .find(|b| b.label != "EC PARAMETERS" && b.label != "CERTIFICATE")?;
+        if block.label != "EC PRIVATE KEY" {
+            return None;
+        }
+        let key = Self::from_sec1_der_as_written(&block.der).ok()??;
+        matches!(key.inner, Inner::P256(_)).then_some(key)
+    }
+
+    /// A P-256 key's scalar and the public point it holds.
+    fn p256_pair(&self) -> Option<(p256::Scalar, p256::AffinePoint)> {
+        use p256::pkcs8::DecodePublicKey;
+        let Inner::P256(sk) = &self.inner else {
+            return None;
+        };
+        let public = p256::PublicKey::from_public_key_der(&self.public.der).ok()?;
+        Some((*sk.to_nonzero_scalar(), *public.as_affine()))
+    }
+
     /// The SEC1 shortcut of [`PrivateKey::from_pem_as_written`]; None when
     /// the structure has no public key or names another curve.
     fn from_sec1_der_as_written(der: &[u8]) -> Result<Option<Self>, CryptoError> {
@@ -598,5 +666,75 @@ mod tests {
             let off = super::pem::encode("EC PRIVATE KEY", &mixed).unwrap();
             assert!(PrivateKey::from_pem_as_written(&off).is_err());
         }
+    }
+
+    /// The batched parse gives what a parse of each text gives: the same
+    /// public keys (a file whose point disagrees with its scalar gets the
+    /// derived point, the batch having failed), the same errors.
+    #[test]
+    fn batched_parse_equals_one_by_one() {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let der = |p: &str| {
+            let body: String = p.lines().filter(|l| !l.starts_with("-----")).collect();
+            b64.decode(body).unwrap()
+        };
+        let keys: Vec<PrivateKey> = (0..40)
+            .map(|_| PrivateKey::generate(KeyAlgorithm::EcdsaP256).unwrap())
+            .collect();
+        let p384 = PrivateKey::generate(KeyAlgorithm::EcdsaP384).unwrap();
+        let mut texts: Vec<String> = keys
+            .iter()
+            .map(|k| k.to_pem().unwrap().to_string())
+            .collect();
+        texts.push(p384.to_pem().unwrap().to_string());
+        // PKCS#8, a certificate before the key, garbage, an empty file.
+        let Inner::P256(sk) = &keys[3].inner else {
+            panic!("a P-256 key")
+        };
+        texts.push(
+            p256::pkcs8::EncodePrivateKey::to_pkcs8_pem(sk, LineEnding::LF)
+                .unwrap()
+                .to_string(),
+        );
+        texts.push(format!(
+            "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n{}",
+            texts[4]
+        ));
+        texts.push("not a key".into());
+        texts.push(String::new());
+        let check = |texts: &[String]| {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let batched = PrivateKey::from_pems_beside_certs(&refs);
+            assert_eq!(batched.len(), texts.len());
+            for (t, b) in texts.iter().zip(&batched) {
+                match (PrivateKey::from_pem_beside_certs(t), b) {
+                    (Ok(one), Ok(b)) => assert_eq!(one.public_key(), b.public_key()),
+                    (Err(e), Err(f)) => assert_eq!(e.to_string(), f.to_string()),
+                    (one, b) => panic!("one by one {one:?}, batched {b:?}"),
+                }
+            }
+            batched
+        };
+        let batched = check(&texts);
+        assert_eq!(
+            batched[7].as_ref().unwrap().public_key(),
+            keys[7].public_key()
+        );
+        // Key 9's scalar with key 10's point: the batch fails, every key is
+        // derived, and key 9 is the one whose public key is its own.
+        let (mut mixed, theirs) = (der(&texts[9]), der(&texts[10]));
+        let (ml, tl) = (mixed.len(), theirs.len());
+        mixed[ml - 65..].copy_from_slice(&theirs[tl - 65..]);
+        texts[9] = super::pem::encode("EC PRIVATE KEY", &mixed).unwrap();
+        let batched = check(&texts);
+        assert_eq!(
+            batched[9].as_ref().unwrap().public_key(),
+            keys[9].public_key()
+        );
+        assert_ne!(
+            batched[9].as_ref().unwrap().public_key(),
+            keys[10].public_key()
+        );
     }
 }

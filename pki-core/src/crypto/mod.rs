@@ -1,6 +1,7 @@
 //! Keys and X.509 certificates, pure Rust (RustCrypto: x509-cert 0.3, rsa 0.10,
 //! p256/p384 0.14). Certificate parameters are plain data; signing is one call.
 
+mod batchkeys;
 mod cert;
 mod csr;
 mod fastverify;

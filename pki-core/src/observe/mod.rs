@@ -1064,15 +1064,24 @@ impl Reader<'_> {
         use rayon::prelude::*;
         use sha2::Digest;
         let dir = &self.dir;
-        let found: Vec<([u8; 32], PrivateKey)> = rels
+        let texts: Vec<zeroize::Zeroizing<String>> = rels
             .par_iter()
             .filter_map(|rel| {
-                let b = zeroize::Zeroizing::new(walk::read_regular(&dir.join(rel)).ok()?);
-                let t = std::str::from_utf8(&b).ok()?;
-                let k = PrivateKey::from_pem_beside_certs(t).ok()?;
-                Some((sha2::Sha256::digest(t.as_bytes()).into(), k))
+                let b = walk::read_regular(&dir.join(rel)).ok()?;
+                String::from_utf8(b)
+                    .map_err(|e| zeroize::Zeroizing::new(e.into_bytes()))
+                    .ok()
+                    .map(zeroize::Zeroizing::new)
             })
             .collect();
+        // Parsed together: the public points the files carry are checked
+        // against their scalars in one batch (see `from_pems_beside_certs`).
+        let refs: Vec<&str> = texts.iter().map(|t| t.as_str()).collect();
+        let parsed = PrivateKey::from_pems_beside_certs(&refs);
+        let found = texts.iter().zip(parsed).filter_map(|(t, k)| {
+            let k = k.ok()?;
+            Some((sha2::Sha256::digest(t.as_bytes()).into(), k))
+        });
         self.keys.extend(found);
     }
 
