@@ -172,6 +172,8 @@ enum Classified {
     CertsAndKey(Vec<ParsedCert>, PublicKey),
     /// A private key, and the SHA-256 of its PEM text (the reader's key cache).
     Key(PrivateKey, [u8; 32]),
+    /// A private key's PEM text, not parsed yet.
+    KeyText(zeroize::Zeroizing<String>),
     Public(PublicKey),
     /// A kubeconfig read by a reader of its own: what it holds, the
     /// problems met, and the texts and keys that reader cached.
@@ -218,13 +220,9 @@ fn classify(
     };
     if text.contains("-----BEGIN") {
         if text.contains("PRIVATE KEY-----") && !text.contains("-----BEGIN CERTIFICATE-----") {
-            return match PrivateKey::from_pem(text) {
-                Ok(k) => {
-                    use sha2::Digest;
-                    Classified::Key(k, sha2::Sha256::digest(text.as_bytes()).into())
-                }
-                Err(e) => Classified::Problem(format!("is not a usable private key: {e}")),
-            };
+            // Parsed after the walk's files are classified, all keys
+            // together (their public points checked in one batch).
+            return Classified::KeyText(zeroize::Zeroizing::new(text.to_owned()));
         }
         if text.contains("-----BEGIN PUBLIC KEY-----")
             || text.contains("-----BEGIN RSA PUBLIC KEY-----")
@@ -299,6 +297,37 @@ fn classify(
     Classified::Other
 }
 
+/// Parses the key files classification found, together
+/// ([`PrivateKey::from_pems_beside_certs`]: one batch checks every P-256
+/// key's point), in place.
+fn parse_keys(mut classified: Vec<(String, Classified)>) -> Vec<(String, Classified)> {
+    use sha2::Digest;
+    let at: Vec<usize> = classified
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, c))| matches!(c, Classified::KeyText(_)))
+        .map(|(i, _)| i)
+        .collect();
+    let texts: Vec<zeroize::Zeroizing<String>> = at
+        .iter()
+        .filter_map(|i| match classified.get_mut(*i).map(|(_, c)| c) {
+            Some(Classified::KeyText(t)) => Some(std::mem::take(t)),
+            _ => None,
+        })
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(|t| t.as_str()).collect();
+    let parsed = PrivateKey::from_pems_beside_certs(&refs);
+    for ((i, t), k) in at.iter().zip(&texts).zip(parsed) {
+        if let Some((_, c)) = classified.get_mut(*i) {
+            *c = match k {
+                Ok(k) => Classified::Key(k, sha2::Sha256::digest(t.as_bytes()).into()),
+                Err(e) => Classified::Problem(format!("is not a usable private key: {e}")),
+            };
+        }
+    }
+    classified
+}
+
 /// Reads and classifies every file, links issuers by signature and pairs
 /// keys with certificates by public key.
 pub(crate) fn inventory(reader: &mut Reader<'_>, files: &[String]) -> Inventory {
@@ -310,6 +339,7 @@ pub(crate) fn inventory(reader: &mut Reader<'_>, files: &[String]) -> Inventory 
         .par_iter()
         .map(|rel| (rel.clone(), classify(&dir, rel, &shared, &certs)))
         .collect();
+    let classified = parse_keys(classified);
     let mut inv = Inventory::default();
     let mut by_der: BTreeMap<[u8; 32], usize> = BTreeMap::new();
     let mut add_cert = |inv: &mut Inventory, pc: ParsedCert, file: &str, alone: bool| {
@@ -371,8 +401,13 @@ pub(crate) fn inventory(reader: &mut Reader<'_>, files: &[String]) -> Inventory 
                 for p in problems {
                     push_problem(reader.problems, &p.path, p.message);
                 }
-                for (f, t) in cache {
-                    reader.cache.entry(f).or_insert(t);
+                // The texts read are kept only for a kubeconfig read with
+                // problems (read again, from the cache, when asked for);
+                // 10,000 clean ones would hold every kubeconfig in memory.
+                if !clean {
+                    for (f, t) in cache {
+                        reader.cache.entry(f).or_insert(t);
+                    }
                 }
                 for (h, k) in keys {
                     reader.keys.entry(h).or_insert(k);
@@ -400,6 +435,11 @@ pub(crate) fn inventory(reader: &mut Reader<'_>, files: &[String]) -> Inventory 
                 }
             }
             Classified::Other => FileKind::Other,
+            // (parse_keys leaves none: every key text is parsed or a problem.)
+            Classified::KeyText(_) => {
+                push_problem(reader.problems, &rel, "was not parsed".into());
+                FileKind::Unreadable
+            }
             Classified::Problem(message) => {
                 push_problem(reader.problems, &rel, message);
                 FileKind::Unreadable
