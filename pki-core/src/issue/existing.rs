@@ -46,6 +46,21 @@ pub(crate) struct Existing {
     /// Rotating CAs whose key is token-held: the staged new certificate
     /// (its key is found in the token by [`Existing::attach_token_keys`]).
     staged_new: BTreeMap<NodeId, ParsedCert>,
+    /// What [`Existing::load`] found at each output file it read: the
+    /// SHA-256 of its bytes, or None when there was no such file. The run
+    /// holds the directory lock, so the comparison of what it would write
+    /// answers from these without reading the file a second time; a file
+    /// edited between runs is still noticed (every run reads it once).
+    read_digests: std::collections::HashMap<String, Option<Digest>>,
+}
+
+/// A SHA-256 digest.
+pub(crate) type Digest = [u8; 32];
+
+/// The SHA-256 of `bytes`.
+pub(crate) fn digest(bytes: &[u8]) -> Digest {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
 }
 
 /// Where a rotation stages one generation of a CA or keypair:
@@ -53,6 +68,9 @@ pub(crate) struct Existing {
 pub(crate) fn staged_path(id: &str, generation: &str, ext: &str) -> String {
     format!("rotation/{id}.{generation}.{ext}")
 }
+
+/// How many kubeconfigs [`Existing::load`] reads at a time.
+const KUBECONFIG_CHUNK: usize = 512;
 
 fn bad(path: &str, message: impl Into<String>) -> IssueError {
     IssueError::Existing {
@@ -149,6 +167,7 @@ impl Existing {
             pair_extra: BTreeMap::new(),
             switched: BTreeSet::new(),
             staged_new: BTreeMap::new(),
+            read_digests: std::collections::HashMap::new(),
         };
         let g = &plan.graph;
         let first = |id: NodeId, part: Part| {
@@ -158,7 +177,12 @@ impl Existing {
         };
         // The manifest first: its digests say which key files are byte for
         // byte what kpki wrote.
-        if let Ok(Some(bytes)) = store.read("kpki-manifest.json")
+        let manifest = store.read(super::MANIFEST);
+        if let Ok(found) = &manifest {
+            e.read_digests
+                .insert(super::MANIFEST.to_owned(), found.as_deref().map(digest));
+        }
+        if let Ok(Some(bytes)) = manifest
             && let Ok(m) = serde_json::from_slice::<super::artefacts::Manifest>(&bytes)
         {
             e.renewals = m.renewals;
@@ -199,6 +223,7 @@ impl Existing {
             .map(String::as_str)
             .collect();
         let mut read = store.read_many(&paths).into_iter();
+        let read_digests = &mut e.read_digests;
         let mut next = |p: Option<String>| -> Result<Text, IssueError> {
             let Some(p) = p else { return Ok(None) };
             let bytes = read
@@ -207,6 +232,7 @@ impl Existing {
                 .map_err(|e| bad(&p, format!("cannot read: {}", e.message)))?
                 // The buffer moves out whole: no unwiped copy is left.
                 .map(|mut b| std::mem::take(&mut *b));
+            read_digests.insert(p.clone(), bytes.as_deref().map(digest));
             Ok(as_text(&p, bytes)?.map(|t| (p, t)))
         };
         let mut texts: Vec<(NodeId, bool, Text, Text)> = Vec::new();
@@ -265,36 +291,36 @@ impl Existing {
             }
         }
         // Certificates that live only inside kubeconfigs (kubeadm's admin.conf...).
-        for (kid, kc) in g.kubeconfigs() {
-            let Some(path) = first(kid, Part::Kubeconfig) else {
-                continue;
-            };
-            let Some(text) = read_text(store, &path)? else {
-                continue;
-            };
-            if e.certs.contains_key(&kc.client) {
-                continue;
+        // Every kubeconfig is read (in parallel where the store can, a
+        // bounded number at a time) and its digest kept for the comparison
+        // at the end of the run; only those whose client certificate has no
+        // file of its own are parsed.
+        let kcs: Vec<(NodeId, NodeId, String)> = g
+            .kubeconfigs()
+            .filter_map(|(kid, kc)| first(kid, Part::Kubeconfig).map(|p| (kid, kc.client, p)))
+            .collect();
+        for chunk in kcs.chunks(KUBECONFIG_CHUNK) {
+            let paths: Vec<&str> = chunk.iter().map(|(_, _, p)| p.as_str()).collect();
+            let read = store.read_many(&paths);
+            if read.len() != chunk.len() {
+                return Err(bad(
+                    paths.first().copied().unwrap_or_default(),
+                    "was not read",
+                ));
             }
-            let cfg = kubeconfig::Kubeconfig::from_yaml(&text)
-                .map_err(|x| bad(&path, format!("is not a valid kubeconfig ({x})")))?;
-            let Some((_, _, user)) = cfg.current() else {
-                continue;
-            };
-            if let kubeconfig::Credential::ClientCert {
-                cert: kubeconfig::Material::Embedded(c),
-                key: kubeconfig::Material::Embedded(k),
-            } = &user.user
-            {
-                let ct = String::from_utf8(c.clone())
-                    .map_err(|_| bad(&path, "client-certificate-data is not PEM"))?;
-                let kt = zeroize::Zeroizing::new(
-                    String::from_utf8(k.clone())
-                        .map_err(|_| bad(&path, "client-key-data is not PEM"))?,
-                );
-                e.certs
-                    .insert(kc.client, (parse_cert(&path, &ct)?, path.clone()));
-                e.keys.entry(kc.client).or_insert(parse_key(&path, &kt)?);
-                e.key_paths.entry(kc.client).or_insert(path.clone());
+            for ((_, client, path), bytes) in chunk.iter().zip(read) {
+                let bytes = bytes
+                    .map_err(|x| bad(path, format!("cannot read: {}", x.message)))?
+                    .map(|mut b| std::mem::take(&mut *b));
+                e.read_digests
+                    .insert(path.clone(), bytes.as_deref().map(digest));
+                let Some(text) = as_text(path, bytes)? else {
+                    continue;
+                };
+                if e.certs.contains_key(client) {
+                    continue;
+                }
+                e.kubeconfig_credential(*client, path, &text)?;
             }
         }
         if let Some(text) = read_text(store, super::artefacts::BOOTSTRAP_KUBECONFIG)?
@@ -371,6 +397,39 @@ impl Existing {
             }
         }
         Ok(e)
+    }
+
+    /// Takes the client certificate and key a kubeconfig embeds (a
+    /// certificate with no file of its own: kubeadm's admin.conf...).
+    fn kubeconfig_credential(
+        &mut self,
+        client: NodeId,
+        path: &str,
+        text: &str,
+    ) -> Result<(), IssueError> {
+        let e = self;
+        let cfg = kubeconfig::Kubeconfig::from_yaml(text)
+            .map_err(|x| bad(path, format!("is not a valid kubeconfig ({x})")))?;
+        let Some((_, _, user)) = cfg.current() else {
+            return Ok(());
+        };
+        if let kubeconfig::Credential::ClientCert {
+            cert: kubeconfig::Material::Embedded(c),
+            key: kubeconfig::Material::Embedded(k),
+        } = &user.user
+        {
+            let ct = String::from_utf8(c.clone())
+                .map_err(|_| bad(path, "client-certificate-data is not PEM"))?;
+            let kt = zeroize::Zeroizing::new(
+                String::from_utf8(k.clone())
+                    .map_err(|_| bad(path, "client-key-data is not PEM"))?,
+            );
+            e.certs
+                .insert(client, (parse_cert(path, &ct)?, path.to_owned()));
+            e.keys.entry(client).or_insert(parse_key(path, &kt)?);
+            e.key_paths.entry(client).or_insert(path.to_owned());
+        }
+        Ok(())
     }
 
     /// Reads the staged generations of a rotation in progress. From switch
@@ -561,6 +620,12 @@ impl Existing {
             self.keys.insert(id, chosen);
         }
         Ok(())
+    }
+
+    /// What this run found at `path` when it read it (None: not read here;
+    /// Some(None): there was no such file; else the digest of its bytes).
+    pub(crate) fn read_digest(&self, path: &str) -> Option<Option<&Digest>> {
+        self.read_digests.get(path).map(Option::as_ref)
     }
 
     pub(crate) fn key(&self, id: NodeId) -> Option<&PrivateKey> {

@@ -530,19 +530,38 @@ pub fn issue(
     let mut batch: Vec<(&str, &[u8], crate::store::Mode)> = Vec::new();
     let mut manifest_write = Vec::new();
     // Every file is compared with its bytes first (in parallel where the
-    // store can); the error reported is the first in file order.
+    // store can); the error reported is the first in file order. A file
+    // this run read already (keys, certificates, kubeconfigs) is compared
+    // with the digest of what was read: each file is read once per run.
+    let digests: Vec<Option<existing::Digest>> = files
+        .items
+        .par_iter()
+        .map(|a| {
+            a.paths
+                .iter()
+                .any(|p| existing.read_digest(p).is_some())
+                .then(|| existing::digest(&a.bytes))
+        })
+        .collect();
     let items: Vec<(&str, &[u8])> = files
         .items
         .iter()
         .flat_map(|a| a.paths.iter().map(|p| (p.as_str(), a.bytes.as_slice())))
+        .filter(|(p, _)| existing.read_digest(p).is_none())
         .collect();
     let mut same = store.same_many(&items).into_iter();
-    for art in &files.items {
+    for (art, digest) in files.items.iter().zip(&digests) {
         for path in &art.paths {
-            let change = match same
-                .next()
-                .ok_or_else(|| IssueError::Order(format!("{path}: not compared")))??
-            {
+            let known = existing
+                .read_digest(path)
+                .map(|found| found.map(|d| Some(d) == digest.as_ref()));
+            let known = match known {
+                Some(k) => k,
+                None => same
+                    .next()
+                    .ok_or_else(|| IssueError::Order(format!("{path}: not compared")))??,
+            };
+            let change = match known {
                 None => FileChange::Created,
                 Some(true) => FileChange::Unchanged,
                 Some(false) => FileChange::Updated,
