@@ -354,3 +354,119 @@ fn manifest_without_key_digests_reruns_byte_identical() {
     assert!(text.contains("wrote 0 file(s)"), "{text}");
     assert_eq!(snapshot(&out), before);
 }
+
+fn run_kpki(args: &[&std::ffi::OsStr]) -> (Option<i32>, String, String) {
+    let o = kpki().args(args).output().unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// `cmd` (issue or renew, with `extra`) run with --dry-run over `out`, then
+/// for real: the files the dry run names, with their kind of change, are
+/// exactly those the real run creates or changes; the re-issue lines and
+/// the counts of the summary are the same. Returns how many files changed.
+fn dry_run_matches_real_run(cmd: &str, spec: &Path, out: &Path, extra: &[&str]) -> usize {
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        cmd.as_ref(),
+        "--spec".as_ref(),
+        spec.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ];
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    let before = snapshot(out);
+    let mut dry_args = args.clone();
+    dry_args.push("--dry-run".as_ref());
+    let (code, dry, err) = run_kpki(&dry_args);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(snapshot(out), before, "the dry run wrote");
+    let (code, real, err) = run_kpki(&args);
+    assert_eq!(code, Some(0), "{err}");
+    let after = snapshot(out);
+    let mut changed: Vec<String> = after
+        .iter()
+        .filter_map(|(p, b)| match before.get(p) {
+            None => Some(format!("would write {p} (new)")),
+            Some(x) if x != b => Some(format!("would write {p} (changed)")),
+            Some(_) => None,
+        })
+        .collect();
+    assert!(
+        before.keys().all(|p| after.contains_key(p)),
+        "the real run removed files"
+    );
+    let mut named: Vec<String> = dry
+        .lines()
+        .filter(|l| l.starts_with("would write ") && l.ends_with(')'))
+        .map(str::to_owned)
+        .collect();
+    changed.sort();
+    named.sort();
+    assert_eq!(named, changed, "dry run:\n{dry}\nreal run:\n{real}");
+    let actions = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| {
+                ["reissue ", "rekey ", "adopt "]
+                    .iter()
+                    .any(|p| l.starts_with(p))
+            })
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(actions(&dry), actions(&real));
+    let summary = |t: &str| -> String {
+        let l = t
+            .lines()
+            .find(|l| l.contains(" issued, "))
+            .unwrap()
+            .to_owned();
+        l.replace("would write", "wrote")
+    };
+    assert_eq!(summary(&dry), summary(&real));
+    changed.len()
+}
+
+/// The dry run signs no leaf it would re-issue, yet names exactly the
+/// files the real run then changes: with --replace-ca-keys (every CA
+/// re-keyed, every leaf re-issued), after spec edits (a worker's address,
+/// the endpoint, a new worker, certificates embedded in kubeconfigs or
+/// not), and for renew --all.
+#[test]
+fn dry_run_names_exactly_what_the_real_run_changes() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    assert_eq!(issue(&out, &[]).0, Some(0));
+    let n = dry_run_matches_real_run("issue", &spec(), &out, &["--replace-ca-keys"]);
+    assert!(n > 50, "{n}");
+    // Nothing left to do: the dry run and the run name nothing.
+    assert_eq!(dry_run_matches_real_run("issue", &spec(), &out, &[]), 0);
+
+    let text = std::fs::read_to_string(spec()).unwrap();
+    let edited = t.path().join("edited.toml");
+    std::fs::write(
+        &edited,
+        text.replace("10.0.2.11", "10.0.2.21")
+            .replace("api.corp.local:8443", "api2.corp.local:8443")
+            + "\n[[worker]]\nname = \"w3\"\naddress = \"10.0.2.13\"\n",
+    )
+    .unwrap();
+    let n = dry_run_matches_real_run("issue", &edited, &out, &[]);
+    assert!(n > 10, "{n}");
+    // Certificates as paths in the kubeconfigs: those no longer embed them.
+    let paths = t.path().join("paths.toml");
+    std::fs::write(
+        &paths,
+        std::fs::read_to_string(&edited)
+            .unwrap()
+            .replace("[crypto]", "[output]\nembed_certs = false\n\n[crypto]"),
+    )
+    .unwrap();
+    assert!(dry_run_matches_real_run("issue", &paths, &out, &[]) > 0);
+    let n = dry_run_matches_real_run("renew", &paths, &out, &["--all"]);
+    assert!(n > 20, "{n}");
+    let n = dry_run_matches_real_run("issue", &paths, &out, &["--replace-ca-keys"]);
+    assert!(n > 50, "{n}");
+}

@@ -658,6 +658,29 @@ impl Existing {
         })
     }
 
+    /// A dry run's stand-in for a leaf it would re-issue, never signed nor
+    /// written: the certificate on disk with the last byte of its signature
+    /// changed. Like the certificate the real run would sign (a new random
+    /// serial), it differs from the file on disk and from the manifest's
+    /// digest, so its certificate file, every file embedding it and the
+    /// manifest are reported changed, as the real run changes them.
+    pub(crate) fn stand_in(&self, id: NodeId, key: PrivateKey) -> Result<Final, IssueError> {
+        let (parsed, _) = self.certs.get(&id).ok_or_else(|| {
+            IssueError::Order("a stand-in for a certificate that does not exist".into())
+        })?;
+        let mut parsed = parsed.clone();
+        if let Some(last) = parsed.der.last_mut() {
+            *last ^= 0xff;
+        }
+        Ok(Final {
+            key,
+            cert_der: parsed.der.clone(),
+            parsed,
+            adopted: None,
+            chain: Vec::new(),
+        })
+    }
+
     /// Whether the certificate and its CA certificate are byte for byte the
     /// ones the manifest recorded (their DER digests match): an earlier run
     /// issued or checked that signature, so it need not be verified again.
