@@ -6,6 +6,9 @@ use std::path::{Component, Path, PathBuf};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use rayon::prelude::*;
+
+use super::existing::{Digest, digest};
 use super::{Final, IssueError};
 use crate::Plan;
 use crate::crypto::{CryptoError, PrivateKey, cert_to_pem};
@@ -170,8 +173,66 @@ pub struct Renewal {
 /// Every file of one issuance, in write order (keys before their
 /// certificates, CAs before leaves, the manifest last).
 pub(crate) struct Rendered {
-    pub(crate) items: Vec<Artefact>,
+    pub(crate) items: Vec<Item>,
     pub(crate) manifest: Manifest,
+}
+
+/// One file of an issuance and what this run knows of it already.
+pub(crate) struct Item {
+    pub(crate) art: Artefact,
+    /// The SHA-256 of its bytes, when this run read one of its paths.
+    pub(crate) digest: Option<Digest>,
+    /// Each of its paths held exactly these bytes when this run read it:
+    /// nothing to compare or write, and the bytes are dropped already.
+    pub(crate) unchanged: bool,
+}
+
+/// What [`render`] makes of one graph node.
+enum NodeOut {
+    Nothing,
+    Cert {
+        is_ca: bool,
+        /// A signer's own copy: its key, then its certificate.
+        signing: Option<(Item, Item)>,
+        key: Option<Item>,
+        cert: Option<Item>,
+        entry: ManifestEntry,
+    },
+    Pair {
+        /// The private key, then the public key.
+        files: [Item; 2],
+        entry: ManifestEntry,
+    },
+    Kubeconfig {
+        id: String,
+        art: Item,
+    },
+}
+
+/// An artefact as an [`Item`]: when this run read one of its paths, the
+/// digest of its bytes; when it read all of them and each held exactly
+/// these bytes, it is unchanged and its bytes are dropped at once (a no-op
+/// run holds no file's bytes for long).
+fn known_to(existing: &super::existing::Existing, mut art: Artefact) -> Item {
+    let found: Vec<Option<Option<&Digest>>> =
+        art.paths.iter().map(|p| existing.read_digest(p)).collect();
+    if found.iter().all(Option::is_none) {
+        return Item {
+            art,
+            digest: None,
+            unchanged: false,
+        };
+    }
+    let d = digest(&art.bytes);
+    let unchanged = found.iter().all(|f| *f == Some(Some(&d)));
+    if unchanged {
+        art.bytes = Zeroizing::new(Vec::new());
+    }
+    Item {
+        art,
+        digest: Some(d),
+        unchanged,
+    }
 }
 
 pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
@@ -269,10 +330,13 @@ pub(crate) fn render(
         }
         pem
     };
-    for (id, n) in g.iter() {
-        match n {
+    let known = |art: Artefact| known_to(existing, art);
+    let one = |id: NodeId, n: &Node| -> Result<NodeOut, IssueError> {
+        Ok(match n {
             Node::Cert(c) => {
-                let Some(f) = finals.get(&id) else { continue };
+                let Some(f) = finals.get(&id) else {
+                    return Ok(NodeOut::Nothing);
+                };
                 let (kp, cp) = (paths(id, Part::Key), paths(id, Part::Cert));
                 // An adopted CA's files are written byte for byte.
                 // A token-held key has no path: its bytes are never asked for.
@@ -314,52 +378,55 @@ pub(crate) fn render(
                 };
                 // A signer's own copy: one certificate, and its key.
                 let (skp, scp) = (paths(id, Part::SigningKey), paths(id, Part::SigningCert));
-                if c.is_ca && !scp.is_empty() {
-                    keys_ca.push(Artefact {
-                        paths: skp.clone(),
-                        bytes: key_pem(&c.id, &f.key, &skp)?,
-                        mode: Mode::Secret,
-                    });
-                    certs_ca.push(Artefact {
-                        paths: scp.clone(),
-                        bytes: Zeroizing::new(cert_to_pem(&f.cert_der).into_bytes()),
-                        mode: Mode::Public,
-                    });
-                }
-                let (k, ce) = if c.is_ca {
-                    (&mut keys_ca, &mut certs_ca)
+                let signing = if c.is_ca && !scp.is_empty() {
+                    Some((
+                        known(Artefact {
+                            paths: skp.clone(),
+                            bytes: key_pem(&c.id, &f.key, &skp)?,
+                            mode: Mode::Secret,
+                        }),
+                        known(Artefact {
+                            paths: scp.clone(),
+                            bytes: Zeroizing::new(cert_to_pem(&f.cert_der).into_bytes()),
+                            mode: Mode::Public,
+                        }),
+                    ))
                 } else {
-                    (&mut keys_leaf, &mut certs_leaf)
+                    None
                 };
-                if !kp.is_empty() {
-                    k.push(key);
-                }
-                if !cp.is_empty() {
-                    ce.push(cert);
-                }
+                let key = (!kp.is_empty()).then(|| known(key));
+                let cert = (!cp.is_empty()).then(|| known(cert));
                 let mut files = cp;
                 files.extend(kp);
                 if c.is_ca {
                     files.extend(scp);
                     files.extend(skp);
                 }
-                manifest.entries.push(ManifestEntry {
-                    id: c.id.clone(),
-                    kind: if c.is_ca { "ca" } else { "leaf" }.into(),
-                    issuer: match c.issuer {
-                        IssuerRef::Node(i) => g.id_of(i),
-                        _ => c.id.clone(),
+                NodeOut::Cert {
+                    is_ca: c.is_ca,
+                    signing,
+                    key,
+                    cert,
+                    entry: ManifestEntry {
+                        id: c.id.clone(),
+                        kind: if c.is_ca { "ca" } else { "leaf" }.into(),
+                        issuer: match c.issuer {
+                            IssuerRef::Node(i) => g.id_of(i),
+                            _ => c.id.clone(),
+                        },
+                        serial: f.parsed.serial_hex.clone(),
+                        sha256: f.parsed.sha256_fingerprint(),
+                        not_before: rfc3339(f.parsed.not_before),
+                        not_after: rfc3339(f.parsed.not_after),
+                        files,
+                        key_sha256,
                     },
-                    serial: f.parsed.serial_hex.clone(),
-                    sha256: f.parsed.sha256_fingerprint(),
-                    not_before: rfc3339(f.parsed.not_before),
-                    not_after: rfc3339(f.parsed.not_after),
-                    files,
-                    key_sha256,
-                });
+                }
             }
             Node::KeyPair(k) => {
-                let Some(key) = pairs.get(&id) else { continue };
+                let Some(key) = pairs.get(&id) else {
+                    return Ok(NodeOut::Nothing);
+                };
                 let public = key.public_key();
                 let mut pub_pem = public.to_pem().map_err(|source| IssueError::Crypto {
                     id: k.id.clone(),
@@ -375,33 +442,36 @@ pub(crate) fn render(
                 let (pp, qp) = (paths(id, Part::PrivateKey), paths(id, Part::PublicKey));
                 let key_bytes = key_pem(&k.id, key)?;
                 let key_sha256 = Some(sha256_hex(&key_bytes));
-                pair_files.push(Artefact {
+                let private = known(Artefact {
                     paths: pp.clone(),
                     bytes: key_bytes,
                     mode: Mode::Secret,
                 });
-                pair_files.push(Artefact {
+                let public_file = known(Artefact {
                     paths: qp.clone(),
                     bytes: Zeroizing::new(pub_pem.into_bytes()),
                     mode: Mode::Public,
                 });
                 let mut files = pp;
                 files.extend(qp);
-                manifest.entries.push(ManifestEntry {
-                    id: k.id.clone(),
-                    kind: "keypair".into(),
-                    sha256: sha256_hex(public.spki_der()),
-                    files,
-                    key_sha256,
-                    ..Default::default()
-                });
+                NodeOut::Pair {
+                    files: [private, public_file],
+                    entry: ManifestEntry {
+                        id: k.id.clone(),
+                        kind: "keypair".into(),
+                        sha256: sha256_hex(public.spki_der()),
+                        files,
+                        key_sha256,
+                        ..Default::default()
+                    },
+                }
             }
             Node::Kubeconfig(k) => {
                 let (Some(client), Some(ca)) = (finals.get(&k.client), finals.get(&k.ca)) else {
-                    continue;
+                    return Ok(NodeOut::Nothing);
                 };
                 let Some(entry) = layout.part(id, Part::Kubeconfig) else {
-                    continue;
+                    return Ok(NodeOut::Nothing);
                 };
                 let material = |target: NodeId, part: Part, pem: Vec<u8>| match (
                     plan.spec.output.embed_certs,
@@ -436,12 +506,53 @@ pub(crate) fn render(
                     source: CryptoError::Encode(e.to_string()),
                 })?;
                 let p = entry.output_paths();
-                manifest.kubeconfigs.insert(k.id.clone(), p.clone());
-                kubeconfigs.push(Artefact {
-                    paths: p,
-                    bytes: Zeroizing::new(yaml.into_bytes()),
-                    mode: Mode::Secret,
-                });
+                NodeOut::Kubeconfig {
+                    id: k.id.clone(),
+                    art: known(Artefact {
+                        paths: p,
+                        bytes: Zeroizing::new(yaml.into_bytes()),
+                        mode: Mode::Secret,
+                    }),
+                }
+            }
+        })
+    };
+    // Every node in parallel (PEM, kubeconfig YAML); a file that is what
+    // this run read already is settled at once and its bytes dropped.
+    let nodes: Vec<(NodeId, &Node)> = g.iter().collect();
+    let outs: Vec<Result<NodeOut, IssueError>> =
+        nodes.par_iter().map(|(id, n)| one(*id, n)).collect();
+    // In node order: the error reported is the first one, as when serial.
+    for out in outs {
+        match out? {
+            NodeOut::Nothing => {}
+            NodeOut::Cert {
+                is_ca,
+                signing,
+                key,
+                cert,
+                entry,
+            } => {
+                if let Some((k, c)) = signing {
+                    keys_ca.push(k);
+                    certs_ca.push(c);
+                }
+                let (ks, cs) = if is_ca {
+                    (&mut keys_ca, &mut certs_ca)
+                } else {
+                    (&mut keys_leaf, &mut certs_leaf)
+                };
+                ks.extend(key);
+                cs.extend(cert);
+                manifest.entries.push(entry);
+            }
+            NodeOut::Pair { files, entry } => {
+                pair_files.extend(files);
+                manifest.entries.push(entry);
+            }
+            NodeOut::Kubeconfig { id, art } => {
+                manifest.kubeconfigs.insert(id, art.art.paths.clone());
+                kubeconfigs.push(art);
             }
         }
     }
@@ -464,23 +575,23 @@ pub(crate) fn render(
     items.extend(certs_leaf);
     items.extend(pair_files);
     items.extend(kubeconfigs);
-    items.extend(extra);
+    items.extend(extra.into_iter().map(known));
     if !plan.spec.etcd_members().is_empty() {
-        items.push(Artefact {
+        items.push(known(Artefact {
             paths: vec!["cluster/membership.md".into()],
             bytes: Zeroizing::new(crate::outputs::membership_markdown(membership).into_bytes()),
             mode: Mode::Public,
-        });
+        }));
     }
     let json = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| IssueError::Order(format!("manifest: {e}")))?;
     let mut json = json;
     json.push(b'\n');
-    items.push(Artefact {
-        paths: vec!["kpki-manifest.json".into()],
+    items.push(known(Artefact {
+        paths: vec![super::MANIFEST.into()],
         bytes: Zeroizing::new(json),
         mode: Mode::Public,
-    });
+    }));
     Ok(Rendered { items, manifest })
 }
 

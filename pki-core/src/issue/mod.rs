@@ -503,7 +503,7 @@ pub fn issue(
             });
         }
     }
-    let files = artefacts::render(
+    let mut files = artefacts::render(
         plan,
         &finals,
         &pairs,
@@ -513,7 +513,7 @@ pub fn issue(
         &membership,
     )?;
     report.membership = membership;
-    report.manifest = files.manifest.clone();
+    report.manifest = std::mem::take(&mut files.manifest);
     // Journal the keys about to replace existing ones, so that a run killed
     // between a key and its certificate (or a CA and its leaves, or a
     // keypair's two halves) is finished by the next run. Entries of a killed
@@ -531,30 +531,32 @@ pub fn issue(
     let mut manifest_write = Vec::new();
     // Every file is compared with its bytes first (in parallel where the
     // store can); the error reported is the first in file order. A file
-    // this run read already (keys, certificates, kubeconfigs) is compared
-    // with the digest of what was read: each file is read once per run.
-    let digests: Vec<Option<existing::Digest>> = files
-        .items
-        .par_iter()
-        .map(|a| {
-            a.paths
-                .iter()
-                .any(|p| existing.read_digest(p).is_some())
-                .then(|| existing::digest(&a.bytes))
-        })
-        .collect();
+    // this run read already (keys, certificates, kubeconfigs, the
+    // manifest) is compared with the digest of what was read: each file is
+    // read once per run.
     let items: Vec<(&str, &[u8])> = files
         .items
         .iter()
-        .flat_map(|a| a.paths.iter().map(|p| (p.as_str(), a.bytes.as_slice())))
+        .filter(|i| !i.unchanged)
+        .flat_map(|i| {
+            i.art
+                .paths
+                .iter()
+                .map(|p| (p.as_str(), i.art.bytes.as_slice()))
+        })
         .filter(|(p, _)| existing.read_digest(p).is_none())
         .collect();
     let mut same = store.same_many(&items).into_iter();
-    for (art, digest) in files.items.iter().zip(&digests) {
+    for item in &files.items {
+        let art = &item.art;
         for path in &art.paths {
-            let known = existing
-                .read_digest(path)
-                .map(|found| found.map(|d| Some(d) == digest.as_ref()));
+            let known = if item.unchanged {
+                Some(Some(true))
+            } else {
+                existing
+                    .read_digest(path)
+                    .map(|found| found.map(|d| Some(d) == item.digest.as_ref()))
+            };
             let known = match known {
                 Some(k) => k,
                 None => same
