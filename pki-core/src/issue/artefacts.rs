@@ -187,6 +187,57 @@ pub(crate) struct Item {
     pub(crate) unchanged: bool,
 }
 
+/// A JSON file (pretty, with a final newline) as an [`Item`]. It is
+/// serialized once into a digest and its length: a file this run read that
+/// holds exactly these bytes needs no buffer at all; else the bytes go
+/// into a buffer of their exact size (a fleet's manifest is megabytes).
+fn json_item<T: Serialize + ?Sized>(
+    existing: &super::existing::Existing,
+    path: &str,
+    value: &T,
+) -> Result<Item, serde_json::Error> {
+    struct Tee(sha2::Sha256, usize);
+    impl std::io::Write for Tee {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            sha2::Digest::update(&mut self.0, b);
+            self.1 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut tee = Tee(<sha2::Sha256 as sha2::Digest>::new(), 0);
+    serde_json::to_writer_pretty(&mut tee, value)?;
+    std::io::Write::write_all(&mut tee, b"\n").map_err(serde_json::Error::io)?;
+    let d: Digest = sha2::Digest::finalize(tee.0).into();
+    let found = existing.read_digest(path);
+    let paths = vec![path.to_owned()];
+    if found == Some(Some(&d)) {
+        return Ok(Item {
+            art: Artefact {
+                paths,
+                bytes: Zeroizing::new(Vec::new()),
+                mode: Mode::Public,
+            },
+            digest: Some(d),
+            unchanged: true,
+        });
+    }
+    let mut bytes = Vec::with_capacity(tee.1);
+    serde_json::to_writer_pretty(&mut bytes, value)?;
+    bytes.push(b'\n');
+    Ok(Item {
+        art: Artefact {
+            paths,
+            bytes: Zeroizing::new(bytes),
+            mode: Mode::Public,
+        },
+        digest: found.is_some().then_some(d),
+        unchanged: false,
+    })
+}
+
 /// What [`render`] makes of one graph node.
 enum NodeOut {
     Nothing,
@@ -320,7 +371,7 @@ pub(crate) fn render(
     // The PEM every trust anchor of a CA holds: its certificate, and during
     // a rotation the other generation too (old + new).
     let trust_pem = |id: NodeId, f: &Final| {
-        let mut pem = cert_to_pem(&f.cert_der).into_bytes();
+        let mut pem = cert_to_pem(f.cert_der()).into_bytes();
         if let Some(extra) = existing.trust_extra(id) {
             pem.extend(cert_to_pem(extra).into_bytes());
         }
@@ -358,7 +409,7 @@ pub(crate) fn render(
                         Zeroizing::new(if c.is_ca {
                             trust_pem(id, f)
                         } else {
-                            cert_to_pem(&f.cert_der).into_bytes()
+                            cert_to_pem(f.cert_der()).into_bytes()
                         }),
                     ),
                 };
@@ -387,7 +438,7 @@ pub(crate) fn render(
                         }),
                         known(Artefact {
                             paths: scp.clone(),
-                            bytes: Zeroizing::new(cert_to_pem(&f.cert_der).into_bytes()),
+                            bytes: Zeroizing::new(cert_to_pem(f.cert_der()).into_bytes()),
                             mode: Mode::Public,
                         }),
                     ))
@@ -496,7 +547,7 @@ pub(crate) fn render(
                         cert: material(
                             k.client,
                             Part::Cert,
-                            cert_to_pem(&client.cert_der).into_bytes(),
+                            cert_to_pem(client.cert_der()).into_bytes(),
                         ),
                         key: material(k.client, Part::Key, client_key.to_vec()),
                     },
@@ -567,7 +618,15 @@ pub(crate) fn render(
         .filter(|(id, f)| existing.trust_extra(**id).is_some() || !f.chain.is_empty())
         .map(|(id, f)| (*id, trust_pem(*id, f)))
         .collect();
-    let extra = extras(plan, finals, pairs, &flags, token.as_ref(), &trust)?;
+    let extra = extras(
+        plan,
+        finals,
+        pairs,
+        &flags,
+        token.as_ref(),
+        &trust,
+        existing,
+    )?;
     let mut items = Vec::new();
     items.extend(keys_ca);
     items.extend(certs_ca);
@@ -575,7 +634,7 @@ pub(crate) fn render(
     items.extend(certs_leaf);
     items.extend(pair_files);
     items.extend(kubeconfigs);
-    items.extend(extra.into_iter().map(known));
+    items.extend(extra);
     if !plan.spec.etcd_members().is_empty() {
         items.push(known(Artefact {
             paths: vec!["cluster/membership.md".into()],
@@ -583,15 +642,10 @@ pub(crate) fn render(
             mode: Mode::Public,
         }));
     }
-    let json = serde_json::to_vec_pretty(&manifest)
-        .map_err(|e| IssueError::Order(format!("manifest: {e}")))?;
-    let mut json = json;
-    json.push(b'\n');
-    items.push(known(Artefact {
-        paths: vec![super::MANIFEST.into()],
-        bytes: Zeroizing::new(json),
-        mode: Mode::Public,
-    }));
+    items.push(
+        json_item(existing, super::MANIFEST, &manifest)
+            .map_err(|e| IssueError::Order(format!("manifest: {e}")))?,
+    );
     Ok(Rendered { items, manifest })
 }
 
@@ -637,21 +691,16 @@ fn extras(
     flags: &[crate::outputs::ComponentFlags],
     token: Option<&crate::outputs::BootstrapToken>,
     trust: &BTreeMap<NodeId, Vec<u8>>,
-) -> Result<Vec<Artefact>, IssueError> {
+    existing: &super::existing::Existing,
+) -> Result<Vec<Item>, IssueError> {
     let g = &plan.graph;
     let fail = |what: &str, e: String| IssueError::Crypto {
         id: what.to_owned(),
         source: CryptoError::Encode(e),
     };
     let mut out = Vec::new();
-    let mut json =
-        serde_json::to_vec_pretty(flags).map_err(|e| fail("components.json", e.to_string()))?;
-    json.push(b'\n');
-    out.push(Artefact {
-        paths: vec!["components.json".into()],
-        bytes: Zeroizing::new(json),
-        mode: Mode::Public,
-    });
+    let components = json_item(existing, "components.json", &flags)
+        .map_err(|e| fail("components.json", e.to_string()))?;
     for (name, value) in crate::outputs::manifests(plan, token) {
         let yaml = serde_yaml_ng::to_string(&value).map_err(|e| fail(&name, e.to_string()))?;
         out.push(Artefact {
@@ -676,7 +725,7 @@ fn extras(
         let pem = trust
             .get(&ca_id)
             .cloned()
-            .unwrap_or_else(|| cert_to_pem(&ca.cert_der).into_bytes());
+            .unwrap_or_else(|| cert_to_pem(ca.cert_der()).into_bytes());
         let cfg = kubeconfig::Kubeconfig::single(
             &plan.spec.cluster.name,
             &plan.spec.cluster.endpoint.url(),
@@ -712,7 +761,9 @@ fn extras(
         bytes: d.bytes,
         mode: if d.secret { Mode::Secret } else { Mode::Public },
     }));
-    Ok(out)
+    let mut items = vec![components];
+    items.extend(out.into_iter().map(|a| known_to(existing, a)));
+    Ok(items)
 }
 
 pub(crate) fn sha256_hex(b: &[u8]) -> String {

@@ -1,6 +1,7 @@
 //! What an earlier run left in the store, read once and judged against the plan.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::{Final, IssueError, IssueOptions, RenewPolicy};
 use crate::Plan;
@@ -11,7 +12,7 @@ use crate::store::{Part, PkiStore};
 pub(crate) struct Existing {
     keys: BTreeMap<NodeId, PrivateKey>,
     key_paths: BTreeMap<NodeId, String>,
-    certs: BTreeMap<NodeId, (ParsedCert, String)>,
+    certs: BTreeMap<NodeId, (Arc<ParsedCert>, String)>,
     /// The bootstrap token of an earlier run (kept so re-runs change no byte).
     pub(crate) bootstrap_token: Option<crate::outputs::BootstrapToken>,
     /// Certificates whose key a killed run had already replaced (from the journal).
@@ -287,7 +288,7 @@ impl Existing {
                 e.key_paths.insert(id, p);
             }
             if let Some((p, c)) = cert {
-                e.certs.insert(id, (c, p));
+                e.certs.insert(id, (Arc::new(c), p));
             }
         }
         // Certificates that live only inside kubeconfigs (kubeadm's admin.conf...).
@@ -425,7 +426,7 @@ impl Existing {
                     .map_err(|_| bad(path, "client-key-data is not PEM"))?,
             );
             e.certs
-                .insert(client, (parse_cert(path, &ct)?, path.to_owned()));
+                .insert(client, (Arc::new(parse_cert(path, &ct)?), path.to_owned()));
             e.keys.entry(client).or_insert(parse_key(path, &kt)?);
             e.key_paths.entry(client).or_insert(path.to_owned());
         }
@@ -466,7 +467,7 @@ impl Existing {
                         .get(&id)
                         .map(|(_, p)| p.clone())
                         .unwrap_or_default();
-                    self.certs.insert(id, (c, path));
+                    self.certs.insert(id, (Arc::new(c), path));
                     self.keys.insert(id, k);
                     self.switched.insert(id);
                 }
@@ -594,7 +595,7 @@ impl Existing {
                     .get(&id)
                     .map(|(_, p)| p.clone())
                     .unwrap_or_default();
-                self.certs.insert(id, (nc.clone(), path));
+                self.certs.insert(id, (Arc::new(nc.clone()), path));
                 self.keys.insert(id, k.duplicate());
                 self.switched.insert(id);
                 continue;
@@ -637,7 +638,15 @@ impl Existing {
     }
 
     pub(crate) fn cert(&self, id: NodeId) -> Option<&ParsedCert> {
-        self.certs.get(&id).map(|(c, _)| c)
+        self.certs.get(&id).map(|(c, _)| &**c)
+    }
+
+    /// Drops the certificates and keys read from disk once every
+    /// certificate is settled (kept ones live on in their [`Final`]).
+    pub(crate) fn forget_parsed(&mut self) {
+        self.certs = BTreeMap::new();
+        self.keys = BTreeMap::new();
+        self.staged_new = BTreeMap::new();
     }
 
     pub(crate) fn take_key(&mut self, id: NodeId) -> Option<PrivateKey> {
@@ -651,8 +660,7 @@ impl Existing {
             .ok_or_else(|| IssueError::Order("kept a certificate that does not exist".into()))?;
         Ok(Final {
             key,
-            cert_der: parsed.der.clone(),
-            parsed: parsed.clone(),
+            parsed: Arc::clone(parsed),
             adopted: None,
             chain: Vec::new(),
         })
@@ -668,14 +676,13 @@ impl Existing {
         let (parsed, _) = self.certs.get(&id).ok_or_else(|| {
             IssueError::Order("a stand-in for a certificate that does not exist".into())
         })?;
-        let mut parsed = parsed.clone();
+        let mut parsed = ParsedCert::clone(parsed);
         if let Some(last) = parsed.der.last_mut() {
             *last ^= 0xff;
         }
         Ok(Final {
             key,
-            cert_der: parsed.der.clone(),
-            parsed,
+            parsed: Arc::new(parsed),
             adopted: None,
             chain: Vec::new(),
         })

@@ -210,13 +210,20 @@ impl IssueReport {
 /// A certificate and key as issued or kept.
 pub(crate) struct Final {
     pub(crate) key: PrivateKey,
-    pub(crate) cert_der: Vec<u8>,
-    pub(crate) parsed: ParsedCert,
+    /// The certificate (shared with what [`Existing`] parsed when kept).
+    pub(crate) parsed: std::sync::Arc<ParsedCert>,
     /// An adopted CA: its files are written byte for byte.
     pub(crate) adopted: Option<crate::ExistingCa>,
     /// A CA signed by an external root: the certificates above it, up to
     /// the root, which its trust files hold after it.
     pub(crate) chain: Vec<Vec<u8>>,
+}
+
+impl Final {
+    /// The certificate, DER.
+    pub(crate) fn cert_der(&self) -> &[u8] {
+        &self.parsed.der
+    }
 }
 
 /// Issues a plan into a store.
@@ -390,8 +397,7 @@ pub fn issue(
                     id,
                     Final {
                         key: key.duplicate(),
-                        cert_der: a.cert().der.clone(),
-                        parsed: a.cert().clone(),
+                        parsed: std::sync::Arc::new(a.cert().clone()),
                         adopted: Some(a.clone()),
                         chain: Vec::new(),
                     },
@@ -467,6 +473,9 @@ pub fn issue(
                 .map(|(a, f)| (id, c.id.clone(), a, f))
         })
         .collect::<Result<_, _>>()?;
+    // Every certificate is settled: what was parsed from disk and not kept
+    // is no longer needed (the rest is shared with `finals`).
+    existing.forget_parsed();
     let mut rekeyed = rekeyed_pairs;
     for (id, name, action, f) in settled {
         if matches!(action, Action::Rekeyed(_)) {
@@ -676,8 +685,7 @@ fn take_imported(
         action,
         Final {
             key,
-            cert_der: imp.cert.der.clone(),
-            parsed: imp.cert,
+            parsed: std::sync::Arc::new(imp.cert),
             adopted: None,
             chain: imp.chain,
         },
@@ -877,7 +885,7 @@ fn sign(
     );
     let signer = match parent {
         Some(p) => Signer::Issuer {
-            cert_der: &p.cert_der,
+            cert_der: p.cert_der(),
             key: &p.key,
         },
         None => Signer::SelfSigned(&key),
@@ -889,8 +897,7 @@ fn sign(
     let parsed = parse_certificate(&der).map_err(crypto)?;
     Ok(Final {
         key,
-        cert_der: der,
-        parsed,
+        parsed: std::sync::Arc::new(parsed),
         adopted: None,
         chain: Vec::new(),
     })
