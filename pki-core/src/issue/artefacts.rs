@@ -13,7 +13,7 @@ use super::{Final, IssueError};
 use crate::Plan;
 use crate::crypto::{CryptoError, PrivateKey, cert_to_pem};
 use crate::graph::{IssuerRef, Node, NodeId};
-use crate::store::{Mode, Part};
+use crate::store::{Mode, Part, PkiStore, StoreError};
 
 /// One file's content and where it goes.
 pub struct Artefact {
@@ -177,24 +177,69 @@ pub(crate) struct Rendered {
     pub(crate) manifest: Manifest,
 }
 
-/// One file of an issuance and what this run knows of it already.
+/// Whether a file holds given bytes: `None` when there is no such file.
+pub(crate) type Found = Result<Option<bool>, StoreError>;
+
+/// One file of an issuance and how each of its paths compares with it.
 pub(crate) struct Item {
     pub(crate) art: Artefact,
-    /// The SHA-256 of its bytes, when this run read one of its paths.
-    pub(crate) digest: Option<Digest>,
-    /// Each of its paths held exactly these bytes when this run read it:
-    /// nothing to compare or write, and the bytes are dropped already.
-    pub(crate) unchanged: bool,
+    /// Per path, once compared: whether the file holds exactly these bytes.
+    pub(crate) found: Vec<Option<Found>>,
+}
+
+impl Item {
+    /// Drops the bytes once they are needed no more: every path is compared,
+    /// and none is to be written (all unchanged, or a dry run).
+    fn settled(mut self, dry_run: bool) -> Self {
+        let compared = self.found.iter().all(Option::is_some);
+        let unchanged = self.found.iter().all(|f| matches!(f, Some(Ok(Some(true)))));
+        if compared && (dry_run || unchanged) {
+            self.art.bytes = Zeroizing::new(Vec::new());
+        }
+        self
+    }
+}
+
+/// Compares the paths of `items` this run did not read already with the
+/// files (in parallel where the store can), then drops the bytes no longer
+/// needed.
+fn compare(store: &impl PkiStore, items: Vec<Item>, dry_run: bool) -> Vec<Item> {
+    let mut items = items;
+    let (at, results) = {
+        let mut at = Vec::new();
+        let mut todo: Vec<(&str, &[u8])> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            for (j, (path, found)) in item.art.paths.iter().zip(&item.found).enumerate() {
+                if found.is_none() {
+                    at.push((i, j));
+                    todo.push((path.as_str(), item.art.bytes.as_slice()));
+                }
+            }
+        }
+        if todo.is_empty() {
+            (at, Vec::new())
+        } else {
+            (at, store.same_many(&todo))
+        }
+    };
+    for ((i, j), r) in at.into_iter().zip(results) {
+        if let Some(f) = items.get_mut(i).and_then(|x| x.found.get_mut(j)) {
+            *f = Some(r);
+        }
+    }
+    items.into_iter().map(|x| x.settled(dry_run)).collect()
 }
 
 /// A JSON file (pretty, with a final newline) as an [`Item`]. It is
 /// serialized once into a digest and its length: a file this run read that
-/// holds exactly these bytes needs no buffer at all; else the bytes go
-/// into a buffer of their exact size (a fleet's manifest is megabytes).
+/// holds exactly these bytes (or any file, in a dry run) needs no buffer at
+/// all; else the bytes go into a buffer of their exact size (a fleet's
+/// manifest is megabytes).
 fn json_item<T: Serialize + ?Sized>(
     existing: &super::existing::Existing,
     path: &str,
     value: &T,
+    dry_run: bool,
 ) -> Result<Item, serde_json::Error> {
     struct Tee(sha2::Sha256, usize);
     impl std::io::Write for Tee {
@@ -211,17 +256,18 @@ fn json_item<T: Serialize + ?Sized>(
     serde_json::to_writer_pretty(&mut tee, value)?;
     std::io::Write::write_all(&mut tee, b"\n").map_err(serde_json::Error::io)?;
     let d: Digest = sha2::Digest::finalize(tee.0).into();
-    let found = existing.read_digest(path);
+    let found = existing.read_digest(path).map(|f| Ok(f.map(|x| *x == d)));
     let paths = vec![path.to_owned()];
-    if found == Some(Some(&d)) {
+    if let Some(Ok(same)) = found
+        && (dry_run || same == Some(true))
+    {
         return Ok(Item {
             art: Artefact {
                 paths,
                 bytes: Zeroizing::new(Vec::new()),
                 mode: Mode::Public,
             },
-            digest: Some(d),
-            unchanged: true,
+            found: vec![Some(Ok(same))],
         });
     }
     let mut bytes = Vec::with_capacity(tee.1);
@@ -233,8 +279,7 @@ fn json_item<T: Serialize + ?Sized>(
             bytes: Zeroizing::new(bytes),
             mode: Mode::Public,
         },
-        digest: found.is_some().then_some(d),
-        unchanged: false,
+        found: vec![found],
     })
 }
 
@@ -260,30 +305,19 @@ enum NodeOut {
     },
 }
 
-/// An artefact as an [`Item`]: when this run read one of its paths, the
-/// digest of its bytes; when it read all of them and each held exactly
-/// these bytes, it is unchanged and its bytes are dropped at once (a no-op
-/// run holds no file's bytes for long).
-fn known_to(existing: &super::existing::Existing, mut art: Artefact) -> Item {
-    let found: Vec<Option<Option<&Digest>>> =
+/// An artefact as an [`Item`]: each path this run read is compared with
+/// the digest of what it read; when that settles every path, the bytes are
+/// dropped at once unless they are to be written (a no-op run or a dry run
+/// holds no file's bytes for long).
+fn known_to(existing: &super::existing::Existing, art: Artefact, dry_run: bool) -> Item {
+    let read: Vec<Option<Option<&Digest>>> =
         art.paths.iter().map(|p| existing.read_digest(p)).collect();
-    if found.iter().all(Option::is_none) {
-        return Item {
-            art,
-            digest: None,
-            unchanged: false,
-        };
-    }
-    let d = digest(&art.bytes);
-    let unchanged = found.iter().all(|f| *f == Some(Some(&d)));
-    if unchanged {
-        art.bytes = Zeroizing::new(Vec::new());
-    }
-    Item {
-        art,
-        digest: Some(d),
-        unchanged,
-    }
+    let d = read.iter().any(Option::is_some).then(|| digest(&art.bytes));
+    let found = read
+        .iter()
+        .map(|r| r.map(|f| Ok(f.map(|x| Some(x) == d.as_ref()))))
+        .collect();
+    Item { art, found }.settled(dry_run)
 }
 
 pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
@@ -333,15 +367,19 @@ pub(crate) fn relative(from_file: &str, to: &str) -> PathBuf {
 /// Where the bootstrap kubeconfig goes in cluster/.
 pub(crate) const BOOTSTRAP_KUBECONFIG: &str = "cluster/bootstrap-kubelet.conf";
 
+/// Renders every file and compares each with what its paths hold (the
+/// files this run read already by their digest, the others through the
+/// store); the bytes of a file not to be written are dropped at once.
 pub(crate) fn render(
     plan: &Plan,
-    finals: &BTreeMap<NodeId, Final>,
-    pairs: &BTreeMap<NodeId, PrivateKey>,
+    (finals, pairs): (&BTreeMap<NodeId, Final>, &BTreeMap<NodeId, PrivateKey>),
     existing: &super::existing::Existing,
     renewals: Vec<Renewal>,
-    now: time::OffsetDateTime,
+    opts: &super::IssueOptions,
     membership: &crate::outputs::MembershipChange,
+    store: &impl PkiStore,
 ) -> Result<Rendered, IssueError> {
+    let (now, dry_run) = (opts.now, opts.dry_run);
     let g = &plan.graph;
     let layout = &plan.layout;
     let paths = |id: NodeId, part: Part| {
@@ -381,7 +419,7 @@ pub(crate) fn render(
         }
         pem
     };
-    let known = |art: Artefact| known_to(existing, art);
+    let known = |art: Artefact| known_to(existing, art, dry_run);
     let one = |id: NodeId, n: &Node| -> Result<NodeOut, IssueError> {
         Ok(match n {
             Node::Cert(c) => {
@@ -607,6 +645,14 @@ pub(crate) fn render(
             }
         }
     }
+    let mut items = Vec::new();
+    items.extend(keys_ca);
+    items.extend(certs_ca);
+    items.extend(keys_leaf);
+    items.extend(certs_leaf);
+    items.extend(pair_files);
+    items.extend(kubeconfigs);
+    let mut items = compare(store, items, dry_run);
     let flags = crate::outputs::component_flags_with(plan, membership);
     let token = if crate::outputs::uses_tls_bootstrap(&flags) {
         Some(bootstrap_token(plan, existing, now)?)
@@ -618,34 +664,28 @@ pub(crate) fn render(
         .filter(|(id, f)| existing.trust_extra(**id).is_some() || !f.chain.is_empty())
         .map(|(id, f)| (*id, trust_pem(*id, f)))
         .collect();
-    let extra = extras(
+    let mut extra = extras(
         plan,
         finals,
         pairs,
         &flags,
         token.as_ref(),
         &trust,
-        existing,
+        (existing, dry_run),
     )?;
-    let mut items = Vec::new();
-    items.extend(keys_ca);
-    items.extend(certs_ca);
-    items.extend(keys_leaf);
-    items.extend(certs_leaf);
-    items.extend(pair_files);
-    items.extend(kubeconfigs);
-    items.extend(extra);
+    drop(flags);
     if !plan.spec.etcd_members().is_empty() {
-        items.push(known(Artefact {
+        extra.push(known(Artefact {
             paths: vec!["cluster/membership.md".into()],
             bytes: Zeroizing::new(crate::outputs::membership_markdown(membership).into_bytes()),
             mode: Mode::Public,
         }));
     }
-    items.push(
-        json_item(existing, super::MANIFEST, &manifest)
+    extra.push(
+        json_item(existing, super::MANIFEST, &manifest, dry_run)
             .map_err(|e| IssueError::Order(format!("manifest: {e}")))?,
     );
+    items.extend(compare(store, extra, dry_run));
     Ok(Rendered { items, manifest })
 }
 
@@ -691,7 +731,7 @@ fn extras(
     flags: &[crate::outputs::ComponentFlags],
     token: Option<&crate::outputs::BootstrapToken>,
     trust: &BTreeMap<NodeId, Vec<u8>>,
-    existing: &super::existing::Existing,
+    (existing, dry_run): (&super::existing::Existing, bool),
 ) -> Result<Vec<Item>, IssueError> {
     let g = &plan.graph;
     let fail = |what: &str, e: String| IssueError::Crypto {
@@ -699,7 +739,7 @@ fn extras(
         source: CryptoError::Encode(e),
     };
     let mut out = Vec::new();
-    let components = json_item(existing, "components.json", &flags)
+    let components = json_item(existing, "components.json", &flags, dry_run)
         .map_err(|e| fail("components.json", e.to_string()))?;
     for (name, value) in crate::outputs::manifests(plan, token) {
         let yaml = serde_yaml_ng::to_string(&value).map_err(|e| fail(&name, e.to_string()))?;
@@ -762,7 +802,7 @@ fn extras(
         mode: if d.secret { Mode::Secret } else { Mode::Public },
     }));
     let mut items = vec![components];
-    items.extend(out.into_iter().map(|a| known_to(existing, a)));
+    items.extend(out.into_iter().map(|a| known_to(existing, a, dry_run)));
     Ok(items)
 }
 

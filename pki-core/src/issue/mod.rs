@@ -514,12 +514,12 @@ pub fn issue(
     }
     let mut files = artefacts::render(
         plan,
-        &finals,
-        &pairs,
+        (&finals, &pairs),
         &existing,
         renewals,
-        opts.now,
+        opts,
         &membership,
+        store,
     )?;
     report.membership = membership;
     report.manifest = std::mem::take(&mut files.manifest);
@@ -538,40 +538,22 @@ pub fn issue(
     // CAs before leaves); the manifest last, once the rest is durable.
     let mut batch: Vec<(&str, &[u8], crate::store::Mode)> = Vec::new();
     let mut manifest_write = Vec::new();
-    // Every file is compared with its bytes first (in parallel where the
-    // store can); the error reported is the first in file order. A file
-    // this run read already (keys, certificates, kubeconfigs, the
-    // manifest) is compared with the digest of what was read: each file is
-    // read once per run.
-    let items: Vec<(&str, &[u8])> = files
+    // Every file was compared with its bytes as it was rendered (a file
+    // this run read already by the digest of what was read: each file is
+    // read once per run); the error reported is the first in file order.
+    let founds: Vec<Vec<Option<artefacts::Found>>> = files
         .items
-        .iter()
-        .filter(|i| !i.unchanged)
-        .flat_map(|i| {
-            i.art
-                .paths
-                .iter()
-                .map(|p| (p.as_str(), i.art.bytes.as_slice()))
-        })
-        .filter(|(p, _)| existing.read_digest(p).is_none())
+        .iter_mut()
+        .map(|i| std::mem::take(&mut i.found))
         .collect();
-    let mut same = store.same_many(&items).into_iter();
-    for item in &files.items {
+    for (item, found) in files.items.iter().zip(founds) {
         let art = &item.art;
+        let mut found = found.into_iter();
         for path in &art.paths {
-            let known = if item.unchanged {
-                Some(Some(true))
-            } else {
-                existing
-                    .read_digest(path)
-                    .map(|found| found.map(|d| Some(d) == item.digest.as_ref()))
-            };
-            let known = match known {
-                Some(k) => k,
-                None => same
-                    .next()
-                    .ok_or_else(|| IssueError::Order(format!("{path}: not compared")))??,
-            };
+            let known = found
+                .next()
+                .flatten()
+                .ok_or_else(|| IssueError::Order(format!("{path}: not compared")))??;
             let change = match known {
                 None => FileChange::Created,
                 Some(true) => FileChange::Unchanged,
