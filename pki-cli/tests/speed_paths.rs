@@ -470,3 +470,48 @@ fn dry_run_names_exactly_what_the_real_run_changes() {
     let n = dry_run_matches_real_run("issue", &paths, &out, &["--replace-ca-keys"]);
     assert!(n > 50, "{n}");
 }
+
+/// Files edited after a no-op run, each kind the run reads differently: a
+/// leaf certificate (read and parsed at the start of the run, then
+/// compared by the digest of what was read), a kubeconfig (read once for
+/// its digest) and a node's copy of a CA certificate (compared through the
+/// store). Check reports the copy that differs (D003); the next issue
+/// notices all three and rewrites them byte for byte; check is clean after.
+#[test]
+fn certificate_and_kubeconfig_edited_after_noop_run_are_reported_and_rewritten() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    assert_eq!(issue(&out, &[]).0, Some(0));
+    let (code, text, _) = issue(&out, &[]);
+    assert_eq!((code, text.contains("wrote 0 file(s)")), (Some(0), true));
+    let before = snapshot(&out);
+    let pki = out.join("nodes/w1/etc/kubernetes/pki");
+    // The same certificate, one more newline: same DER, other bytes.
+    let crt = out.join(format!("{LEAF}.crt"));
+    let mut bytes = std::fs::read(&crt).unwrap();
+    bytes.push(b'\n');
+    std::fs::write(&crt, bytes).unwrap();
+    let kc = out.join("nodes/w1/etc/kubernetes/kubelet.conf");
+    let text = std::fs::read_to_string(&kc).unwrap();
+    std::fs::write(
+        &kc,
+        text.replace("server: https://", "server: https://evil."),
+    )
+    .unwrap();
+    std::fs::copy(
+        pki.join("apiserver-server-ca.crt"),
+        pki.join("kubelet-client-ca.crt"),
+    )
+    .unwrap();
+    let found = problems(&check_json(&out));
+    assert!(
+        found.iter().any(|(c, f)| c == "D003"
+            && f.contains(&"nodes/w1/etc/kubernetes/pki/kubelet-client-ca.crt".to_owned())),
+        "{found:?}"
+    );
+    let (code, text, err) = issue(&out, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(text.contains("wrote 3 file(s)"), "{text}");
+    assert_eq!(snapshot(&out), before);
+    assert!(problems(&check_json(&out)).is_empty());
+}
