@@ -663,6 +663,7 @@ impl Existing {
             parsed: Arc::clone(parsed),
             adopted: None,
             chain: Vec::new(),
+            stand_in: false,
         })
     }
 
@@ -685,6 +686,7 @@ impl Existing {
             parsed: Arc::new(parsed),
             adopted: None,
             chain: Vec::new(),
+            stand_in: true,
         })
     }
 

@@ -217,6 +217,9 @@ pub(crate) struct Final {
     /// A CA signed by an external root: the certificates above it, up to
     /// the root, which its trust files hold after it.
     pub(crate) chain: Vec<Vec<u8>>,
+    /// A dry run's stand-in for a leaf it would re-issue (never signed):
+    /// every file embedding it certainly changes.
+    pub(crate) stand_in: bool,
 }
 
 impl Final {
@@ -400,6 +403,7 @@ pub fn issue(
                         parsed: std::sync::Arc::new(a.cert().clone()),
                         adopted: Some(a.clone()),
                         chain: Vec::new(),
+                        stand_in: false,
                     },
                 );
             }
@@ -670,6 +674,7 @@ fn take_imported(
             parsed: std::sync::Arc::new(imp.cert),
             adopted: None,
             chain: imp.chain,
+            stand_in: false,
         },
     ))
 }
@@ -882,5 +887,6 @@ fn sign(
         parsed: std::sync::Arc::new(parsed),
         adopted: None,
         chain: Vec::new(),
+        stand_in: false,
     })
 }

@@ -395,6 +395,7 @@ fn load_final(store: &impl PkiStore, cert: &str, key: &str) -> Result<Option<Fin
         parsed: Arc::new(parsed),
         adopted: None,
         chain: Vec::new(),
+        stand_in: false,
     }))
 }
 
@@ -421,6 +422,7 @@ fn token_final(
             parsed: Arc::new(parsed),
             adopted: None,
             chain: Vec::new(),
+            stand_in: false,
         }))
 }
 
