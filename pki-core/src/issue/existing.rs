@@ -296,12 +296,12 @@ impl Existing {
         // bounded number at a time) and its digest kept for the comparison
         // at the end of the run; only those whose client certificate has no
         // file of its own are parsed.
-        let kcs: Vec<(NodeId, NodeId, String)> = g
+        let kcs: Vec<(NodeId, String)> = g
             .kubeconfigs()
-            .filter_map(|(kid, kc)| first(kid, Part::Kubeconfig).map(|p| (kid, kc.client, p)))
+            .filter_map(|(kid, kc)| first(kid, Part::Kubeconfig).map(|p| (kc.client, p)))
             .collect();
         for chunk in kcs.chunks(KUBECONFIG_CHUNK) {
-            let paths: Vec<&str> = chunk.iter().map(|(_, _, p)| p.as_str()).collect();
+            let paths: Vec<&str> = chunk.iter().map(|(_, p)| p.as_str()).collect();
             let read = store.read_many(&paths);
             if read.len() != chunk.len() {
                 return Err(bad(
@@ -309,7 +309,7 @@ impl Existing {
                     "was not read",
                 ));
             }
-            for ((_, client, path), bytes) in chunk.iter().zip(read) {
+            for ((client, path), bytes) in chunk.iter().zip(read) {
                 let bytes = bytes
                     .map_err(|x| bad(path, format!("cannot read: {}", x.message)))?
                     .map(|mut b| std::mem::take(&mut *b));
