@@ -609,9 +609,10 @@ fn killed(s: &Setup, args: &[&str], n: usize) {
 fn killed_at_three_moments_of_each_phase_then_run_again() {
     // (begin, switch, finish): after the first write (the manifest's "in
     // progress"), in the middle, and at the end (kubeadm preset: begin
-    // writes 36 files, switch 53, finish 29; killed before begin's and
-    // switch's "done", and right after finish's last write).
-    for (b, sw, f) in [(1, 1, 1), (18, 26, 14), (35, 52, 29)] {
+    // puts 35 files or new directories in place, switch 53, finish 23 (the
+    // archive is a new directory, renamed into place whole); killed before
+    // begin's and switch's "done", and right after finish's last write).
+    for (b, sw, f) in [(1, 1, 1), (18, 26, 12), (34, 52, 23)] {
         let s = setup("kubeadm");
         let old_leaves = save_leaves(&s.out, &s.scratch.join("old"));
         std::fs::copy(

@@ -150,21 +150,39 @@ fn check_with_and_without_manifest_digests_agree() {
     );
 }
 
-/// `--jobs 1` and `--jobs 2` write the same files with the same modes and
-/// the same manifest structure; re-runs of each change no byte.
+/// `kpki CMD --spec SPEC --out OUT ARGS` with `threads` worker threads for
+/// the store's parallel reads and writes (`RAYON_NUM_THREADS`).
+fn run_threads(cmd: &str, out: &Path, args: &[&str], threads: &str) -> (Option<i32>, String) {
+    let o = kpki()
+        .arg(cmd)
+        .arg("--spec")
+        .arg(spec())
+        .arg("--out")
+        .arg(out)
+        .args(args)
+        .env("RAYON_NUM_THREADS", threads)
+        .output()
+        .unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
+}
+
+/// `--jobs 1` and `--jobs 2` (and one or two threads writing) write the
+/// same files and directories with the same modes and the same manifest
+/// structure, on a fresh run and on `renew --all`; re-runs of each change
+/// no byte.
 #[test]
 fn jobs_1_and_2_same_structure_and_byte_identical_reruns() {
-    use std::os::unix::fs::PermissionsExt;
     let t = tempfile::tempdir().unwrap();
     let (one, two) = (t.path().join("one"), t.path().join("two"));
-    assert_eq!(issue(&one, &["--jobs", "1"]).0, Some(0));
-    assert_eq!(issue(&two, &["--jobs", "2"]).0, Some(0));
+    assert_eq!(run_threads("issue", &one, &["--jobs", "1"], "1").0, Some(0));
+    assert_eq!(run_threads("issue", &two, &["--jobs", "2"], "2").0, Some(0));
     let (s1, s2) = (snapshot(&one), snapshot(&two));
     assert_eq!(s1.keys().collect::<Vec<_>>(), s2.keys().collect::<Vec<_>>());
-    for p in s1.keys() {
-        let mode = |d: &Path| std::fs::metadata(d.join(p)).unwrap().permissions().mode();
-        assert_eq!(mode(&one), mode(&two), "{p}");
-    }
+    assert_eq!(modes(&one), modes(&two));
+    assert!(modes(&one).len() > s1.len(), "directories are compared too");
     let shape = |d: &Path| {
         let m: Value =
             serde_json::from_slice(&std::fs::read(d.join("kpki-manifest.json")).unwrap()).unwrap();
@@ -178,7 +196,24 @@ fn jobs_1_and_2_same_structure_and_byte_identical_reruns() {
     };
     assert_eq!(shape(&one), shape(&two));
     for (d, jobs, snap) in [(&one, "2", &s1), (&two, "1", &s2)] {
-        let (code, out, _) = issue(d, &["--jobs", jobs]);
+        let (code, out) = run_threads("issue", d, &["--jobs", jobs], jobs);
+        assert_eq!(code, Some(0));
+        assert!(out.contains("wrote 0 file(s)"), "{out}");
+        assert_eq!(&snapshot(d), snap);
+    }
+    // Renewal rewrites files in existing directories: same paths, same
+    // modes, every leaf new, whatever the thread count.
+    assert_eq!(run_threads("renew", &one, &["--all"], "1").0, Some(0));
+    assert_eq!(run_threads("renew", &two, &["--all"], "2").0, Some(0));
+    let (r1, r2) = (snapshot(&one), snapshot(&two));
+    assert_eq!(r1.keys().collect::<Vec<_>>(), r2.keys().collect::<Vec<_>>());
+    assert_eq!(modes(&one), modes(&two));
+    assert_eq!(shape(&one), shape(&two));
+    let leaf = format!("{LEAF}.crt");
+    assert_ne!(r1.get(&leaf), s1.get(&leaf), "renewed");
+    assert_ne!(r2.get(&leaf), s2.get(&leaf), "renewed");
+    for (d, jobs, snap) in [(&one, "2", &r1), (&two, "1", &r2)] {
+        let (code, out) = run_threads("issue", d, &["--jobs", jobs], jobs);
         assert_eq!(code, Some(0));
         assert!(out.contains("wrote 0 file(s)"), "{out}");
         assert_eq!(&snapshot(d), snap);
@@ -514,4 +549,115 @@ fn certificate_and_kubeconfig_edited_after_noop_run_are_reported_and_rewritten()
     assert!(text.contains("wrote 3 file(s)"), "{text}");
     assert_eq!(snapshot(&out), before);
     assert!(problems(&check_json(&out)).is_empty());
+}
+
+/// Every path under `dir` (directories too) with its mode.
+fn modes(dir: &Path) -> std::collections::BTreeMap<String, u32> {
+    use std::os::unix::fs::PermissionsExt;
+    fn walk(root: &Path, d: &Path, m: &mut std::collections::BTreeMap<String, u32>) {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            let meta = p.symlink_metadata().unwrap();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            m.insert(rel, meta.permissions().mode() & 0o7777);
+            if meta.is_dir() {
+                walk(root, &p, m);
+            }
+        }
+    }
+    let mut m = std::collections::BTreeMap::new();
+    walk(dir, dir, &mut m);
+    m
+}
+
+/// A first `kpki issue` (new directory trees are built under temp names
+/// and renamed into place whole) killed like `kill -9` after each of its
+/// renames in turn: the next run completes it (no temp name left), `kpki
+/// check --spec` finds the tree clean, it has the paths and modes of an
+/// uninterrupted run, and a further run changes no byte.
+#[test]
+fn fresh_issue_killed_after_each_rename_then_rerun_is_clean_and_stable() {
+    let t = tempfile::tempdir().unwrap();
+    let reference = t.path().join("reference");
+    assert_eq!(issue(&reference, &[]).0, Some(0));
+    let want = modes(&reference);
+    let mut killed = 0;
+    for n in 1..100 {
+        let out = t.path().join(format!("killed{n}"));
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("kpki"));
+        c.arg("issue")
+            .arg("--spec")
+            .arg(spec())
+            .arg("--out")
+            .arg(&out);
+        let o = c
+            .env("KPKI_TEST_ABORT_AFTER_WRITES", n.to_string())
+            .output()
+            .unwrap();
+        if std::os::unix::process::ExitStatusExt::signal(&o.status).is_none() {
+            // Fewer renames than n: the run completed.
+            assert_eq!(o.status.code(), Some(0), "{n}");
+            break;
+        }
+        killed += 1;
+        assert!(out.join(".kpki.lock").exists());
+        let (code, _, err) = issue(&out, &[]);
+        assert_eq!(code, Some(0), "killed after {n}: {err}");
+        let got = modes(&out);
+        assert!(
+            !got.keys().any(|p| p.contains(".kpki-tmp-")),
+            "killed after {n}: temp names left"
+        );
+        assert_eq!(got, want, "killed after {n}: paths and modes");
+        let doc = check_json(&out);
+        assert_eq!(problems(&doc), Vec::new(), "killed after {n}");
+        let snap = snapshot(&out);
+        let (code, text, _) = issue(&out, &[]);
+        assert_eq!(code, Some(0));
+        assert!(text.contains("wrote 0 file(s)"), "killed after {n}: {text}");
+        assert_eq!(snapshot(&out), snap, "killed after {n}");
+    }
+    // `cluster`, `nodes` and the manifest at least: the kill landed
+    // between trees, not only before or after the whole run.
+    assert!(killed >= 3, "killed {killed} times");
+}
+
+/// Files and directories are created with their final modes and set again
+/// only where the umask narrowed them: under umask 077 (narrowing), 022
+/// and 000 a fresh run and a renewal give the same modes (certificates
+/// 0644, keys 0600, bundle directories 0755, pki directories 0700).
+#[test]
+fn modes_do_not_depend_on_the_umask() {
+    let t = tempfile::tempdir().unwrap();
+    let kpki_bin = assert_cmd::cargo::cargo_bin("kpki");
+    let run = |umask: &str, cmd: &str, out: &Path| {
+        let o = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "umask {umask} && exec \"$0\" {cmd} --spec \"$1\" --out \"$2\""
+            ))
+            .arg(&kpki_bin)
+            .arg(spec())
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let mut all = Vec::new();
+    for umask in ["077", "022", "000"] {
+        let out = t.path().join(format!("u{umask}"));
+        run(umask, "issue", &out);
+        let fresh = modes(&out);
+        run(umask, "renew --all", &out);
+        assert_eq!(modes(&out), fresh, "umask {umask}: renewal changed modes");
+        all.push((umask, fresh));
+    }
+    let (_, want) = &all[1];
+    assert_eq!(want.get("nodes/w1"), Some(&0o755));
+    assert_eq!(want.get("nodes/w1/var/lib/kubelet/pki"), Some(&0o700));
+    assert_eq!(want.get(&format!("{LEAF}.crt")), Some(&0o644));
+    assert_eq!(want.get(&format!("{LEAF}.key")), Some(&0o600));
+    for (umask, got) in &all {
+        assert_eq!(got, want, "umask {umask}");
+    }
 }

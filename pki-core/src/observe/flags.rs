@@ -377,8 +377,8 @@ fn kubeconfig_use(
             let facts = facts?;
             let (client, _) = facts.client?;
             let ca = facts.ca?;
-            let client = matcher.find_or_add(obs, client, rel);
-            let ca = matcher.find_or_add(obs, ca, rel);
+            let client = matcher.find_or_add(obs, std::sync::Arc::unwrap_or_clone(client), rel);
+            let ca = matcher.find_or_add(obs, std::sync::Arc::unwrap_or_clone(ca), rel);
             let like = obs
                 .graph
                 .kubeconfigs()

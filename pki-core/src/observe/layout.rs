@@ -1,7 +1,7 @@
 //! Recognising a directory's layout and mapping its files to profile templates.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::graph::NodeId;
 use crate::store::{Layout, Part};
@@ -40,6 +40,13 @@ impl DirKind {
     }
 }
 
+/// The one field of a manifest `detect` needs (the rest, a few MiB at
+/// fleet scale, is skipped without building it in memory).
+#[derive(serde::Deserialize)]
+struct ProfileOnly {
+    profile: Option<String>,
+}
+
 /// Recognises the layout of `dir`.
 pub fn detect(dir: &Path) -> Result<DirKind, String> {
     if !dir.is_dir() {
@@ -53,8 +60,8 @@ pub fn detect(dir: &Path) -> Result<DirKind, String> {
             64 * super::walk::MAX_FILE_BYTES,
         )
         .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v["profile"].as_str().map(str::to_owned));
+        .and_then(|b| serde_json::from_slice::<ProfileOnly>(&b).ok())
+        .and_then(|v| v.profile);
         return Ok(DirKind::Kpki { profile });
     }
     if dir.join("pki").is_dir() {
@@ -77,24 +84,37 @@ pub fn detect(dir: &Path) -> Result<DirKind, String> {
 /// its spec: every planned path is known (anything else is recognised by
 /// content, `recognise.rs`).
 pub(crate) struct Locator<'a> {
-    dir: PathBuf,
     layout: &'a Layout,
+    /// The first copy of each part that exists, looked up once, in parallel.
+    found: std::collections::HashMap<(NodeId, Part), String>,
 }
 
 impl<'a> Locator<'a> {
+    /// Looks up, in parallel, the first existing copy of every planned file
+    /// (a fleet's layout has tens of thousands; each is asked for several
+    /// times). A file shared by every node (a CA certificate in 5,000
+    /// bundles) stops at its first copy: the paths are made as they are tried.
     pub(crate) fn new(dir: &Path, layout: &'a Layout) -> Self {
-        Self {
-            dir: dir.to_path_buf(),
-            layout,
-        }
+        use rayon::prelude::*;
+        let found = layout
+            .files
+            .par_iter()
+            .filter_map(|f| {
+                let first = f
+                    .cluster_path
+                    .iter()
+                    .cloned()
+                    .chain(f.nodes.iter().map(|n| f.bundle_path(n)))
+                    .find(|p| dir.join(p).is_file())?;
+                Some(((f.node, f.part), first))
+            })
+            .collect();
+        Self { layout, found }
     }
 
     /// The first copy of a part that exists (`cluster/` first).
     fn output(&self, id: NodeId, part: Part) -> Option<String> {
-        let f = self.layout.part(id, part)?;
-        f.output_paths()
-            .into_iter()
-            .find(|p| self.dir.join(p).is_file())
+        self.found.get(&(id, part)).cloned()
     }
 
     pub(crate) fn cert(&self, id: NodeId) -> Option<(String, Option<String>)> {

@@ -18,6 +18,7 @@ pub(crate) mod walk;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::crypto::{ParsedCert, PrivateKey, PublicKey, certs_from_pem, parse_certificate};
 use crate::graph::{CertGraph, CertNode, IssuerRef, Node, NodeId, Observed, Validity, expand};
@@ -246,6 +247,10 @@ pub fn read_dir(
     // Which skeleton nodes have files, and their facts.
     let mut keep: BTreeMap<NodeId, Node> = BTreeMap::new();
     let mut parsed: BTreeMap<NodeId, ParsedCert> = BTreeMap::new();
+    // The ids `parsed` holds by public key (DER): a kubeconfig's CA is found
+    // without comparing it with every certificate (10,000 kubeconfigs times
+    // 10,000 leaves at fleet scale).
+    let mut by_key: BTreeMap<Vec<u8>, std::collections::BTreeSet<NodeId>> = BTreeMap::new();
     let mut used_files = std::collections::BTreeSet::new();
     // File -> the graph nodes it was recognised as.
     let mut roles: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
@@ -324,6 +329,10 @@ pub fn read_dir(
                 n.cert_path = (!seen.embedded).then(|| seen.file.clone());
                 n.key_path = seen.key;
                 obs.files.insert(id, seen.file);
+                by_key
+                    .entry(seen.pc.public_key.der.clone())
+                    .or_default()
+                    .insert(id);
                 parsed.insert(id, seen.pc);
                 keep.insert(id, Node::Cert(n));
             }
@@ -376,21 +385,28 @@ pub fn read_dir(
                     n.cert_path = None;
                     n.key_path = None;
                     obs.files.insert(k.client, path.clone());
-                    parsed.insert(k.client, cert);
+                    by_key
+                        .entry(cert.public_key.der.clone())
+                        .or_default()
+                        .insert(k.client);
+                    parsed.insert(k.client, Arc::unwrap_or_clone(cert));
                     keep.insert(k.client, Node::Cert(n));
                 }
                 let mut n = k.clone();
                 n.server = cfg.server;
                 n.file = path.clone();
                 // The CA it embeds: whichever observed CA has that certificate's key.
-                n.ca = parsed
-                    .iter()
-                    .find(|(_, p)| {
-                        cfg.ca
-                            .as_ref()
-                            .is_some_and(|ca| ca.public_key == p.public_key)
-                    })
-                    .map_or(n.ca, |(i, _)| *i);
+                // (The lowest id whose certificate has that key, as a scan
+                // of `parsed` in order would find.)
+                n.ca =
+                    cfg.ca
+                        .as_ref()
+                        .and_then(|ca| {
+                            by_key.get(&ca.public_key.der)?.iter().copied().find(|i| {
+                                parsed.get(i).is_some_and(|p| p.public_key == ca.public_key)
+                            })
+                        })
+                        .unwrap_or(n.ca);
                 obs.files.insert(id, path);
                 keep.insert(id, Node::Kubeconfig(n));
             }
@@ -852,10 +868,13 @@ fn compact(
 }
 
 /// A kubeconfig's contents as the rules need them.
+/// Certificates are shared: a fleet's 10,000 kubeconfigs embed a handful of
+/// CA certificates (and 5,000 embed the same kube-proxy certificate), held
+/// once (see [`CertShare`]).
 pub(crate) struct KubeconfigFacts {
     pub(crate) server: String,
-    pub(crate) ca: Option<ParsedCert>,
-    pub(crate) client: Option<(ParsedCert, Option<PrivateKey>)>,
+    pub(crate) ca: Option<Arc<ParsedCert>>,
+    pub(crate) client: Option<(Arc<ParsedCert>, Option<PrivateKey>)>,
 }
 
 impl KubeconfigFacts {
@@ -868,6 +887,28 @@ impl KubeconfigFacts {
                 .client
                 .as_ref()
                 .map(|(c, k)| (c.clone(), k.as_ref().map(PrivateKey::duplicate))),
+        }
+    }
+}
+
+/// One parsed copy of each certificate kubeconfigs read in parallel embed.
+#[derive(Default)]
+pub(crate) struct CertShare(std::sync::Mutex<BTreeMap<Vec<u8>, Arc<ParsedCert>>>);
+
+impl CertShare {
+    /// Replaces the certificates of `facts` by the copies already held (or
+    /// keeps theirs as the copy for the next kubeconfigs).
+    pub(crate) fn share(&self, facts: &mut KubeconfigFacts) {
+        let Ok(mut held) = self.0.lock() else { return };
+        let mut one = |c: &mut Arc<ParsedCert>| {
+            let kept = held.entry(c.der.clone()).or_insert_with(|| c.clone());
+            *c = kept.clone();
+        };
+        if let Some(c) = facts.ca.as_mut() {
+            one(c);
+        }
+        if let Some((c, _)) = facts.client.as_mut() {
+            one(c);
         }
     }
 }
@@ -1100,6 +1141,7 @@ impl Reader<'_> {
     fn prefetch_kubeconfigs(&mut self, rels: &[String]) {
         use rayon::prelude::*;
         let shared = SharedKeys::new(std::mem::take(&mut self.keys));
+        let certs = CertShare::default();
         let dir = &self.dir;
         let read: Vec<(String, KubeconfigFacts)> = rels
             .par_iter()
@@ -1114,7 +1156,8 @@ impl Reader<'_> {
                     kubeconfigs: BTreeMap::new(),
                     certs: BTreeMap::new(),
                 };
-                let facts = r.kubeconfig(rel)?;
+                let mut facts = r.kubeconfig(rel)?;
+                certs.share(&mut facts);
                 problems.is_empty().then(|| (rel.clone(), facts))
             })
             .collect();
@@ -1123,8 +1166,10 @@ impl Reader<'_> {
     }
 
     pub(crate) fn kubeconfig(&mut self, rel: &str) -> Option<KubeconfigFacts> {
-        if let Some(f) = self.kubeconfigs.get(rel) {
-            return Some(f.duplicate());
+        // Taken, not copied: each is asked for once (asked again, it is
+        // read again).
+        if let Some(f) = self.kubeconfigs.remove(rel) {
+            return Some(f);
         }
         let t = zeroize::Zeroizing::new(self.text(rel)?);
         let cfg = match kubeconfig::Kubeconfig::from_yaml(&t) {
@@ -1163,11 +1208,11 @@ impl Reader<'_> {
             .certificate_authority
             .as_ref()
             .and_then(|m| self.material(rel, &base, m, "certificate-authority"));
-        let ca = parse(ca);
+        let ca = parse(ca).map(Arc::new);
         let client = match &user.user {
             kubeconfig::Credential::ClientCert { cert, key } => {
                 let cert = self.material(rel, &base, cert, "client-certificate");
-                parse(cert).map(|c| {
+                parse(cert).map(Arc::new).map(|c| {
                     let k = self
                         .material(rel, &base, key, "client-key")
                         .and_then(|t| self.parse_key(&t).ok());

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use super::{FileProblem, Reader, walk};
 use crate::crypto::{ParsedCert, PrivateKey, PublicKey, certs_from_pem, parse_certificate};
@@ -190,7 +191,12 @@ struct ReadKubeconfig {
     keys: BTreeMap<[u8; 32], PrivateKey>,
 }
 
-fn classify(dir: &std::path::Path, rel: &str, shared: &super::SharedKeys) -> Classified {
+fn classify(
+    dir: &std::path::Path,
+    rel: &str,
+    shared: &super::SharedKeys,
+    certs: &super::CertShare,
+) -> Classified {
     // kpki's own records grow with the fleet (a 5,000-node manifest is
     // about 6 MiB): read under the cap `detect` reads the manifest with.
     let cap = if KPKI_RECORDS.contains(&rel) {
@@ -275,7 +281,10 @@ fn classify(dir: &std::path::Path, rel: &str, shared: &super::SharedKeys) -> Cla
             kubeconfigs: BTreeMap::new(),
             certs: BTreeMap::new(),
         };
-        let facts = r.kubeconfig(rel);
+        let mut facts = r.kubeconfig(rel);
+        if let Some(f) = facts.as_mut() {
+            certs.share(f);
+        }
         let (cache, keys) = (r.cache, r.keys);
         return Classified::Kubeconfig(Box::new(ReadKubeconfig {
             facts,
@@ -296,9 +305,10 @@ pub(crate) fn inventory(reader: &mut Reader<'_>, files: &[String]) -> Inventory 
     use rayon::prelude::*;
     let dir = reader.dir.clone();
     let shared = super::SharedKeys::default();
+    let certs = super::CertShare::default();
     let classified: Vec<(String, Classified)> = files
         .par_iter()
-        .map(|rel| (rel.clone(), classify(&dir, rel, &shared)))
+        .map(|rel| (rel.clone(), classify(&dir, rel, &shared, &certs)))
         .collect();
     let mut inv = Inventory::default();
     let mut by_der: BTreeMap<[u8; 32], usize> = BTreeMap::new();
@@ -373,9 +383,11 @@ pub(crate) fn inventory(reader: &mut Reader<'_>, files: &[String]) -> Inventory 
                 }
                 match facts {
                     Some(k) => {
-                        let client = k.client.map(|(c, _)| add_cert(&mut inv, c, &rel, false));
+                        let client = k
+                            .client
+                            .map(|(c, _)| add_cert(&mut inv, Arc::unwrap_or_clone(c), &rel, false));
                         if let Some(ca) = k.ca {
-                            add_cert(&mut inv, ca, &rel, false);
+                            add_cert(&mut inv, Arc::unwrap_or_clone(ca), &rel, false);
                         }
                         inv.kubeconfigs.push(Kubeconfig {
                             file: rel.clone(),
@@ -1566,11 +1578,16 @@ mod tests {
         std::fs::write(dir.path().join("other.json"), &big).unwrap();
         let shared = crate::observe::SharedKeys::default();
         assert!(matches!(
-            classify(dir.path(), "kpki-manifest.json", &shared),
+            classify(
+                dir.path(),
+                "kpki-manifest.json",
+                &shared,
+                &Default::default()
+            ),
             Classified::Other
         ));
         assert!(matches!(
-            classify(dir.path(), "other.json", &shared),
+            classify(dir.path(), "other.json", &shared, &Default::default()),
             Classified::Problem(m) if m.contains("4 MiB")
         ));
     }

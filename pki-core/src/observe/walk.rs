@@ -60,9 +60,26 @@ fn kind_of(ft: std::fs::FileType) -> &'static str {
 /// file's name. The file is opened non-blocking (a FIFO never blocks the
 /// open) and judged by `fstat` of the open descriptor.
 pub(crate) fn read_regular_capped(path: &Path, cap: u64) -> Result<Vec<u8>, String> {
+    read_regular_capped_kind(path, cap).map_err(|(_, m)| m)
+}
+
+/// [`read_regular_capped`], also saying how the open failed: `Some(kind)`
+/// when the file could not be opened (`NotFound`: no such file, so a caller
+/// need not ask again), `None` when it was opened but not read.
+pub(crate) fn read_regular_capped_kind(
+    path: &Path,
+    cap: u64,
+) -> Result<Vec<u8>, (Option<std::io::ErrorKind>, String)> {
     let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
-    let fd = rustix::fs::open(path, flags, Mode::empty())
-        .map_err(|e| format!("cannot be read: {}", std::io::Error::from(e)))?;
+    let fd = rustix::fs::open(path, flags, Mode::empty()).map_err(|e| {
+        let e = std::io::Error::from(e);
+        (Some(e.kind()), format!("cannot be read: {e}"))
+    })?;
+    read_open_capped(fd, cap).map_err(|m| (None, m))
+}
+
+/// Reads an open descriptor if it is a regular file of at most `cap` bytes.
+fn read_open_capped(fd: rustix::fd::OwnedFd, cap: u64) -> Result<Vec<u8>, String> {
     let mut file = File::from(fd);
     let meta = file
         .metadata()

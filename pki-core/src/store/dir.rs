@@ -1,6 +1,7 @@
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -23,8 +24,13 @@ pub const TEMP_PREFIX: &str = ".kpki-tmp-";
 #[derive(Debug)]
 pub struct DirStore {
     root: PathBuf,
-    /// Directories already checked (or created) by this run.
-    safe_dirs: BTreeSet<PathBuf>,
+    /// Directories already checked (or created) by this run, relative to
+    /// the root (`""` is the root), with their file system's device.
+    safe_dirs: HashMap<String, u64>,
+    /// SHA-256 of each file [`PkiStore::read_many`] read (`None`: there was
+    /// no such file), so that [`PkiStore::same_many`] in the same run need
+    /// not open it again; a path this store writes or removes is forgotten.
+    seen: std::sync::Mutex<HashMap<String, Option<[u8; 32]>>>,
     _lock: File,
 }
 
@@ -51,7 +57,11 @@ fn euid() -> u32 {
 
 /// Refuses what another user owns: only the caller and root are trusted.
 fn check_owner(path: &Path, meta: &fs::Metadata, what: &str) -> Result<(), StoreError> {
-    let uid = meta.uid();
+    check_uid(path, meta.uid(), what)
+}
+
+/// [`check_owner`] of an owner's user id.
+fn check_uid(path: &Path, uid: u32, what: &str) -> Result<(), StoreError> {
     if uid != 0 && uid != euid() {
         return Err(refuse(
             path,
@@ -65,11 +75,16 @@ fn check_owner(path: &Path, meta: &fs::Metadata, what: &str) -> Result<(), Store
 
 /// Refuses a directory another user could write into, as ssh's StrictModes does.
 fn check_dir(path: &Path, meta: &fs::Metadata) -> Result<(), StoreError> {
-    if !meta.is_dir() {
+    check_dir_raw(path, meta.is_dir(), meta.uid(), meta.mode())
+}
+
+/// [`check_dir`] of a file type, owner and mode.
+fn check_dir_raw(path: &Path, is_dir: bool, uid: u32, mode: u32) -> Result<(), StoreError> {
+    if !is_dir {
         return Err(err(path, "exists and is not a directory"));
     }
-    check_owner(path, meta, "this directory")?;
-    let mode = meta.mode() & 0o7777;
+    check_uid(path, uid, "this directory")?;
+    let mode = mode & 0o7777;
     if mode & 0o022 != 0 {
         return Err(refuse(
             path,
@@ -84,13 +99,16 @@ fn check_dir(path: &Path, meta: &fs::Metadata) -> Result<(), StoreError> {
 /// Checks an existing path inside (or at) the output directory: a real
 /// directory must be safe; a symbolic link must be the caller's (or root's)
 /// and lead to a safe directory.
-fn check_existing(path: &Path, lmeta: &fs::Metadata) -> Result<(), StoreError> {
+/// Returns the device of the directory (its file system).
+fn check_existing(path: &Path, lmeta: &fs::Metadata) -> Result<u64, StoreError> {
     if lmeta.file_type().is_symlink() {
         check_owner(path, lmeta, "this symbolic link")?;
         let meta = fs::metadata(path).map_err(|e| err(path, e))?;
-        return check_dir(path, &meta);
+        check_dir(path, &meta)?;
+        return Ok(meta.dev());
     }
-    check_dir(path, lmeta)
+    check_dir(path, lmeta)?;
+    Ok(lmeta.dev())
 }
 
 /// Opens a directory without following a symbolic link in its last component.
@@ -143,7 +161,7 @@ impl DirStore {
         max: std::time::Duration,
         on_wait: impl FnOnce(),
     ) -> Result<Self, StoreError> {
-        match fs::symlink_metadata(root) {
+        let dev = match fs::symlink_metadata(root) {
             Ok(m) => check_existing(root, &m)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 fs::DirBuilder::new()
@@ -152,10 +170,10 @@ impl DirStore {
                     .create(root)
                     .map_err(|e| err(root, e))?;
                 let m = fs::symlink_metadata(root).map_err(|e| err(root, e))?;
-                check_existing(root, &m)?;
+                check_existing(root, &m)?
             }
             Err(e) => return Err(err(root, e)),
-        }
+        };
         let lock_path = root.join(".kpki.lock");
         let lock = rustix::fs::open(
             &lock_path,
@@ -184,12 +202,14 @@ impl DirStore {
                 Err(fs::TryLockError::Error(e)) => return Err(err(&lock_path, e)),
             }
         }
-        let store = Self {
+        let mut store = Self {
             root: root.to_path_buf(),
-            safe_dirs: BTreeSet::from([root.to_path_buf()]),
+            safe_dirs: HashMap::from([(String::new(), dev)]),
+            seen: std::sync::Mutex::new(HashMap::new()),
             _lock: lock,
         };
-        store.sweep(root)?;
+        let checked = store.sweep()?;
+        store.safe_dirs.extend(checked);
         Ok(store)
     }
 
@@ -200,40 +220,111 @@ impl DirStore {
 
     /// Checks every directory of the tree (see [`check_existing`]: nothing
     /// another user owns or can write, no symbolic link another user owns)
-    /// and removes the temp files (any name starting with [`TEMP_PREFIX`]) a
-    /// killed run left. Never follows a symbolic link.
-    fn sweep(&self, dir: &Path) -> Result<(), StoreError> {
+    /// and removes the temp files and staged directories (any name starting
+    /// with [`TEMP_PREFIX`]) a killed run left. Never follows a symbolic
+    /// link. Returns the directories checked (output-relative) with their
+    /// devices: a batch need not check them again.
+    fn sweep(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let fd = rustix::fs::open(
+            &self.root,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            RawMode::empty(),
+        )
+        .map_err(|e| err(&self.root, e))?;
+        Self::sweep_open(fd, &self.root, "")
+    }
+
+    /// Sweeps the open directory `fd` (at `path`, output-relative `rel`).
+    /// Each subdirectory is opened relative to it (no symbolic link
+    /// followed) and judged by `fstat` of its descriptor.
+    fn sweep_open(
+        fd: rustix::fd::OwnedFd,
+        path: &Path,
+        rel: &str,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
         use rayon::prelude::*;
-        let entries = fs::read_dir(dir).map_err(|e| err(dir, e))?;
-        // Subdirectories are swept in parallel (a fleet's tree has tens of
-        // thousands); the error reported is the first in directory order.
+        use rustix::fs::FileType;
+        let mut dir = rustix::fs::Dir::new(fd).map_err(|e| err(path, e))?;
         let mut subdirs = Vec::new();
-        for e in entries.flatten() {
-            let temp = e.file_name().to_string_lossy().starts_with(TEMP_PREFIX);
+        while let Some(e) = dir.read() {
+            let e = e.map_err(|e| err(path, e))?;
+            let name = e.file_name();
+            if matches!(name.to_bytes(), b"." | b"..") {
+                continue;
+            }
+            let temp = name.to_bytes().starts_with(TEMP_PREFIX.as_bytes());
+            let mut ft = e.file_type();
             // The type readdir reports (no stat per file): a regular file
             // that is not a temp file needs nothing here, and at fleet scale
             // the tree holds tens of thousands of them.
-            if !temp && e.file_type().is_ok_and(|t| t.is_file()) {
+            if !temp && ft == FileType::RegularFile {
                 continue;
             }
-            let p = e.path();
-            let Ok(meta) = e.metadata() else { continue };
-            if temp && !meta.is_dir() {
+            let p = path.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+            let fd = dir.fd().map_err(|x| err(path, x))?;
+            if ft == FileType::Unknown || ft == FileType::Symlink {
+                let Ok(st) = rustix::fs::statat(fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                else {
+                    continue;
+                };
+                ft = FileType::from_raw_mode(st.st_mode);
+                if ft == FileType::Symlink && !temp {
+                    check_uid(&p, st.st_uid, "this symbolic link")?;
+                    continue;
+                }
+            }
+            if temp && ft == FileType::Directory {
+                // A subtree a killed run was building (see
+                // `DirStore::write_staged`): removed whole. Removal never
+                // follows a symbolic link inside it.
+                fs::remove_dir_all(&p).map_err(|x| err(&p, x))?;
+            } else if temp {
                 // Unlinking never follows a symlink: whoever planted it, it goes.
-                fs::remove_file(&p).map_err(|x| err(&p, x))?;
-            } else if meta.file_type().is_symlink() {
-                check_owner(&p, &meta, "this symbolic link")?;
-            } else if meta.is_dir() {
-                check_dir(&p, &meta)?;
-                subdirs.push(p);
+                rustix::fs::unlinkat(fd, name, rustix::fs::AtFlags::empty())
+                    .map_err(|x| err(&p, x))?;
+            } else if ft == FileType::Directory {
+                subdirs.push(name.to_owned());
             }
         }
-        subdirs
+        let parent = dir.fd().map_err(|x| err(path, x))?;
+        // Subdirectories are swept in parallel (a fleet's tree has tens of
+        // thousands); the error reported is the first in directory order.
+        let found: Vec<Result<Vec<(String, u64)>, StoreError>> = subdirs
             .par_iter()
-            .map(|p| self.sweep(p))
-            .collect::<Vec<_>>()
-            .into_iter()
-            .collect()
+            .map(|name| {
+                let lossy = name.to_string_lossy();
+                let p = path.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+                let fd = match rustix::fs::openat(
+                    parent,
+                    name.as_c_str(),
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    RawMode::empty(),
+                ) {
+                    Ok(fd) => fd,
+                    // Gone since it was listed: nothing to check.
+                    Err(rustix::io::Errno::NOENT) => return Ok(Vec::new()),
+                    Err(x) => return Err(err(&p, x)),
+                };
+                let st = rustix::fs::fstat(&fd).map_err(|x| err(&p, x))?;
+                check_dir_raw(&p, true, st.st_uid, st.st_mode)?;
+                let child = if rel.is_empty() {
+                    lossy.into_owned()
+                } else {
+                    format!("{rel}/{lossy}")
+                };
+                let mut out = Self::sweep_open(fd, &p, &child)?;
+                // Only names kpki could write are remembered as checked.
+                if name.to_str().is_ok() {
+                    out.push((child, st.st_dev));
+                }
+                Ok(out)
+            })
+            .collect();
+        let mut out = Vec::new();
+        for r in found {
+            out.extend(r?);
+        }
+        Ok(out)
     }
 
     /// Removes a node bundle (`nodes/<node>`, see [`stale_bundles`]) and
@@ -244,6 +335,9 @@ impl DirStore {
         let name = rel.strip_prefix("nodes/").unwrap_or_default();
         if name.is_empty() || name.contains('/') || name == "." || name == ".." {
             return Err(err(Path::new(rel), "is not a node bundle (nodes/<node>)"));
+        }
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.clear();
         }
         let nodes = self.root.join("nodes");
         let p = nodes.join(name);
@@ -265,73 +359,6 @@ impl DirStore {
             .map_err(|e| err(&nodes, e))
     }
 
-    /// Creates `dir` and its missing parents, checking every existing one on
-    /// the way (see [`check_existing`]). Inside a node bundle
-    /// (`nodes/<node>/...`) directories mirror a node's file system, so
-    /// they are 0755 (`rsync -a` must not make a node's /etc private) except
-    /// `pki` directories, which hold keys: 0700. Everything else is 0700.
-    fn create_dirs(&mut self, dir: &Path) -> Result<(), StoreError> {
-        if self.safe_dirs.contains(dir) {
-            return Ok(());
-        }
-        let rel = dir.strip_prefix(&self.root).unwrap_or(dir).to_path_buf();
-        let mut cur = self.root.clone();
-        let mut parts: Vec<String> = Vec::new();
-        for c in rel.components() {
-            let name = c.as_os_str().to_string_lossy().into_owned();
-            cur.push(&name);
-            parts.push(name);
-            if self.safe_dirs.contains(&cur) {
-                continue;
-            }
-            let in_bundle = parts.len() >= 2 && parts.first().is_some_and(|p| p == "nodes");
-            let holds_keys = parts.iter().skip(2).any(|p| p == "pki");
-            let mode = if in_bundle && !holds_keys {
-                0o755
-            } else {
-                0o700
-            };
-            match fs::DirBuilder::new().mode(mode).create(&cur) {
-                // New, in a directory only we can write: fix the mode the
-                // umask may have narrowed, on the directory itself.
-                Ok(()) => open_dir_nofollow(&cur)?
-                    .set_permissions(fs::Permissions::from_mode(mode))
-                    .map_err(|e| err(&cur, e))?,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let m = fs::symlink_metadata(&cur).map_err(|e| err(&cur, e))?;
-                    check_existing(&cur, &m)?;
-                }
-                Err(e) => return Err(err(&cur, e)),
-            }
-            self.safe_dirs.insert(cur.clone());
-        }
-        Ok(())
-    }
-
-    /// One directory per file system among `dirs` (and the root), by device.
-    fn filesystems(
-        &self,
-        dirs: &std::collections::BTreeSet<PathBuf>,
-    ) -> Result<Vec<PathBuf>, StoreError> {
-        use std::os::unix::fs::MetadataExt;
-        let mut by_dev = std::collections::BTreeMap::new();
-        for d in std::iter::once(&self.root).chain(dirs) {
-            let dev = fs::metadata(d).map_err(|e| err(d, e))?.dev();
-            by_dev.entry(dev).or_insert_with(|| d.clone());
-        }
-        Ok(by_dev.into_values().collect())
-    }
-
-    /// syncfs(2) on each directory's file system. (Before Linux 5.8 syncfs
-    /// reports no write-back errors; nothing in user space can change that.)
-    fn sync_each(&self, dirs: &[PathBuf]) -> Result<(), StoreError> {
-        for d in dirs {
-            let f = File::open(d).map_err(|e| err(d, e))?;
-            rustix::fs::syncfs(&f).map_err(|e| err(d, e))?;
-        }
-        Ok(())
-    }
-
     fn full(&self, rel: &str) -> Result<PathBuf, StoreError> {
         if rel.split('/').any(|c| c == "..") || rel.starts_with('/') {
             return Err(StoreError {
@@ -341,6 +368,570 @@ impl DirStore {
             });
         }
         Ok(self.root.join(rel))
+    }
+}
+
+/// The mode of a directory kpki creates, from its output-relative path.
+/// Inside a node bundle (`nodes/<node>/...`) directories mirror a node's
+/// file system, so they are 0755 (`rsync -a` must not make a node's /etc
+/// private) except `pki` directories, which hold keys: 0700. Everything
+/// else is 0700.
+fn dir_mode(rel: &str) -> u32 {
+    let parts: Vec<&str> = rel.split('/').collect();
+    let in_bundle = parts.len() >= 2 && parts.first().is_some_and(|p| *p == "nodes");
+    let holds_keys = parts.iter().skip(2).any(|p| *p == "pki");
+    if in_bundle && !holds_keys {
+        0o755
+    } else {
+        0o700
+    }
+}
+
+/// The process's umask, read once from `/proc/self/status` (never with
+/// umask(2), which changes it process-wide for a moment); `None` if it
+/// cannot be read.
+fn umask() -> Option<u32> {
+    use std::sync::OnceLock;
+    static UMASK: OnceLock<Option<u32>> = OnceLock::new();
+    *UMASK.get_or_init(|| {
+        let status = fs::read_to_string("/proc/self/status").ok()?;
+        let v = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+        u32::from_str_radix(v.trim(), 8).ok()
+    })
+}
+
+/// Whether something created with `mode` may have been narrowed by the
+/// umask (then its mode is set again on its descriptor).
+fn narrowed(mode: u32) -> bool {
+    umask().is_none_or(|m| m & mode != 0)
+}
+
+/// A random name starting with [`TEMP_PREFIX`].
+fn temp_name() -> String {
+    format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>())
+}
+
+/// Creates `name` in `dir` exclusively (never through a planted file or
+/// symlink) with `mode`, writes `bytes` and closes it.
+fn create_file(
+    dir: impl rustix::fd::AsFd,
+    name: &str,
+    bytes: &[u8],
+    mode: u32,
+) -> std::io::Result<()> {
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        RawMode::from_raw_mode(mode),
+    )?;
+    if narrowed(mode) {
+        rustix::fs::fchmod(&fd, RawMode::from_raw_mode(mode))?;
+    }
+    File::from(fd).write_all(bytes)
+}
+
+/// Creates directory `name` in `dir` with `mode` (fixing what the umask
+/// narrowed on the directory itself, never by path).
+fn create_dir(dir: impl rustix::fd::AsFd, name: &str, mode: u32) -> std::io::Result<()> {
+    let dir = dir.as_fd();
+    rustix::fs::mkdirat(dir, name, RawMode::from_raw_mode(mode))?;
+    if narrowed(mode) {
+        let fd = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            RawMode::empty(),
+        )?;
+        rustix::fs::fchmod(&fd, RawMode::from_raw_mode(mode))?;
+    }
+    Ok(())
+}
+
+/// Renames `from` to `to`, refusing to replace an existing `to` where the
+/// file system can say so.
+fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use rustix::fs::{CWD, RenameFlags};
+    match rustix::fs::renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {
+            if fs::symlink_metadata(to).is_ok() {
+                return Err(std::io::Error::from(rustix::io::Errno::EXIST));
+            }
+            fs::rename(from, to)
+        }
+        r => r.map_err(std::io::Error::from),
+    }
+}
+
+/// Where one directory of a batch is: already there (on this device), or
+/// under the highest missing directory `top`.
+enum DirState {
+    Exists(u64),
+    Missing(String),
+}
+
+/// A missing directory tree a batch builds under a temp name next to where
+/// it goes, then renames into place at once.
+struct Stage {
+    /// Output-relative path of the tree's top directory.
+    top: String,
+    /// The temp directory (in the top's parent).
+    path: PathBuf,
+    /// The device of the parent.
+    dev: u64,
+    /// The batch index of the tree's last file: renamed in its place.
+    last: usize,
+    /// Directories below the top (output-relative), parents first.
+    dirs: BTreeSet<String>,
+}
+
+/// What a batch has made and not yet put in place; removed if the batch
+/// fails (a killed run's leftovers are swept by the next one).
+#[derive(Default)]
+struct Pending {
+    files: Vec<Option<PathBuf>>,
+    stages: Vec<Option<PathBuf>>,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        for f in self.files.iter().flatten() {
+            let _ = fs::remove_file(f);
+        }
+        for d in self.stages.iter().flatten() {
+            let _ = fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// Files to write into an existing directory: (batch index, bytes, mode).
+type DirectFiles<'a> = Vec<(usize, &'a [u8], u32)>;
+/// Directories to create in a stage (path inside it, mode).
+type StagedDirs = Vec<(String, u32)>;
+/// Files to write in a stage (path inside it, bytes, mode).
+type StagedFiles<'a> = Vec<(String, &'a [u8], u32)>;
+
+/// One unit of parallel writing.
+enum Unit<'a> {
+    /// Temp files into an existing directory.
+    Direct(PathBuf, DirectFiles<'a>),
+    /// Part of a staged tree (stage index): its directories, then its files.
+    Staged(usize, StagedDirs, StagedFiles<'a>),
+}
+
+impl DirStore {
+    /// Whether output-relative directory `rel` exists (checking each
+    /// existing level on the way, see [`check_existing`]) or which of its
+    /// ancestors is the highest one missing. `missing` holds the missing
+    /// tops already found in this batch.
+    fn dir_state(
+        &mut self,
+        rel: &str,
+        missing: &HashMap<String, usize>,
+    ) -> Result<DirState, StoreError> {
+        if let Some(dev) = self.safe_dirs.get(rel) {
+            return Ok(DirState::Exists(*dev));
+        }
+        let mut dev = self.safe_dirs.get("").copied().unwrap_or_default();
+        let mut end = 0;
+        while end < rel.len() {
+            end = rel[end + 1..].find('/').map_or(rel.len(), |i| end + 1 + i);
+            let prefix = &rel[..end];
+            if let Some(d) = self.safe_dirs.get(prefix) {
+                dev = *d;
+                continue;
+            }
+            if missing.contains_key(prefix) {
+                return Ok(DirState::Missing(prefix.to_owned()));
+            }
+            let cur = self.root.join(prefix);
+            match fs::symlink_metadata(&cur) {
+                Ok(m) => {
+                    dev = check_existing(&cur, &m)?;
+                    self.safe_dirs.insert(prefix.to_owned(), dev);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok(DirState::Missing(prefix.to_owned()));
+                }
+                Err(e) => return Err(err(&cur, e)),
+            }
+        }
+        Ok(DirState::Exists(dev))
+    }
+
+    /// Writes a batch crash-safely. Files into existing directories are
+    /// written to temp files; a missing directory tree (`nodes` on a first
+    /// run, `nodes/<node>` for a new node) is built whole under a temp name
+    /// next to where it goes, its files under their final names. Files are
+    /// written in parallel; the file system is flushed once (syncfs), so
+    /// every file is durable before anything is renamed; then the temp
+    /// files are renamed in the given order, each staged tree at the
+    /// position of its last file; a second flush makes the renames
+    /// durable. A crash leaves each file either old or new, never partial,
+    /// and the next run sweeps the temp names.
+    fn write_staged(&mut self, items: &[(&str, &[u8], Mode)]) -> Result<(), StoreError> {
+        use rayon::prelude::*;
+        // Nothing to write, nothing to flush: a re-run that changes nothing
+        // must not wait for other writers' data on the same file system.
+        if items.is_empty() {
+            return Ok(());
+        }
+        self.forget(items.iter().map(|(p, _, _)| *p));
+        // Where each file goes: (directory, name, stage index if staged).
+        let mut stages: Vec<Stage> = Vec::new();
+        let mut stage_of: HashMap<String, usize> = HashMap::new();
+        let mut direct: BTreeMap<String, DirectFiles> = BTreeMap::new();
+        let mut staged_files: Vec<StagedFiles> = Vec::new();
+        let mut place: Vec<Option<usize>> = Vec::with_capacity(items.len());
+        let mut devs: BTreeMap<u64, PathBuf> = BTreeMap::new();
+        if let Some(d) = self.safe_dirs.get("") {
+            devs.insert(*d, self.root.clone());
+        }
+        let mut known: HashMap<&str, Option<usize>> = HashMap::new();
+        let mut staged_at: HashMap<&str, usize> = HashMap::new();
+        for (i, (rel, bytes, mode)) in items.iter().enumerate() {
+            let rel = self.clean(rel)?;
+            let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+            if name.is_empty() {
+                return Err(err(Path::new(rel), "is not a file name"));
+            }
+            let fmode = match mode {
+                Mode::Public => 0o644,
+                Mode::Secret => 0o600,
+            };
+            let st = match known.get(dir) {
+                Some(s) => *s,
+                None => {
+                    let s = match self.dir_state(dir, &stage_of)? {
+                        DirState::Exists(dev) => {
+                            devs.entry(dev).or_insert_with(|| self.root.join(dir));
+                            None
+                        }
+                        DirState::Missing(top) => Some(match stage_of.get(&top) {
+                            Some(s) => *s,
+                            None => {
+                                let parent = top.rsplit_once('/').map_or("", |(p, _)| p);
+                                let dev = match self.dir_state(parent, &stage_of)? {
+                                    DirState::Exists(dev) => dev,
+                                    DirState::Missing(_) => {
+                                        return Err(err(&self.root.join(parent), "vanished"));
+                                    }
+                                };
+                                devs.entry(dev).or_insert_with(|| self.root.join(parent));
+                                stages.push(Stage {
+                                    path: self.root.join(parent).join(temp_name()),
+                                    top: top.clone(),
+                                    dev,
+                                    last: i,
+                                    dirs: BTreeSet::new(),
+                                });
+                                staged_files.push(Vec::new());
+                                stage_of.insert(top, stages.len() - 1);
+                                stages.len() - 1
+                            }
+                        }),
+                    };
+                    known.insert(dir, s);
+                    s
+                }
+            };
+            match st {
+                None => direct
+                    .entry(dir.to_owned())
+                    .or_default()
+                    .push((i, *bytes, fmode)),
+                Some(s) => {
+                    let stage = stages
+                        .get_mut(s)
+                        .ok_or_else(|| err(Path::new(rel), "no stage"))?;
+                    stage.last = i;
+                    // Every directory between the top and this file's.
+                    let mut d = dir;
+                    while d.len() > stage.top.len() && stage.dirs.insert(d.to_owned()) {
+                        d = d.rsplit_once('/').map_or("", |(p, _)| p);
+                    }
+                    let inner = rel.get(stage.top.len() + 1..).unwrap_or(name);
+                    if let Some(f) = staged_files.get_mut(s) {
+                        // The same path twice: the later bytes win, as
+                        // when renamed in order.
+                        match staged_at.get(rel) {
+                            Some(&k) => {
+                                if let Some(x) = f.get_mut(k) {
+                                    *x = (inner.to_owned(), *bytes, fmode);
+                                }
+                            }
+                            None => {
+                                staged_at.insert(rel, f.len());
+                                f.push((inner.to_owned(), *bytes, fmode));
+                            }
+                        }
+                    }
+                }
+            }
+            place.push(st);
+        }
+        let mut pending = Pending::default();
+        // The stage directories: 0700 until renamed into place.
+        let mut stage_fds = Vec::with_capacity(stages.len());
+        for s in &stages {
+            rustix::fs::mkdir(&s.path, RawMode::from_raw_mode(0o700))
+                .map_err(|e| err(&s.path, e))?;
+            pending.stages.push(Some(s.path.clone()));
+            stage_fds.push(open_dir_nofollow(&s.path)?);
+        }
+        // Units of parallel work: each existing directory's temp files;
+        // each first-level subtree of a stage (a node's bundle under
+        // `nodes`), its directories then its files.
+        let mut units: Vec<Unit> = direct
+            .into_iter()
+            .map(|(d, f)| Unit::Direct(self.root.join(d), f))
+            .collect();
+        for (si, (s, files)) in stages.iter().zip(staged_files).enumerate() {
+            let mut parts: BTreeMap<&str, (StagedDirs, StagedFiles)> = BTreeMap::new();
+            for d in &s.dirs {
+                let inner = d.get(s.top.len() + 1..).unwrap_or_default();
+                let first = inner.split('/').next().unwrap_or_default();
+                parts
+                    .entry(first)
+                    .or_default()
+                    .0
+                    .push((inner.to_owned(), dir_mode(d)));
+            }
+            let mut top_files = Vec::new();
+            for (inner, b, m) in files {
+                match inner.split_once('/') {
+                    Some((first, _)) => {
+                        let first = s
+                            .dirs
+                            .get(&format!("{}/{first}", s.top))
+                            .and_then(|d| d.get(s.top.len() + 1..))
+                            .unwrap_or_default();
+                        parts.entry(first).or_default().1.push((inner, b, m));
+                    }
+                    None => top_files.push((inner, b, m)),
+                }
+            }
+            units.push(Unit::Staged(si, Vec::new(), top_files));
+            units.extend(parts.into_values().map(|(d, f)| Unit::Staged(si, d, f)));
+        }
+        let written: Vec<Result<Vec<(usize, PathBuf)>, StoreError>> = units
+            .par_iter()
+            .map(|u| match u {
+                Unit::Direct(dir, files) => {
+                    let fd = rustix::fs::open(
+                        dir,
+                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                        RawMode::empty(),
+                    )
+                    .map_err(|e| err(dir, e))?;
+                    let mut out = Vec::with_capacity(files.len());
+                    for (i, b, m) in files {
+                        let name = temp_name();
+                        let p = dir.join(&name);
+                        if let Err(e) = create_file(&fd, &name, b, *m) {
+                            // This unit's own temp files go with it.
+                            let _ = fs::remove_file(&p);
+                            for (_, q) in out {
+                                let _ = fs::remove_file(q);
+                            }
+                            return Err(err(&p, e));
+                        }
+                        out.push((*i, p));
+                    }
+                    Ok(out)
+                }
+                Unit::Staged(si, dirs, files) => {
+                    let (Some(fd), Some(s)) = (stage_fds.get(*si), stages.get(*si)) else {
+                        return Ok(Vec::new());
+                    };
+                    for (d, m) in dirs {
+                        create_dir(fd, d, *m).map_err(|e| err(&s.path.join(d), e))?;
+                    }
+                    for (f, b, m) in files {
+                        create_file(fd, f, b, *m).map_err(|e| err(&s.path.join(f), e))?;
+                    }
+                    Ok(Vec::new())
+                }
+            })
+            .collect();
+        pending.files = vec![None; items.len()];
+        let mut first_err = None;
+        for r in written {
+            match r {
+                Ok(v) => {
+                    for (i, p) in v {
+                        if let Some(t) = pending.files.get_mut(i) {
+                            *t = Some(p);
+                        }
+                    }
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        drop(stage_fds);
+        // One flush makes every new file durable before any rename; a
+        // second makes the renames durable. `nodes/` (or any directory)
+        // may be a mount or a symlink to another file system: every file
+        // system the batch touched is flushed.
+        self.sync_each(devs.values())?;
+        for (i, st) in place.iter().enumerate() {
+            match st {
+                None => {
+                    let (Some(slot), Some((rel, _, _))) = (pending.files.get_mut(i), items.get(i))
+                    else {
+                        continue;
+                    };
+                    let Some(tmp) = slot.take() else { continue };
+                    let p = self.root.join(rel);
+                    if let Err(e) = fs::rename(&tmp, &p) {
+                        *slot = Some(tmp);
+                        return Err(err(&p, e));
+                    }
+                    crash_point();
+                }
+                Some(si) => {
+                    let Some(s) = stages.get(*si) else { continue };
+                    if s.last != i {
+                        continue;
+                    }
+                    let to = self.root.join(&s.top);
+                    let mode = dir_mode(&s.top);
+                    if mode != 0o700 {
+                        open_dir_nofollow(&s.path)?
+                            .set_permissions(fs::Permissions::from_mode(mode))
+                            .map_err(|e| err(&to, e))?;
+                    }
+                    rename_noreplace(&s.path, &to).map_err(|e| err(&to, e))?;
+                    if let Some(p) = pending.stages.get_mut(*si) {
+                        *p = None;
+                    }
+                    self.safe_dirs.insert(s.top.clone(), s.dev);
+                    for d in &s.dirs {
+                        self.safe_dirs.insert(d.clone(), s.dev);
+                    }
+                    crash_point();
+                }
+            }
+        }
+        self.sync_each(devs.values())?;
+        Ok(())
+    }
+
+    /// Forgets what [`PkiStore::read_many`] saw at `paths` (about to change).
+    fn forget<'a>(&self, paths: impl Iterator<Item = &'a str>) {
+        if let Ok(mut seen) = self.seen.lock()
+            && !seen.is_empty()
+        {
+            for p in paths {
+                seen.remove(p);
+            }
+        }
+    }
+
+    /// `rel` with a check that it stays inside the output directory.
+    fn clean<'a>(&self, rel: &'a str) -> Result<&'a str, StoreError> {
+        if rel.starts_with('/') || rel.split('/').any(|c| matches!(c, ".." | "." | "")) {
+            return Err(StoreError {
+                path: rel.into(),
+                message: "path escapes the output directory".into(),
+                kind: StoreErrorKind::Unsafe,
+            });
+        }
+        Ok(rel)
+    }
+
+    /// syncfs(2) on each file system (one directory of each). (Before
+    /// Linux 5.8 syncfs reports no write-back errors; nothing in user space
+    /// can change that.)
+    fn sync_each<'a>(&self, dirs: impl Iterator<Item = &'a PathBuf>) -> Result<(), StoreError> {
+        for d in dirs {
+            let f = File::open(d).map_err(|e| err(d, e))?;
+            rustix::fs::syncfs(&f).map_err(|e| err(d, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// The names in the output directory and in those of its directories a
+/// batch of reads goes into (`nodes/` lists every node in one getdents), so
+/// that a read under a missing directory needs no system call.
+struct Present {
+    /// The root's entries; `None` if it could not be listed (then every
+    /// path may exist).
+    top: Option<std::collections::HashSet<String>>,
+    /// Entries of first-level directories; `None` when not listed.
+    second: HashMap<String, Option<std::collections::HashSet<String>>>,
+}
+
+/// SHA-256 of `bytes`.
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
+/// The names in `dir`, `None` if it cannot be listed.
+fn list(dir: &Path) -> Option<std::collections::HashSet<String>> {
+    let names = fs::read_dir(dir)
+        .ok()?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    Some(names)
+}
+
+impl Present {
+    /// Whether `rel` may exist (`false` only when a directory on its way
+    /// was listed without it).
+    fn may_exist(&self, rel: &str) -> bool {
+        let Some(top) = &self.top else { return true };
+        let mut parts = rel.split('/');
+        let first = parts.next().unwrap_or_default();
+        if first.is_empty() || first == "." || first == ".." {
+            return true;
+        }
+        if !top.contains(first) {
+            return false;
+        }
+        match (parts.next(), parts.next()) {
+            (Some(second), Some(_)) if !matches!(second, "" | "." | "..") => {
+                match self.second.get(first) {
+                    Some(Some(names)) => names.contains(second),
+                    _ => true,
+                }
+            }
+            _ => true,
+        }
+    }
+}
+
+impl DirStore {
+    /// Lists the root and each first-level directory `paths` go below
+    /// (see [`Present`]).
+    fn present<'a>(&self, paths: impl Iterator<Item = &'a str>) -> Present {
+        let top = list(&self.root);
+        let mut second = HashMap::new();
+        if let Some(top) = &top {
+            for p in paths {
+                let mut parts = p.split('/');
+                let (Some(first), Some(_), Some(_)) = (parts.next(), parts.next(), parts.next())
+                else {
+                    continue;
+                };
+                if second.contains_key(first) || !top.contains(first) {
+                    continue;
+                }
+                if matches!(first, "" | "." | "..") {
+                    continue;
+                }
+                second.insert(first.to_owned(), list(&self.root.join(first)));
+            }
+        }
+        Present { top, second }
     }
 }
 
@@ -378,9 +969,11 @@ impl PkiStore for DirStore {
         };
         // No stat first (a fleet's tree has tens of thousands of files): a
         // failed read asks whether the file is simply not there.
-        match crate::observe::walk::read_regular_capped(&p, cap) {
+        match crate::observe::walk::read_regular_capped_kind(&p, cap) {
             Ok(b) => Ok(Some(b)),
-            Err(m) => match fs::metadata(&p) {
+            // Not there (the file or a directory on its way): no need to ask again.
+            Err((Some(std::io::ErrorKind::NotFound), _)) => Ok(None),
+            Err((_, m)) => match fs::metadata(&p) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(err(&p, e)),
                 Ok(_) => Err(err(&p, m)),
@@ -395,9 +988,30 @@ impl PkiStore for DirStore {
         paths: &[&str],
     ) -> Vec<Result<Option<zeroize::Zeroizing<Vec<u8>>>, StoreError>> {
         use rayon::prelude::*;
-        paths
+        let present = self.present(paths.iter().copied());
+        let read: Vec<_> = paths
             .par_iter()
-            .map(|p| Ok(self.read(p)?.map(zeroize::Zeroizing::new)))
+            .map(|p| {
+                if !present.may_exist(p) {
+                    return Ok((None, None));
+                }
+                let b = self.read(p)?.map(zeroize::Zeroizing::new);
+                let digest = b.as_ref().map(|b| digest(b));
+                Ok((b, digest))
+            })
+            .collect();
+        let mut seen = self.seen.lock().ok();
+        paths
+            .iter()
+            .zip(read)
+            .map(|(p, r)| {
+                r.map(|(b, d)| {
+                    if let Some(seen) = seen.as_mut() {
+                        seen.insert((*p).to_owned(), d);
+                    }
+                    b
+                })
+            })
             .collect()
     }
 
@@ -405,9 +1019,19 @@ impl PkiStore for DirStore {
     /// thousands of files; opening each by path is most of its cost).
     fn same_many(&self, items: &[(&str, &[u8])]) -> Vec<Result<Option<bool>, StoreError>> {
         use rayon::prelude::*;
+        let present = self.present(items.iter().map(|(p, _)| *p));
+        let seen = self.seen.lock().ok();
+        let seen = seen.as_deref();
         items
             .par_iter()
             .map(|(p, b)| {
+                if !present.may_exist(p) {
+                    return Ok(None);
+                }
+                // Read by `read_many` in this run: compared by digest.
+                if let Some(d) = seen.and_then(|s| s.get(*p)) {
+                    return Ok(d.map(|d| d == digest(b)));
+                }
                 Ok(self
                     .read(p)?
                     .map(|x| zeroize::Zeroizing::new(x).as_slice() == *b))
@@ -419,58 +1043,21 @@ impl PkiStore for DirStore {
         self.write_batch(&[(rel, bytes, mode)])
     }
 
-    /// Writes many files crash-safely and fast: every temp file is written,
-    /// the file system is flushed once (syncfs), the temp files are renamed
-    /// in the given order, and the file system is flushed again.
+    /// Writes many files crash-safely and fast. Files into existing
+    /// directories go to temp files; a missing directory tree (`nodes` on a
+    /// first run, `nodes/<node>` for a new node) is built whole under a
+    /// temp name next to where it goes. Everything is written in parallel
+    /// and flushed once (syncfs) before the first rename; the renames
+    /// follow the given order (a new tree at the place of its last file)
+    /// and are flushed again. A crash leaves each file old or new, never
+    /// partial; the next run removes the temp names.
     fn write_batch(&mut self, items: &[(&str, &[u8], Mode)]) -> Result<(), StoreError> {
-        // Nothing to write, nothing to flush: a re-run that changes nothing
-        // must not wait for other writers' data on the same file system.
-        if items.is_empty() {
-            return Ok(());
-        }
-        let mut staged = Vec::with_capacity(items.len());
-        let mut dirs = std::collections::BTreeSet::new();
-        for (rel, bytes, mode) in items {
-            let p = self.full(rel)?;
-            let dir = p.parent().unwrap_or(&self.root).to_path_buf();
-            if dirs.insert(dir.clone()) {
-                self.create_dirs(&dir)?;
-            }
-            // A random name, created exclusively (never through a planted
-            // file or symlink), 0600 from the start; a public file is
-            // widened on its descriptor, never by path.
-            let mut tmp = tempfile::Builder::new()
-                .prefix(TEMP_PREFIX)
-                .permissions(fs::Permissions::from_mode(0o600))
-                .tempfile_in(&dir)
-                .map_err(|e| err(&p, e))?;
-            if *mode == Mode::Public {
-                tmp.as_file()
-                    .set_permissions(fs::Permissions::from_mode(0o644))
-                    .map_err(|e| err(&p, e))?;
-            }
-            tmp.write_all(bytes).map_err(|e| err(&p, e))?;
-            // Close it (a batch may hold many thousands); the path is
-            // removed if this run fails before renaming it.
-            staged.push((p, tmp.into_temp_path()));
-        }
-        // One flush makes every temp file durable before any rename; a
-        // second makes the renames durable. A crash in between leaves each
-        // file either old or new, never partial.
-        // `nodes/` (or any directory) may be a mount or a symlink to
-        // another file system: flush every file system the batch touched.
-        let filesystems = self.filesystems(&dirs)?;
-        self.sync_each(&filesystems)?;
-        for (p, tmp) in staged {
-            tmp.persist(&p).map_err(|e| err(&p, e.error))?;
-            crash_point();
-        }
-        self.sync_each(&filesystems)?;
-        Ok(())
+        self.write_staged(items)
     }
 
     fn remove(&mut self, rel: &str) -> Result<(), StoreError> {
         let p = self.full(rel)?;
+        self.forget(std::iter::once(rel));
         match fs::remove_file(&p) {
             Ok(()) => {
                 let dir = p.parent().unwrap_or(&self.root);
@@ -481,5 +1068,146 @@ impl PkiStore for DirStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(err(&p, e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    /// Every name under `dir` (recursively, not following links).
+    fn names(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            out.push(e.file_name().to_string_lossy().into_owned());
+            if e.file_type().unwrap().is_dir() {
+                out.extend(names(&e.path()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn staged_leftover_dirs_are_swept_without_following_links() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("out");
+        let outside = t.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("keep.key"), b"x").unwrap();
+        // A killed run's staged trees: at the top and inside `nodes/`.
+        let top = root.join(format!("{TEMP_PREFIX}0123456789abcdef"));
+        fs::create_dir_all(top.join("w1/etc/kubernetes/pki")).unwrap();
+        fs::write(top.join("w1/etc/kubernetes/pki/ca.key"), b"k").unwrap();
+        std::os::unix::fs::symlink(&outside, top.join("w1/link")).unwrap();
+        let inner = root
+            .join("nodes")
+            .join(format!("{TEMP_PREFIX}fedcba9876543210"));
+        fs::create_dir_all(inner.join("etc")).unwrap();
+        fs::write(inner.join("etc/a.crt"), b"c").unwrap();
+        fs::set_permissions(&inner, fs::Permissions::from_mode(0o700)).unwrap();
+        fs::set_permissions(root.join("nodes"), fs::Permissions::from_mode(0o700)).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o700)).unwrap();
+        let store = DirStore::open(&root).unwrap();
+        assert!(!top.exists() && !inner.exists());
+        assert!(root.join("nodes").is_dir());
+        assert_eq!(fs::read(outside.join("keep.key")).unwrap(), b"x");
+        assert!(!names(&root).iter().any(|n| n.starts_with(TEMP_PREFIX)));
+        drop(store);
+    }
+
+    #[test]
+    fn batch_stages_new_trees_with_final_modes_and_later_bytes_win() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("out");
+        let mut s = DirStore::open(&root).unwrap();
+        s.write_batch(&[
+            ("cluster/pki/ca.key", b"k1", Mode::Secret),
+            ("nodes/w1/etc/kubernetes/pki/ca.crt", b"c1", Mode::Public),
+            ("nodes/w1/etc/kubernetes/kubelet.conf", b"kc", Mode::Secret),
+            ("kpki-manifest.json", b"m", Mode::Public),
+            ("cluster/pki/ca.key", b"k2", Mode::Secret),
+        ])
+        .unwrap();
+        assert_eq!(fs::read(root.join("cluster/pki/ca.key")).unwrap(), b"k2");
+        assert_eq!(mode(&root.join("cluster/pki/ca.key")), 0o600);
+        assert_eq!(mode(&root.join("kpki-manifest.json")), 0o644);
+        assert_eq!(
+            mode(&root.join("nodes/w1/etc/kubernetes/pki/ca.crt")),
+            0o644
+        );
+        assert_eq!(mode(&root.join("cluster")), 0o700);
+        assert_eq!(mode(&root.join("nodes")), 0o700);
+        assert_eq!(mode(&root.join("nodes/w1")), 0o755);
+        assert_eq!(mode(&root.join("nodes/w1/etc/kubernetes")), 0o755);
+        assert_eq!(mode(&root.join("nodes/w1/etc/kubernetes/pki")), 0o700);
+        // A node added later: its bundle is a new tree inside `nodes/`;
+        // files into existing directories replace the old ones.
+        s.write_batch(&[
+            (
+                "nodes/w2/var/lib/kubelet/pki/kubelet.key",
+                b"w2",
+                Mode::Secret,
+            ),
+            ("nodes/w1/etc/kubernetes/pki/ca.crt", b"c2", Mode::Public),
+        ])
+        .unwrap();
+        assert_eq!(mode(&root.join("nodes/w2")), 0o755);
+        assert_eq!(mode(&root.join("nodes/w2/var/lib/kubelet/pki")), 0o700);
+        assert_eq!(
+            fs::read(root.join("nodes/w1/etc/kubernetes/pki/ca.crt")).unwrap(),
+            b"c2"
+        );
+        assert!(!names(&root).iter().any(|n| n.starts_with(TEMP_PREFIX)));
+        // Reads: present, absent under a missing directory, absent in one.
+        let r = s.read_many(&[
+            "nodes/w2/var/lib/kubelet/pki/kubelet.key",
+            "nodes/w9/a/b",
+            "x/y/z",
+            "cluster/pki/nope",
+        ]);
+        assert_eq!(
+            r[0].as_ref().unwrap().as_deref().map(|b| b.to_vec()),
+            Some(b"w2".to_vec())
+        );
+        assert!(r[1..].iter().all(|x| x.as_ref().unwrap().is_none()));
+        assert!(s.write_batch(&[("a/../../x", b"x", Mode::Public)]).is_err());
+        // Compared after `read_many`: by what it read, until this store
+        // writes the file again.
+        let key = "nodes/w2/var/lib/kubelet/pki/kubelet.key";
+        let _ = s.read_many(&[key, "cluster/pki/ca.key", "cluster/pki/gone.key"]);
+        let same = |s: &DirStore, items: &[(&str, &[u8])]| -> Vec<Option<bool>> {
+            s.same_many(items).into_iter().map(|r| r.unwrap()).collect()
+        };
+        assert_eq!(
+            same(
+                &s,
+                &[
+                    (key, b"w2"),
+                    ("cluster/pki/ca.key", b"k1"),
+                    ("cluster/pki/gone.key", b"g")
+                ]
+            ),
+            vec![Some(true), Some(false), None]
+        );
+        s.write_batch(&[
+            (key, b"w3", Mode::Secret),
+            ("cluster/pki/gone.key", b"g", Mode::Secret),
+        ])
+        .unwrap();
+        assert_eq!(
+            same(
+                &s,
+                &[(key, b"w2"), (key, b"w3"), ("cluster/pki/gone.key", b"g")]
+            ),
+            vec![Some(false), Some(true), Some(true)]
+        );
+        s.remove(key).unwrap();
+        assert_eq!(same(&s, &[(key, b"w3")]), vec![None]);
     }
 }
