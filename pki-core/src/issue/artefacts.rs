@@ -633,6 +633,47 @@ pub(crate) fn render(
             }
         })
     };
+    // The files beyond the graph's nodes first (components.json, the
+    // deployers' files...): compared at once, their bytes and the flags
+    // are gone before the nodes' files are rendered. Errors stay in file
+    // order: the nodes' first, then these.
+    let extra = (|| {
+        let flags = crate::outputs::component_flags_with(plan, membership);
+        let token = if crate::outputs::uses_tls_bootstrap(&flags) {
+            Some(bootstrap_token(plan, existing, now)?)
+        } else {
+            None
+        };
+        let trust: BTreeMap<NodeId, Vec<u8>> = finals
+            .iter()
+            .filter(|(id, f)| existing.trust_extra(**id).is_some() || !f.chain.is_empty())
+            .map(|(id, f)| (*id, trust_pem(*id, f)))
+            .collect();
+        let mut extra = extras(
+            plan,
+            finals,
+            pairs,
+            &flags,
+            token.as_ref(),
+            &trust,
+            (existing, dry_run),
+        )?;
+        drop(flags);
+        if !plan.spec.etcd_members().is_empty() {
+            extra.push(known_to(
+                existing,
+                Artefact {
+                    paths: vec!["cluster/membership.md".into()],
+                    bytes: Zeroizing::new(
+                        crate::outputs::membership_markdown(membership).into_bytes(),
+                    ),
+                    mode: Mode::Public,
+                },
+                dry_run,
+            ));
+        }
+        Ok::<_, IssueError>(compare(store, extra, dry_run))
+    })();
     // Every node in parallel (PEM, kubeconfig YAML); a file that is what
     // this run read already is settled at once and its bytes dropped.
     let nodes: Vec<(NodeId, &Node)> = g.iter().collect();
@@ -680,39 +721,11 @@ pub(crate) fn render(
     items.extend(pair_files);
     items.extend(kubeconfigs);
     let mut items = compare(store, items, dry_run);
-    let flags = crate::outputs::component_flags_with(plan, membership);
-    let token = if crate::outputs::uses_tls_bootstrap(&flags) {
-        Some(bootstrap_token(plan, existing, now)?)
-    } else {
-        None
-    };
-    let trust: BTreeMap<NodeId, Vec<u8>> = finals
-        .iter()
-        .filter(|(id, f)| existing.trust_extra(**id).is_some() || !f.chain.is_empty())
-        .map(|(id, f)| (*id, trust_pem(*id, f)))
-        .collect();
-    let mut extra = extras(
-        plan,
-        finals,
-        pairs,
-        &flags,
-        token.as_ref(),
-        &trust,
-        (existing, dry_run),
-    )?;
-    drop(flags);
-    if !plan.spec.etcd_members().is_empty() {
-        extra.push(known(Artefact {
-            paths: vec!["cluster/membership.md".into()],
-            bytes: Zeroizing::new(crate::outputs::membership_markdown(membership).into_bytes()),
-            mode: Mode::Public,
-        }));
-    }
-    extra.push(
-        json_item(existing, super::MANIFEST, &manifest, dry_run)
-            .map_err(|e| IssueError::Order(format!("manifest: {e}")))?,
-    );
-    items.extend(compare(store, extra, dry_run));
+    let extra = extra?;
+    let manifest_item = json_item(existing, super::MANIFEST, &manifest, dry_run)
+        .map_err(|e| IssueError::Order(format!("manifest: {e}")))?;
+    items.extend(extra);
+    items.extend(compare(store, vec![manifest_item], dry_run));
     Ok(Rendered { items, manifest })
 }
 
