@@ -390,6 +390,167 @@ fn manifest_without_key_digests_reruns_byte_identical() {
     assert_eq!(snapshot(&out), before);
 }
 
+fn run_kpki(args: &[&std::ffi::OsStr]) -> (Option<i32>, String, String) {
+    let o = kpki().args(args).output().unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// `cmd` (issue or renew, with `extra`) run with --dry-run over `out`, then
+/// for real: the files the dry run names, with their kind of change, are
+/// exactly those the real run creates or changes; the re-issue lines and
+/// the counts of the summary are the same. Returns how many files changed.
+fn dry_run_matches_real_run(cmd: &str, spec: &Path, out: &Path, extra: &[&str]) -> usize {
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        cmd.as_ref(),
+        "--spec".as_ref(),
+        spec.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ];
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    let before = snapshot(out);
+    let mut dry_args = args.clone();
+    dry_args.push("--dry-run".as_ref());
+    let (code, dry, err) = run_kpki(&dry_args);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(snapshot(out), before, "the dry run wrote");
+    let (code, real, err) = run_kpki(&args);
+    assert_eq!(code, Some(0), "{err}");
+    let after = snapshot(out);
+    let mut changed: Vec<String> = after
+        .iter()
+        .filter_map(|(p, b)| match before.get(p) {
+            None => Some(format!("would write {p} (new)")),
+            Some(x) if x != b => Some(format!("would write {p} (changed)")),
+            Some(_) => None,
+        })
+        .collect();
+    assert!(
+        before.keys().all(|p| after.contains_key(p)),
+        "the real run removed files"
+    );
+    let mut named: Vec<String> = dry
+        .lines()
+        .filter(|l| l.starts_with("would write ") && l.ends_with(')'))
+        .map(str::to_owned)
+        .collect();
+    changed.sort();
+    named.sort();
+    assert_eq!(named, changed, "dry run:\n{dry}\nreal run:\n{real}");
+    let actions = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| {
+                ["reissue ", "rekey ", "adopt "]
+                    .iter()
+                    .any(|p| l.starts_with(p))
+            })
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(actions(&dry), actions(&real));
+    let summary = |t: &str| -> String {
+        let l = t
+            .lines()
+            .find(|l| l.contains(" issued, "))
+            .unwrap()
+            .to_owned();
+        l.replace("would write", "wrote")
+    };
+    assert_eq!(summary(&dry), summary(&real));
+    changed.len()
+}
+
+/// The dry run signs no leaf it would re-issue, yet names exactly the
+/// files the real run then changes: with --replace-ca-keys (every CA
+/// re-keyed, every leaf re-issued), after spec edits (a worker's address,
+/// the endpoint, a new worker, certificates embedded in kubeconfigs or
+/// not), and for renew --all.
+#[test]
+fn dry_run_names_exactly_what_the_real_run_changes() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    assert_eq!(issue(&out, &[]).0, Some(0));
+    let n = dry_run_matches_real_run("issue", &spec(), &out, &["--replace-ca-keys"]);
+    assert!(n > 50, "{n}");
+    // Nothing left to do: the dry run and the run name nothing.
+    assert_eq!(dry_run_matches_real_run("issue", &spec(), &out, &[]), 0);
+
+    let text = std::fs::read_to_string(spec()).unwrap();
+    let edited = t.path().join("edited.toml");
+    std::fs::write(
+        &edited,
+        text.replace("10.0.2.11", "10.0.2.21")
+            .replace("api.corp.local:8443", "api2.corp.local:8443")
+            + "\n[[worker]]\nname = \"w3\"\naddress = \"10.0.2.13\"\n",
+    )
+    .unwrap();
+    let n = dry_run_matches_real_run("issue", &edited, &out, &[]);
+    assert!(n > 10, "{n}");
+    // Certificates as paths in the kubeconfigs: those no longer embed them.
+    let paths = t.path().join("paths.toml");
+    std::fs::write(
+        &paths,
+        std::fs::read_to_string(&edited)
+            .unwrap()
+            .replace("[crypto]", "[output]\nembed_certs = false\n\n[crypto]"),
+    )
+    .unwrap();
+    assert!(dry_run_matches_real_run("issue", &paths, &out, &[]) > 0);
+    let n = dry_run_matches_real_run("renew", &paths, &out, &["--all"]);
+    assert!(n > 20, "{n}");
+    let n = dry_run_matches_real_run("issue", &paths, &out, &["--replace-ca-keys"]);
+    assert!(n > 50, "{n}");
+}
+
+/// Files edited after a no-op run, each kind the run reads differently: a
+/// leaf certificate (read and parsed at the start of the run, then
+/// compared by the digest of what was read), a kubeconfig (read once for
+/// its digest) and a node's copy of a CA certificate (compared through the
+/// store). Check reports the copy that differs (D003); the next issue
+/// notices all three and rewrites them byte for byte; check is clean after.
+#[test]
+fn certificate_and_kubeconfig_edited_after_noop_run_are_reported_and_rewritten() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    assert_eq!(issue(&out, &[]).0, Some(0));
+    let (code, text, _) = issue(&out, &[]);
+    assert_eq!((code, text.contains("wrote 0 file(s)")), (Some(0), true));
+    let before = snapshot(&out);
+    let pki = out.join("nodes/w1/etc/kubernetes/pki");
+    // The same certificate, one more newline: same DER, other bytes.
+    let crt = out.join(format!("{LEAF}.crt"));
+    let mut bytes = std::fs::read(&crt).unwrap();
+    bytes.push(b'\n');
+    std::fs::write(&crt, bytes).unwrap();
+    let kc = out.join("nodes/w1/etc/kubernetes/kubelet.conf");
+    let text = std::fs::read_to_string(&kc).unwrap();
+    std::fs::write(
+        &kc,
+        text.replace("server: https://", "server: https://evil."),
+    )
+    .unwrap();
+    std::fs::copy(
+        pki.join("apiserver-server-ca.crt"),
+        pki.join("kubelet-client-ca.crt"),
+    )
+    .unwrap();
+    let found = problems(&check_json(&out));
+    assert!(
+        found.iter().any(|(c, f)| c == "D003"
+            && f.contains(&"nodes/w1/etc/kubernetes/pki/kubelet-client-ca.crt".to_owned())),
+        "{found:?}"
+    );
+    let (code, text, err) = issue(&out, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(text.contains("wrote 3 file(s)"), "{text}");
+    assert_eq!(snapshot(&out), before);
+    assert!(problems(&check_json(&out)).is_empty());
+}
+
 /// Every path under `dir` (directories too) with its mode.
 fn modes(dir: &Path) -> std::collections::BTreeMap<String, u32> {
     use std::os::unix::fs::PermissionsExt;

@@ -6,11 +6,14 @@ use std::path::{Component, Path, PathBuf};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use rayon::prelude::*;
+
+use super::existing::{Digest, digest};
 use super::{Final, IssueError};
 use crate::Plan;
 use crate::crypto::{CryptoError, PrivateKey, cert_to_pem};
 use crate::graph::{IssuerRef, Node, NodeId};
-use crate::store::{Mode, Part};
+use crate::store::{Mode, Part, PkiStore, StoreError};
 
 /// One file's content and where it goes.
 pub struct Artefact {
@@ -170,8 +173,151 @@ pub struct Renewal {
 /// Every file of one issuance, in write order (keys before their
 /// certificates, CAs before leaves, the manifest last).
 pub(crate) struct Rendered {
-    pub(crate) items: Vec<Artefact>,
+    pub(crate) items: Vec<Item>,
     pub(crate) manifest: Manifest,
+}
+
+/// Whether a file holds given bytes: `None` when there is no such file.
+pub(crate) type Found = Result<Option<bool>, StoreError>;
+
+/// One file of an issuance and how each of its paths compares with it.
+pub(crate) struct Item {
+    pub(crate) art: Artefact,
+    /// Per path, once compared: whether the file holds exactly these bytes.
+    pub(crate) found: Vec<Option<Found>>,
+}
+
+impl Item {
+    /// Drops the bytes once they are needed no more: every path is compared,
+    /// and none is to be written (all unchanged, or a dry run).
+    fn settled(mut self, dry_run: bool) -> Self {
+        let compared = self.found.iter().all(Option::is_some);
+        let unchanged = self.found.iter().all(|f| matches!(f, Some(Ok(Some(true)))));
+        if compared && (dry_run || unchanged) {
+            self.art.bytes = Zeroizing::new(Vec::new());
+        }
+        self
+    }
+}
+
+/// Compares the paths of `items` this run did not read already with the
+/// files (in parallel where the store can), then drops the bytes no longer
+/// needed.
+fn compare(store: &impl PkiStore, items: Vec<Item>, dry_run: bool) -> Vec<Item> {
+    let mut items = items;
+    let (at, results) = {
+        let mut at = Vec::new();
+        let mut todo: Vec<(&str, &[u8])> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            for (j, (path, found)) in item.art.paths.iter().zip(&item.found).enumerate() {
+                if found.is_none() {
+                    at.push((i, j));
+                    todo.push((path.as_str(), item.art.bytes.as_slice()));
+                }
+            }
+        }
+        if todo.is_empty() {
+            (at, Vec::new())
+        } else {
+            (at, store.same_many(&todo))
+        }
+    };
+    for ((i, j), r) in at.into_iter().zip(results) {
+        if let Some(f) = items.get_mut(i).and_then(|x| x.found.get_mut(j)) {
+            *f = Some(r);
+        }
+    }
+    items.into_iter().map(|x| x.settled(dry_run)).collect()
+}
+
+/// A JSON file (pretty, with a final newline) as an [`Item`]. It is
+/// serialized once into a digest and its length: a file this run read that
+/// holds exactly these bytes (or any file, in a dry run) needs no buffer at
+/// all; else the bytes go into a buffer of their exact size (a fleet's
+/// manifest is megabytes).
+fn json_item<T: Serialize + ?Sized>(
+    existing: &super::existing::Existing,
+    path: &str,
+    value: &T,
+    dry_run: bool,
+) -> Result<Item, serde_json::Error> {
+    struct Tee(sha2::Sha256, usize);
+    impl std::io::Write for Tee {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            sha2::Digest::update(&mut self.0, b);
+            self.1 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut tee = Tee(<sha2::Sha256 as sha2::Digest>::new(), 0);
+    serde_json::to_writer_pretty(&mut tee, value)?;
+    std::io::Write::write_all(&mut tee, b"\n").map_err(serde_json::Error::io)?;
+    let d: Digest = sha2::Digest::finalize(tee.0).into();
+    let found = existing.read_digest(path).map(|f| Ok(f.map(|x| *x == d)));
+    let paths = vec![path.to_owned()];
+    if let Some(Ok(same)) = found
+        && (dry_run || same == Some(true))
+    {
+        return Ok(Item {
+            art: Artefact {
+                paths,
+                bytes: Zeroizing::new(Vec::new()),
+                mode: Mode::Public,
+            },
+            found: vec![Some(Ok(same))],
+        });
+    }
+    let mut bytes = Vec::with_capacity(tee.1);
+    serde_json::to_writer_pretty(&mut bytes, value)?;
+    bytes.push(b'\n');
+    Ok(Item {
+        art: Artefact {
+            paths,
+            bytes: Zeroizing::new(bytes),
+            mode: Mode::Public,
+        },
+        found: vec![found],
+    })
+}
+
+/// What [`render`] makes of one graph node.
+enum NodeOut {
+    Nothing,
+    Cert {
+        is_ca: bool,
+        /// A signer's own copy: its key, then its certificate.
+        signing: Option<(Item, Item)>,
+        key: Option<Item>,
+        cert: Option<Item>,
+        entry: ManifestEntry,
+    },
+    Pair {
+        /// The private key, then the public key.
+        files: [Item; 2],
+        entry: ManifestEntry,
+    },
+    Kubeconfig {
+        id: String,
+        art: Item,
+    },
+}
+
+/// An artefact as an [`Item`]: each path this run read is compared with
+/// the digest of what it read; when that settles every path, the bytes are
+/// dropped at once unless they are to be written (a no-op run or a dry run
+/// holds no file's bytes for long).
+fn known_to(existing: &super::existing::Existing, art: Artefact, dry_run: bool) -> Item {
+    let read: Vec<Option<Option<&Digest>>> =
+        art.paths.iter().map(|p| existing.read_digest(p)).collect();
+    let d = read.iter().any(Option::is_some).then(|| digest(&art.bytes));
+    let found = read
+        .iter()
+        .map(|r| r.map(|f| Ok(f.map(|x| Some(x) == d.as_ref()))))
+        .collect();
+    Item { art, found }.settled(dry_run)
 }
 
 pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
@@ -221,15 +367,19 @@ pub(crate) fn relative(from_file: &str, to: &str) -> PathBuf {
 /// Where the bootstrap kubeconfig goes in cluster/.
 pub(crate) const BOOTSTRAP_KUBECONFIG: &str = "cluster/bootstrap-kubelet.conf";
 
+/// Renders every file and compares each with what its paths hold (the
+/// files this run read already by their digest, the others through the
+/// store); the bytes of a file not to be written are dropped at once.
 pub(crate) fn render(
     plan: &Plan,
-    finals: &BTreeMap<NodeId, Final>,
-    pairs: &BTreeMap<NodeId, PrivateKey>,
+    (finals, pairs): (&BTreeMap<NodeId, Final>, &BTreeMap<NodeId, PrivateKey>),
     existing: &super::existing::Existing,
     renewals: Vec<Renewal>,
-    now: time::OffsetDateTime,
+    opts: &super::IssueOptions,
     membership: &crate::outputs::MembershipChange,
+    store: &impl PkiStore,
 ) -> Result<Rendered, IssueError> {
+    let (now, dry_run) = (opts.now, opts.dry_run);
     let g = &plan.graph;
     let layout = &plan.layout;
     let paths = |id: NodeId, part: Part| {
@@ -259,7 +409,7 @@ pub(crate) fn render(
     // The PEM every trust anchor of a CA holds: its certificate, and during
     // a rotation the other generation too (old + new).
     let trust_pem = |id: NodeId, f: &Final| {
-        let mut pem = cert_to_pem(&f.cert_der).into_bytes();
+        let mut pem = cert_to_pem(f.cert_der()).into_bytes();
         if let Some(extra) = existing.trust_extra(id) {
             pem.extend(cert_to_pem(extra).into_bytes());
         }
@@ -269,10 +419,13 @@ pub(crate) fn render(
         }
         pem
     };
-    for (id, n) in g.iter() {
-        match n {
+    let known = |art: Artefact| known_to(existing, art, dry_run);
+    let one = |id: NodeId, n: &Node| -> Result<NodeOut, IssueError> {
+        Ok(match n {
             Node::Cert(c) => {
-                let Some(f) = finals.get(&id) else { continue };
+                let Some(f) = finals.get(&id) else {
+                    return Ok(NodeOut::Nothing);
+                };
                 let (kp, cp) = (paths(id, Part::Key), paths(id, Part::Cert));
                 // An adopted CA's files are written byte for byte.
                 // A token-held key has no path: its bytes are never asked for.
@@ -294,7 +447,7 @@ pub(crate) fn render(
                         Zeroizing::new(if c.is_ca {
                             trust_pem(id, f)
                         } else {
-                            cert_to_pem(&f.cert_der).into_bytes()
+                            cert_to_pem(f.cert_der()).into_bytes()
                         }),
                     ),
                 };
@@ -314,52 +467,55 @@ pub(crate) fn render(
                 };
                 // A signer's own copy: one certificate, and its key.
                 let (skp, scp) = (paths(id, Part::SigningKey), paths(id, Part::SigningCert));
-                if c.is_ca && !scp.is_empty() {
-                    keys_ca.push(Artefact {
-                        paths: skp.clone(),
-                        bytes: key_pem(&c.id, &f.key, &skp)?,
-                        mode: Mode::Secret,
-                    });
-                    certs_ca.push(Artefact {
-                        paths: scp.clone(),
-                        bytes: Zeroizing::new(cert_to_pem(&f.cert_der).into_bytes()),
-                        mode: Mode::Public,
-                    });
-                }
-                let (k, ce) = if c.is_ca {
-                    (&mut keys_ca, &mut certs_ca)
+                let signing = if c.is_ca && !scp.is_empty() {
+                    Some((
+                        known(Artefact {
+                            paths: skp.clone(),
+                            bytes: key_pem(&c.id, &f.key, &skp)?,
+                            mode: Mode::Secret,
+                        }),
+                        known(Artefact {
+                            paths: scp.clone(),
+                            bytes: Zeroizing::new(cert_to_pem(f.cert_der()).into_bytes()),
+                            mode: Mode::Public,
+                        }),
+                    ))
                 } else {
-                    (&mut keys_leaf, &mut certs_leaf)
+                    None
                 };
-                if !kp.is_empty() {
-                    k.push(key);
-                }
-                if !cp.is_empty() {
-                    ce.push(cert);
-                }
+                let key = (!kp.is_empty()).then(|| known(key));
+                let cert = (!cp.is_empty()).then(|| known(cert));
                 let mut files = cp;
                 files.extend(kp);
                 if c.is_ca {
                     files.extend(scp);
                     files.extend(skp);
                 }
-                manifest.entries.push(ManifestEntry {
-                    id: c.id.clone(),
-                    kind: if c.is_ca { "ca" } else { "leaf" }.into(),
-                    issuer: match c.issuer {
-                        IssuerRef::Node(i) => g.id_of(i),
-                        _ => c.id.clone(),
+                NodeOut::Cert {
+                    is_ca: c.is_ca,
+                    signing,
+                    key,
+                    cert,
+                    entry: ManifestEntry {
+                        id: c.id.clone(),
+                        kind: if c.is_ca { "ca" } else { "leaf" }.into(),
+                        issuer: match c.issuer {
+                            IssuerRef::Node(i) => g.id_of(i),
+                            _ => c.id.clone(),
+                        },
+                        serial: f.parsed.serial_hex.clone(),
+                        sha256: f.parsed.sha256_fingerprint(),
+                        not_before: rfc3339(f.parsed.not_before),
+                        not_after: rfc3339(f.parsed.not_after),
+                        files,
+                        key_sha256,
                     },
-                    serial: f.parsed.serial_hex.clone(),
-                    sha256: f.parsed.sha256_fingerprint(),
-                    not_before: rfc3339(f.parsed.not_before),
-                    not_after: rfc3339(f.parsed.not_after),
-                    files,
-                    key_sha256,
-                });
+                }
             }
             Node::KeyPair(k) => {
-                let Some(key) = pairs.get(&id) else { continue };
+                let Some(key) = pairs.get(&id) else {
+                    return Ok(NodeOut::Nothing);
+                };
                 let public = key.public_key();
                 let mut pub_pem = public.to_pem().map_err(|source| IssueError::Crypto {
                     id: k.id.clone(),
@@ -375,34 +531,64 @@ pub(crate) fn render(
                 let (pp, qp) = (paths(id, Part::PrivateKey), paths(id, Part::PublicKey));
                 let key_bytes = key_pem(&k.id, key)?;
                 let key_sha256 = Some(sha256_hex(&key_bytes));
-                pair_files.push(Artefact {
+                let private = known(Artefact {
                     paths: pp.clone(),
                     bytes: key_bytes,
                     mode: Mode::Secret,
                 });
-                pair_files.push(Artefact {
+                let public_file = known(Artefact {
                     paths: qp.clone(),
                     bytes: Zeroizing::new(pub_pem.into_bytes()),
                     mode: Mode::Public,
                 });
                 let mut files = pp;
                 files.extend(qp);
-                manifest.entries.push(ManifestEntry {
-                    id: k.id.clone(),
-                    kind: "keypair".into(),
-                    sha256: sha256_hex(public.spki_der()),
-                    files,
-                    key_sha256,
-                    ..Default::default()
-                });
+                NodeOut::Pair {
+                    files: [private, public_file],
+                    entry: ManifestEntry {
+                        id: k.id.clone(),
+                        kind: "keypair".into(),
+                        sha256: sha256_hex(public.spki_der()),
+                        files,
+                        key_sha256,
+                        ..Default::default()
+                    },
+                }
             }
             Node::Kubeconfig(k) => {
                 let (Some(client), Some(ca)) = (finals.get(&k.client), finals.get(&k.ca)) else {
-                    continue;
+                    return Ok(NodeOut::Nothing);
                 };
                 let Some(entry) = layout.part(id, Part::Kubeconfig) else {
-                    continue;
+                    return Ok(NodeOut::Nothing);
                 };
+                // A dry run's stand-in client certificate, embedded: the
+                // kubeconfig certainly changes (the real run embeds a new
+                // certificate); when this run read each of its paths, it
+                // is settled without rendering it.
+                let embedded =
+                    plan.spec.output.embed_certs || layout.part(k.client, Part::Cert).is_none();
+                if client.stand_in && embedded {
+                    let p = entry.output_paths();
+                    let read: Vec<Option<Option<&Digest>>> =
+                        p.iter().map(|x| existing.read_digest(x)).collect();
+                    if read.iter().all(Option::is_some) {
+                        return Ok(NodeOut::Kubeconfig {
+                            id: k.id.clone(),
+                            art: Item {
+                                art: Artefact {
+                                    paths: p,
+                                    bytes: Zeroizing::new(Vec::new()),
+                                    mode: Mode::Secret,
+                                },
+                                found: read
+                                    .into_iter()
+                                    .map(|r| r.map(|f| Ok(f.map(|_| false))))
+                                    .collect(),
+                            },
+                        });
+                    }
+                }
                 let material = |target: NodeId, part: Part, pem: Vec<u8>| match (
                     plan.spec.output.embed_certs,
                     layout.part(target, part),
@@ -426,7 +612,7 @@ pub(crate) fn render(
                         cert: material(
                             k.client,
                             Part::Cert,
-                            cert_to_pem(&client.cert_der).into_bytes(),
+                            cert_to_pem(client.cert_der()).into_bytes(),
                         ),
                         key: material(k.client, Part::Key, client_key.to_vec()),
                     },
@@ -436,27 +622,97 @@ pub(crate) fn render(
                     source: CryptoError::Encode(e.to_string()),
                 })?;
                 let p = entry.output_paths();
-                manifest.kubeconfigs.insert(k.id.clone(), p.clone());
-                kubeconfigs.push(Artefact {
-                    paths: p,
-                    bytes: Zeroizing::new(yaml.into_bytes()),
-                    mode: Mode::Secret,
-                });
+                NodeOut::Kubeconfig {
+                    id: k.id.clone(),
+                    art: known(Artefact {
+                        paths: p,
+                        bytes: Zeroizing::new(yaml.into_bytes()),
+                        mode: Mode::Secret,
+                    }),
+                }
+            }
+        })
+    };
+    // The files beyond the graph's nodes first (components.json, the
+    // deployers' files...): compared at once, their bytes and the flags
+    // are gone before the nodes' files are rendered. Errors stay in file
+    // order: the nodes' first, then these.
+    let extra = (|| {
+        let flags = crate::outputs::component_flags_with(plan, membership);
+        let token = if crate::outputs::uses_tls_bootstrap(&flags) {
+            Some(bootstrap_token(plan, existing, now)?)
+        } else {
+            None
+        };
+        let trust: BTreeMap<NodeId, Vec<u8>> = finals
+            .iter()
+            .filter(|(id, f)| existing.trust_extra(**id).is_some() || !f.chain.is_empty())
+            .map(|(id, f)| (*id, trust_pem(*id, f)))
+            .collect();
+        let mut extra = extras(
+            plan,
+            finals,
+            pairs,
+            &flags,
+            token.as_ref(),
+            &trust,
+            (existing, dry_run),
+        )?;
+        drop(flags);
+        if !plan.spec.etcd_members().is_empty() {
+            extra.push(known_to(
+                existing,
+                Artefact {
+                    paths: vec!["cluster/membership.md".into()],
+                    bytes: Zeroizing::new(
+                        crate::outputs::membership_markdown(membership).into_bytes(),
+                    ),
+                    mode: Mode::Public,
+                },
+                dry_run,
+            ));
+        }
+        Ok::<_, IssueError>(compare(store, extra, dry_run))
+    })();
+    // Every node in parallel (PEM, kubeconfig YAML); a file that is what
+    // this run read already is settled at once and its bytes dropped.
+    let nodes: Vec<(NodeId, &Node)> = g.iter().collect();
+    let outs: Vec<Result<NodeOut, IssueError>> =
+        nodes.par_iter().map(|(id, n)| one(*id, n)).collect();
+    // In node order: the error reported is the first one, as when serial.
+    for out in outs {
+        match out? {
+            NodeOut::Nothing => {}
+            NodeOut::Cert {
+                is_ca,
+                signing,
+                key,
+                cert,
+                entry,
+            } => {
+                if let Some((k, c)) = signing {
+                    keys_ca.push(k);
+                    certs_ca.push(c);
+                }
+                let (ks, cs) = if is_ca {
+                    (&mut keys_ca, &mut certs_ca)
+                } else {
+                    (&mut keys_leaf, &mut certs_leaf)
+                };
+                ks.extend(key);
+                cs.extend(cert);
+                manifest.entries.push(entry);
+            }
+            NodeOut::Pair { files, entry } => {
+                pair_files.extend(files);
+                manifest.entries.push(entry);
+            }
+            NodeOut::Kubeconfig { id, art } => {
+                manifest.kubeconfigs.insert(id, art.art.paths.clone());
+                kubeconfigs.push(art);
             }
         }
     }
-    let flags = crate::outputs::component_flags_with(plan, membership);
-    let token = if crate::outputs::uses_tls_bootstrap(&flags) {
-        Some(bootstrap_token(plan, existing, now)?)
-    } else {
-        None
-    };
-    let trust: BTreeMap<NodeId, Vec<u8>> = finals
-        .iter()
-        .filter(|(id, f)| existing.trust_extra(**id).is_some() || !f.chain.is_empty())
-        .map(|(id, f)| (*id, trust_pem(*id, f)))
-        .collect();
-    let extra = extras(plan, finals, pairs, &flags, token.as_ref(), &trust)?;
     let mut items = Vec::new();
     items.extend(keys_ca);
     items.extend(certs_ca);
@@ -464,23 +720,12 @@ pub(crate) fn render(
     items.extend(certs_leaf);
     items.extend(pair_files);
     items.extend(kubeconfigs);
-    items.extend(extra);
-    if !plan.spec.etcd_members().is_empty() {
-        items.push(Artefact {
-            paths: vec!["cluster/membership.md".into()],
-            bytes: Zeroizing::new(crate::outputs::membership_markdown(membership).into_bytes()),
-            mode: Mode::Public,
-        });
-    }
-    let json = serde_json::to_vec_pretty(&manifest)
+    let mut items = compare(store, items, dry_run);
+    let extra = extra?;
+    let manifest_item = json_item(existing, super::MANIFEST, &manifest, dry_run)
         .map_err(|e| IssueError::Order(format!("manifest: {e}")))?;
-    let mut json = json;
-    json.push(b'\n');
-    items.push(Artefact {
-        paths: vec!["kpki-manifest.json".into()],
-        bytes: Zeroizing::new(json),
-        mode: Mode::Public,
-    });
+    items.extend(extra);
+    items.extend(compare(store, vec![manifest_item], dry_run));
     Ok(Rendered { items, manifest })
 }
 
@@ -526,21 +771,16 @@ fn extras(
     flags: &[crate::outputs::ComponentFlags],
     token: Option<&crate::outputs::BootstrapToken>,
     trust: &BTreeMap<NodeId, Vec<u8>>,
-) -> Result<Vec<Artefact>, IssueError> {
+    (existing, dry_run): (&super::existing::Existing, bool),
+) -> Result<Vec<Item>, IssueError> {
     let g = &plan.graph;
     let fail = |what: &str, e: String| IssueError::Crypto {
         id: what.to_owned(),
         source: CryptoError::Encode(e),
     };
     let mut out = Vec::new();
-    let mut json =
-        serde_json::to_vec_pretty(flags).map_err(|e| fail("components.json", e.to_string()))?;
-    json.push(b'\n');
-    out.push(Artefact {
-        paths: vec!["components.json".into()],
-        bytes: Zeroizing::new(json),
-        mode: Mode::Public,
-    });
+    let components = json_item(existing, "components.json", &flags, dry_run)
+        .map_err(|e| fail("components.json", e.to_string()))?;
     for (name, value) in crate::outputs::manifests(plan, token) {
         let yaml = serde_yaml_ng::to_string(&value).map_err(|e| fail(&name, e.to_string()))?;
         out.push(Artefact {
@@ -565,7 +805,7 @@ fn extras(
         let pem = trust
             .get(&ca_id)
             .cloned()
-            .unwrap_or_else(|| cert_to_pem(&ca.cert_der).into_bytes());
+            .unwrap_or_else(|| cert_to_pem(ca.cert_der()).into_bytes());
         let cfg = kubeconfig::Kubeconfig::single(
             &plan.spec.cluster.name,
             &plan.spec.cluster.endpoint.url(),
@@ -601,7 +841,9 @@ fn extras(
         bytes: d.bytes,
         mode: if d.secret { Mode::Secret } else { Mode::Public },
     }));
-    Ok(out)
+    let mut items = vec![components];
+    items.extend(out.into_iter().map(|a| known_to(existing, a, dry_run)));
+    Ok(items)
 }
 
 pub(crate) fn sha256_hex(b: &[u8]) -> String {

@@ -1,6 +1,7 @@
 //! What an earlier run left in the store, read once and judged against the plan.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::{Final, IssueError, IssueOptions, RenewPolicy};
 use crate::Plan;
@@ -11,7 +12,7 @@ use crate::store::{Part, PkiStore};
 pub(crate) struct Existing {
     keys: BTreeMap<NodeId, PrivateKey>,
     key_paths: BTreeMap<NodeId, String>,
-    certs: BTreeMap<NodeId, (ParsedCert, String)>,
+    certs: BTreeMap<NodeId, (Arc<ParsedCert>, String)>,
     /// The bootstrap token of an earlier run (kept so re-runs change no byte).
     pub(crate) bootstrap_token: Option<crate::outputs::BootstrapToken>,
     /// Certificates whose key a killed run had already replaced (from the journal).
@@ -46,6 +47,21 @@ pub(crate) struct Existing {
     /// Rotating CAs whose key is token-held: the staged new certificate
     /// (its key is found in the token by [`Existing::attach_token_keys`]).
     staged_new: BTreeMap<NodeId, ParsedCert>,
+    /// What [`Existing::load`] found at each output file it read: the
+    /// SHA-256 of its bytes, or None when there was no such file. The run
+    /// holds the directory lock, so the comparison of what it would write
+    /// answers from these without reading the file a second time; a file
+    /// edited between runs is still noticed (every run reads it once).
+    read_digests: std::collections::HashMap<String, Option<Digest>>,
+}
+
+/// A SHA-256 digest.
+pub(crate) type Digest = [u8; 32];
+
+/// The SHA-256 of `bytes`.
+pub(crate) fn digest(bytes: &[u8]) -> Digest {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
 }
 
 /// Where a rotation stages one generation of a CA or keypair:
@@ -53,6 +69,9 @@ pub(crate) struct Existing {
 pub(crate) fn staged_path(id: &str, generation: &str, ext: &str) -> String {
     format!("rotation/{id}.{generation}.{ext}")
 }
+
+/// How many kubeconfigs [`Existing::load`] reads at a time.
+const KUBECONFIG_CHUNK: usize = 512;
 
 fn bad(path: &str, message: impl Into<String>) -> IssueError {
     IssueError::Existing {
@@ -149,6 +168,7 @@ impl Existing {
             pair_extra: BTreeMap::new(),
             switched: BTreeSet::new(),
             staged_new: BTreeMap::new(),
+            read_digests: std::collections::HashMap::new(),
         };
         let g = &plan.graph;
         let first = |id: NodeId, part: Part| {
@@ -158,7 +178,12 @@ impl Existing {
         };
         // The manifest first: its digests say which key files are byte for
         // byte what kpki wrote.
-        if let Ok(Some(bytes)) = store.read("kpki-manifest.json")
+        let manifest = store.read(super::MANIFEST);
+        if let Ok(found) = &manifest {
+            e.read_digests
+                .insert(super::MANIFEST.to_owned(), found.as_deref().map(digest));
+        }
+        if let Ok(Some(bytes)) = manifest
             && let Ok(m) = serde_json::from_slice::<super::artefacts::Manifest>(&bytes)
         {
             e.renewals = m.renewals;
@@ -199,6 +224,7 @@ impl Existing {
             .map(String::as_str)
             .collect();
         let mut read = store.read_many(&paths).into_iter();
+        let read_digests = &mut e.read_digests;
         let mut next = |p: Option<String>| -> Result<Text, IssueError> {
             let Some(p) = p else { return Ok(None) };
             let bytes = read
@@ -207,6 +233,7 @@ impl Existing {
                 .map_err(|e| bad(&p, format!("cannot read: {}", e.message)))?
                 // The buffer moves out whole: no unwiped copy is left.
                 .map(|mut b| std::mem::take(&mut *b));
+            read_digests.insert(p.clone(), bytes.as_deref().map(digest));
             Ok(as_text(&p, bytes)?.map(|t| (p, t)))
         };
         let mut texts: Vec<(NodeId, bool, Text, Text)> = Vec::new();
@@ -261,40 +288,40 @@ impl Existing {
                 e.key_paths.insert(id, p);
             }
             if let Some((p, c)) = cert {
-                e.certs.insert(id, (c, p));
+                e.certs.insert(id, (Arc::new(c), p));
             }
         }
         // Certificates that live only inside kubeconfigs (kubeadm's admin.conf...).
-        for (kid, kc) in g.kubeconfigs() {
-            let Some(path) = first(kid, Part::Kubeconfig) else {
-                continue;
-            };
-            let Some(text) = read_text(store, &path)? else {
-                continue;
-            };
-            if e.certs.contains_key(&kc.client) {
-                continue;
+        // Every kubeconfig is read (in parallel where the store can, a
+        // bounded number at a time) and its digest kept for the comparison
+        // at the end of the run; only those whose client certificate has no
+        // file of its own are parsed.
+        let kcs: Vec<(NodeId, String)> = g
+            .kubeconfigs()
+            .filter_map(|(kid, kc)| first(kid, Part::Kubeconfig).map(|p| (kc.client, p)))
+            .collect();
+        for chunk in kcs.chunks(KUBECONFIG_CHUNK) {
+            let paths: Vec<&str> = chunk.iter().map(|(_, p)| p.as_str()).collect();
+            let read = store.read_many(&paths);
+            if read.len() != chunk.len() {
+                return Err(bad(
+                    paths.first().copied().unwrap_or_default(),
+                    "was not read",
+                ));
             }
-            let cfg = kubeconfig::Kubeconfig::from_yaml(&text)
-                .map_err(|x| bad(&path, format!("is not a valid kubeconfig ({x})")))?;
-            let Some((_, _, user)) = cfg.current() else {
-                continue;
-            };
-            if let kubeconfig::Credential::ClientCert {
-                cert: kubeconfig::Material::Embedded(c),
-                key: kubeconfig::Material::Embedded(k),
-            } = &user.user
-            {
-                let ct = String::from_utf8(c.clone())
-                    .map_err(|_| bad(&path, "client-certificate-data is not PEM"))?;
-                let kt = zeroize::Zeroizing::new(
-                    String::from_utf8(k.clone())
-                        .map_err(|_| bad(&path, "client-key-data is not PEM"))?,
-                );
-                e.certs
-                    .insert(kc.client, (parse_cert(&path, &ct)?, path.clone()));
-                e.keys.entry(kc.client).or_insert(parse_key(&path, &kt)?);
-                e.key_paths.entry(kc.client).or_insert(path.clone());
+            for ((client, path), bytes) in chunk.iter().zip(read) {
+                let bytes = bytes
+                    .map_err(|x| bad(path, format!("cannot read: {}", x.message)))?
+                    .map(|mut b| std::mem::take(&mut *b));
+                e.read_digests
+                    .insert(path.clone(), bytes.as_deref().map(digest));
+                let Some(text) = as_text(path, bytes)? else {
+                    continue;
+                };
+                if e.certs.contains_key(client) {
+                    continue;
+                }
+                e.kubeconfig_credential(*client, path, &text)?;
             }
         }
         if let Some(text) = read_text(store, super::artefacts::BOOTSTRAP_KUBECONFIG)?
@@ -373,6 +400,39 @@ impl Existing {
         Ok(e)
     }
 
+    /// Takes the client certificate and key a kubeconfig embeds (a
+    /// certificate with no file of its own: kubeadm's admin.conf...).
+    fn kubeconfig_credential(
+        &mut self,
+        client: NodeId,
+        path: &str,
+        text: &str,
+    ) -> Result<(), IssueError> {
+        let e = self;
+        let cfg = kubeconfig::Kubeconfig::from_yaml(text)
+            .map_err(|x| bad(path, format!("is not a valid kubeconfig ({x})")))?;
+        let Some((_, _, user)) = cfg.current() else {
+            return Ok(());
+        };
+        if let kubeconfig::Credential::ClientCert {
+            cert: kubeconfig::Material::Embedded(c),
+            key: kubeconfig::Material::Embedded(k),
+        } = &user.user
+        {
+            let ct = String::from_utf8(c.clone())
+                .map_err(|_| bad(path, "client-certificate-data is not PEM"))?;
+            let kt = zeroize::Zeroizing::new(
+                String::from_utf8(k.clone())
+                    .map_err(|_| bad(path, "client-key-data is not PEM"))?,
+            );
+            e.certs
+                .insert(client, (Arc::new(parse_cert(path, &ct)?), path.to_owned()));
+            e.keys.entry(client).or_insert(parse_key(path, &kt)?);
+            e.key_paths.entry(client).or_insert(path.to_owned());
+        }
+        Ok(())
+    }
+
     /// Reads the staged generations of a rotation in progress. From switch
     /// on, the new key and certificate are the CA's own whatever a killed
     /// run left in its files; until finish, the other generation stays in
@@ -407,7 +467,7 @@ impl Existing {
                         .get(&id)
                         .map(|(_, p)| p.clone())
                         .unwrap_or_default();
-                    self.certs.insert(id, (c, path));
+                    self.certs.insert(id, (Arc::new(c), path));
                     self.keys.insert(id, k);
                     self.switched.insert(id);
                 }
@@ -535,7 +595,7 @@ impl Existing {
                     .get(&id)
                     .map(|(_, p)| p.clone())
                     .unwrap_or_default();
-                self.certs.insert(id, (nc.clone(), path));
+                self.certs.insert(id, (Arc::new(nc.clone()), path));
                 self.keys.insert(id, k.duplicate());
                 self.switched.insert(id);
                 continue;
@@ -563,6 +623,12 @@ impl Existing {
         Ok(())
     }
 
+    /// What this run found at `path` when it read it (None: not read here;
+    /// Some(None): there was no such file; else the digest of its bytes).
+    pub(crate) fn read_digest(&self, path: &str) -> Option<Option<&Digest>> {
+        self.read_digests.get(path).map(Option::as_ref)
+    }
+
     pub(crate) fn key(&self, id: NodeId) -> Option<&PrivateKey> {
         self.keys.get(&id)
     }
@@ -572,7 +638,15 @@ impl Existing {
     }
 
     pub(crate) fn cert(&self, id: NodeId) -> Option<&ParsedCert> {
-        self.certs.get(&id).map(|(c, _)| c)
+        self.certs.get(&id).map(|(c, _)| &**c)
+    }
+
+    /// Drops the certificates and keys read from disk once every
+    /// certificate is settled (kept ones live on in their [`Final`]).
+    pub(crate) fn forget_parsed(&mut self) {
+        self.certs = BTreeMap::new();
+        self.keys = BTreeMap::new();
+        self.staged_new = BTreeMap::new();
     }
 
     pub(crate) fn take_key(&mut self, id: NodeId) -> Option<PrivateKey> {
@@ -586,10 +660,33 @@ impl Existing {
             .ok_or_else(|| IssueError::Order("kept a certificate that does not exist".into()))?;
         Ok(Final {
             key,
-            cert_der: parsed.der.clone(),
-            parsed: parsed.clone(),
+            parsed: Arc::clone(parsed),
             adopted: None,
             chain: Vec::new(),
+            stand_in: false,
+        })
+    }
+
+    /// A dry run's stand-in for a leaf it would re-issue, never signed nor
+    /// written: the certificate on disk with the last byte of its signature
+    /// changed. Like the certificate the real run would sign (a new random
+    /// serial), it differs from the file on disk and from the manifest's
+    /// digest, so its certificate file, every file embedding it and the
+    /// manifest are reported changed, as the real run changes them.
+    pub(crate) fn stand_in(&self, id: NodeId, key: PrivateKey) -> Result<Final, IssueError> {
+        let (parsed, _) = self.certs.get(&id).ok_or_else(|| {
+            IssueError::Order("a stand-in for a certificate that does not exist".into())
+        })?;
+        let mut parsed = ParsedCert::clone(parsed);
+        if let Some(last) = parsed.der.last_mut() {
+            *last ^= 0xff;
+        }
+        Ok(Final {
+            key,
+            parsed: Arc::new(parsed),
+            adopted: None,
+            chain: Vec::new(),
+            stand_in: true,
         })
     }
 

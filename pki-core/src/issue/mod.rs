@@ -210,13 +210,23 @@ impl IssueReport {
 /// A certificate and key as issued or kept.
 pub(crate) struct Final {
     pub(crate) key: PrivateKey,
-    pub(crate) cert_der: Vec<u8>,
-    pub(crate) parsed: ParsedCert,
+    /// The certificate (shared with what [`Existing`] parsed when kept).
+    pub(crate) parsed: std::sync::Arc<ParsedCert>,
     /// An adopted CA: its files are written byte for byte.
     pub(crate) adopted: Option<crate::ExistingCa>,
     /// A CA signed by an external root: the certificates above it, up to
     /// the root, which its trust files hold after it.
     pub(crate) chain: Vec<Vec<u8>>,
+    /// A dry run's stand-in for a leaf it would re-issue (never signed):
+    /// every file embedding it certainly changes.
+    pub(crate) stand_in: bool,
+}
+
+impl Final {
+    /// The certificate, DER.
+    pub(crate) fn cert_der(&self) -> &[u8] {
+        &self.parsed.der
+    }
 }
 
 /// Issues a plan into a store.
@@ -390,10 +400,10 @@ pub fn issue(
                     id,
                     Final {
                         key: key.duplicate(),
-                        cert_der: a.cert().der.clone(),
-                        parsed: a.cert().clone(),
+                        parsed: std::sync::Arc::new(a.cert().clone()),
                         adopted: Some(a.clone()),
                         chain: Vec::new(),
+                        stand_in: false,
                     },
                 );
             }
@@ -467,6 +477,9 @@ pub fn issue(
                 .map(|(a, f)| (id, c.id.clone(), a, f))
         })
         .collect::<Result<_, _>>()?;
+    // Every certificate is settled: what was parsed from disk and not kept
+    // is no longer needed (the rest is shared with `finals`).
+    existing.forget_parsed();
     let mut rekeyed = rekeyed_pairs;
     for (id, name, action, f) in settled {
         if matches!(action, Action::Rekeyed(_)) {
@@ -503,17 +516,17 @@ pub fn issue(
             });
         }
     }
-    let files = artefacts::render(
+    let mut files = artefacts::render(
         plan,
-        &finals,
-        &pairs,
+        (&finals, &pairs),
         &existing,
         renewals,
-        opts.now,
+        opts,
         &membership,
+        store,
     )?;
     report.membership = membership;
-    report.manifest = files.manifest.clone();
+    report.manifest = std::mem::take(&mut files.manifest);
     // Journal the keys about to replace existing ones, so that a run killed
     // between a key and its certificate (or a CA and its leaves, or a
     // keypair's two halves) is finished by the next run. Entries of a killed
@@ -529,20 +542,23 @@ pub fn issue(
     // CAs before leaves); the manifest last, once the rest is durable.
     let mut batch: Vec<(&str, &[u8], crate::store::Mode)> = Vec::new();
     let mut manifest_write = Vec::new();
-    // Every file is compared with its bytes first (in parallel where the
-    // store can); the error reported is the first in file order.
-    let items: Vec<(&str, &[u8])> = files
+    // Every file was compared with its bytes as it was rendered (a file
+    // this run read already by the digest of what was read: each file is
+    // read once per run); the error reported is the first in file order.
+    let founds: Vec<Vec<Option<artefacts::Found>>> = files
         .items
-        .iter()
-        .flat_map(|a| a.paths.iter().map(|p| (p.as_str(), a.bytes.as_slice())))
+        .iter_mut()
+        .map(|i| std::mem::take(&mut i.found))
         .collect();
-    let mut same = store.same_many(&items).into_iter();
-    for art in &files.items {
+    for (item, found) in files.items.iter().zip(founds) {
+        let art = &item.art;
+        let mut found = found.into_iter();
         for path in &art.paths {
-            let change = match same
+            let known = found
                 .next()
-                .ok_or_else(|| IssueError::Order(format!("{path}: not compared")))??
-            {
+                .flatten()
+                .ok_or_else(|| IssueError::Order(format!("{path}: not compared")))??;
+            let change = match known {
                 None => FileChange::Created,
                 Some(true) => FileChange::Unchanged,
                 Some(false) => FileChange::Updated,
@@ -655,10 +671,10 @@ fn take_imported(
         action,
         Final {
             key,
-            cert_der: imp.cert.der.clone(),
-            parsed: imp.cert,
+            parsed: std::sync::Arc::new(imp.cert),
             adopted: None,
             chain: imp.chain,
+            stand_in: false,
         },
     ))
 }
@@ -712,6 +728,11 @@ fn settle(
     }
     let f = if action == Action::Kept {
         existing.final_of(id, key)?
+    } else if opts.dry_run && !c.is_ca && existing.cert(id).is_some() {
+        // A dry run signs no leaf it would re-issue: it only has to learn
+        // which files change, and the new certificate (random serial)
+        // differs from the one on disk, as does every file embedding it.
+        existing.stand_in(id, key)?
     } else {
         sign(c, key, parent_final, opts)?
     };
@@ -851,7 +872,7 @@ fn sign(
     );
     let signer = match parent {
         Some(p) => Signer::Issuer {
-            cert_der: &p.cert_der,
+            cert_der: p.cert_der(),
             key: &p.key,
         },
         None => Signer::SelfSigned(&key),
@@ -863,9 +884,9 @@ fn sign(
     let parsed = parse_certificate(&der).map_err(crypto)?;
     Ok(Final {
         key,
-        cert_der: der,
-        parsed,
+        parsed: std::sync::Arc::new(parsed),
         adopted: None,
         chain: Vec::new(),
+        stand_in: false,
     })
 }

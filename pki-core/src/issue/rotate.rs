@@ -371,13 +371,12 @@ fn bad(path: &str, m: impl Into<String>) -> IssueError {
 
 /// The first certificate of the PEM text of the file at `path`, DER and
 /// parsed.
-fn first_cert(text: &str, path: &str) -> Result<(Vec<u8>, ParsedCert), IssueError> {
+fn first_cert(text: &str, path: &str) -> Result<ParsedCert, IssueError> {
     let der = certs_from_pem(text)
         .ok()
         .and_then(|v| v.into_iter().next())
         .ok_or_else(|| bad(path, "holds no certificate"))?;
-    let parsed = parse_certificate(&der).map_err(|e| bad(path, e.to_string()))?;
-    Ok((der, parsed))
+    parse_certificate(&der).map_err(|e| bad(path, e.to_string()))
 }
 
 /// A CA's current certificate and key: the staged generation if any, else
@@ -386,17 +385,17 @@ fn load_final(store: &impl PkiStore, cert: &str, key: &str) -> Result<Option<Fin
     let (Some(ct), Some(kt)) = (text(store, cert)?, text(store, key)?) else {
         return Ok(None);
     };
-    let (der, parsed) = first_cert(&ct, cert)?;
+    let parsed = first_cert(&ct, cert)?;
     let k = PrivateKey::from_pem(&kt).map_err(|e| bad(key, e.to_string()))?;
     if !k.matches(&parsed.public_key) {
         return Ok(None);
     }
     Ok(Some(Final {
         key: k,
-        cert_der: der,
-        parsed,
+        parsed: Arc::new(parsed),
         adopted: None,
         chain: Vec::new(),
+        stand_in: false,
     }))
 }
 
@@ -410,7 +409,7 @@ fn token_final(
     let Some(ct) = text(store, cert)? else {
         return Ok(None);
     };
-    let (der, parsed) = first_cert(&ct, cert)?;
+    let parsed = first_cert(&ct, cert)?;
     let keys = token.keys_of(ca).map_err(|source| IssueError::Crypto {
         id: ca.to_owned(),
         source,
@@ -420,10 +419,10 @@ fn token_final(
         .find(|k| k.matches(&parsed.public_key))
         .map(|key| Final {
             key,
-            cert_der: der,
-            parsed,
+            parsed: Arc::new(parsed),
             adopted: None,
             chain: Vec::new(),
+            stand_in: false,
         }))
 }
 
@@ -544,7 +543,7 @@ fn stage(
                                 "no CA certificate whose key is in the token to rotate; run `kpki issue` first",
                             )
                         })?;
-                        store.write(&oc, cert_to_pem(&cur.cert_der).as_bytes(), Mode::Public)?;
+                        store.write(&oc, cert_to_pem(cur.cert_der()).as_bytes(), Mode::Public)?;
                         cur
                     }
                 };
@@ -563,7 +562,7 @@ fn stage(
                     None => super::generate_in_token(plan, Some(tok), id, alg)?,
                 };
                 let f = sign(c, key, parent.as_ref(), opts)?;
-                store.write(&nc, cert_to_pem(&f.cert_der).as_bytes(), Mode::Public)?;
+                store.write(&nc, cert_to_pem(f.cert_der()).as_bytes(), Mode::Public)?;
             }
             Node::Cert(c) if r.cas.contains(&c.id) => {
                 let (Some(cp), Some(kp)) = (first(id, Part::Cert), first(id, Part::Key)) else {
@@ -588,7 +587,7 @@ fn stage(
                         (ok.as_str(), kpem.as_bytes(), Mode::Secret),
                         (
                             oc.as_str(),
-                            cert_to_pem(&cur.cert_der).as_bytes(),
+                            cert_to_pem(cur.cert_der()).as_bytes(),
                             Mode::Public,
                         ),
                     ])?;
@@ -615,7 +614,7 @@ fn stage(
                     (nk.as_str(), kpem.as_bytes(), Mode::Secret),
                     (
                         nc.as_str(),
-                        cert_to_pem(&f.cert_der).as_bytes(),
+                        cert_to_pem(f.cert_der()).as_bytes(),
                         Mode::Public,
                     ),
                 ])?;

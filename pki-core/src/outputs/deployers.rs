@@ -89,7 +89,7 @@ pub(crate) fn deployer_files(
     let pem = |f: &Final| -> Result<(Bytes, Bytes), String> {
         let key = f.key.to_pem().map_err(|e| e.to_string())?;
         Ok((
-            Zeroizing::new(cert_to_pem(&f.cert_der).into_bytes()),
+            Zeroizing::new(cert_to_pem(f.cert_der()).into_bytes()),
             Zeroizing::new(key.as_bytes().to_vec()),
         ))
     };
@@ -161,7 +161,7 @@ pub(crate) fn deployer_files(
         let cfg = kubeconfig::Kubeconfig::single(
             &k.cluster,
             &k.server,
-            kubeconfig::Material::Embedded(cert_to_pem(&ca.cert_der).into_bytes()),
+            kubeconfig::Material::Embedded(cert_to_pem(ca.cert_der()).into_bytes()),
             &user,
             kubeconfig::Credential::ClientCert {
                 cert: kubeconfig::Material::Embedded(cert.to_vec()),
