@@ -581,7 +581,8 @@ fn fresh_issue_killed_after_each_rename_then_rerun_is_clean_and_stable() {
     let reference = t.path().join("reference");
     assert_eq!(issue(&reference, &[]).0, Some(0));
     let want = modes(&reference);
-    let mut killed = 0;
+    assert!(want.contains_key("cluster/pki/ca.key"));
+    let (mut killed, mut ca_kept) = (0, 0);
     for n in 1..100 {
         let out = t.path().join(format!("killed{n}"));
         let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("kpki"));
@@ -601,8 +602,18 @@ fn fresh_issue_killed_after_each_rename_then_rerun_is_clean_and_stable() {
         }
         killed += 1;
         assert!(out.join(".kpki.lock").exists());
+        let ca_key = std::fs::read(out.join("cluster/pki/ca.key")).ok();
         let (code, _, err) = issue(&out, &[]);
         assert_eq!(code, Some(0), "killed after {n}: {err}");
+        // A CA key in place before the kill is the one the re-run keeps.
+        if let Some(k) = ca_key {
+            ca_kept += 1;
+            assert_eq!(
+                std::fs::read(out.join("cluster/pki/ca.key")).unwrap(),
+                k,
+                "killed after {n}: a CA key in place was replaced"
+            );
+        }
         let got = modes(&out);
         assert!(
             !got.keys().any(|p| p.contains(".kpki-tmp-")),
@@ -620,6 +631,7 @@ fn fresh_issue_killed_after_each_rename_then_rerun_is_clean_and_stable() {
     // `cluster`, `nodes` and the manifest at least: the kill landed
     // between trees, not only before or after the whole run.
     assert!(killed >= 3, "killed {killed} times");
+    assert!(ca_kept >= 1, "no kill after the CA key was in place");
 }
 
 /// Files and directories are created with their final modes and set again
