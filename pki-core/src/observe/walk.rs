@@ -100,8 +100,27 @@ fn read_open_capped(fd: rustix::fd::OwnedFd, cap: u64) -> Result<Vec<u8>, String
     if meta.len() > cap {
         return Err(too_big());
     }
-    let mut out = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    // The file may grow after the fstat: never read past the cap.
+    // The size fstat gave is what is read (one read for a small file, no
+    // second one to find the end: tens of thousands of files at fleet
+    // scale); bytes appended after the fstat are not. A regular file
+    // claiming size 0 (some pseudo file systems) is read to its end, never
+    // past the cap.
+    let len = usize::try_from(meta.len()).map_err(|_| too_big())?;
+    if len > 0 {
+        let mut out = vec![0u8; len];
+        let mut filled = 0;
+        while let Some(rest) = out.get_mut(filled..).filter(|r| !r.is_empty()) {
+            match file.read(rest) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("cannot be read: {e}")),
+            }
+        }
+        out.truncate(filled);
+        return Ok(out);
+    }
+    let mut out = Vec::new();
     (&mut file)
         .take(cap.saturating_add(1))
         .read_to_end(&mut out)
