@@ -104,6 +104,17 @@ fn leaf_swapped_after_noop_run_is_still_refused_and_reported() {
     );
 }
 
+/// Edits w1's kubelet.conf after kpki wrote it: another server.
+fn point_kubelet_conf_elsewhere(out: &Path) {
+    let kc = out.join("nodes/w1/etc/kubernetes/kubelet.conf");
+    let text = std::fs::read_to_string(&kc).unwrap();
+    std::fs::write(
+        &kc,
+        text.replace("server: https://", "server: https://evil."),
+    )
+    .unwrap();
+}
+
 /// A kubeconfig edited after a no-op run is noticed and rewritten; a CA
 /// certificate whose bytes changed makes check verify every certificate it
 /// signed (no digest matches any more).
@@ -114,13 +125,7 @@ fn file_edited_after_noop_run_is_rewritten() {
     assert_eq!(issue(&out, &[]).0, Some(0));
     assert_eq!(issue(&out, &[]).0, Some(0));
     let before = snapshot(&out);
-    let kc = out.join("nodes/w1/etc/kubernetes/kubelet.conf");
-    let text = std::fs::read_to_string(&kc).unwrap();
-    std::fs::write(
-        &kc,
-        text.replace("server: https://", "server: https://evil."),
-    )
-    .unwrap();
+    point_kubelet_conf_elsewhere(&out);
     let (code, out_text, err) = issue(&out, &[]);
     assert_eq!(code, Some(0), "{err}");
     assert!(out_text.contains("wrote 1 file(s)"), "{out_text}");
@@ -526,13 +531,7 @@ fn certificate_and_kubeconfig_edited_after_noop_run_are_reported_and_rewritten()
     let mut bytes = std::fs::read(&crt).unwrap();
     bytes.push(b'\n');
     std::fs::write(&crt, bytes).unwrap();
-    let kc = out.join("nodes/w1/etc/kubernetes/kubelet.conf");
-    let text = std::fs::read_to_string(&kc).unwrap();
-    std::fs::write(
-        &kc,
-        text.replace("server: https://", "server: https://evil."),
-    )
-    .unwrap();
+    point_kubelet_conf_elsewhere(&out);
     std::fs::copy(
         pki.join("apiserver-server-ca.crt"),
         pki.join("kubelet-client-ca.crt"),
