@@ -672,3 +672,86 @@ fn modes_do_not_depend_on_the_umask() {
         assert_eq!(got, want, "umask {umask}");
     }
 }
+
+/// A kubeconfig whose certificate has a file of its own must embed that
+/// certificate and a key matching it: w1's kubelet.conf given w2's client
+/// certificate, or w2's client key, is reported (D003 naming both files);
+/// the next issue rewrites it and check is clean again.
+#[test]
+fn kubeconfig_embedding_another_nodes_certificate_or_key_is_reported() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    assert_eq!(issue(&out, &[]).0, Some(0));
+    assert_eq!(problems(&check_json(&out)), Vec::new());
+    let kc = |n: &str| out.join(format!("nodes/{n}/etc/kubernetes/kubelet.conf"));
+    let field = |text: &str, name: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{name}: ")))
+            .unwrap()
+            .to_owned()
+    };
+    let w1 = std::fs::read_to_string(kc("w1")).unwrap();
+    let w2 = std::fs::read_to_string(kc("w2")).unwrap();
+    for name in ["client-certificate-data", "client-key-data"] {
+        let swapped = w1.replace(&field(&w1, name), &field(&w2, name));
+        assert_ne!(swapped, w1);
+        std::fs::write(kc("w1"), swapped).unwrap();
+        let found = problems(&check_json(&out));
+        assert!(
+            found.iter().any(|(c, f)| c == "D003"
+                && f.contains(&"nodes/w1/etc/kubernetes/kubelet.conf".to_owned())
+                && f.contains(&"nodes/w1/var/lib/kubelet/pki/kubelet-client.crt".to_owned())),
+            "{name}: {found:?}"
+        );
+        let (code, text, err) = issue(&out, &[]);
+        assert_eq!(code, Some(0), "{err}");
+        assert!(text.contains("wrote 1 file(s)"), "{name}: {text}");
+        assert_eq!(std::fs::read_to_string(kc("w1")).unwrap(), w1);
+        assert_eq!(problems(&check_json(&out)), Vec::new(), "{name}");
+    }
+}
+
+/// A spec that grows by many nodes at once makes one staged tree per new
+/// node bundle; the run must not hold a descriptor per tree (a process may
+/// have as few as 1024, here 64).
+#[test]
+fn many_new_node_bundles_under_a_low_open_file_limit() {
+    let t = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string(spec()).unwrap();
+    let head = base.split("\n[[worker]]").next().unwrap().to_owned();
+    let with_workers = |n: usize| {
+        let mut s = head.clone();
+        for i in 0..n {
+            s.push_str(&format!(
+                "\n[[worker]]\nname = \"n{i:03}\"\naddress = \"10.9.{}.{}\"\n",
+                i / 250,
+                i % 250 + 1
+            ));
+        }
+        let p = t.path().join(format!("spec-{n}.toml"));
+        std::fs::write(&p, s).unwrap();
+        p
+    };
+    let out = t.path().join("out");
+    let run = |spec: &Path| {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -n 64 && exec \"$0\" issue --spec \"$1\" --out \"$2\"")
+            .arg(assert_cmd::cargo::cargo_bin("kpki"))
+            .arg(spec)
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let o = run(&with_workers(2));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let grown = with_workers(150);
+    let o = run(&grown);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        out.join("nodes/n149/var/lib/kubelet/pki/kubelet.key")
+            .is_file()
+    );
+    let bundles = std::fs::read_dir(out.join("nodes")).unwrap().count();
+    assert!(bundles >= 150, "{bundles} bundles");
+}

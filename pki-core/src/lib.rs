@@ -56,9 +56,9 @@ pub fn read_file_capped(path: &std::path::Path, cap: u64) -> Result<Vec<u8>, Str
 }
 
 pub use observe::{
-    AppliedFlag, AuditedFile, CheckReport, DirKind, FileKind, FileProblem, HintContext,
-    KubeconfigUse, MissingFile, Observation, TrustOrigin, Unrecognised, World, check, check_with,
-    detect, foreign_hint, read_dir,
+    AppliedFlag, AuditedFile, CheckReport, DirKind, EmbeddedDrift, FileKind, FileProblem,
+    HintContext, KubeconfigUse, MissingFile, Observation, TrustOrigin, Unrecognised, World, check,
+    check_with, detect, foreign_hint, read_dir,
 };
 pub use outputs::{
     BOOTSTRAP_GROUP, BootstrapToken, CertView, ComponentFlags, Document, KeyPairView,

@@ -177,6 +177,20 @@ pub fn check_with(
             // the first node's included) must equal the copy the graph was
             // read from.
             extra.extend(differing_copies(dir, plan));
+            // A kubeconfig embeds the certificate its node's file holds.
+            for d in &obs.embedded_drift {
+                extra.push(Finding {
+                    code: Code::D003,
+                    severity: Code::D003.severity(),
+                    nodes: vec![d.node.clone()],
+                    message: format!(
+                        "{} embeds {} (changed after kpki wrote it)",
+                        d.kubeconfig, d.what
+                    ),
+                    hint: "run `kpki issue` to rewrite it, after finding out who changed it".into(),
+                    files: vec![d.kubeconfig.clone(), d.file.clone()],
+                });
+            }
             // Bundles of nodes no longer in the spec (with their keys).
             for b in crate::store::stale_bundles(dir, &plan.layout) {
                 extra.push(Finding {

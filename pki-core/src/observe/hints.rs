@@ -757,6 +757,7 @@ mod tests {
             problems: Vec::new(),
             inventory: Vec::new(),
             unrecognised: Vec::new(),
+            embedded_drift: Vec::new(),
         }
     }
 

@@ -65,6 +65,24 @@ pub struct Observation {
     pub inventory: Vec<AuditedFile>,
     /// Certificates that fit no role of the profile (without a spec).
     pub unrecognised: Vec<Unrecognised>,
+    /// Kubeconfigs that embed another client certificate than the file of
+    /// the same certificate, or a client key that does not match it.
+    pub embedded_drift: Vec<EmbeddedDrift>,
+}
+
+/// A kubeconfig whose embedded client credentials drifted from the
+/// certificate file of the same graph node (`kubelet.conf` embedding
+/// another node's certificate, say).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct EmbeddedDrift {
+    /// The kubeconfig.
+    pub kubeconfig: String,
+    /// The client certificate's graph id.
+    pub node: String,
+    /// The certificate's own file.
+    pub file: String,
+    /// What differs (`another client certificate than FILE`).
+    pub what: String,
 }
 
 /// A certificate that fits no role.
@@ -243,6 +261,7 @@ pub fn read_dir(
         problems: Vec::new(),
         inventory: Vec::new(),
         unrecognised: Vec::new(),
+        embedded_drift: Vec::new(),
     };
     // Which skeleton nodes have files, and their facts.
     let mut keep: BTreeMap<NodeId, Node> = BTreeMap::new();
@@ -370,6 +389,29 @@ pub fn read_dir(
                 };
                 used_files.insert(path.clone());
                 role(&path, &k.id);
+                // A client certificate read from its own file: the one the
+                // kubeconfig embeds must be the same, with a matching key.
+                if let Some((cert, key)) = &cfg.client
+                    && keep.contains_key(&k.client)
+                    && let Some(own) = parsed.get(&k.client)
+                {
+                    let file = obs.files.get(&k.client).cloned().unwrap_or_default();
+                    let what = if cert.der != own.der {
+                        Some(format!("another client certificate than {file}"))
+                    } else if key.as_ref().is_some_and(|x| !x.matches(&cert.public_key)) {
+                        Some(format!("a client key that does not match {file}"))
+                    } else {
+                        None
+                    };
+                    if let Some(what) = what {
+                        obs.embedded_drift.push(EmbeddedDrift {
+                            kubeconfig: path.clone(),
+                            node: skeleton.id_of(k.client),
+                            file,
+                            what,
+                        });
+                    }
+                }
                 // The client cert of a kubeconfig: from the file unless a file of its own was found.
                 if let Some((cert, key)) = cfg.client
                     && !keep.contains_key(&k.client)

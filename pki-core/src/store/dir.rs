@@ -339,6 +339,10 @@ impl DirStore {
         if let Ok(mut seen) = self.seen.lock() {
             seen.clear();
         }
+        // Its directories are no longer known to exist.
+        let under = format!("{rel}/");
+        self.safe_dirs
+            .retain(|d, _| d.as_str() != rel && !d.starts_with(&under));
         let nodes = self.root.join("nodes");
         let p = nodes.join(name);
         let meta = match fs::symlink_metadata(&p) {
@@ -533,10 +537,14 @@ impl DirStore {
             return Ok(DirState::Exists(*dev));
         }
         let mut dev = self.safe_dirs.get("").copied().unwrap_or_default();
-        let mut end = 0;
-        while end < rel.len() {
-            end = rel[end + 1..].find('/').map_or(rel.len(), |i| end + 1 + i);
-            let prefix = &rel[..end];
+        // Each ancestor, then `rel` itself (split at '/', never inside a
+        // multi-byte character).
+        let prefixes = rel
+            .match_indices('/')
+            .filter(|(i, _)| *i > 0)
+            .map(|(i, _)| rel.get(..i).unwrap_or(rel))
+            .chain(std::iter::once(rel));
+        for prefix in prefixes {
             if let Some(d) = self.safe_dirs.get(prefix) {
                 dev = *d;
                 continue;
@@ -672,12 +680,17 @@ impl DirStore {
         }
         let mut pending = Pending::default();
         // The stage directories: 0700 until renamed into place.
-        let mut stage_fds = Vec::with_capacity(stages.len());
+        // (No descriptor is kept per stage: a spec that grows by thousands
+        // of nodes makes as many stages, more than a process may hold open.)
         for s in &stages {
             rustix::fs::mkdir(&s.path, RawMode::from_raw_mode(0o700))
-                .map_err(|e| err(&s.path, e))?;
+                .map_err(|e| err(&self.root.join(&s.top), e))?;
             pending.stages.push(Some(s.path.clone()));
-            stage_fds.push(open_dir_nofollow(&s.path)?);
+            if narrowed(0o700) {
+                open_dir_nofollow(&s.path)?
+                    .set_permissions(fs::Permissions::from_mode(0o700))
+                    .map_err(|e| err(&self.root.join(&s.top), e))?;
+            }
         }
         // Units of parallel work: each existing directory's temp files;
         // each first-level subtree of a stage (a node's bundle under
@@ -734,21 +747,28 @@ impl DirStore {
                             for (_, q) in out {
                                 let _ = fs::remove_file(q);
                             }
-                            return Err(err(&p, e));
+                            // Named by the file it was to become.
+                            let target = items
+                                .get(*i)
+                                .map_or_else(|| p.clone(), |(rel, _, _)| self.root.join(rel));
+                            return Err(err(&target, e));
                         }
                         out.push((*i, p));
                     }
                     Ok(out)
                 }
                 Unit::Staged(si, dirs, files) => {
-                    let (Some(fd), Some(s)) = (stage_fds.get(*si), stages.get(*si)) else {
+                    let Some(s) = stages.get(*si) else {
                         return Ok(Vec::new());
                     };
+                    // Errors name the path the file or directory was to get.
+                    let target = self.root.join(&s.top);
+                    let fd = open_dir_nofollow(&s.path).map_err(|e| err(&target, e.message))?;
                     for (d, m) in dirs {
-                        create_dir(fd, d, *m).map_err(|e| err(&s.path.join(d), e))?;
+                        create_dir(&fd, d, *m).map_err(|e| err(&target.join(d), e))?;
                     }
                     for (f, b, m) in files {
-                        create_file(fd, f, b, *m).map_err(|e| err(&s.path.join(f), e))?;
+                        create_file(&fd, f, b, *m).map_err(|e| err(&target.join(f), e))?;
                     }
                     Ok(Vec::new())
                 }
@@ -773,7 +793,6 @@ impl DirStore {
         if let Some(e) = first_err {
             return Err(e);
         }
-        drop(stage_fds);
         // One flush makes every new file durable before any rename; a
         // second makes the renames durable. `nodes/` (or any directory)
         // may be a mount or a symlink to another file system: every file

@@ -142,7 +142,7 @@ codes! {
     D002 => (Warning, Check, "a file is not part of the plan",
         "With --spec: lists certificate, key and kubeconfig files the plan does not produce.\nWhy: stale credentials linger and may still be trusted.\nSymptom: none; an unrevoked credential.\nFix: remove the file if nothing uses it."),
     D003 => (Error, Check, "a certificate differs from the plan",
-        "With --spec: compares each certificate's subject, SANs and extended key usage with the plan.\nWhy: the spec changed (a new SAN, a renamed node) and the files were not re-issued.\nSymptom: `x509: certificate is valid for ..., not ...` for the new names.\nFix: `kpki issue` re-issues what drifted under the same CA."),
+        "With --spec: compares each certificate's subject, SANs and extended key usage with the plan; in a kpki output, also that every copy of a file is identical and that a kubeconfig embeds the client certificate (and a matching key) its certificate file holds.\nWhy: the spec changed (a new SAN, a renamed node) and the files were not re-issued.\nSymptom: `x509: certificate is valid for ..., not ...` for the new names.\nFix: `kpki issue` re-issues what drifted under the same CA."),
     C005 => (Error, Check, "SHA-1 or weaker signature",
         "Checks the signature algorithm.\nWhy: Go rejects SHA-1 signatures since 1.18.\nSymptom: `x509: cannot verify signature: insecure algorithm SHA1-RSA`.\nFix: re-issue with SHA-256."),
     K001 => (Info, Plan, "kubeadm cannot use the plan's files as they are",
