@@ -27,10 +27,6 @@ pub struct DirStore {
     /// Directories already checked (or created) by this run, relative to
     /// the root (`""` is the root), with their file system's device.
     safe_dirs: HashMap<String, u64>,
-    /// SHA-256 of each file [`PkiStore::read_many`] read (`None`: there was
-    /// no such file), so that [`PkiStore::same_many`] in the same run need
-    /// not open it again; a path this store writes or removes is forgotten.
-    seen: std::sync::Mutex<HashMap<String, Option<[u8; 32]>>>,
     _lock: File,
 }
 
@@ -205,7 +201,6 @@ impl DirStore {
         let mut store = Self {
             root: root.to_path_buf(),
             safe_dirs: HashMap::from([(String::new(), dev)]),
-            seen: std::sync::Mutex::new(HashMap::new()),
             _lock: lock,
         };
         let checked = store.sweep()?;
@@ -335,9 +330,6 @@ impl DirStore {
         let name = rel.strip_prefix("nodes/").unwrap_or_default();
         if name.is_empty() || name.contains('/') || name == "." || name == ".." {
             return Err(err(Path::new(rel), "is not a node bundle (nodes/<node>)"));
-        }
-        if let Ok(mut seen) = self.seen.lock() {
-            seen.clear();
         }
         // Its directories are no longer known to exist.
         let under = format!("{rel}/");
@@ -584,7 +576,6 @@ impl DirStore {
         if items.is_empty() {
             return Ok(());
         }
-        self.forget(items.iter().map(|(p, _, _)| *p));
         // Where each file goes: (directory, name, stage index if staged).
         let mut stages: Vec<Stage> = Vec::new();
         let mut stage_of: HashMap<String, usize> = HashMap::new();
@@ -841,17 +832,6 @@ impl DirStore {
         Ok(())
     }
 
-    /// Forgets what [`PkiStore::read_many`] saw at `paths` (about to change).
-    fn forget<'a>(&self, paths: impl Iterator<Item = &'a str>) {
-        if let Ok(mut seen) = self.seen.lock()
-            && !seen.is_empty()
-        {
-            for p in paths {
-                seen.remove(p);
-            }
-        }
-    }
-
     /// `rel` with a check that it stays inside the output directory.
     fn clean<'a>(&self, rel: &'a str) -> Result<&'a str, StoreError> {
         if rel.starts_with('/') || rel.split('/').any(|c| matches!(c, ".." | "." | "")) {
@@ -888,11 +868,6 @@ struct Present {
 }
 
 /// SHA-256 of `bytes`.
-fn digest(bytes: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).into()
-}
-
 /// The names in `dir`, `None` if it cannot be listed.
 fn list(dir: &Path) -> Option<std::collections::HashSet<String>> {
     let names = fs::read_dir(dir)
@@ -1008,28 +983,13 @@ impl PkiStore for DirStore {
     ) -> Vec<Result<Option<zeroize::Zeroizing<Vec<u8>>>, StoreError>> {
         use rayon::prelude::*;
         let present = self.present(paths.iter().copied());
-        let read: Vec<_> = paths
+        paths
             .par_iter()
             .map(|p| {
                 if !present.may_exist(p) {
-                    return Ok((None, None));
+                    return Ok(None);
                 }
-                let b = self.read(p)?.map(zeroize::Zeroizing::new);
-                let digest = b.as_ref().map(|b| digest(b));
-                Ok((b, digest))
-            })
-            .collect();
-        let mut seen = self.seen.lock().ok();
-        paths
-            .iter()
-            .zip(read)
-            .map(|(p, r)| {
-                r.map(|(b, d)| {
-                    if let Some(seen) = seen.as_mut() {
-                        seen.insert((*p).to_owned(), d);
-                    }
-                    b
-                })
+                Ok(self.read(p)?.map(zeroize::Zeroizing::new))
             })
             .collect()
     }
@@ -1039,17 +999,11 @@ impl PkiStore for DirStore {
     fn same_many(&self, items: &[(&str, &[u8])]) -> Vec<Result<Option<bool>, StoreError>> {
         use rayon::prelude::*;
         let present = self.present(items.iter().map(|(p, _)| *p));
-        let seen = self.seen.lock().ok();
-        let seen = seen.as_deref();
         items
             .par_iter()
             .map(|(p, b)| {
                 if !present.may_exist(p) {
                     return Ok(None);
-                }
-                // Read by `read_many` in this run: compared by digest.
-                if let Some(d) = seen.and_then(|s| s.get(*p)) {
-                    return Ok(d.map(|d| d == digest(b)));
                 }
                 Ok(self
                     .read(p)?
@@ -1076,7 +1030,6 @@ impl PkiStore for DirStore {
 
     fn remove(&mut self, rel: &str) -> Result<(), StoreError> {
         let p = self.full(rel)?;
-        self.forget(std::iter::once(rel));
         match fs::remove_file(&p) {
             Ok(()) => {
                 let dir = p.parent().unwrap_or(&self.root);
@@ -1196,8 +1149,8 @@ mod tests {
         );
         assert!(r[1..].iter().all(|x| x.as_ref().unwrap().is_none()));
         assert!(s.write_batch(&[("a/../../x", b"x", Mode::Public)]).is_err());
-        // Compared after `read_many`: by what it read, until this store
-        // writes the file again.
+        // Compared after `read_many` and after this store writes the file
+        // again.
         let key = "nodes/w2/var/lib/kubelet/pki/kubelet.key";
         let _ = s.read_many(&[key, "cluster/pki/ca.key", "cluster/pki/gone.key"]);
         let same = |s: &DirStore, items: &[(&str, &[u8])]| -> Vec<Option<bool>> {
