@@ -253,22 +253,24 @@ impl PrivateKey {
     /// point differs from its certificate's.
     pub(crate) fn from_pems_beside_certs(texts: &[&str]) -> Vec<Result<Self, CryptoError>> {
         use rayon::prelude::*;
-        let first: Vec<(Result<Self, CryptoError>, bool)> = texts
+        // Each P-256 SEC1 key with the point its file carries (unchecked).
+        let first: Vec<(Result<Self, CryptoError>, Option<p256::AffinePoint>)> = texts
             .par_iter()
             .map(|t| match Self::p256_as_written(t) {
-                Some(k) => (Ok(k), true),
-                None => (Self::from_pem_beside_certs(t), false),
+                Some((k, q)) => (Ok(k), Some(q)),
+                None => (Self::from_pem_beside_certs(t), None),
             })
             .collect();
-        let mut pairs: Vec<(p256::Scalar, p256::AffinePoint)> = first
+        // Every unchecked key's scalar and point (None if one has none).
+        let mut pairs: Option<Vec<(p256::Scalar, p256::AffinePoint)>> = first
             .iter()
-            .filter(|(_, unchecked)| *unchecked)
-            .filter_map(|(k, _)| k.as_ref().ok()?.p256_pair())
+            .filter_map(|(k, q)| Some((k, (*q)?)))
+            .map(|(k, q)| Some((k.as_ref().ok()?.p256_scalar()?, q)))
             .collect();
-        let unchecked = first.iter().filter(|(_, u)| *u).count();
-        let held = pairs.len() == unchecked
-            && os_rng().is_ok_and(|mut rng| super::batchkeys::all_match(&pairs, &mut rng));
-        for (d, _) in &mut pairs {
+        let held = pairs.as_ref().is_some_and(|pairs| {
+            os_rng().is_ok_and(|mut rng| super::batchkeys::all_match(pairs, &mut rng))
+        });
+        for (d, _) in pairs.iter_mut().flatten() {
             zeroize::Zeroize::zeroize(d);
         }
         if held {
@@ -277,20 +279,18 @@ impl PrivateKey {
         first
             .into_par_iter()
             .zip(texts.par_iter())
-            .map(|((k, unchecked), t)| {
-                if unchecked {
-                    Self::from_pem_beside_certs(t)
-                } else {
-                    k
-                }
+            .map(|((k, q), t)| match q {
+                Some(_) => Self::from_pem_beside_certs(t),
+                None => k,
             })
             .collect()
     }
 
     /// A P-256 SEC1 key (the first key block, certificates and EC
-    /// parameters skipped) with the public point its file carries,
+    /// parameters skipped) and the public point its file carries,
     /// unchecked; None for anything else.
-    fn p256_as_written(pem: &str) -> Option<Self> {
+    fn p256_as_written(pem: &str) -> Option<(Self, p256::AffinePoint)> {
+        use p256::pkcs8::DecodePublicKey;
         let blocks = pem::decode_all(pem).ok()?;
         let block = blocks
             .iter()
@@ -299,17 +299,21 @@ impl PrivateKey {
             return None;
         }
         let key = Self::from_sec1_der_as_written(&block.der).ok()??;
-        matches!(key.inner, Inner::P256(_)).then_some(key)
+        if !matches!(key.inner, Inner::P256(_)) {
+            return None;
+        }
+        let q = *p256::PublicKey::from_public_key_der(&key.public.der)
+            .ok()?
+            .as_affine();
+        Some((key, q))
     }
 
-    /// A P-256 key's scalar and the public point it holds.
-    fn p256_pair(&self) -> Option<(p256::Scalar, p256::AffinePoint)> {
-        use p256::pkcs8::DecodePublicKey;
-        let Inner::P256(sk) = &self.inner else {
-            return None;
-        };
-        let public = p256::PublicKey::from_public_key_der(&self.public.der).ok()?;
-        Some((*sk.to_nonzero_scalar(), *public.as_affine()))
+    /// A P-256 key's scalar.
+    fn p256_scalar(&self) -> Option<p256::Scalar> {
+        match &self.inner {
+            Inner::P256(sk) => Some(*sk.to_nonzero_scalar()),
+            _ => None,
+        }
     }
 
     /// The SEC1 shortcut of [`PrivateKey::from_pem_as_written`]; None when

@@ -16,6 +16,7 @@ pub use cert::{
 };
 pub use csr::{CsrParams, build_csr, csr_public_key, same_request};
 pub use keys::{PrivateKey, PublicKey};
+pub(crate) use parse::hex;
 pub use parse::{ParsedCert, SignatureAlgorithm, parse_certificate};
 pub use pkcs11::{PinSource, Token, TokenConfig, TokenError};
 

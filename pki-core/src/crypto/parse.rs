@@ -193,7 +193,8 @@ fn to_offset(t: &x509_cert::time::Time) -> Result<time::OffsetDateTime, CryptoEr
         .map_err(|e| CryptoError::CertParse(format!("time: {e}")))
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {

@@ -847,11 +847,7 @@ fn extras(
 }
 
 pub(crate) fn sha256_hex(b: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(b)
-        .iter()
-        .map(|x| format!("{x:02x}"))
-        .collect()
+    crate::crypto::hex(&super::existing::digest(b))
 }
 
 #[cfg(test)]

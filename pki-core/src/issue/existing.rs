@@ -93,6 +93,22 @@ fn read_text(
 }
 
 /// [`read_text`] of bytes read already.
+/// What [`PkiStore::read_many`] gave for `path`, as text, its digest kept
+/// in `digests` for the comparison at the end of the run. The buffer moves
+/// out whole: no unwiped copy is left.
+fn take_read(
+    digests: &mut std::collections::HashMap<String, Option<Digest>>,
+    path: &str,
+    read: Option<Result<Option<zeroize::Zeroizing<Vec<u8>>>, crate::store::StoreError>>,
+) -> Result<Option<zeroize::Zeroizing<String>>, IssueError> {
+    let bytes = read
+        .ok_or_else(|| bad(path, "was not read"))?
+        .map_err(|e| bad(path, format!("cannot read: {}", e.message)))?
+        .map(|mut b| std::mem::take(&mut *b));
+    digests.insert(path.to_owned(), bytes.as_deref().map(digest));
+    as_text(path, bytes)
+}
+
 fn as_text(
     path: &str,
     bytes: Option<Vec<u8>>,
@@ -227,14 +243,7 @@ impl Existing {
         let read_digests = &mut e.read_digests;
         let mut next = |p: Option<String>| -> Result<Text, IssueError> {
             let Some(p) = p else { return Ok(None) };
-            let bytes = read
-                .next()
-                .ok_or_else(|| bad(&p, "was not read"))?
-                .map_err(|e| bad(&p, format!("cannot read: {}", e.message)))?
-                // The buffer moves out whole: no unwiped copy is left.
-                .map(|mut b| std::mem::take(&mut *b));
-            read_digests.insert(p.clone(), bytes.as_deref().map(digest));
-            Ok(as_text(&p, bytes)?.map(|t| (p, t)))
+            Ok(take_read(read_digests, &p, read.next())?.map(|t| (p, t)))
         };
         let mut texts: Vec<(NodeId, bool, Text, Text)> = Vec::new();
         for (id, has_cert, k, c) in nodes {
@@ -250,6 +259,7 @@ impl Existing {
         );
         let recorded = &e.recorded;
         let recorded_keys = &e.recorded_keys;
+        let read_digests = &e.read_digests;
         let parsed: Vec<Parsed> = texts
             .into_par_iter()
             .map(|(id, has_cert, key, cert)| {
@@ -258,9 +268,11 @@ impl Existing {
                 let cert = cert.map(|(p, t)| parse_cert(&p, &t).map(|c| (p, c)));
                 let key = match key {
                     Some((p, t)) => {
+                        // (The digest of the bytes read, taken when read.)
                         let as_written = recorded_keys
                             .get(&name)
-                            .is_some_and(|h| *h == super::artefacts::sha256_hex(t.as_bytes()))
+                            .zip(read_digests.get(&p).copied().flatten())
+                            .is_some_and(|(h, d)| *h == crate::crypto::hex(&d))
                             && match (&cert, recorded.get(&name)) {
                                 (Some(Ok((_, c))), Some((sha, _))) => {
                                     *sha == c.sha256_fingerprint()
@@ -310,12 +322,7 @@ impl Existing {
                 ));
             }
             for ((client, path), bytes) in chunk.iter().zip(read) {
-                let bytes = bytes
-                    .map_err(|x| bad(path, format!("cannot read: {}", x.message)))?
-                    .map(|mut b| std::mem::take(&mut *b));
-                e.read_digests
-                    .insert(path.clone(), bytes.as_deref().map(digest));
-                let Some(text) = as_text(path, bytes)? else {
+                let Some(text) = take_read(&mut e.read_digests, path, Some(bytes))? else {
                     continue;
                 };
                 if e.certs.contains_key(client) {

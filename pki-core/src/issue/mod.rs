@@ -595,11 +595,7 @@ pub(crate) const JOURNAL: &str = "kpki-journal.json";
 
 /// SHA-256 of a key's SubjectPublicKeyInfo, hex.
 pub(crate) fn key_hash(k: &PrivateKey) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(k.public_key().spki_der())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    artefacts::sha256_hex(k.public_key().spki_der())
 }
 
 /// What an adopted CA does to the output: kept when the output holds its

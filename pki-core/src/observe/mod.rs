@@ -395,20 +395,20 @@ pub fn read_dir(
                     && keep.contains_key(&k.client)
                     && let Some(own) = parsed.get(&k.client)
                 {
-                    let file = obs.files.get(&k.client).cloned().unwrap_or_default();
                     let what = if cert.der != own.der {
-                        Some(format!("another client certificate than {file}"))
+                        Some("another client certificate than")
                     } else if key.as_ref().is_some_and(|x| !x.matches(&cert.public_key)) {
-                        Some(format!("a client key that does not match {file}"))
+                        Some("a client key that does not match")
                     } else {
                         None
                     };
                     if let Some(what) = what {
+                        let file = obs.files.get(&k.client).cloned().unwrap_or_default();
                         obs.embedded_drift.push(EmbeddedDrift {
                             kubeconfig: path.clone(),
                             node: skeleton.id_of(k.client),
+                            what: format!("{what} {file}"),
                             file,
-                            what,
                         });
                     }
                 }
@@ -955,6 +955,22 @@ impl CertShare {
     }
 }
 
+/// Parses key files' texts together (the public points the files carry are
+/// checked against their scalars in one batch, see
+/// `PrivateKey::from_pems_beside_certs`), each with the SHA-256 of its text
+/// (the key caches' index); one result per text, in order.
+pub(crate) fn parse_key_texts(
+    texts: &[zeroize::Zeroizing<String>],
+) -> Vec<Result<(PrivateKey, [u8; 32]), crate::crypto::CryptoError>> {
+    use sha2::Digest;
+    let refs: Vec<&str> = texts.iter().map(|t| t.as_str()).collect();
+    texts
+        .iter()
+        .zip(PrivateKey::from_pems_beside_certs(&refs))
+        .map(|(t, k)| k.map(|k| (k, sha2::Sha256::digest(t.as_bytes()).into())))
+        .collect()
+}
+
 /// Reads files once, recording problems instead of failing.
 pub(crate) struct Reader<'a> {
     pub(crate) dir: PathBuf,
@@ -1104,7 +1120,6 @@ impl Reader<'_> {
 
     fn prefetch_keys(&mut self, rels: &[String]) {
         use rayon::prelude::*;
-        use sha2::Digest;
         let dir = &self.dir;
         let texts: Vec<zeroize::Zeroizing<String>> = rels
             .par_iter()
@@ -1116,14 +1131,9 @@ impl Reader<'_> {
                     .map(zeroize::Zeroizing::new)
             })
             .collect();
-        // Parsed together: the public points the files carry are checked
-        // against their scalars in one batch (see `from_pems_beside_certs`).
-        let refs: Vec<&str> = texts.iter().map(|t| t.as_str()).collect();
-        let parsed = PrivateKey::from_pems_beside_certs(&refs);
-        let found = texts.iter().zip(parsed).filter_map(|(t, k)| {
-            let k = k.ok()?;
-            Some((sha2::Sha256::digest(t.as_bytes()).into(), k))
-        });
+        let found = parse_key_texts(&texts)
+            .into_iter()
+            .filter_map(|k| k.ok().map(|(k, h)| (h, k)));
         self.keys.extend(found);
     }
 

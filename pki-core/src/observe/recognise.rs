@@ -301,7 +301,6 @@ fn classify(
 /// ([`PrivateKey::from_pems_beside_certs`]: one batch checks every P-256
 /// key's point), in place.
 fn parse_keys(mut classified: Vec<(String, Classified)>) -> Vec<(String, Classified)> {
-    use sha2::Digest;
     let at: Vec<usize> = classified
         .iter()
         .enumerate()
@@ -315,12 +314,10 @@ fn parse_keys(mut classified: Vec<(String, Classified)>) -> Vec<(String, Classif
             _ => None,
         })
         .collect();
-    let refs: Vec<&str> = texts.iter().map(|t| t.as_str()).collect();
-    let parsed = PrivateKey::from_pems_beside_certs(&refs);
-    for ((i, t), k) in at.iter().zip(&texts).zip(parsed) {
+    for (i, k) in at.iter().zip(super::parse_key_texts(&texts)) {
         if let Some((_, c)) = classified.get_mut(*i) {
             *c = match k {
-                Ok(k) => Classified::Key(k, sha2::Sha256::digest(t.as_bytes()).into()),
+                Ok((k, h)) => Classified::Key(k, h),
                 Err(e) => Classified::Problem(format!("is not a usable private key: {e}")),
             };
         }
