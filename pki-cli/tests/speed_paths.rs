@@ -755,3 +755,64 @@ fn many_new_node_bundles_under_a_low_open_file_limit() {
     let bundles = std::fs::read_dir(out.join("nodes")).unwrap().count();
     assert!(bundles >= 150, "{bundles} bundles");
 }
+
+/// `nodes` a symbolic link to a directory elsewhere (bundles on another
+/// volume): a fresh run killed after each rename in turn leaves the staged
+/// bundles it was building under the link's target; the next run sweeps
+/// them before it writes through the link (no temp name left there) and
+/// gives the bundles of an uninterrupted run.
+#[test]
+fn staged_bundles_left_under_a_symlinked_nodes_dir_are_swept() {
+    let t = tempfile::tempdir().unwrap();
+    let reference = t.path().join("reference");
+    assert_eq!(issue(&reference, &[]).0, Some(0));
+    let want = modes(&reference.join("nodes"));
+    let mut left_by_kill = 0;
+    for n in 1..100 {
+        let out = t.path().join(format!("killed{n}"));
+        let elsewhere = t.path().join(format!("volume{n}"));
+        std::fs::create_dir(&out).unwrap();
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, out.join("nodes")).unwrap();
+        let o = kpki()
+            .arg("issue")
+            .arg("--spec")
+            .arg(spec())
+            .arg("--out")
+            .arg(&out)
+            .env("KPKI_TEST_ABORT_AFTER_WRITES", n.to_string())
+            .output()
+            .unwrap();
+        if std::os::unix::process::ExitStatusExt::signal(&o.status).is_none() {
+            assert_eq!(o.status.code(), Some(0), "{n}");
+            break;
+        }
+        let temp_names = |d: &Path| {
+            std::fs::read_dir(d)
+                .unwrap()
+                .filter(|e| {
+                    let e = e.as_ref().unwrap();
+                    e.file_name().to_string_lossy().starts_with(".kpki-tmp-")
+                })
+                .count()
+        };
+        left_by_kill += temp_names(&elsewhere);
+        let (code, _, err) = issue(&out, &[]);
+        assert_eq!(code, Some(0), "killed after {n}: {err}");
+        assert_eq!(
+            temp_names(&elsewhere),
+            0,
+            "killed after {n}: staged bundles left under the link's target"
+        );
+        assert_eq!(modes(&elsewhere), want, "killed after {n}: paths and modes");
+        assert!(
+            std::fs::symlink_metadata(out.join("nodes"))
+                .unwrap()
+                .file_type()
+                .is_symlink(),
+            "the link stays a link"
+        );
+    }
+    // The kills did leave staged bundles there (the sweep had work to do).
+    assert!(left_by_kill >= 1, "no kill left a staged bundle");
+}

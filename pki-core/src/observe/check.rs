@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use super::Observation;
 use super::flags::TrustOrigin;
-use super::{Observation, read_dir};
 use crate::Plan;
 use crate::graph::Node;
 use crate::validate::{Code, Finding, Options, Report, validate_with};
@@ -82,7 +82,7 @@ pub fn check_with(
     // An install root (DIR/etc/kubernetes/pki) is read at DIR/etc/kubernetes,
     // its paths named from DIR.
     let (pki_dir, prefix) = super::flags::pki_dir(dir);
-    let mut obs = read_dir(&pki_dir, plan.map(|p| (&p.spec, &p.profile)), node)?;
+    let mut obs = super::read_planned(&pki_dir, plan.map(super::Planned::of), node)?;
     if let Some(prefix) = prefix {
         super::flags::rebase(&mut obs, prefix);
     }

@@ -110,6 +110,51 @@ pub fn read_dir(
     planned: Option<(&ClusterSpec, &Profile)>,
     node: Option<&crate::x509::NodeName>,
 ) -> Result<Observation, crate::Error> {
+    let skeleton = planned
+        .map(|(s, p)| expand(s, p))
+        .transpose()
+        .map_err(crate::Error::Profile)?;
+    let planned = match (planned, &skeleton) {
+        (Some((spec, profile)), Some(g)) => Some(Planned {
+            spec,
+            profile,
+            graph: g,
+            layout: std::borrow::Cow::Owned(Layout::compute(g, spec, profile)),
+        }),
+        _ => None,
+    };
+    read_planned(dir, planned, node)
+}
+
+/// What the files are compared with when a spec is given: the spec, its
+/// profile, and the graph and layout planned from them (a [`crate::Plan`]'s
+/// own, so that `check --spec` does not expand a 5,000-node graph twice).
+pub(crate) struct Planned<'a> {
+    pub(crate) spec: &'a ClusterSpec,
+    pub(crate) profile: &'a Profile,
+    pub(crate) graph: &'a CertGraph,
+    pub(crate) layout: std::borrow::Cow<'a, Layout>,
+}
+
+impl<'a> Planned<'a> {
+    /// A plan's spec, profile, graph and layout.
+    pub(crate) fn of(plan: &'a crate::Plan) -> Self {
+        Self {
+            spec: &plan.spec,
+            profile: &plan.profile,
+            graph: &plan.graph,
+            layout: std::borrow::Cow::Borrowed(&plan.layout),
+        }
+    }
+}
+
+/// [`read_dir`] with the plan's graph and layout already made.
+pub(crate) fn read_planned(
+    dir: &Path,
+    planned_full: Option<Planned<'_>>,
+    node: Option<&crate::x509::NodeName>,
+) -> Result<Observation, crate::Error> {
+    let planned = planned_full.as_ref().map(|p| (p.spec, p.profile));
     let kind = detect(dir).map_err(|message| crate::Error::Io {
         path: dir.to_path_buf(),
         message,
@@ -165,13 +210,9 @@ pub fn read_dir(
     // node given, else the node its certificates name, else the first
     // control-plane node).
     // The plan's graph and layout, computed once.
-    let planned_skeleton = planned
-        .map(|(s, p)| expand(s, p))
-        .transpose()
-        .map_err(crate::Error::Profile)?;
-    let planned_layout = match (planned, &planned_skeleton) {
-        (Some((s, p)), Some(g)) => Some(Layout::compute(g, s, p)),
-        _ => None,
+    let (planned_skeleton, planned_layout) = match planned_full {
+        Some(p) => (Some(p.graph), Some(p.layout)),
+        None => (None, None),
     };
     let mount = match (&inv, &planned_layout) {
         (Some(_), Some(l)) => recognise::mount_point(l, &walked.files),
@@ -192,7 +233,7 @@ pub fn read_dir(
                 inv,
                 s.clone(),
                 p.clone(),
-                g,
+                g.clone(),
                 only_node.as_ref(),
             )?),
             None,
@@ -225,7 +266,7 @@ pub fn read_dir(
     };
     let skel_layout = match planned_layout {
         Some(l) => l,
-        None => Layout::compute(skeleton, &spec, &profile),
+        None => std::borrow::Cow::Owned(Layout::compute(skeleton, &spec, &profile)),
     };
     // With one node's directory, only what that node's bundle holds, under
     // the part of the node's tree the directory is, can be missing.

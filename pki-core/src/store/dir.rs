@@ -217,8 +217,10 @@ impl DirStore {
     /// another user owns or can write, no symbolic link another user owns)
     /// and removes the temp files and staged directories (any name starting
     /// with [`TEMP_PREFIX`]) a killed run left. Never follows a symbolic
-    /// link. Returns the directories checked (output-relative) with their
-    /// devices: a batch need not check them again.
+    /// link (a directory reached through one is swept when a write first
+    /// goes through it: see `dir_state`). Returns the directories checked
+    /// (output-relative) with their devices: a batch need not check them
+    /// again.
     fn sweep(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let fd = rustix::fs::open(
             &self.root,
@@ -505,7 +507,7 @@ type DirectFiles<'a> = Vec<(usize, &'a [u8], u32)>;
 /// Directories to create in a stage (path inside it, mode).
 type StagedDirs = Vec<(String, u32)>;
 /// Files to write in a stage (path inside it, bytes, mode).
-type StagedFiles<'a> = Vec<(String, &'a [u8], u32)>;
+type StagedFiles<'a> = Vec<(&'a str, &'a [u8], u32)>;
 
 /// One unit of parallel writing.
 enum Unit<'a> {
@@ -549,6 +551,23 @@ impl DirStore {
                 Ok(m) => {
                     dev = check_existing(&cur, &m)?;
                     self.safe_dirs.insert(prefix.to_owned(), dev);
+                    if m.file_type().is_symlink() {
+                        // A directory reached through a symbolic link (the
+                        // user's own: `nodes` on another volume): the sweep
+                        // at open never follows one, so its tree is swept
+                        // now, before anything is written through it. A
+                        // killed run's temp files and staged trees there
+                        // go, and its directories are checked like the
+                        // output's own (links inside it are not followed).
+                        let fd = rustix::fs::open(
+                            &cur,
+                            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                            RawMode::empty(),
+                        )
+                        .map_err(|e| err(&cur, e))?;
+                        let checked = Self::sweep_open(fd, &cur, prefix)?;
+                        self.safe_dirs.extend(checked);
+                    }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     return Ok(DirState::Missing(prefix.to_owned()));
@@ -586,8 +605,10 @@ impl DirStore {
         if let Some(d) = self.safe_dirs.get("") {
             devs.insert(*d, self.root.clone());
         }
-        let mut known: HashMap<&str, Option<usize>> = HashMap::new();
-        let mut staged_at: HashMap<&str, usize> = HashMap::new();
+        // Sized once: grown by doubling, the maps of a 5,000-node batch
+        // would hold their old and new tables at the batch's peak memory.
+        let mut known: HashMap<&str, Option<usize>> = HashMap::with_capacity(items.len());
+        let mut staged_at: HashMap<&str, usize> = HashMap::with_capacity(items.len());
         for (i, (rel, bytes, mode)) in items.iter().enumerate() {
             let rel = self.clean(rel)?;
             let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
@@ -656,12 +677,12 @@ impl DirStore {
                         match staged_at.get(rel) {
                             Some(&k) => {
                                 if let Some(x) = f.get_mut(k) {
-                                    *x = (inner.to_owned(), *bytes, fmode);
+                                    *x = (inner, *bytes, fmode);
                                 }
                             }
                             None => {
                                 staged_at.insert(rel, f.len());
-                                f.push((inner.to_owned(), *bytes, fmode));
+                                f.push((inner, *bytes, fmode));
                             }
                         }
                     }
