@@ -92,14 +92,30 @@ pub fn print_spec_warnings(spec: &pki_core::ClusterSpec) {
 
 /// The etcd members the last issuance into `out` recorded in its manifest
 /// (empty when there is none, or it cannot be read as a regular file).
-pub fn recorded_members(out: &std::path::Path) -> Option<pki_core::Manifest> {
+pub fn recorded_members(out: &std::path::Path) -> Option<Recorded> {
     let p = out.join("kpki-manifest.json");
     let meta = std::fs::metadata(&p).ok()?;
     if !meta.is_file() || meta.len() > 256 << 20 {
         return None;
     }
     let bytes = std::fs::read(&p).ok()?;
-    serde_json::from_slice::<pki_core::Manifest>(&bytes).ok()
+    serde_json::from_slice::<Recorded>(&bytes).ok()
+}
+
+/// What [`recorded_members`] takes from a manifest: its etcd membership and
+/// rotation, the manifest's other fields skipped unparsed (at 5,000 nodes
+/// the manifest is 7 MB of file entries).
+#[derive(serde::Deserialize)]
+pub struct Recorded {
+    /// [`pki_core::Manifest::etcd_members`].
+    #[serde(default)]
+    pub etcd_members: Vec<pki_core::EtcdMember>,
+    /// [`pki_core::Manifest::etcd_change`].
+    #[serde(default)]
+    pub etcd_change: Option<pki_core::MembershipChange>,
+    /// [`pki_core::Manifest::rotation`].
+    #[serde(default)]
+    pub rotation: Option<pki_core::Rotation>,
 }
 
 /// Loads a plan and gives it the etcd membership recorded in `out` (or the
