@@ -721,12 +721,24 @@ pub(crate) fn render(
     items.extend(pair_files);
     items.extend(kubeconfigs);
     let mut items = compare(store, items, dry_run);
-    let extra = extra?;
-    let manifest_item = json_item(existing, super::MANIFEST, &manifest, dry_run)
-        .map_err(|e| IssueError::Order(format!("manifest: {e}")))?;
-    items.extend(extra);
-    items.extend(compare(store, vec![manifest_item], dry_run));
+    items.extend(extra?);
     Ok(Rendered { items, manifest })
+}
+
+/// The manifest as an [`Item`], compared with the file. Made once every
+/// other file is written and its bytes dropped (a fleet's manifest is
+/// megabytes, held at the run's peak memory otherwise).
+pub(crate) fn manifest_item(
+    existing: &super::existing::Existing,
+    store: &impl PkiStore,
+    manifest: &Manifest,
+    dry_run: bool,
+) -> Result<Item, IssueError> {
+    let item = json_item(existing, super::MANIFEST, manifest, dry_run)
+        .map_err(|e| IssueError::Order(format!("manifest: {e}")))?;
+    compare(store, vec![item], dry_run)
+        .pop()
+        .ok_or_else(|| IssueError::Order("manifest: not compared".into()))
 }
 
 /// The bootstrap token: the existing one while it is valid (it adopts an

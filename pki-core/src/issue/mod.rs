@@ -87,7 +87,8 @@ pub enum Progress {
         /// To generate.
         total: usize,
     },
-    /// About to write this many files.
+    /// About to write this many files (the manifest, written after them,
+    /// aside).
     Writing(usize),
 }
 
@@ -540,17 +541,51 @@ pub fn issue(
     }
     // Everything but the manifest in one batch (keys before certificates,
     // CAs before leaves); the manifest last, once the rest is durable.
-    let mut batch: Vec<(&str, &[u8], crate::store::Mode)> = Vec::new();
-    let mut manifest_write = Vec::new();
-    // Every file was compared with its bytes as it was rendered (a file
-    // this run read already by the digest of what was read: each file is
-    // read once per run); the error reported is the first in file order.
-    let founds: Vec<Vec<Option<artefacts::Found>>> = files
-        .items
+    let batch = changed_files(&mut files.items, &mut report.files)?;
+    if !opts.dry_run {
+        if let Some(p) = &opts.progress {
+            p(Progress::Writing(batch.len()));
+        }
+        store.write_batch(&batch)?;
+    }
+    // The files' bytes go before the manifest's are made.
+    drop(batch);
+    drop(files);
+    let mut manifest = vec![artefacts::manifest_item(
+        &existing,
+        store,
+        &report.manifest,
+        opts.dry_run,
+    )?];
+    let manifest_write = changed_files(&mut manifest, &mut report.files)?;
+    if !opts.dry_run {
+        store.write_batch(&manifest_write)?;
+    }
+    // Complete: a journal (ours, or one a killed run left) is obsolete.
+    if !opts.dry_run {
+        store.remove(JOURNAL)?;
+    }
+    Ok(report)
+}
+
+/// Files to write: (path, bytes, mode).
+type Batch<'a> = Vec<(&'a str, &'a [u8], crate::store::Mode)>;
+
+/// The paths of `items` whose file is new or changed, with their bytes and
+/// modes, in order; every path's change is added to `changes`. Every file
+/// was compared with its bytes as it was rendered (a file this run read
+/// already by the digest of what was read: each file is read once per
+/// run); the error reported is the first in file order.
+fn changed_files<'a>(
+    items: &'a mut [artefacts::Item],
+    changes: &mut Vec<(String, FileChange)>,
+) -> Result<Batch<'a>, IssueError> {
+    let founds: Vec<Vec<Option<artefacts::Found>>> = items
         .iter_mut()
         .map(|i| std::mem::take(&mut i.found))
         .collect();
-    for (item, found) in files.items.iter().zip(founds) {
+    let mut batch = Vec::new();
+    for (item, found) in items.iter().zip(founds) {
         let art = &item.art;
         let mut found = found.into_iter();
         for path in &art.paths {
@@ -564,27 +599,12 @@ pub fn issue(
                 Some(false) => FileChange::Updated,
             };
             if change != FileChange::Unchanged {
-                if path == MANIFEST {
-                    manifest_write.push((path.as_str(), art.bytes.as_slice(), art.mode));
-                } else {
-                    batch.push((path.as_str(), art.bytes.as_slice(), art.mode));
-                }
+                batch.push((path.as_str(), art.bytes.as_slice(), art.mode));
             }
-            report.files.push((path.clone(), change));
+            changes.push((path.clone(), change));
         }
     }
-    if !opts.dry_run {
-        if let Some(p) = &opts.progress {
-            p(Progress::Writing(batch.len() + manifest_write.len()));
-        }
-        store.write_batch(&batch)?;
-        store.write_batch(&manifest_write)?;
-    }
-    // Complete: a journal (ours, or one a killed run left) is obsolete.
-    if !opts.dry_run {
-        store.remove(JOURNAL)?;
-    }
-    Ok(report)
+    Ok(batch)
 }
 
 /// The manifest, written last.

@@ -841,10 +841,11 @@ impl DirStore {
                     if let Some(p) = pending.stages.get_mut(*si) {
                         *p = None;
                     }
+                    // Its top is known safe now; the directories inside
+                    // (this run made them) are checked when a later batch
+                    // writes there, if one does (a fleet's first run would
+                    // otherwise remember 60,000 paths at its peak memory).
                     self.safe_dirs.insert(s.top.clone(), s.dev);
-                    for d in &s.dirs {
-                        self.safe_dirs.insert(d.clone(), s.dev);
-                    }
                     crash_point();
                 }
             }
