@@ -816,3 +816,57 @@ fn staged_bundles_left_under_a_symlinked_nodes_dir_are_swept() {
     // The kills did leave staged bundles there (the sweep had work to do).
     assert!(left_by_kill >= 1, "no kill left a staged bundle");
 }
+
+/// An issuance checks the directories of its plan at open, not the whole
+/// tree, and sweeps the whole tree only after a killed run (the mark it
+/// left): a planned directory another user can write is refused even when
+/// nothing would be written; a directory kpki neither reads nor writes is
+/// not its business; a killed run's mark gets its temp names swept, and a
+/// clean run leaves no mark.
+#[test]
+fn issuance_checks_its_planned_directories_and_sweeps_after_a_killed_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    assert_eq!(issue(&out, &[]).0, Some(0));
+    assert!(!out.join(".kpki-tmp-unfinished").exists(), "no mark left");
+    let before = snapshot(&out);
+    // A planned directory (a node's pki directory) others can write.
+    let pki = out.join("nodes/cp1/etc/kubernetes/pki");
+    assert!(pki.join("apiserver.crt").exists());
+    std::fs::set_permissions(&pki, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (code, _, err) = issue(&out, &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&pki.display().to_string()) && err.contains("writable by other users"),
+        "{err}"
+    );
+    std::fs::set_permissions(&pki, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(snapshot(&out), before, "nothing changed");
+    // A directory of the user's own that no plan has.
+    let notes = out.join("notes");
+    std::fs::create_dir(&notes).unwrap();
+    std::fs::set_permissions(&notes, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (code, text, err) = issue(&out, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(text.contains("wrote 0 file(s)"), "{text}");
+    std::fs::remove_dir(&notes).unwrap();
+    // Temp names in planned directories, with and without the mark.
+    let leftover = pki.join(".kpki-tmp-0123456789abcdef");
+    std::fs::write(&leftover, b"half a key").unwrap();
+    assert_eq!(issue(&out, &[]).0, Some(0));
+    assert!(
+        leftover.exists(),
+        "without a killed run's mark the tree is not swept"
+    );
+    std::fs::write(out.join(".kpki-tmp-unfinished"), b"").unwrap();
+    let (code, text, err) = issue(&out, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(text.contains("wrote 0 file(s)"), "{text}");
+    assert!(!leftover.exists(), "the mark got the tree swept");
+    assert!(
+        !out.join(".kpki-tmp-unfinished").exists(),
+        "and the mark removed"
+    );
+    assert_eq!(snapshot(&out), before);
+}

@@ -65,13 +65,30 @@ fn execute_pruning(
         pki_core::issue(&plan, &mut pki_core::MemStore::default(), opts)?
     } else {
         let wait = std::time::Duration::from_secs(600);
-        let mut store = DirStore::open_waiting(&out, wait, || {
-            eprintln!(
-                "waiting for another kpki run to finish with {}",
-                out.display()
-            );
-        })
+        // The directories of the plan's files: checked at open (the whole
+        // tree is swept only after a killed run).
+        let paths: Vec<String> = plan
+            .layout
+            .files
+            .iter()
+            .flat_map(|f| f.output_paths())
+            .collect();
+        let dirs = paths
+            .iter()
+            .map(|p| p.rsplit_once('/').map_or("", |(d, _)| d));
+        let mut store = DirStore::open_planned(
+            &out,
+            wait,
+            || {
+                eprintln!(
+                    "waiting for another kpki run to finish with {}",
+                    out.display()
+                );
+            },
+            dirs,
+        )
         .map_err(Failure::from)?;
+        drop(paths);
         let report = pki_core::issue(&plan, &mut store, opts)?;
         dir_store = Some(store);
         report

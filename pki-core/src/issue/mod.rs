@@ -532,6 +532,15 @@ pub fn issue(
     // between a key and its certificate (or a CA and its leaves, or a
     // keypair's two halves) is finished by the next run. Entries of a killed
     // run whose keys are on disk stay until this run completes.
+    // Everything but the manifest in one batch (keys before certificates,
+    // CAs before leaves); the manifest last, once the rest is durable.
+    let batch = changed_files(&mut files.items, &mut report.files)?;
+    // A directory the store refuses is refused before anything (the
+    // journal included) is written.
+    if !opts.dry_run {
+        let paths: Vec<&str> = batch.iter().map(|(p, _, _)| *p).collect();
+        store.check_writes(&paths)?;
+    }
     let mut journal = existing.landed_journal(g);
     journal.extend(rekeyed);
     if !journal.is_empty() && !opts.dry_run {
@@ -539,9 +548,6 @@ pub fn issue(
             .map_err(|e| IssueError::Order(format!("journal: {e}")))?;
         store.write(JOURNAL, &bytes, crate::store::Mode::Public)?;
     }
-    // Everything but the manifest in one batch (keys before certificates,
-    // CAs before leaves); the manifest last, once the rest is durable.
-    let batch = changed_files(&mut files.items, &mut report.files)?;
     if !opts.dry_run {
         if let Some(p) = &opts.progress {
             p(Progress::Writing(batch.len()));

@@ -13,6 +13,13 @@ use super::{Layout, Mode, PkiStore, StoreError, StoreErrorKind};
 /// stale ones left by a crash.
 pub const TEMP_PREFIX: &str = ".kpki-tmp-";
 
+/// Present in the output directory while a batch is being written (made
+/// before its first temp name, removed once its renames are durable): a run
+/// that finds it knows a killed run may have left temp names anywhere in
+/// the tree, and sweeps the whole tree (see [`DirStore::open_planned`]). A
+/// temp name itself, so that a sweep removes it.
+const UNFINISHED: &str = ".kpki-tmp-unfinished";
+
 /// A PKI directory on disk, locked for the life of the value.
 ///
 /// Nothing is written into a directory another user could write into (owned
@@ -157,6 +164,17 @@ impl DirStore {
         max: std::time::Duration,
         on_wait: impl FnOnce(),
     ) -> Result<Self, StoreError> {
+        Self::lock_root(root, max, on_wait, true)
+    }
+
+    /// Checks, creates if needed and locks `root`; with `sweep`, sweeps the
+    /// whole tree (see [`DirStore::sweep`]).
+    fn lock_root(
+        root: &Path,
+        max: std::time::Duration,
+        on_wait: impl FnOnce(),
+        sweep: bool,
+    ) -> Result<Self, StoreError> {
         let dev = match fs::symlink_metadata(root) {
             Ok(m) => check_existing(root, &m)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -203,9 +221,118 @@ impl DirStore {
             safe_dirs: HashMap::from([(String::new(), dev)]),
             _lock: lock,
         };
-        let checked = store.sweep()?;
-        store.safe_dirs.extend(checked);
+        if sweep {
+            let checked = store.sweep()?;
+            store.safe_dirs.extend(checked);
+        }
         Ok(store)
+    }
+
+    /// Like [`DirStore::open_waiting`], for a run that knows the directories
+    /// it reads and writes (an issuance: its layout's). Only those
+    /// directories, and each directory on the way to them, are checked
+    /// (nothing another user owns or can write), not the whole tree; the
+    /// tree is swept whole only when a run was killed while writing (it
+    /// left [`UNFINISHED`] behind), since only then can temp names be
+    /// anywhere in it. A directory any later batch writes into is checked
+    /// before that batch writes anything, as always.
+    pub fn open_planned<'a>(
+        root: &Path,
+        max: std::time::Duration,
+        on_wait: impl FnOnce(),
+        dirs: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, StoreError> {
+        let mut store = Self::lock_root(root, max, on_wait, false)?;
+        let marker = store.root.join(UNFINISHED);
+        match fs::symlink_metadata(&marker) {
+            Ok(_) => {
+                let checked = store.sweep()?;
+                store.safe_dirs.extend(checked);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err(&marker, e)),
+        }
+        store.check_dirs(dirs)?;
+        Ok(store)
+    }
+
+    /// Checks `dirs` (output-relative) and every directory on the way to
+    /// them that exists, each once: one level at a time, each level's in
+    /// parallel, nothing below a missing directory (a batch creates it).
+    /// The error reported is the first of the shallowest level, in path
+    /// order.
+    fn check_dirs<'a>(
+        &mut self,
+        dirs: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), StoreError> {
+        use rayon::prelude::*;
+        let mut levels: BTreeMap<usize, BTreeSet<&str>> = BTreeMap::new();
+        for d in dirs {
+            let mut d = d.trim_end_matches('/');
+            if !d.is_empty() {
+                d = self.clean(d)?;
+            }
+            while !d.is_empty()
+                && !self.safe_dirs.contains_key(d)
+                && levels.entry(d.matches('/').count()).or_default().insert(d)
+            {
+                d = d.rsplit_once('/').map_or("", |(p, _)| p);
+            }
+        }
+        let mut missing: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        for level in levels.into_values() {
+            let todo: Vec<&str> = level
+                .into_iter()
+                .filter(|d| {
+                    let parent = d.rsplit_once('/').map_or("", |(p, _)| p);
+                    if missing.contains(parent) {
+                        missing.insert(d);
+                        false
+                    } else {
+                        true
+                    }
+                })
+                .collect();
+            let root = &self.root;
+            let metas: Vec<(&str, std::io::Result<fs::Metadata>)> = todo
+                .par_iter()
+                .map(|d| (*d, fs::symlink_metadata(root.join(d))))
+                .collect();
+            for (d, m) in metas {
+                let cur = self.root.join(d);
+                match m {
+                    Ok(m) => {
+                        let dev = check_existing(&cur, &m)?;
+                        self.safe_dirs.insert(d.to_owned(), dev);
+                        if m.file_type().is_symlink() {
+                            self.sweep_link(&cur, d)?;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        missing.insert(d);
+                    }
+                    Err(e) => return Err(err(&cur, e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sweeps the tree of a directory reached through the symbolic link at
+    /// `cur` (output-relative `rel`), already checked: the sweep at open
+    /// never follows one. A killed run's temp files and staged trees there
+    /// go, and its directories are checked like the output's own (links
+    /// inside it are not followed).
+    fn sweep_link(&mut self, cur: &Path, rel: &str) -> Result<(), StoreError> {
+        let fd = rustix::fs::open(
+            cur,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            RawMode::empty(),
+        )
+        .map_err(|e| err(cur, e))?;
+        let checked = Self::sweep_open(fd, cur, rel)?;
+        self.safe_dirs.extend(checked);
+        Ok(())
     }
 
     /// The output directory.
@@ -553,20 +680,10 @@ impl DirStore {
                     self.safe_dirs.insert(prefix.to_owned(), dev);
                     if m.file_type().is_symlink() {
                         // A directory reached through a symbolic link (the
-                        // user's own: `nodes` on another volume): the sweep
-                        // at open never follows one, so its tree is swept
-                        // now, before anything is written through it. A
-                        // killed run's temp files and staged trees there
-                        // go, and its directories are checked like the
-                        // output's own (links inside it are not followed).
-                        let fd = rustix::fs::open(
-                            &cur,
-                            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                            RawMode::empty(),
-                        )
-                        .map_err(|e| err(&cur, e))?;
-                        let checked = Self::sweep_open(fd, &cur, prefix)?;
-                        self.safe_dirs.extend(checked);
+                        // user's own: `nodes` on another volume): its tree
+                        // is swept now, before anything is written
+                        // through it.
+                        self.sweep_link(&cur, prefix)?;
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -690,6 +807,9 @@ impl DirStore {
             }
             place.push(st);
         }
+        // Marked unfinished before the first temp name exists (durably: a
+        // crash must not keep a temp name and lose the mark).
+        self.mark_unfinished()?;
         let mut pending = Pending::default();
         // The stage directories: 0700 until renamed into place.
         // (No descriptor is kept per stage: a spec that grows by thousands
@@ -851,7 +971,27 @@ impl DirStore {
             }
         }
         self.sync_each(devs.values())?;
-        Ok(())
+        // Every rename is durable: no temp name of this batch is left.
+        match rustix::fs::unlink(self.root.join(UNFINISHED)) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+            Err(e) => Err(err(&self.root.join(UNFINISHED), e)),
+        }
+    }
+
+    /// Creates [`UNFINISHED`] (if absent) and makes its name durable.
+    fn mark_unfinished(&self) -> Result<(), StoreError> {
+        let fd = rustix::fs::open(
+            &self.root,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            RawMode::empty(),
+        )
+        .map_err(|e| err(&self.root, e))?;
+        match create_file(&fd, UNFINISHED, b"", 0o600) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(e) => return Err(err(&self.root.join(UNFINISHED), e)),
+        }
+        rustix::fs::fsync(&fd).map_err(|e| err(&self.root, e))
     }
 
     /// `rel` with a check that it stays inside the output directory.
@@ -1036,6 +1176,17 @@ impl PkiStore for DirStore {
 
     fn write(&mut self, rel: &str, bytes: &[u8], mode: Mode) -> Result<(), StoreError> {
         self.write_batch(&[(rel, bytes, mode)])
+    }
+
+    /// Checks the directory of each path, and each on the way to it, that
+    /// exists (see [`DirStore::open_planned`]).
+    fn check_writes(&mut self, paths: &[&str]) -> Result<(), StoreError> {
+        let mut dirs = Vec::with_capacity(paths.len());
+        for p in paths {
+            let p = self.clean(p)?;
+            dirs.push(p.rsplit_once('/').map_or("", |(d, _)| d));
+        }
+        self.check_dirs(dirs)
     }
 
     /// Writes many files crash-safely and fast. Files into existing

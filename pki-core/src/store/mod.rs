@@ -52,6 +52,14 @@ pub trait PkiStore {
     fn write(&mut self, path: &str, bytes: &[u8], mode: Mode) -> Result<(), StoreError>;
     /// Removes `path` if it exists.
     fn remove(&mut self, path: &str) -> Result<(), StoreError>;
+    /// Checks, before a run writes anything, that each of `paths` may be
+    /// written where it goes: a store that refuses some places (a
+    /// directory another user can write) refuses here, naming it. Nothing
+    /// to check by default.
+    fn check_writes(&mut self, paths: &[&str]) -> Result<(), StoreError> {
+        let _ = paths;
+        Ok(())
+    }
     /// Reads many files: one result per path, in order (as
     /// [`PkiStore::read`] of each); the bytes are wiped when dropped (they
     /// may be keys). Stores may read them in parallel.
