@@ -244,6 +244,34 @@ impl Kubeconfig {
     /// Fails only if a [`Material::Path`] is not valid UTF-8 (kubeconfig
     /// paths are strings) or the serializer itself fails.
     pub fn to_yaml(&self) -> Result<String, Error> {
+        // The embedded PEM data (base64, kilobytes per kubeconfig) goes
+        // into the YAML after the emitter has laid out the rest: the
+        // emitter would scan and write it a character at a time, and a
+        // fleet has ten thousand kubeconfigs. The bytes are the same as the
+        // emitter's own (tested against it).
+        let mut wire = self.wire()?;
+        let mut data = Vec::new();
+        for c in &mut wire.clusters {
+            swap_out(&mut c.cluster.certificate_authority_data, &mut data);
+        }
+        for u in &mut wire.users {
+            swap_out(&mut u.user.client_certificate_data, &mut data);
+            swap_out(&mut u.user.client_key_data, &mut data);
+        }
+        let skeleton = serde_yaml_ng::to_string(&wire).map_err(|e| Error::Yaml(e.to_string()))?;
+        match swap_in(&skeleton, &data) {
+            Some(yaml) => Ok(yaml),
+            None => self.to_yaml_by_emitter(),
+        }
+    }
+
+    /// [`Kubeconfig::to_yaml`], every scalar written by the YAML emitter.
+    fn to_yaml_by_emitter(&self) -> Result<String, Error> {
+        serde_yaml_ng::to_string(&self.wire()?).map_err(|e| Error::Yaml(e.to_string()))
+    }
+
+    /// The serializable form.
+    fn wire(&self) -> Result<WireConfig<'_>, Error> {
         let clusters = self
             .clusters
             .iter()
@@ -308,7 +336,7 @@ impl Kubeconfig {
                 name: &c.name,
             })
             .collect();
-        let wire = WireConfig {
+        Ok(WireConfig {
             api_version: "v1",
             clusters,
             contexts,
@@ -316,8 +344,7 @@ impl Kubeconfig {
             kind: "Config",
             preferences: BTreeMap::new(),
             users,
-        };
-        serde_yaml_ng::to_string(&wire).map_err(|e| Error::Yaml(e.to_string()))
+        })
     }
 
     /// Parses a kubeconfig, e.g. to audit an existing file.
@@ -465,6 +492,50 @@ struct WireUser<'a> {
     client_key_data: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     token: Option<&'a str>,
+}
+
+/// What stands for the `n`th embedded datum in the emitter's YAML.
+fn placeholder(n: usize) -> String {
+    format!("kpki-embedded-data-{n:04}")
+}
+
+/// Takes base64 PEM data out of `slot` into `data`, leaving a placeholder.
+/// Only data the emitter writes as a plain scalar is taken: base64 of a
+/// PEM text (`-----BEGIN` is `LS0tLS1`), never a bare number or keyword.
+fn swap_out(slot: &mut Option<String>, data: &mut Vec<String>) {
+    if let Some(d) = slot.as_mut()
+        && d.starts_with("LS0tLS1")
+    {
+        data.push(std::mem::replace(d, placeholder(data.len())));
+    }
+}
+
+/// Puts `data` back where [`swap_out`] left placeholders: `None` unless
+/// each placeholder is found exactly once, as a whole value at the end of
+/// a line (the caller then lets the emitter write everything).
+fn swap_in(skeleton: &str, data: &[String]) -> Option<String> {
+    let mut at = Vec::with_capacity(data.len());
+    for n in 0..data.len() {
+        let p = format!(" {}\n", placeholder(n));
+        let mut found = skeleton.match_indices(&p);
+        let (i, _) = found.next()?;
+        if found.next().is_some() {
+            return None;
+        }
+        // Past the space, up to the newline.
+        at.push((i + 1, p.len() - 2, n));
+    }
+    at.sort_unstable();
+    let size = skeleton.len() + data.iter().map(String::len).sum::<usize>();
+    let mut out = String::with_capacity(size);
+    let mut from = 0;
+    for (i, len, n) in at {
+        out.push_str(skeleton.get(from..i)?);
+        out.push_str(data.get(n)?);
+        from = i + len;
+    }
+    out.push_str(skeleton.get(from..)?);
+    Some(out)
 }
 
 /// Splits a material into its (path, base64 data) wire form.
@@ -728,6 +799,83 @@ fn parse_context(i: usize, v: &Value) -> Result<NamedContext, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A PEM-like text: what kpki embeds.
+    fn pem(label: &str, body: &[u8]) -> Vec<u8> {
+        format!(
+            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+            BASE64.encode(body)
+        )
+        .into_bytes()
+    }
+
+    proptest::proptest! {
+        /// The data put in after the emitter is what the emitter writes
+        /// itself, whatever the names, server, paths and data (PEM or not,
+        /// a name that is a placeholder, YAML keywords and quotes).
+        #[test]
+        fn yaml_with_data_put_in_is_the_emitters(
+            cluster in proptest::prop_oneof![
+                proptest::string::string_regex("[a-z0-9.:-]{1,20}").unwrap(),
+                proptest::string::string_regex(".{0,12}").unwrap(),
+                proptest::strategy::Just("kpki-embedded-data-0000".to_owned()),
+                proptest::strategy::Just("true".to_owned()),
+            ],
+            user in proptest::prop_oneof![
+                proptest::string::string_regex("system:node:[a-z0-9-]{1,12}").unwrap(),
+                proptest::string::string_regex("[ -~]{0,16}").unwrap(),
+                proptest::strategy::Just("kpki-embedded-data-0001".to_owned()),
+            ],
+            server in proptest::string::string_regex("https://[a-z0-9.-]{1,20}:[0-9]{2,5}").unwrap(),
+            ca in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
+            cert in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
+            key in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            as_pem in proptest::collection::vec(proptest::bool::ANY, 3),
+            ca_path in proptest::bool::ANY,
+        ) {
+            let data = |b: &[u8], i: usize, label: &str| {
+                Material::Embedded(if as_pem[i] { pem(label, b) } else { b.to_vec() })
+            };
+            let ca = if ca_path {
+                Material::Path("../pki/ca.crt".into())
+            } else {
+                data(&ca, 0, "CERTIFICATE")
+            };
+            let k = Kubeconfig::single(
+                &cluster,
+                &server,
+                ca,
+                &user,
+                Credential::ClientCert {
+                    cert: data(&cert, 1, "CERTIFICATE"),
+                    key: data(&key, 2, "EC PRIVATE KEY"),
+                },
+            );
+            let fast = k.to_yaml().unwrap();
+            proptest::prop_assert_eq!(&fast, &k.to_yaml_by_emitter().unwrap());
+        }
+    }
+
+    /// The data does go in after the emitter (the fast path is taken) for
+    /// what kpki writes, and not when a name is a placeholder.
+    #[test]
+    fn embedded_pem_data_bypasses_the_emitter() {
+        let mut wire_data = Vec::new();
+        let mut slot = Some(BASE64.encode(pem("CERTIFICATE", b"x")));
+        swap_out(&mut slot, &mut wire_data);
+        assert_eq!(slot.as_deref(), Some("kpki-embedded-data-0000"));
+        assert_eq!(wire_data.len(), 1);
+        let mut number = Some("1234".to_owned());
+        swap_out(&mut number, &mut wire_data);
+        assert_eq!(number.as_deref(), Some("1234"), "a bare number stays");
+        let skeleton = "a: kpki-embedded-data-0000\nb: c\n";
+        assert_eq!(
+            swap_in(skeleton, &wire_data).unwrap(),
+            format!("a: {}\nb: c\n", wire_data[0])
+        );
+        let twice = "a: kpki-embedded-data-0000\nb: kpki-embedded-data-0000\n";
+        assert_eq!(swap_in(twice, &wire_data), None);
+    }
 
     const CERT: &[u8] =
         b"-----BEGIN CERTIFICATE-----\nMIIBfakecertificate\n-----END CERTIFICATE-----\n";
