@@ -528,19 +528,19 @@ pub fn issue(
     )?;
     report.membership = membership;
     report.manifest = std::mem::take(&mut files.manifest);
-    // Journal the keys about to replace existing ones, so that a run killed
-    // between a key and its certificate (or a CA and its leaves, or a
-    // keypair's two halves) is finished by the next run. Entries of a killed
-    // run whose keys are on disk stay until this run completes.
     // Everything but the manifest in one batch (keys before certificates,
     // CAs before leaves); the manifest last, once the rest is durable.
     let batch = changed_files(&mut files.items, &mut report.files)?;
     // A directory the store refuses is refused before anything (the
-    // journal included) is written.
-    if !opts.dry_run {
-        let paths: Vec<&str> = batch.iter().map(|(p, _, _)| *p).collect();
-        store.check_writes(&paths)?;
-    }
+    // journal included) is written; a dry run is refused as the run would
+    // be.
+    let paths: Vec<&str> = batch.iter().map(|(p, _, _)| *p).collect();
+    store.check_writes(&paths)?;
+    drop(paths);
+    // Journal the keys about to replace existing ones, so that a run killed
+    // between a key and its certificate (or a CA and its leaves, or a
+    // keypair's two halves) is finished by the next run. Entries of a killed
+    // run whose keys are on disk stay until this run completes.
     let mut journal = existing.landed_journal(g);
     journal.extend(rekeyed);
     if !journal.is_empty() && !opts.dry_run {

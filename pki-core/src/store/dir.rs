@@ -344,8 +344,8 @@ impl DirStore {
     /// another user owns or can write, no symbolic link another user owns)
     /// and removes the temp files and staged directories (any name starting
     /// with [`TEMP_PREFIX`]) a killed run left. Never follows a symbolic
-    /// link (a directory reached through one is swept when a write first
-    /// goes through it: see `dir_state`). Returns the directories checked
+    /// link (a directory reached through one is swept when a run first
+    /// checks it: see `sweep_link`). Returns the directories checked
     /// (output-relative) with their devices: a batch need not check them
     /// again.
     fn sweep(&self) -> Result<Vec<(String, u64)>, StoreError> {
