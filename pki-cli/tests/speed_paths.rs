@@ -851,6 +851,27 @@ fn issuance_checks_its_planned_directories_and_sweeps_after_a_killed_run() {
     assert_eq!(code, Some(0), "{err}");
     assert!(text.contains("wrote 0 file(s)"), "{text}");
     std::fs::remove_dir(&notes).unwrap();
+    // A directory of no planned file that the run would write into (a
+    // manifest removed from `cluster/manifests`), others can write: the
+    // dry run is refused as the run is, and nothing is written.
+    let manifests = out.join("cluster/manifests");
+    let removed = manifests.join("rbac-cluster-admins.yaml");
+    let kept = std::fs::read(&removed).unwrap();
+    std::fs::remove_file(&removed).unwrap();
+    std::fs::set_permissions(&manifests, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let after_removal = snapshot(&out);
+    for extra in [&["--dry-run"][..], &[][..]] {
+        let (code, _, err) = issue(&out, extra);
+        assert_eq!(code, Some(2), "{extra:?}: {err}");
+        assert!(
+            err.contains(&manifests.display().to_string()),
+            "{extra:?}: {err}"
+        );
+        assert_eq!(snapshot(&out), after_removal, "{extra:?}: nothing written");
+    }
+    std::fs::set_permissions(&manifests, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(&removed, kept).unwrap();
+    std::fs::set_permissions(&removed, std::fs::Permissions::from_mode(0o600)).unwrap();
     // Temp names in planned directories, with and without the mark.
     let leftover = pki.join(".kpki-tmp-0123456789abcdef");
     std::fs::write(&leftover, b"half a key").unwrap();
