@@ -551,6 +551,26 @@ fn certificate_and_kubeconfig_edited_after_noop_run_are_reported_and_rewritten()
 }
 
 /// Every path under `dir` (directories too) with its mode.
+/// Runs `kpki issue` into `out`, aborted (like `kill -9`) right after its
+/// `n`th rename: whether it was; a run with fewer renames completes, and
+/// must succeed.
+fn killed_after(out: &Path, n: usize) -> bool {
+    let o = kpki()
+        .arg("issue")
+        .arg("--spec")
+        .arg(spec())
+        .arg("--out")
+        .arg(out)
+        .env("KPKI_TEST_ABORT_AFTER_WRITES", n.to_string())
+        .output()
+        .unwrap();
+    if std::os::unix::process::ExitStatusExt::signal(&o.status).is_none() {
+        assert_eq!(o.status.code(), Some(0), "{n}");
+        return false;
+    }
+    true
+}
+
 fn modes(dir: &Path) -> std::collections::BTreeMap<String, u32> {
     use std::os::unix::fs::PermissionsExt;
     fn walk(root: &Path, d: &Path, m: &mut std::collections::BTreeMap<String, u32>) {
@@ -584,19 +604,7 @@ fn fresh_issue_killed_after_each_rename_then_rerun_is_clean_and_stable() {
     let (mut killed, mut ca_kept) = (0, 0);
     for n in 1..100 {
         let out = t.path().join(format!("killed{n}"));
-        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("kpki"));
-        c.arg("issue")
-            .arg("--spec")
-            .arg(spec())
-            .arg("--out")
-            .arg(&out);
-        let o = c
-            .env("KPKI_TEST_ABORT_AFTER_WRITES", n.to_string())
-            .output()
-            .unwrap();
-        if std::os::unix::process::ExitStatusExt::signal(&o.status).is_none() {
-            // Fewer renames than n: the run completed.
-            assert_eq!(o.status.code(), Some(0), "{n}");
+        if !killed_after(&out, n) {
             break;
         }
         killed += 1;
@@ -774,17 +782,7 @@ fn staged_bundles_left_under_a_symlinked_nodes_dir_are_swept() {
         std::fs::create_dir(&out).unwrap();
         std::fs::create_dir(&elsewhere).unwrap();
         std::os::unix::fs::symlink(&elsewhere, out.join("nodes")).unwrap();
-        let o = kpki()
-            .arg("issue")
-            .arg("--spec")
-            .arg(spec())
-            .arg("--out")
-            .arg(&out)
-            .env("KPKI_TEST_ABORT_AFTER_WRITES", n.to_string())
-            .output()
-            .unwrap();
-        if std::os::unix::process::ExitStatusExt::signal(&o.status).is_none() {
-            assert_eq!(o.status.code(), Some(0), "{n}");
+        if !killed_after(&out, n) {
             break;
         }
         let temp_names = |d: &Path| {
