@@ -64,6 +64,34 @@ pub(crate) fn digest(bytes: &[u8]) -> Digest {
     sha2::Sha256::digest(bytes).into()
 }
 
+/// What a run takes from the manifest it finds: the fields of
+/// [`super::artefacts::Manifest`] it uses, the others (each entry's files,
+/// serial and dates: most of a fleet's 7.9 MB) skipped unparsed.
+#[derive(serde::Deserialize)]
+struct Recorded {
+    entries: Vec<RecordedEntry>,
+    #[serde(default)]
+    renewals: Vec<super::artefacts::Renewal>,
+    #[serde(default)]
+    etcd_members: Vec<crate::outputs::EtcdMember>,
+    #[serde(default)]
+    etcd_change: Option<crate::outputs::MembershipChange>,
+    #[serde(default)]
+    rotation: Option<super::artefacts::Rotation>,
+    #[serde(default)]
+    rotations: Vec<super::artefacts::Rotation>,
+}
+
+/// What a run takes from a [`super::artefacts::ManifestEntry`].
+#[derive(serde::Deserialize)]
+struct RecordedEntry {
+    id: String,
+    issuer: String,
+    sha256: String,
+    #[serde(default)]
+    key_sha256: Option<String>,
+}
+
 /// Where a rotation stages one generation of a CA or keypair:
 /// `rotation/<id>.<old|new>.<crt|key>` (0700 directory, keys 0600).
 pub(crate) fn staged_path(id: &str, generation: &str, ext: &str) -> String {
@@ -200,7 +228,7 @@ impl Existing {
                 .insert(super::MANIFEST.to_owned(), found.as_deref().map(digest));
         }
         if let Ok(Some(bytes)) = manifest
-            && let Ok(m) = serde_json::from_slice::<super::artefacts::Manifest>(&bytes)
+            && let Ok(m) = serde_json::from_slice::<Recorded>(&bytes)
         {
             e.renewals = m.renewals;
             e.etcd_members = Some(m.etcd_members);
