@@ -306,13 +306,16 @@ impl Plan {
         let mut spec = spec;
         let unused = spec::unused_fields(&spec, &graph, &profile.name);
         spec.warnings.extend(unused);
-        let mut report = validate(&graph);
+        // The rules and the layout, side by side (each reads the graph).
+        let (mut report, mut layout) = rayon::join(
+            || validate(&graph),
+            || Layout::compute(&graph, &spec, &profile),
+        );
         report.add(adopt::findings(
             &graph,
             &existing,
             time::OffsetDateTime::now_utc(),
         ));
-        let mut layout = Layout::compute(&graph, &spec, &profile);
         let mut plan_token = Vec::new();
         for (id, c) in graph.certs() {
             if c.is_ca && !existing.iter().any(|e| e.node == id) && spec.ca_keys.holds(&c.id) {
