@@ -889,3 +889,77 @@ fn issuance_checks_its_planned_directories_and_sweeps_after_a_killed_run() {
     );
     assert_eq!(snapshot(&out), before);
 }
+
+/// Reads outside the plan's directories are checked too: a rotation's
+/// staged keys in a `rotation/` directory others can write are refused
+/// (they would become a CA's key), naming it, and nothing is written.
+#[test]
+fn a_rotation_directory_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    assert_eq!(issue(&out, &[]).0, Some(0));
+    let o = kpki()
+        .args(["rotate", "begin", "--ca", "etcd-ca", "--spec"])
+        .arg(spec())
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rotation = out.join("rotation");
+    assert!(rotation.is_dir());
+    std::fs::set_permissions(&rotation, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let before = snapshot(&out);
+    for extra in [&[][..], &["--dry-run"][..]] {
+        let (code, _, err) = issue(&out, extra);
+        assert_eq!(code, Some(2), "{extra:?}: {err}");
+        assert!(
+            err.contains(&rotation.display().to_string())
+                && err.contains("writable by other users"),
+            "{extra:?}: {err}"
+        );
+        assert_eq!(snapshot(&out), before, "{extra:?}: nothing changed");
+    }
+    std::fs::set_permissions(&rotation, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(issue(&out, &[]).0, Some(0));
+}
+
+/// A killed run's mark stays until a sweep has finished: a sweep refused
+/// half-way (a bundle directory others can write) leaves it, and the next
+/// run, the directory fixed, sweeps the leftovers and removes it. Without
+/// a mark, a dry run changes nothing, not even through a linked `nodes`.
+#[test]
+fn the_mark_outlives_a_refused_sweep_and_a_dry_run_touches_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    assert_eq!(issue(&out, &[]).0, Some(0));
+    let before = snapshot(&out);
+    let pki = out.join("nodes/w1/etc/kubernetes/pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    let leftover = pki.join(".kpki-tmp-00000000deadbeef");
+    std::fs::write(&leftover, b"half a key").unwrap();
+    let mark = out.join(".kpki-tmp-unfinished");
+    std::fs::write(&mark, b"").unwrap();
+    let bundle = out.join("nodes/w1");
+    std::fs::set_permissions(&bundle, std::fs::Permissions::from_mode(0o775)).unwrap();
+    let (code, _, err) = issue(&out, &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains(&bundle.display().to_string()), "{err}");
+    assert!(mark.exists(), "the mark outlives a refused sweep");
+    std::fs::set_permissions(&bundle, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, _, err) = issue(&out, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!leftover.exists() && !mark.exists());
+    assert_eq!(snapshot(&out), before);
+    // `nodes` on another volume; a temp name there and no mark.
+    let volume = t.path().join("volume");
+    std::fs::rename(out.join("nodes"), &volume).unwrap();
+    std::os::unix::fs::symlink(&volume, out.join("nodes")).unwrap();
+    let planted = volume.join("w1/etc/kubernetes/pki/.kpki-tmp-00000000cafef00d");
+    std::fs::write(&planted, b"x").unwrap();
+    let (code, _, err) = issue(&out, &["--dry-run"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(planted.exists(), "a dry run without a mark removes nothing");
+}

@@ -34,6 +34,10 @@ pub struct DirStore {
     /// Directories already checked (or created) by this run, relative to
     /// the root (`""` is the root), with their file system's device.
     safe_dirs: HashMap<String, u64>,
+    /// Directories checked on the way to a read that no plan named (a
+    /// rotation's staged keys, an imported certificate): a file is read
+    /// only from where no other user can change it.
+    read_checked: std::sync::Mutex<std::collections::HashSet<String>>,
     _lock: File,
 }
 
@@ -219,11 +223,16 @@ impl DirStore {
         let mut store = Self {
             root: root.to_path_buf(),
             safe_dirs: HashMap::from([(String::new(), dev)]),
+            read_checked: std::sync::Mutex::new(std::collections::HashSet::new()),
             _lock: lock,
         };
         if sweep {
+            let unfinished = store.unfinished()?;
             let checked = store.sweep()?;
             store.safe_dirs.extend(checked);
+            if unfinished {
+                store.finish_unfinished()?;
+            }
         }
         Ok(store)
     }
@@ -243,17 +252,46 @@ impl DirStore {
         dirs: impl IntoIterator<Item = &'a str>,
     ) -> Result<Self, StoreError> {
         let mut store = Self::lock_root(root, max, on_wait, false)?;
-        let marker = store.root.join(UNFINISHED);
-        match fs::symlink_metadata(&marker) {
-            Ok(_) => {
-                let checked = store.sweep()?;
-                store.safe_dirs.extend(checked);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(err(&marker, e)),
+        let unfinished = store.unfinished()?;
+        if unfinished {
+            let checked = store.sweep()?;
+            store.safe_dirs.extend(checked);
         }
         store.check_dirs(dirs)?;
+        if unfinished {
+            // Only now, every sweep done: a sweep that failed half-way
+            // leaves the mark for the next run.
+            store.finish_unfinished()?;
+        }
         Ok(store)
+    }
+
+    /// Whether [`UNFINISHED`] is there: a run was killed while writing.
+    fn unfinished(&self) -> Result<bool, StoreError> {
+        let marker = self.root.join(UNFINISHED);
+        match fs::symlink_metadata(&marker) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(err(&marker, e)),
+        }
+    }
+
+    /// Removes [`UNFINISHED`] (whatever it is: a sweep never follows it).
+    fn finish_unfinished(&self) -> Result<(), StoreError> {
+        let marker = self.root.join(UNFINISHED);
+        let gone = match fs::symlink_metadata(&marker) {
+            Ok(m) if m.is_dir() => fs::remove_dir_all(&marker),
+            Ok(_) => fs::remove_file(&marker),
+            Err(e) => Err(e),
+        };
+        match gone {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(err(&marker, e)),
+        }
+        File::open(&self.root)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| err(&self.root, e))
     }
 
     /// Checks `dirs` (output-relative) and every directory on the way to
@@ -304,9 +342,6 @@ impl DirStore {
                     Ok(m) => {
                         let dev = check_existing(&cur, &m)?;
                         self.safe_dirs.insert(d.to_owned(), dev);
-                        if m.file_type().is_symlink() {
-                            self.sweep_link(&cur, d)?;
-                        }
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         missing.insert(d);
@@ -318,20 +353,47 @@ impl DirStore {
         Ok(())
     }
 
-    /// Sweeps the tree of a directory reached through the symbolic link at
-    /// `cur` (output-relative `rel`), already checked: the sweep at open
-    /// never follows one. A killed run's temp files and staged trees there
-    /// go, and its directories are checked like the output's own (links
-    /// inside it are not followed).
-    fn sweep_link(&mut self, cur: &Path, rel: &str) -> Result<(), StoreError> {
-        let fd = rustix::fs::open(
-            cur,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            RawMode::empty(),
-        )
-        .map_err(|e| err(cur, e))?;
-        let checked = Self::sweep_open(fd, cur, rel)?;
-        self.safe_dirs.extend(checked);
+    /// Checks the directory a read goes into, and each on the way to it,
+    /// unless this run has: a file is read only from where no other user
+    /// can change it (a plan's directories are checked at open; this covers
+    /// the others, such as a rotation's staged keys). A missing directory
+    /// holds nothing to read.
+    fn check_read_dir(&self, dir: &str) -> Result<(), StoreError> {
+        if self.safe_dirs.contains_key(dir) {
+            return Ok(());
+        }
+        let mut done = self.read_checked.lock().map_err(|_| {
+            err(
+                &self.root.join(dir),
+                "a directory check failed on another thread",
+            )
+        })?;
+        if done.contains(dir) {
+            return Ok(());
+        }
+        let prefixes = dir
+            .match_indices('/')
+            .filter(|(i, _)| *i > 0)
+            .map(|(i, _)| dir.get(..i).unwrap_or(dir))
+            .chain(std::iter::once(dir));
+        for prefix in prefixes {
+            if self.safe_dirs.contains_key(prefix) || done.contains(prefix) {
+                continue;
+            }
+            let cur = self.root.join(prefix);
+            match fs::symlink_metadata(&cur) {
+                Ok(m) => {
+                    // Named in the message: a reader reports the file.
+                    check_existing(&cur, &m).map_err(|e| StoreError {
+                        message: format!("{}: {}", e.path, e.message),
+                        ..e
+                    })?;
+                    done.insert(prefix.to_owned());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(err(&cur, e)),
+            }
+        }
         Ok(())
     }
 
@@ -343,37 +405,47 @@ impl DirStore {
     /// Checks every directory of the tree (see [`check_existing`]: nothing
     /// another user owns or can write, no symbolic link another user owns)
     /// and removes the temp files and staged directories (any name starting
-    /// with [`TEMP_PREFIX`]) a killed run left. Never follows a symbolic
-    /// link (a directory reached through one is swept when a run first
-    /// checks it: see `sweep_link`). Returns the directories checked
-    /// (output-relative) with their devices: a batch need not check them
-    /// again.
+    /// with [`TEMP_PREFIX`]) a killed run left. After a killed run (the
+    /// [`UNFINISHED`] mark), a symbolic link of the user's to a directory
+    /// (`nodes` on another volume) is followed once, its target swept
+    /// without following links in it; otherwise no link is followed.
+    /// Returns the directories checked (output-relative) with their
+    /// devices: a batch need not check them again.
     fn sweep(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let follow = self.unfinished()?;
         let fd = rustix::fs::open(
             &self.root,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             RawMode::empty(),
         )
         .map_err(|e| err(&self.root, e))?;
-        Self::sweep_open(fd, &self.root, "")
+        Self::sweep_open(fd, &self.root, "", follow)
     }
 
     /// Sweeps the open directory `fd` (at `path`, output-relative `rel`).
     /// Each subdirectory is opened relative to it (no symbolic link
-    /// followed) and judged by `fstat` of its descriptor.
+    /// followed) and judged by `fstat` of its descriptor; with `follow`, a
+    /// link to a directory is followed (see [`DirStore::sweep`]).
     fn sweep_open(
         fd: rustix::fd::OwnedFd,
         path: &Path,
         rel: &str,
+        follow: bool,
     ) -> Result<Vec<(String, u64)>, StoreError> {
         use rayon::prelude::*;
         use rustix::fs::FileType;
         let mut dir = rustix::fs::Dir::new(fd).map_err(|e| err(path, e))?;
         let mut subdirs = Vec::new();
+        let mut links = Vec::new();
         while let Some(e) = dir.read() {
             let e = e.map_err(|e| err(path, e))?;
             let name = e.file_name();
             if matches!(name.to_bytes(), b"." | b"..") {
+                continue;
+            }
+            // The mark of a killed run is removed by whoever swept, once
+            // every sweep is done (`open_planned`), never half-way.
+            if rel.is_empty() && name.to_bytes() == UNFINISHED.as_bytes() {
                 continue;
             }
             let temp = name.to_bytes().starts_with(TEMP_PREFIX.as_bytes());
@@ -394,6 +466,9 @@ impl DirStore {
                 ft = FileType::from_raw_mode(st.st_mode);
                 if ft == FileType::Symlink && !temp {
                     check_uid(&p, st.st_uid, "this symbolic link")?;
+                    if follow {
+                        links.push(name.to_owned());
+                    }
                     continue;
                 }
             }
@@ -436,7 +511,7 @@ impl DirStore {
                 } else {
                     format!("{rel}/{lossy}")
                 };
-                let mut out = Self::sweep_open(fd, &p, &child)?;
+                let mut out = Self::sweep_open(fd, &p, &child, follow)?;
                 // Only names kpki could write are remembered as checked.
                 if name.to_str().is_ok() {
                     out.push((child, st.st_dev));
@@ -447,6 +522,32 @@ impl DirStore {
         let mut out = Vec::new();
         for r in found {
             out.extend(r?);
+        }
+        // Links to directories (only with `follow`): each target checked
+        // like a directory of the tree and swept, links in it not followed.
+        for name in links {
+            let lossy = name.to_string_lossy();
+            let p = path.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+            let Ok(m) = fs::metadata(&p) else { continue };
+            if !m.is_dir() {
+                continue;
+            }
+            check_dir(&p, &m)?;
+            let fd = rustix::fs::open(
+                &p,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                RawMode::empty(),
+            )
+            .map_err(|x| err(&p, x))?;
+            let child = if rel.is_empty() {
+                lossy.into_owned()
+            } else {
+                format!("{rel}/{lossy}")
+            };
+            out.extend(Self::sweep_open(fd, &p, &child, false)?);
+            if name.to_str().is_ok() {
+                out.push((child, m.dev()));
+            }
         }
         Ok(out)
     }
@@ -678,13 +779,6 @@ impl DirStore {
                 Ok(m) => {
                     dev = check_existing(&cur, &m)?;
                     self.safe_dirs.insert(prefix.to_owned(), dev);
-                    if m.file_type().is_symlink() {
-                        // A directory reached through a symbolic link (the
-                        // user's own: `nodes` on another volume): its tree
-                        // is swept now, before anything is written
-                        // through it.
-                        self.sweep_link(&cur, prefix)?;
-                    }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     return Ok(DirState::Missing(prefix.to_owned()));
@@ -809,7 +903,7 @@ impl DirStore {
         }
         // Marked unfinished before the first temp name exists (durably: a
         // crash must not keep a temp name and lose the mark).
-        self.mark_unfinished()?;
+        let marked = self.mark_unfinished()?;
         let mut pending = Pending::default();
         // The stage directories: 0700 until renamed into place.
         // (No descriptor is kept per stage: a spec that grows by thousands
@@ -971,15 +1065,21 @@ impl DirStore {
             }
         }
         self.sync_each(devs.values())?;
-        // Every rename is durable: no temp name of this batch is left.
+        // Every rename is durable: no temp name of this batch is left. A
+        // mark this batch found (a killed run's, not swept yet: `rotate`
+        // sweeps no linked directory) stays for `issue` to sweep.
+        if !marked {
+            return Ok(());
+        }
         match rustix::fs::unlink(self.root.join(UNFINISHED)) {
             Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
             Err(e) => Err(err(&self.root.join(UNFINISHED), e)),
         }
     }
 
-    /// Creates [`UNFINISHED`] (if absent) and makes its name durable.
-    fn mark_unfinished(&self) -> Result<(), StoreError> {
+    /// Creates [`UNFINISHED`] and makes its name durable: whether it did
+    /// (`false`: it was there).
+    fn mark_unfinished(&self) -> Result<bool, StoreError> {
         let fd = rustix::fs::open(
             &self.root,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -988,10 +1088,11 @@ impl DirStore {
         .map_err(|e| err(&self.root, e))?;
         match create_file(&fd, UNFINISHED, b"", 0o600) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
             Err(e) => return Err(err(&self.root.join(UNFINISHED), e)),
         }
-        rustix::fs::fsync(&fd).map_err(|e| err(&self.root, e))
+        rustix::fs::fsync(&fd).map_err(|e| err(&self.root, e))?;
+        Ok(true)
     }
 
     /// `rel` with a check that it stays inside the output directory.
@@ -1118,6 +1219,7 @@ impl PkiStore for DirStore {
     /// and the journal, which grow with the node count).
     fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let p = self.full(rel)?;
+        self.check_read_dir(rel.rsplit_once('/').map_or("", |(d, _)| d))?;
         let cap = if rel.starts_with("kpki-") {
             256 << 20
         } else {
