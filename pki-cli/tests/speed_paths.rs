@@ -963,3 +963,34 @@ fn the_mark_outlives_a_refused_sweep_and_a_dry_run_touches_nothing() {
     assert_eq!(code, Some(0), "{err}");
     assert!(planted.exists(), "a dry run without a mark removes nothing");
 }
+
+/// After a killed run, every planned directory reached through a link of
+/// the user's is swept, a link inside a link's target included (`nodes` on
+/// one volume, a bundle on another); the mark goes only after that.
+#[test]
+fn after_a_killed_run_planned_directories_behind_nested_links_are_swept() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    assert_eq!(issue(&out, &[]).0, Some(0));
+    let (vol1, vol2) = (t.path().join("vol1"), t.path().join("vol2"));
+    std::fs::create_dir(&vol2).unwrap();
+    std::fs::rename(out.join("nodes"), &vol1).unwrap();
+    std::fs::rename(vol1.join("w1"), vol2.join("w1")).unwrap();
+    std::os::unix::fs::symlink(vol2.join("w1"), vol1.join("w1")).unwrap();
+    std::os::unix::fs::symlink(&vol1, out.join("nodes")).unwrap();
+    let leftovers = [
+        vol1.join("cp1/etc/kubernetes/pki/.kpki-tmp-0000000000000001"),
+        vol2.join("w1/etc/kubernetes/pki/.kpki-tmp-0000000000000002"),
+    ];
+    for l in &leftovers {
+        std::fs::write(l, b"half a key").unwrap();
+    }
+    std::fs::write(out.join(".kpki-tmp-unfinished"), b"").unwrap();
+    let (code, text, err) = issue(&out, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(text.contains("wrote 0 file(s)"), "{text}");
+    for l in &leftovers {
+        assert!(!l.exists(), "{} left", l.display());
+    }
+    assert!(!out.join(".kpki-tmp-unfinished").exists());
+}

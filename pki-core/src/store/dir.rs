@@ -37,7 +37,7 @@ pub struct DirStore {
     /// Directories checked on the way to a read that no plan named (a
     /// rotation's staged keys, an imported certificate): a file is read
     /// only from where no other user can change it.
-    read_checked: std::sync::Mutex<std::collections::HashSet<String>>,
+    read_checked: std::sync::RwLock<std::collections::HashSet<String>>,
     _lock: File,
 }
 
@@ -223,14 +223,18 @@ impl DirStore {
         let mut store = Self {
             root: root.to_path_buf(),
             safe_dirs: HashMap::from([(String::new(), dev)]),
-            read_checked: std::sync::Mutex::new(std::collections::HashSet::new()),
+            read_checked: std::sync::RwLock::new(std::collections::HashSet::new()),
             _lock: lock,
         };
         if sweep {
             let unfinished = store.unfinished()?;
-            let checked = store.sweep()?;
+            let (checked, saw_link) = store.sweep()?;
             store.safe_dirs.extend(checked);
-            if unfinished {
+            // A killed run's mark goes once the whole tree is swept. This
+            // sweep follows no link: with a link in the tree, the mark
+            // stays for `kpki issue` (see `open_planned`), which also sweeps
+            // the planned directories reached through one.
+            if unfinished && !saw_link {
                 store.finish_unfinished()?;
             }
         }
@@ -254,10 +258,13 @@ impl DirStore {
         let mut store = Self::lock_root(root, max, on_wait, false)?;
         let unfinished = store.unfinished()?;
         if unfinished {
-            let checked = store.sweep()?;
+            let (checked, _) = store.sweep()?;
             store.safe_dirs.extend(checked);
         }
-        store.check_dirs(dirs)?;
+        // After a killed run, each planned directory reached through a link
+        // of the user's (`nodes` on another volume, a bundle on its own
+        // volume) is swept too, the link not followed any further.
+        store.check_dirs(dirs, unfinished)?;
         if unfinished {
             // Only now, every sweep done: a sweep that failed half-way
             // leaves the mark for the next run.
@@ -302,6 +309,7 @@ impl DirStore {
     fn check_dirs<'a>(
         &mut self,
         dirs: impl IntoIterator<Item = &'a str>,
+        sweep_links: bool,
     ) -> Result<(), StoreError> {
         use rayon::prelude::*;
         let mut levels: BTreeMap<usize, BTreeSet<&str>> = BTreeMap::new();
@@ -342,6 +350,9 @@ impl DirStore {
                     Ok(m) => {
                         let dev = check_existing(&cur, &m)?;
                         self.safe_dirs.insert(d.to_owned(), dev);
+                        if sweep_links && m.file_type().is_symlink() {
+                            self.sweep_link(&cur, d)?;
+                        }
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         missing.insert(d);
@@ -353,22 +364,39 @@ impl DirStore {
         Ok(())
     }
 
-    /// Checks the directory a read goes into, and each on the way to it,
-    /// unless this run has: a file is read only from where no other user
-    /// can change it (a plan's directories are checked at open; this covers
-    /// the others, such as a rotation's staged keys). A missing directory
-    /// holds nothing to read.
-    fn check_read_dir(&self, dir: &str) -> Result<(), StoreError> {
-        if self.safe_dirs.contains_key(dir) {
-            return Ok(());
-        }
-        let mut done = self.read_checked.lock().map_err(|_| {
-            err(
-                &self.root.join(dir),
-                "a directory check failed on another thread",
-            )
-        })?;
-        if done.contains(dir) {
+    /// Sweeps the tree of a planned directory reached through the symbolic
+    /// link at `cur` (output-relative `rel`), already checked; links inside
+    /// it are not followed (a planned directory among them is swept on its
+    /// own turn).
+    fn sweep_link(&mut self, cur: &Path, rel: &str) -> Result<(), StoreError> {
+        let fd = rustix::fs::open(
+            cur,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            RawMode::empty(),
+        )
+        .map_err(|e| err(cur, e))?;
+        let checked = Self::sweep_open(fd, cur, rel, &std::sync::atomic::AtomicBool::new(false))?;
+        self.safe_dirs.extend(checked);
+        Ok(())
+    }
+
+    /// Checks the directory a read of `file` goes into (`dir`), and each on
+    /// the way to it, unless this run has: a file is read only from where
+    /// no other user can change it (a plan's directories are checked at
+    /// open; this covers the others, such as a rotation's staged keys). A
+    /// missing directory, or a link of the user's that leads nowhere, holds
+    /// nothing to read. An error names the file and, in its message, the
+    /// directory refused.
+    fn check_read_dir(&self, dir: &str, file: &Path) -> Result<(), StoreError> {
+        let known = |d: &str| {
+            self.safe_dirs.contains_key(d)
+                || self
+                    .read_checked
+                    .read()
+                    .map(|set| set.contains(d))
+                    .unwrap_or(false)
+        };
+        if known(dir) {
             return Ok(());
         }
         let prefixes = dir
@@ -376,22 +404,31 @@ impl DirStore {
             .filter(|(i, _)| *i > 0)
             .map(|(i, _)| dir.get(..i).unwrap_or(dir))
             .chain(std::iter::once(dir));
+        let refused = |e: StoreError| StoreError {
+            path: file.display().to_string(),
+            message: format!("{}: {}", e.path, e.message),
+            kind: e.kind,
+        };
         for prefix in prefixes {
-            if self.safe_dirs.contains_key(prefix) || done.contains(prefix) {
+            if known(prefix) {
                 continue;
             }
             let cur = self.root.join(prefix);
             match fs::symlink_metadata(&cur) {
                 Ok(m) => {
-                    // Named in the message: a reader reports the file.
-                    check_existing(&cur, &m).map_err(|e| StoreError {
-                        message: format!("{}: {}", e.path, e.message),
-                        ..e
-                    })?;
-                    done.insert(prefix.to_owned());
+                    if m.file_type().is_symlink()
+                        && fs::metadata(&cur)
+                            .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+                    {
+                        return Ok(());
+                    }
+                    check_existing(&cur, &m).map_err(refused)?;
+                    if let Ok(mut set) = self.read_checked.write() {
+                        set.insert(prefix.to_owned());
+                    }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-                Err(e) => return Err(err(&cur, e)),
+                Err(e) => return Err(refused(err(&cur, e))),
             }
         }
         Ok(())
@@ -405,47 +442,47 @@ impl DirStore {
     /// Checks every directory of the tree (see [`check_existing`]: nothing
     /// another user owns or can write, no symbolic link another user owns)
     /// and removes the temp files and staged directories (any name starting
-    /// with [`TEMP_PREFIX`]) a killed run left. After a killed run (the
-    /// [`UNFINISHED`] mark), a symbolic link of the user's to a directory
-    /// (`nodes` on another volume) is followed once, its target swept
-    /// without following links in it; otherwise no link is followed.
-    /// Returns the directories checked (output-relative) with their
-    /// devices: a batch need not check them again.
-    fn sweep(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let follow = self.unfinished()?;
+    /// with [`TEMP_PREFIX`]) a killed run left, but not the [`UNFINISHED`]
+    /// mark itself. Never follows a symbolic link (see
+    /// [`DirStore::open_planned`] for the planned directories reached
+    /// through one). Returns the directories checked (output-relative)
+    /// with their devices (a batch need not check them again), and whether
+    /// the tree holds a symbolic link (not followed).
+    fn sweep(&self) -> Result<(Vec<(String, u64)>, bool), StoreError> {
         let fd = rustix::fs::open(
             &self.root,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             RawMode::empty(),
         )
         .map_err(|e| err(&self.root, e))?;
-        Self::sweep_open(fd, &self.root, "", follow)
+        let saw_link = std::sync::atomic::AtomicBool::new(false);
+        let checked = Self::sweep_open(fd, &self.root, "", &saw_link)?;
+        Ok((checked, saw_link.into_inner()))
     }
 
     /// Sweeps the open directory `fd` (at `path`, output-relative `rel`).
     /// Each subdirectory is opened relative to it (no symbolic link
-    /// followed) and judged by `fstat` of its descriptor; with `follow`, a
-    /// link to a directory is followed (see [`DirStore::sweep`]).
+    /// followed, `saw_link` set) and judged by `fstat` of its descriptor.
     fn sweep_open(
         fd: rustix::fd::OwnedFd,
         path: &Path,
         rel: &str,
-        follow: bool,
+        saw_link: &std::sync::atomic::AtomicBool,
     ) -> Result<Vec<(String, u64)>, StoreError> {
         use rayon::prelude::*;
         use rustix::fs::FileType;
         let mut dir = rustix::fs::Dir::new(fd).map_err(|e| err(path, e))?;
         let mut subdirs = Vec::new();
-        let mut links = Vec::new();
         while let Some(e) = dir.read() {
             let e = e.map_err(|e| err(path, e))?;
             let name = e.file_name();
             if matches!(name.to_bytes(), b"." | b"..") {
                 continue;
             }
-            // The mark of a killed run is removed by whoever swept, once
-            // every sweep is done (`open_planned`), never half-way.
-            if rel.is_empty() && name.to_bytes() == UNFINISHED.as_bytes() {
+            // The mark of a killed run is removed once every sweep is done
+            // (`open_planned`), never half-way (also when a link leads here
+            // again from inside the tree).
+            if name.to_bytes() == UNFINISHED.as_bytes() {
                 continue;
             }
             let temp = name.to_bytes().starts_with(TEMP_PREFIX.as_bytes());
@@ -466,9 +503,7 @@ impl DirStore {
                 ft = FileType::from_raw_mode(st.st_mode);
                 if ft == FileType::Symlink && !temp {
                     check_uid(&p, st.st_uid, "this symbolic link")?;
-                    if follow {
-                        links.push(name.to_owned());
-                    }
+                    saw_link.store(true, std::sync::atomic::Ordering::Relaxed);
                     continue;
                 }
             }
@@ -476,11 +511,19 @@ impl DirStore {
                 // A subtree a killed run was building (see
                 // `DirStore::write_staged`): removed whole. Removal never
                 // follows a symbolic link inside it.
-                fs::remove_dir_all(&p).map_err(|x| err(&p, x))?;
+                // (Gone already: swept through another way to it.)
+                match fs::remove_dir_all(&p) {
+                    Err(x) if x.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(err(&p, x));
+                    }
+                    _ => {}
+                }
             } else if temp {
                 // Unlinking never follows a symlink: whoever planted it, it goes.
-                rustix::fs::unlinkat(fd, name, rustix::fs::AtFlags::empty())
-                    .map_err(|x| err(&p, x))?;
+                match rustix::fs::unlinkat(fd, name, rustix::fs::AtFlags::empty()) {
+                    Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+                    Err(x) => return Err(err(&p, x)),
+                }
             } else if ft == FileType::Directory {
                 subdirs.push(name.to_owned());
             }
@@ -511,7 +554,7 @@ impl DirStore {
                 } else {
                     format!("{rel}/{lossy}")
                 };
-                let mut out = Self::sweep_open(fd, &p, &child, follow)?;
+                let mut out = Self::sweep_open(fd, &p, &child, saw_link)?;
                 // Only names kpki could write are remembered as checked.
                 if name.to_str().is_ok() {
                     out.push((child, st.st_dev));
@@ -522,32 +565,6 @@ impl DirStore {
         let mut out = Vec::new();
         for r in found {
             out.extend(r?);
-        }
-        // Links to directories (only with `follow`): each target checked
-        // like a directory of the tree and swept, links in it not followed.
-        for name in links {
-            let lossy = name.to_string_lossy();
-            let p = path.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
-            let Ok(m) = fs::metadata(&p) else { continue };
-            if !m.is_dir() {
-                continue;
-            }
-            check_dir(&p, &m)?;
-            let fd = rustix::fs::open(
-                &p,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                RawMode::empty(),
-            )
-            .map_err(|x| err(&p, x))?;
-            let child = if rel.is_empty() {
-                lossy.into_owned()
-            } else {
-                format!("{rel}/{lossy}")
-            };
-            out.extend(Self::sweep_open(fd, &p, &child, false)?);
-            if name.to_str().is_ok() {
-                out.push((child, m.dev()));
-            }
         }
         Ok(out)
     }
@@ -1219,7 +1236,7 @@ impl PkiStore for DirStore {
     /// and the journal, which grow with the node count).
     fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let p = self.full(rel)?;
-        self.check_read_dir(rel.rsplit_once('/').map_or("", |(d, _)| d))?;
+        self.check_read_dir(rel.rsplit_once('/').map_or("", |(d, _)| d), &p)?;
         let cap = if rel.starts_with("kpki-") {
             256 << 20
         } else {
@@ -1288,7 +1305,7 @@ impl PkiStore for DirStore {
             let p = self.clean(p)?;
             dirs.push(p.rsplit_once('/').map_or("", |(d, _)| d));
         }
-        self.check_dirs(dirs)
+        self.check_dirs(dirs, false)
     }
 
     /// Writes many files crash-safely and fast. Files into existing
