@@ -246,7 +246,7 @@ impl DirStore {
     /// directories, and each directory on the way to them, are checked
     /// (nothing another user owns or can write), not the whole tree; the
     /// tree is swept whole only when a run was killed while writing (it
-    /// left [`UNFINISHED`] behind), since only then can temp names be
+    /// left `.kpki-tmp-unfinished` behind), since only then can temp names be
     /// anywhere in it. A directory any later batch writes into is checked
     /// before that batch writes anything, as always.
     pub fn open_planned<'a>(
