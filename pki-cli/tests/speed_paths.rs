@@ -571,6 +571,12 @@ fn killed_after(out: &Path, n: usize) -> bool {
     true
 }
 
+/// Sets `path`'s mode.
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
 fn modes(dir: &Path) -> std::collections::BTreeMap<String, u32> {
     use std::os::unix::fs::PermissionsExt;
     fn walk(root: &Path, d: &Path, m: &mut std::collections::BTreeMap<String, u32>) {
@@ -823,7 +829,6 @@ fn staged_bundles_left_under_a_symlinked_nodes_dir_are_swept() {
 /// clean run leaves no mark.
 #[test]
 fn issuance_checks_its_planned_directories_and_sweeps_after_a_killed_run() {
-    use std::os::unix::fs::PermissionsExt;
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("out");
     assert_eq!(issue(&out, &[]).0, Some(0));
@@ -832,19 +837,19 @@ fn issuance_checks_its_planned_directories_and_sweeps_after_a_killed_run() {
     // A planned directory (a node's pki directory) others can write.
     let pki = out.join("nodes/cp1/etc/kubernetes/pki");
     assert!(pki.join("apiserver.crt").exists());
-    std::fs::set_permissions(&pki, std::fs::Permissions::from_mode(0o777)).unwrap();
+    chmod(&pki, 0o777);
     let (code, _, err) = issue(&out, &[]);
     assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains(&pki.display().to_string()) && err.contains("writable by other users"),
         "{err}"
     );
-    std::fs::set_permissions(&pki, std::fs::Permissions::from_mode(0o700)).unwrap();
+    chmod(&pki, 0o700);
     assert_eq!(snapshot(&out), before, "nothing changed");
     // A directory of the user's own that no plan has.
     let notes = out.join("notes");
     std::fs::create_dir(&notes).unwrap();
-    std::fs::set_permissions(&notes, std::fs::Permissions::from_mode(0o777)).unwrap();
+    chmod(&notes, 0o777);
     let (code, text, err) = issue(&out, &[]);
     assert_eq!(code, Some(0), "{err}");
     assert!(text.contains("wrote 0 file(s)"), "{text}");
@@ -856,7 +861,7 @@ fn issuance_checks_its_planned_directories_and_sweeps_after_a_killed_run() {
     let removed = manifests.join("rbac-cluster-admins.yaml");
     let kept = std::fs::read(&removed).unwrap();
     std::fs::remove_file(&removed).unwrap();
-    std::fs::set_permissions(&manifests, std::fs::Permissions::from_mode(0o777)).unwrap();
+    chmod(&manifests, 0o777);
     let after_removal = snapshot(&out);
     for extra in [&["--dry-run"][..], &[][..]] {
         let (code, _, err) = issue(&out, extra);
@@ -867,9 +872,9 @@ fn issuance_checks_its_planned_directories_and_sweeps_after_a_killed_run() {
         );
         assert_eq!(snapshot(&out), after_removal, "{extra:?}: nothing written");
     }
-    std::fs::set_permissions(&manifests, std::fs::Permissions::from_mode(0o700)).unwrap();
+    chmod(&manifests, 0o700);
     std::fs::write(&removed, kept).unwrap();
-    std::fs::set_permissions(&removed, std::fs::Permissions::from_mode(0o600)).unwrap();
+    chmod(&removed, 0o600);
     // Temp names in planned directories, with and without the mark.
     let leftover = pki.join(".kpki-tmp-0123456789abcdef");
     std::fs::write(&leftover, b"half a key").unwrap();
@@ -895,7 +900,6 @@ fn issuance_checks_its_planned_directories_and_sweeps_after_a_killed_run() {
 /// (they would become a CA's key), naming it, and nothing is written.
 #[test]
 fn a_rotation_directory_others_can_write_is_refused() {
-    use std::os::unix::fs::PermissionsExt;
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("out");
     assert_eq!(issue(&out, &[]).0, Some(0));
@@ -909,7 +913,7 @@ fn a_rotation_directory_others_can_write_is_refused() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let rotation = out.join("rotation");
     assert!(rotation.is_dir());
-    std::fs::set_permissions(&rotation, std::fs::Permissions::from_mode(0o777)).unwrap();
+    chmod(&rotation, 0o777);
     let before = snapshot(&out);
     for extra in [&[][..], &["--dry-run"][..]] {
         let (code, _, err) = issue(&out, extra);
@@ -921,7 +925,7 @@ fn a_rotation_directory_others_can_write_is_refused() {
         );
         assert_eq!(snapshot(&out), before, "{extra:?}: nothing changed");
     }
-    std::fs::set_permissions(&rotation, std::fs::Permissions::from_mode(0o700)).unwrap();
+    chmod(&rotation, 0o700);
     assert_eq!(issue(&out, &[]).0, Some(0));
 }
 
@@ -931,7 +935,6 @@ fn a_rotation_directory_others_can_write_is_refused() {
 /// a mark, a dry run changes nothing, not even through a linked `nodes`.
 #[test]
 fn the_mark_outlives_a_refused_sweep_and_a_dry_run_touches_nothing() {
-    use std::os::unix::fs::PermissionsExt;
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("out");
     assert_eq!(issue(&out, &[]).0, Some(0));
@@ -943,12 +946,12 @@ fn the_mark_outlives_a_refused_sweep_and_a_dry_run_touches_nothing() {
     let mark = out.join(".kpki-tmp-unfinished");
     std::fs::write(&mark, b"").unwrap();
     let bundle = out.join("nodes/w1");
-    std::fs::set_permissions(&bundle, std::fs::Permissions::from_mode(0o775)).unwrap();
+    chmod(&bundle, 0o775);
     let (code, _, err) = issue(&out, &[]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains(&bundle.display().to_string()), "{err}");
     assert!(mark.exists(), "the mark outlives a refused sweep");
-    std::fs::set_permissions(&bundle, std::fs::Permissions::from_mode(0o755)).unwrap();
+    chmod(&bundle, 0o755);
     let (code, _, err) = issue(&out, &[]);
     assert_eq!(code, Some(0), "{err}");
     assert!(!leftover.exists() && !mark.exists());

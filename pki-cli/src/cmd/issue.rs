@@ -67,15 +67,7 @@ fn execute_pruning(
         let wait = std::time::Duration::from_secs(600);
         // The directories of the plan's files: checked at open (the whole
         // tree is swept only after a killed run).
-        let paths: Vec<String> = plan
-            .layout
-            .files
-            .iter()
-            .flat_map(|f| f.output_paths())
-            .collect();
-        let dirs = paths
-            .iter()
-            .map(|p| p.rsplit_once('/').map_or("", |(d, _)| d));
+        let dirs = plan.layout.output_dirs();
         let mut store = DirStore::open_planned(
             &out,
             wait,
@@ -85,10 +77,10 @@ fn execute_pruning(
                     out.display()
                 );
             },
-            dirs,
+            dirs.iter().map(String::as_str),
         )
         .map_err(Failure::from)?;
-        drop(paths);
+        drop(dirs);
         let report = pki_core::issue(&plan, &mut store, opts)?;
         dir_store = Some(store);
         report

@@ -328,7 +328,7 @@ fn read_root(root: &Root, audited: &Root, out: &mut Configuration) {
     // that takes precedence (/etc over /usr/lib and /lib), then every
     // drop-in NAME.service.d/*.conf of any directory, by file name.
     let rank = |rel: &str| -> usize {
-        match rel.rsplit_once('/').map_or("", |(d, _)| d) {
+        match crate::store::parent_dir(rel) {
             "etc/systemd/system" => 0,
             "usr/lib/systemd/system" => 2,
             "lib/systemd/system" => 3,

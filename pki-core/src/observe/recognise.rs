@@ -16,6 +16,7 @@ use crate::profile::Profile;
 use crate::spec::{
     ClusterInfo, ClusterSpec, CryptoSpec, Endpoint, EtcdTopology, NodeSpec, OutputSpec, ProfileRef,
 };
+use crate::store::parent_dir as parent;
 use crate::x509::{Cidr, DnsName, ExtUsage, Host, KeyAlgorithm, Lifetime, NodeName, Subject};
 
 /// What a file holds, as the inventory of a check reports it.
@@ -512,10 +513,6 @@ fn link_issuers(certs: &mut [Found]) {
         f.issuer = issuer;
         f.self_signed = own;
     }
-}
-
-fn parent(path: &str) -> &str {
-    path.rsplit_once('/').map_or("", |(d, _)| d)
 }
 
 /// A file's name without directory and extension.

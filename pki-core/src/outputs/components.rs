@@ -76,16 +76,12 @@ pub fn component_flags_with(
     // Per node in parallel (a fleet's 5,000 workers), in node order.
     nodes
         .par_iter()
-        .map(|node| {
+        .flat_map_iter(|node| {
             Component::ALL
                 .iter()
                 .filter(|c| roles.runs(**c, &node.name))
                 .map(|c| flags_for(plan, &kubeconfigs, membership, *c, node))
-                .collect::<Vec<_>>()
         })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .flatten()
         .collect()
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode as RawMode, OFlags};
 
-use super::{Layout, Mode, PkiStore, StoreError, StoreErrorKind};
+use super::{Layout, Mode, PkiStore, StoreError, StoreErrorKind, parent_dir};
 
 /// Temp files start with this (then random characters); a run removes
 /// stale ones left by a crash.
@@ -116,6 +116,22 @@ fn check_existing(path: &Path, lmeta: &fs::Metadata) -> Result<u64, StoreError> 
     }
     check_dir(path, lmeta)?;
     Ok(lmeta.dev())
+}
+
+/// Makes a directory's entries durable (fsync of the directory).
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| err(dir, e))
+}
+
+/// Each ancestor of an output-relative directory, then the directory
+/// itself (split at '/', never inside a multi-byte character).
+fn prefixes(rel: &str) -> impl Iterator<Item = &str> {
+    rel.match_indices('/')
+        .filter(|(i, _)| *i > 0)
+        .map(|(i, _)| rel.get(..i).unwrap_or(rel))
+        .chain(std::iter::once(rel))
 }
 
 /// Opens a directory without following a symbolic link in its last component.
@@ -296,9 +312,7 @@ impl DirStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(err(&marker, e)),
         }
-        File::open(&self.root)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| err(&self.root, e))
+        sync_dir(&self.root)
     }
 
     /// Checks `dirs` (output-relative) and every directory on the way to
@@ -322,7 +336,7 @@ impl DirStore {
                 && !self.safe_dirs.contains_key(d)
                 && levels.entry(d.matches('/').count()).or_default().insert(d)
             {
-                d = d.rsplit_once('/').map_or("", |(p, _)| p);
+                d = parent_dir(d);
             }
         }
         let mut missing: std::collections::HashSet<&str> = std::collections::HashSet::new();
@@ -330,7 +344,7 @@ impl DirStore {
             let todo: Vec<&str> = level
                 .into_iter()
                 .filter(|d| {
-                    let parent = d.rsplit_once('/').map_or("", |(p, _)| p);
+                    let parent = parent_dir(d);
                     if missing.contains(parent) {
                         missing.insert(d);
                         false
@@ -399,17 +413,12 @@ impl DirStore {
         if known(dir) {
             return Ok(());
         }
-        let prefixes = dir
-            .match_indices('/')
-            .filter(|(i, _)| *i > 0)
-            .map(|(i, _)| dir.get(..i).unwrap_or(dir))
-            .chain(std::iter::once(dir));
         let refused = |e: StoreError| StoreError {
             path: file.display().to_string(),
             message: format!("{}: {}", e.path, e.message),
             kind: e.kind,
         };
-        for prefix in prefixes {
+        for prefix in prefixes(dir) {
             if known(prefix) {
                 continue;
             }
@@ -597,9 +606,7 @@ impl DirStore {
         } else {
             fs::remove_file(&p).map_err(|e| err(&p, e))?;
         }
-        File::open(&nodes)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| err(&nodes, e))
+        sync_dir(&nodes)
     }
 
     fn full(&self, rel: &str) -> Result<PathBuf, StoreError> {
@@ -776,14 +783,7 @@ impl DirStore {
             return Ok(DirState::Exists(*dev));
         }
         let mut dev = self.safe_dirs.get("").copied().unwrap_or_default();
-        // Each ancestor, then `rel` itself (split at '/', never inside a
-        // multi-byte character).
-        let prefixes = rel
-            .match_indices('/')
-            .filter(|(i, _)| *i > 0)
-            .map(|(i, _)| rel.get(..i).unwrap_or(rel))
-            .chain(std::iter::once(rel));
-        for prefix in prefixes {
+        for prefix in prefixes(rel) {
             if let Some(d) = self.safe_dirs.get(prefix) {
                 dev = *d;
                 continue;
@@ -858,7 +858,7 @@ impl DirStore {
                         DirState::Missing(top) => Some(match stage_of.get(&top) {
                             Some(s) => *s,
                             None => {
-                                let parent = top.rsplit_once('/').map_or("", |(p, _)| p);
+                                let parent = parent_dir(&top);
                                 let dev = match self.dir_state(parent, &stage_of)? {
                                     DirState::Exists(dev) => dev,
                                     DirState::Missing(_) => {
@@ -896,7 +896,7 @@ impl DirStore {
                     // Every directory between the top and this file's.
                     let mut d = dir;
                     while d.len() > stage.top.len() && stage.dirs.insert(d.to_owned()) {
-                        d = d.rsplit_once('/').map_or("", |(p, _)| p);
+                        d = parent_dir(d);
                     }
                     let inner = rel.get(stage.top.len() + 1..).unwrap_or(name);
                     if let Some(f) = staged_files.get_mut(s) {
@@ -1236,7 +1236,7 @@ impl PkiStore for DirStore {
     /// and the journal, which grow with the node count).
     fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let p = self.full(rel)?;
-        self.check_read_dir(rel.rsplit_once('/').map_or("", |(d, _)| d), &p)?;
+        self.check_read_dir(parent_dir(rel), &p)?;
         let cap = if rel.starts_with("kpki-") {
             256 << 20
         } else {
@@ -1303,7 +1303,7 @@ impl PkiStore for DirStore {
         let mut dirs = Vec::with_capacity(paths.len());
         for p in paths {
             let p = self.clean(p)?;
-            dirs.push(p.rsplit_once('/').map_or("", |(d, _)| d));
+            dirs.push(parent_dir(p));
         }
         self.check_dirs(dirs, false)
     }
@@ -1323,12 +1323,7 @@ impl PkiStore for DirStore {
     fn remove(&mut self, rel: &str) -> Result<(), StoreError> {
         let p = self.full(rel)?;
         match fs::remove_file(&p) {
-            Ok(()) => {
-                let dir = p.parent().unwrap_or(&self.root);
-                File::open(dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(|e| err(dir, e))
-            }
+            Ok(()) => sync_dir(p.parent().unwrap_or(&self.root)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(err(&p, e)),
         }

@@ -83,6 +83,12 @@ impl FileEntry {
     }
 }
 
+/// The directory of an output-relative path (`""` for the output
+/// directory itself).
+pub fn parent_dir(rel: &str) -> &str {
+    rel.rsplit_once('/').map_or("", |(d, _)| d)
+}
+
 /// Every file of a plan.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Layout {
@@ -94,6 +100,16 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// The output-relative directories of every file (each once): what an
+    /// issuance reads from and writes into (see `DirStore::open_planned`).
+    pub fn output_dirs(&self) -> BTreeSet<String> {
+        self.files
+            .iter()
+            .flat_map(FileEntry::output_paths)
+            .map(|p| parent_dir(&p).to_owned())
+            .collect()
+    }
+
     /// The files of one graph node.
     pub fn of(&self, id: NodeId) -> impl Iterator<Item = &FileEntry> {
         self.index

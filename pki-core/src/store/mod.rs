@@ -10,7 +10,7 @@ mod layout;
 use std::collections::BTreeMap;
 
 pub use dir::{DirStore, TEMP_PREFIX, stale_bundles};
-pub use layout::{FileEntry, Layout, Part, signing_path};
+pub use layout::{FileEntry, Layout, Part, parent_dir, signing_path};
 
 /// An I/O failure naming the file.
 #[derive(Debug, thiserror::Error)]
