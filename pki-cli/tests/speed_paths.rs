@@ -18,16 +18,19 @@ fn spec() -> std::path::PathBuf {
     root().join("fixtures/specs/ha.toml")
 }
 
-fn issue(out: &Path, extra: &[&str]) -> (Option<i32>, String, String) {
-    let o = kpki()
-        .arg("issue")
+/// `kpki issue` of the spec into `out`.
+fn issue_cmd(out: &Path) -> assert_cmd::Command {
+    let mut c = kpki();
+    c.arg("issue")
         .arg("--spec")
         .arg(spec())
         .arg("--out")
-        .arg(out)
-        .args(extra)
-        .output()
-        .unwrap();
+        .arg(out);
+    c
+}
+
+fn issue(out: &Path, extra: &[&str]) -> (Option<i32>, String, String) {
+    let o = issue_cmd(out).args(extra).output().unwrap();
     (
         o.status.code(),
         String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -120,9 +123,7 @@ fn point_kubelet_conf_elsewhere(out: &Path) {
 /// signed (no digest matches any more).
 #[test]
 fn file_edited_after_noop_run_is_rewritten() {
-    let t = tempfile::tempdir().unwrap();
-    let out = t.path().join("out");
-    assert_eq!(issue(&out, &[]).0, Some(0));
+    let (_t, out) = issued();
     assert_eq!(issue(&out, &[]).0, Some(0));
     let before = snapshot(&out);
     point_kubelet_conf_elsewhere(&out);
@@ -136,9 +137,7 @@ fn file_edited_after_noop_run_is_rewritten() {
 /// signature checks or not (digests blanked: every signature is verified).
 #[test]
 fn check_with_and_without_manifest_digests_agree() {
-    let t = tempfile::tempdir().unwrap();
-    let out = t.path().join("out");
-    assert_eq!(issue(&out, &[]).0, Some(0));
+    let (_t, out) = issued();
     let fast = check_json(&out);
     let path = out.join("kpki-manifest.json");
     let mut m: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
@@ -260,9 +259,7 @@ fn der_pem(der: &[u8]) -> String {
 /// bytes: the digest is the file's, on every path the key is written to.
 #[test]
 fn manifest_records_the_digest_of_every_key_file() {
-    let t = tempfile::tempdir().unwrap();
-    let out = t.path().join("out");
-    assert_eq!(issue(&out, &[]).0, Some(0));
+    let (_t, out) = issued();
     let m: Value =
         serde_json::from_slice(&std::fs::read(out.join("kpki-manifest.json")).unwrap()).unwrap();
     let mut seen = 0;
@@ -380,9 +377,7 @@ fn key_file_with_foreign_point_is_not_trusted() {
 /// first run's); the run after that writes nothing.
 #[test]
 fn manifest_without_key_digests_reruns_byte_identical() {
-    let t = tempfile::tempdir().unwrap();
-    let out = t.path().join("out");
-    assert_eq!(issue(&out, &[]).0, Some(0));
+    let (_t, out) = issued();
     let before = snapshot(&out);
     strip_key_digests(&out);
     let (code, text, err) = issue(&out, &["--jobs", "1"]);
@@ -476,9 +471,7 @@ fn dry_run_matches_real_run(cmd: &str, spec: &Path, out: &Path, extra: &[&str]) 
 /// not), and for renew --all.
 #[test]
 fn dry_run_names_exactly_what_the_real_run_changes() {
-    let t = tempfile::tempdir().unwrap();
-    let out = t.path().join("out");
-    assert_eq!(issue(&out, &[]).0, Some(0));
+    let (t, out) = issued();
     let n = dry_run_matches_real_run("issue", &spec(), &out, &["--replace-ca-keys"]);
     assert!(n > 50, "{n}");
     // Nothing left to do: the dry run and the run name nothing.
@@ -519,9 +512,7 @@ fn dry_run_names_exactly_what_the_real_run_changes() {
 /// notices all three and rewrites them byte for byte; check is clean after.
 #[test]
 fn certificate_and_kubeconfig_edited_after_noop_run_are_reported_and_rewritten() {
-    let t = tempfile::tempdir().unwrap();
-    let out = t.path().join("out");
-    assert_eq!(issue(&out, &[]).0, Some(0));
+    let (_t, out) = issued();
     let (code, text, _) = issue(&out, &[]);
     assert_eq!((code, text.contains("wrote 0 file(s)")), (Some(0), true));
     let before = snapshot(&out);
@@ -555,12 +546,7 @@ fn certificate_and_kubeconfig_edited_after_noop_run_are_reported_and_rewritten()
 /// `n`th rename: whether it was; a run with fewer renames completes, and
 /// must succeed.
 fn killed_after(out: &Path, n: usize) -> bool {
-    let o = kpki()
-        .arg("issue")
-        .arg("--spec")
-        .arg(spec())
-        .arg("--out")
-        .arg(out)
+    let o = issue_cmd(out)
         .env("KPKI_TEST_ABORT_AFTER_WRITES", n.to_string())
         .output()
         .unwrap();
@@ -569,6 +555,14 @@ fn killed_after(out: &Path, n: usize) -> bool {
         return false;
     }
     true
+}
+
+/// A temp dir and `out` in it, issued into (the spec's fresh run).
+fn issued() -> (tempfile::TempDir, std::path::PathBuf) {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    assert_eq!(issue(&out, &[]).0, Some(0));
+    (t, out)
 }
 
 /// Sets `path`'s mode.
@@ -693,9 +687,7 @@ fn modes_do_not_depend_on_the_umask() {
 /// the next issue rewrites it and check is clean again.
 #[test]
 fn kubeconfig_embedding_another_nodes_certificate_or_key_is_reported() {
-    let t = tempfile::tempdir().unwrap();
-    let out = t.path().join("out");
-    assert_eq!(issue(&out, &[]).0, Some(0));
+    let (_t, out) = issued();
     assert_eq!(problems(&check_json(&out)), Vec::new());
     let kc = |n: &str| out.join(format!("nodes/{n}/etc/kubernetes/kubelet.conf"));
     let field = |text: &str, name: &str| {
@@ -829,9 +821,7 @@ fn staged_bundles_left_under_a_symlinked_nodes_dir_are_swept() {
 /// clean run leaves no mark.
 #[test]
 fn issuance_checks_its_planned_directories_and_sweeps_after_a_killed_run() {
-    let t = tempfile::tempdir().unwrap();
-    let out = t.path().join("out");
-    assert_eq!(issue(&out, &[]).0, Some(0));
+    let (_t, out) = issued();
     assert!(!out.join(".kpki-tmp-unfinished").exists(), "no mark left");
     let before = snapshot(&out);
     // A planned directory (a node's pki directory) others can write.
@@ -900,9 +890,7 @@ fn issuance_checks_its_planned_directories_and_sweeps_after_a_killed_run() {
 /// (they would become a CA's key), naming it, and nothing is written.
 #[test]
 fn a_rotation_directory_others_can_write_is_refused() {
-    let t = tempfile::tempdir().unwrap();
-    let out = t.path().join("out");
-    assert_eq!(issue(&out, &[]).0, Some(0));
+    let (_t, out) = issued();
     let o = kpki()
         .args(["rotate", "begin", "--ca", "etcd-ca", "--spec"])
         .arg(spec())
@@ -935,9 +923,7 @@ fn a_rotation_directory_others_can_write_is_refused() {
 /// a mark, a dry run changes nothing, not even through a linked `nodes`.
 #[test]
 fn the_mark_outlives_a_refused_sweep_and_a_dry_run_touches_nothing() {
-    let t = tempfile::tempdir().unwrap();
-    let out = t.path().join("out");
-    assert_eq!(issue(&out, &[]).0, Some(0));
+    let (t, out) = issued();
     let before = snapshot(&out);
     let pki = out.join("nodes/w1/etc/kubernetes/pki");
     std::fs::create_dir_all(&pki).unwrap();
@@ -972,9 +958,7 @@ fn the_mark_outlives_a_refused_sweep_and_a_dry_run_touches_nothing() {
 /// one volume, a bundle on another); the mark goes only after that.
 #[test]
 fn after_a_killed_run_planned_directories_behind_nested_links_are_swept() {
-    let t = tempfile::tempdir().unwrap();
-    let out = t.path().join("out");
-    assert_eq!(issue(&out, &[]).0, Some(0));
+    let (t, out) = issued();
     let (vol1, vol2) = (t.path().join("vol1"), t.path().join("vol2"));
     std::fs::create_dir(&vol2).unwrap();
     std::fs::rename(out.join("nodes"), &vol1).unwrap();
